@@ -1,0 +1,54 @@
+//! `regatta-bench --workload NAME --data DIR --runner native`: runs one workload of
+//! `shared/bench/WORKLOADS.md` and prints one JSON line last, as `run_peer.sh` expects.
+
+use clap::Parser;
+
+mod embed_stub;
+mod rss;
+mod workloads;
+
+/// One benchmark run.
+#[derive(Debug, Parser)]
+#[command(name = "regatta-bench")]
+struct Args {
+    /// image | tpch_q1 | tpch_q3 | lance_take | embed_stub (or w1, w3a, w3b, w4, w5).
+    #[arg(long)]
+    workload: String,
+    /// The generated data (gen_data.py --out DIR).
+    #[arg(long, default_value = "/tmp/regatta-bench-data")]
+    data: String,
+    /// Only `native` (the in-process engine) exists for now.
+    #[arg(long, default_value = "native")]
+    runner: String,
+    /// Where output directories are made (default: the system temp dir).
+    #[arg(long)]
+    out_root: Option<String>,
+    /// Keep W1/W5 output directories instead of removing them.
+    #[arg(long)]
+    keep_output: bool,
+    /// Accepted for command-line compatibility with the peer; unused.
+    #[arg(long)]
+    ray_address: Option<String>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("regatta-bench: cannot start runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    match rt.block_on(workloads::run(&args)) {
+        Ok(mut rec) => {
+            rec["peak_rss_mb"] = serde_json::json!(rss::peak_rss_mb());
+            rec["peak_rss_tree_mb"] = serde_json::json!(rss::peak_rss_mb());
+            println!("{rec}");
+        }
+        Err(e) => {
+            eprintln!("regatta-bench: {}: {e}", args.workload);
+            std::process::exit(1);
+        }
+    }
+}

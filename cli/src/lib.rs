@@ -1,0 +1,47 @@
+//! The `regatta` command line: `demo`, `sql` and `explain` on the embedded engine.
+
+mod demo;
+mod demo_data;
+mod error;
+mod output;
+mod progress;
+mod sql;
+
+use clap::{Parser, Subcommand};
+
+pub use error::{CliError, Result};
+pub use output::OutputFormat;
+
+/// regatta: multimodal data pipelines in bounded memory.
+#[derive(Debug, Parser)]
+#[command(name = "regatta", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the demo pipeline: images and captions in, a Lance dataset out.
+    Demo(demo::DemoArgs),
+    /// Run SQL over files and print the result.
+    Sql(sql::SqlArgs),
+    /// Show the plan of a SQL query (with --analyze: run it and show metrics).
+    Explain(sql::ExplainArgs),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Demo(a) => demo::run(a).await,
+            Command::Sql(a) => sql::run_sql(a).await,
+            Command::Explain(a) => sql::run_explain(a).await,
+        }
+    })
+}

@@ -1,0 +1,16 @@
+//! The `regatta` command: a thin shell over [`regatta_cli::run`].
+
+use clap::Parser;
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = regatta_cli::Cli::parse();
+    let code = match regatta_cli::run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}

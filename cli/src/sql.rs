@@ -1,0 +1,79 @@
+//! `regatta sql` and `regatta explain`.
+
+use futures::StreamExt;
+use regatta::Session;
+
+use crate::output::{write_batches, OutputFormat};
+use crate::progress::rows_spinner;
+use crate::{CliError, Result};
+
+/// `regatta sql "<query>"`.
+#[derive(Debug, clap::Args)]
+pub struct SqlArgs {
+    /// The query. Files can be named directly: SELECT * FROM 'data/x.parquet'.
+    pub query: String,
+    /// Register a table: NAME=PATH (format from the extension: parquet, csv, json, lance).
+    #[arg(long = "table", short = 't', value_name = "NAME=PATH")]
+    pub tables: Vec<String>,
+    /// How to print the result.
+    #[arg(long, short = 'f', value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+}
+
+/// `regatta explain "<query>"`.
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The query.
+    pub query: String,
+    /// Register a table: NAME=PATH.
+    #[arg(long = "table", short = 't', value_name = "NAME=PATH")]
+    pub tables: Vec<String>,
+    /// Run the query and show each operator's metrics.
+    #[arg(long)]
+    pub analyze: bool,
+}
+
+async fn session_with(tables: &[String]) -> Result<Session> {
+    let session = Session::local();
+    for t in tables {
+        let (name, path) = t.split_once('=').ok_or_else(|| {
+            CliError::Usage(format!("--table expects NAME=PATH, got {t:?}"))
+        })?;
+        if name.is_empty() || path.is_empty() {
+            return Err(CliError::Usage(format!("--table expects NAME=PATH, got {t:?}")));
+        }
+        session.register(name, path, None).await?;
+    }
+    Ok(session)
+}
+
+/// Runs `regatta sql`.
+pub async fn run_sql(args: SqlArgs) -> Result<()> {
+    let session = session_with(&args.tables).await?;
+    let df = session.sql(&args.query).await?;
+    let mut stream = df.stream().await?;
+    let pb = rows_spinner("running");
+    let mut batches = Vec::new();
+    while let Some(b) = stream.next().await {
+        let b = b.map_err(regatta::Error::from)?;
+        pb.inc(b.num_rows() as u64);
+        batches.push(b);
+    }
+    pb.finish_and_clear();
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    write_batches(&mut lock, &batches, args.format)
+}
+
+/// Runs `regatta explain`.
+pub async fn run_explain(args: ExplainArgs) -> Result<()> {
+    let session = session_with(&args.tables).await?;
+    let df = session.sql(&args.query).await?;
+    let text = if args.analyze {
+        df.explain_analyze().await?
+    } else {
+        df.explain().await?
+    };
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! [`Engine`]: one DataFusion session with regatta's functions and operators.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::{Expr, ScalarUDF};
+use datafusion::physical_plan::{execute_stream, ExecutionPlan, SendableRecordBatchStream};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::functions::{builtin_functions, BatchUdf, DownloadOptions, FunctionCost, FunctionRegistry};
+use crate::io::{self, FileFormat, WriteMode};
+use crate::morsel::MorselRule;
+use crate::{EngineError, EngineOptions, Result};
+
+/// The single-node engine: cheap to clone, shared by every DataFrame of a session.
+#[derive(Clone)]
+pub struct Engine {
+    ctx: SessionContext,
+    options: EngineOptions,
+    registry: FunctionRegistry,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("options", &self.options).finish()
+    }
+}
+
+impl Engine {
+    /// An engine with the default options.
+    pub fn with_defaults() -> Self {
+        Self::build(EngineOptions::default())
+    }
+
+    /// An engine with `options`, which are checked first.
+    pub fn new(options: EngineOptions) -> Result<Self> {
+        options.validate()?;
+        Ok(Self::build(options))
+    }
+
+    fn build(options: EngineOptions) -> Self {
+        let registry = FunctionRegistry::default();
+        let config = SessionConfig::new()
+            .with_target_partitions(options.target_partitions)
+            .with_batch_size(options.batch_size)
+            .with_information_schema(true);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(MorselRule::new(
+                registry.clone(),
+                options.clone(),
+            )))
+            .build();
+        // URL tables let SQL name files directly: SELECT * FROM 'x.parquet'.
+        let ctx = SessionContext::new_with_state(state).enable_url_table();
+        let download = DownloadOptions {
+            max_connections: options.max_connections,
+            ..DownloadOptions::default()
+        };
+        for (udf, cost) in builtin_functions(download) {
+            if let Some(cost) = cost {
+                registry.insert(udf.name(), cost);
+            }
+            ctx.register_udf(udf);
+        }
+        Self {
+            ctx,
+            options,
+            registry,
+        }
+    }
+
+    /// Rebinds calls of regatta's functions in `expr` to this engine's instances (so
+    /// they use this engine's connection bounds and registered batch functions).
+    pub fn bind(&self, expr: Expr) -> Result<Expr> {
+        use datafusion::common::tree_node::{Transformed, TreeNode};
+        use datafusion::logical_expr::expr::ScalarFunction;
+        let out = expr.transform_up(|e| {
+            if let Expr::ScalarFunction(f) = &e {
+                let name = f.func.name();
+                if self.registry.cost(name).is_some() {
+                    if let Ok(mine) = self.ctx.udf(name) {
+                        if !Arc::ptr_eq(&mine, &f.func) {
+                            return Ok(Transformed::yes(Expr::ScalarFunction(
+                                ScalarFunction::new_udf(mine, f.args.clone()),
+                            )));
+                        }
+                    }
+                }
+            }
+            Ok(Transformed::no(e))
+        })?;
+        Ok(out.data)
+    }
+
+    /// The DataFusion session underneath.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The options this engine runs with.
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// A registered function by name, for building expressions.
+    pub fn function(&self, name: &str) -> Result<Arc<ScalarUDF>> {
+        self.ctx.udf(name).map_err(EngineError::from)
+    }
+
+    /// Calls the registered function `name` on `args`.
+    pub fn call(&self, name: &str, args: Vec<Expr>) -> Result<Expr> {
+        Ok(self.function(name)?.call(args))
+    }
+
+    /// Registers a user batch function, callable by name in SQL and expressions.
+    pub fn register_batch_udf(&self, udf: BatchUdf) -> Arc<ScalarUDF> {
+        let batch = udf.batch_size();
+        let f = ScalarUDF::new_from_impl(udf);
+        self.registry.insert(f.name(), FunctionCost::Batch(batch));
+        self.ctx.register_udf(f.clone());
+        Arc::new(f)
+    }
+
+    /// Reads `input` (file, directory, glob or `file://` URL) as `format`.
+    pub async fn read(&self, input: &str, format: FileFormat) -> Result<DataFrame> {
+        io::read(&self.ctx, input, format).await
+    }
+
+    /// A DataFrame over in-memory batches.
+    pub fn read_batches(&self, schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<DataFrame> {
+        let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
+        Ok(self.ctx.read_table(Arc::new(table))?)
+    }
+
+    /// Registers `input` as table `name` for SQL.
+    pub async fn register(&self, name: &str, input: &str, format: FileFormat) -> Result<()> {
+        let df = self.read(input, format).await?;
+        self.ctx.register_table(name, df.into_view())?;
+        Ok(())
+    }
+
+    /// Plans a SQL statement.
+    pub async fn sql(&self, query: &str) -> Result<DataFrame> {
+        Ok(self.ctx.sql(query).await?)
+    }
+
+    /// The physical plan of `df`, optimised, with regatta's operators in place.
+    pub async fn physical_plan(&self, df: DataFrame) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(df.create_physical_plan().await?)
+    }
+
+    /// Runs a physical plan as one stream.
+    pub fn execute(&self, plan: Arc<dyn ExecutionPlan>) -> Result<SendableRecordBatchStream> {
+        Ok(execute_stream(plan, self.ctx.task_ctx())?)
+    }
+
+    /// Writes `df` to files (`format` not Lance). Returns rows written.
+    pub async fn write(&self, df: DataFrame, dest: &str, format: FileFormat, mode: WriteMode) -> Result<u64> {
+        if format == FileFormat::Lance {
+            return self.write_lance(df, dest, mode).await;
+        }
+        io::write(df, dest, format, mode).await
+    }
+
+    /// Writes `df` to a Lance dataset. Returns the dataset's rows afterwards.
+    pub async fn write_lance(&self, df: DataFrame, dest: &str, mode: WriteMode) -> Result<u64> {
+        let stream = df.execute_stream().await?;
+        io::lance::write_stream(stream, dest, mode).await
+    }
+
+    /// Computes `expr` for every row of the Lance dataset at `dest` and stores it as
+    /// the new column `name`, without rewriting the existing columns.
+    pub async fn add_lance_column(&self, dest: &str, name: &str, expr: Expr) -> Result<u64> {
+        let provider = io::lance::open_lance_provider(dest).await?;
+        // One partition keeps the dataset's row order, which Lance needs to line the
+        // new column up with the old ones; the morsel operator still runs concurrently.
+        let state = SessionStateBuilder::new_from_existing(self.ctx.state())
+            .with_config(self.ctx.copied_config().with_target_partitions(1))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        let df = ctx
+            .read_table(Arc::new(provider))?
+            .select(vec![expr.alias(name)])?;
+        let stream = df.execute_stream().await?;
+        io::lance::add_columns(dest, stream).await
+    }
+}

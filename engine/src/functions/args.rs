@@ -1,0 +1,127 @@
+//! Helpers for reading the constant arguments of multimodal functions.
+
+use datafusion::arrow::array::{Array, ArrayRef};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::ColumnarValue;
+
+/// What a function does with a row it cannot process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Fail the query with an error naming the row.
+    #[default]
+    Raise,
+    /// Give the row a null and go on.
+    Null,
+}
+
+impl OnError {
+    /// Parses `raise` or `null`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "raise" => Ok(Self::Raise),
+            "null" => Ok(Self::Null),
+            _ => Err(DataFusionError::Plan(format!(
+                "on_error must be 'raise' or 'null', got {s:?}"
+            ))),
+        }
+    }
+
+    /// The name used in SQL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Raise => "raise",
+            Self::Null => "null",
+        }
+    }
+}
+
+/// The argument at `i` as an array of `rows` rows (constants are expanded).
+pub fn array_arg(args: &[ColumnarValue], i: usize, rows: usize) -> Result<ArrayRef> {
+    args.get(i)
+        .ok_or_else(|| DataFusionError::Plan(format!("missing argument {}", i + 1)))?
+        .to_array(rows)
+}
+
+/// The argument at `i`, which must be a constant string; `None` when absent.
+pub fn str_arg(args: &[ColumnarValue], i: usize, func: &str, what: &str) -> Result<Option<String>> {
+    match args.get(i) {
+        None => Ok(None),
+        Some(ColumnarValue::Scalar(s)) => match s {
+            ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => {
+                Ok(v.clone())
+            }
+            other => Err(DataFusionError::Plan(format!(
+                "{func}: {what} must be a string constant, got {}",
+                other.data_type()
+            ))),
+        },
+        Some(ColumnarValue::Array(a)) => Err(DataFusionError::Plan(format!(
+            "{func}: {what} must be a constant, got a column of {}",
+            a.data_type()
+        ))),
+    }
+}
+
+/// The argument at `i`, which must be a constant integer; `None` when absent.
+pub fn int_arg(args: &[ColumnarValue], i: usize, func: &str, what: &str) -> Result<Option<i64>> {
+    let bad = |t: String| {
+        DataFusionError::Plan(format!("{func}: {what} must be an integer constant, got {t}"))
+    };
+    match args.get(i) {
+        None => Ok(None),
+        Some(ColumnarValue::Scalar(s)) => {
+            if s.is_null() {
+                return Ok(None);
+            }
+            match s {
+                ScalarValue::Int8(Some(v)) => Ok(Some(i64::from(*v))),
+                ScalarValue::Int16(Some(v)) => Ok(Some(i64::from(*v))),
+                ScalarValue::Int32(Some(v)) => Ok(Some(i64::from(*v))),
+                ScalarValue::Int64(Some(v)) => Ok(Some(*v)),
+                ScalarValue::UInt8(Some(v)) => Ok(Some(i64::from(*v))),
+                ScalarValue::UInt16(Some(v)) => Ok(Some(i64::from(*v))),
+                ScalarValue::UInt32(Some(v)) => Ok(Some(i64::from(*v))),
+                ScalarValue::UInt64(Some(v)) => i64::try_from(*v)
+                    .map(Some)
+                    .map_err(|_| bad(format!("{v} (too large)"))),
+                other => Err(bad(other.data_type().to_string())),
+            }
+        }
+        Some(ColumnarValue::Array(a)) => Err(bad(format!("a column of {}", a.data_type()))),
+    }
+}
+
+/// A non-negative integer constant that fits u32.
+pub fn u32_arg(args: &[ColumnarValue], i: usize, func: &str, what: &str) -> Result<u32> {
+    let v = int_arg(args, i, func, what)?
+        .ok_or_else(|| DataFusionError::Plan(format!("{func}: missing {what}")))?;
+    u32::try_from(v)
+        .map_err(|_| DataFusionError::Plan(format!("{func}: {what} must be in 0..=4294967295, got {v}")))
+}
+
+/// Wraps a row-level failure so the morsel operator can add the row's context.
+pub fn row_error(function: &'static str, row: usize, source_value: Option<String>, message: String) -> DataFusionError {
+    DataFusionError::External(Box::new(crate::EngineError::Row {
+        function,
+        row,
+        source_value,
+        message,
+    }))
+}
+
+/// Checks an argument count against an inclusive range.
+pub fn check_arity(func: &str, n: usize, min: usize, max: usize, usage: &str) -> Result<()> {
+    if n < min || n > max {
+        return Err(DataFusionError::Plan(format!(
+            "{func} takes {} arguments, got {n}; usage: {usage}",
+            if min == max { min.to_string() } else { format!("{min} to {max}") }
+        )));
+    }
+    Ok(())
+}
+
+/// Rows that are valid in `a`.
+pub fn is_valid(a: &dyn Array, i: usize) -> bool {
+    a.is_valid(i)
+}

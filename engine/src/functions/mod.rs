@@ -1,0 +1,72 @@
+//! regatta's scalar functions and the registry that tells the morsel operator
+//! which of them are expensive.
+
+pub mod args;
+pub mod batch_udf;
+pub mod image_functions;
+mod io_runtime;
+pub mod text_chunk;
+pub mod url_download;
+pub mod vector_functions;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use datafusion::logical_expr::ScalarUDF;
+
+pub use args::OnError;
+pub use batch_udf::BatchUdf;
+pub use image_functions::{ImageFunction, ImageOp};
+pub use text_chunk::{chunk_words, TextChunk};
+pub use url_download::{DownloadOptions, UrlDownload};
+pub use vector_functions::{VectorFunction, VectorOp};
+
+/// How the morsel operator should run a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionCost {
+    /// Waits on the network or disk: many morsels at once.
+    Io,
+    /// Burns CPU: about one morsel per core.
+    Cpu,
+    /// A user batch function: CPU, fed exactly this many rows per call.
+    Batch(usize),
+}
+
+/// The expensive functions known to one engine, by name.
+#[derive(Debug, Default, Clone)]
+pub struct FunctionRegistry {
+    costs: Arc<RwLock<HashMap<String, FunctionCost>>>,
+}
+
+impl FunctionRegistry {
+    /// Records that `name` is expensive.
+    pub fn insert(&self, name: &str, cost: FunctionCost) {
+        if let Ok(mut m) = self.costs.write() {
+            m.insert(name.to_string(), cost);
+        }
+    }
+
+    /// The cost of `name`, if it is expensive.
+    pub fn cost(&self, name: &str) -> Option<FunctionCost> {
+        self.costs.read().ok().and_then(|m| m.get(name).copied())
+    }
+}
+
+/// Every built-in function, with its cost when expensive.
+pub fn builtin_functions(download: DownloadOptions) -> Vec<(ScalarUDF, Option<FunctionCost>)> {
+    let mut out = vec![(
+        ScalarUDF::new_from_impl(UrlDownload::new(download)),
+        Some(FunctionCost::Io),
+    )];
+    for op in ImageOp::ALL {
+        out.push((
+            ScalarUDF::new_from_impl(ImageFunction::new(op)),
+            op.is_expensive().then_some(FunctionCost::Cpu),
+        ));
+    }
+    for op in VectorOp::ALL {
+        out.push((ScalarUDF::new_from_impl(VectorFunction::new(op)), None));
+    }
+    out.push((ScalarUDF::new_from_impl(TextChunk::default()), None));
+    out
+}

@@ -1,0 +1,10 @@
+//! Reading and writing: path resolution, file formats and Lance datasets.
+
+pub mod lance;
+pub mod paths;
+pub mod sinks;
+pub mod sources;
+
+pub use paths::{expand_input, local_path};
+pub use sinks::{write, FileFormat, WriteMode};
+pub use sources::read;

@@ -1,0 +1,185 @@
+//! Writing DataFrames to files, atomically per directory.
+
+use std::path::{Path, PathBuf};
+
+use datafusion::common::config::{CsvOptions, TableParquetOptions};
+use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
+
+use super::paths::local_path;
+use crate::{EngineError, Result};
+
+/// A file format regatta reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Parquet,
+    Csv,
+    /// Newline-delimited JSON.
+    Json,
+    Lance,
+}
+
+impl FileFormat {
+    /// Parses `parquet`, `csv`, `json`/`ndjson` or `lance`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "parquet" | "pq" => Ok(Self::Parquet),
+            "csv" => Ok(Self::Csv),
+            "json" | "ndjson" | "jsonl" => Ok(Self::Json),
+            "lance" => Ok(Self::Lance),
+            other => Err(EngineError::InvalidArgument(format!(
+                "unknown format {other:?}; use parquet, csv, json or lance"
+            ))),
+        }
+    }
+
+    /// Guesses the format from a path's extension.
+    pub fn from_path(path: &str) -> Option<Self> {
+        let lower = path.trim_end_matches('/').to_ascii_lowercase();
+        let ext = lower.rsplit('.').next()?;
+        Self::parse(ext).ok()
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Self::Parquet => ".parquet",
+            Self::Csv => ".csv",
+            Self::Json => ".json",
+            Self::Lance => ".lance",
+        }
+    }
+}
+
+/// What to do when the destination already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// Fail if the destination exists and is not empty.
+    #[default]
+    Create,
+    /// Add to what is there.
+    Append,
+    /// Replace what is there, only once the new data is completely written.
+    Overwrite,
+}
+
+impl WriteMode {
+    /// Parses `create`, `append` or `overwrite`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "create" => Ok(Self::Create),
+            "append" => Ok(Self::Append),
+            "overwrite" => Ok(Self::Overwrite),
+            other => Err(EngineError::InvalidArgument(format!(
+                "unknown write mode {other:?}; use create, append or overwrite"
+            ))),
+        }
+    }
+}
+
+fn is_nonempty(p: &Path) -> bool {
+    if p.is_dir() {
+        std::fs::read_dir(p).map(|mut d| d.next().is_some()).unwrap_or(true)
+    } else {
+        p.exists()
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+    move |source| EngineError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes `df` to `dest` as `format` (not Lance: see [`super::lance`]). A destination
+/// ending in the format's extension is one file; anything else is a directory of files.
+/// Returns the rows written.
+pub async fn write(df: DataFrame, dest: &str, format: FileFormat, mode: WriteMode) -> Result<u64> {
+    let path = local_path(dest)?;
+    let single_file = path
+        .to_string_lossy()
+        .to_ascii_lowercase()
+        .ends_with(format.extension());
+    if mode == WriteMode::Create && is_nonempty(&path) {
+        return Err(EngineError::InvalidArgument(format!(
+            "{} already exists; write with mode append or overwrite",
+            path.display()
+        )));
+    }
+    if mode == WriteMode::Append && single_file && path.exists() {
+        return Err(EngineError::InvalidArgument(format!(
+            "cannot append to the single file {}; write to a directory instead",
+            path.display()
+        )));
+    }
+    // Overwrite writes next to the destination first, so a failed query loses nothing.
+    let target: PathBuf = if mode == WriteMode::Overwrite && path.exists() {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "out".into());
+        path.with_file_name(format!(".{name}.regatta-tmp-{}", std::process::id()))
+    } else {
+        path.clone()
+    };
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    let target_str = target.to_string_lossy().to_string();
+    let opts = DataFrameWriteOptions::new().with_single_file_output(single_file);
+    let result = match format {
+        FileFormat::Parquet => {
+            let mut po = TableParquetOptions::default();
+            po.global.compression = Some("snappy".into());
+            df.write_parquet(&target_str, opts, Some(po)).await
+        }
+        FileFormat::Csv => {
+            df.write_csv(&target_str, opts, Some(CsvOptions::default().with_has_header(true)))
+                .await
+        }
+        FileFormat::Json => df.write_json(&target_str, opts, None).await,
+        FileFormat::Lance => {
+            return Err(EngineError::InvalidArgument(
+                "Lance datasets are written with write_lance".into(),
+            ))
+        }
+    };
+    let batches = match result {
+        Ok(b) => b,
+        Err(e) => {
+            if target != path {
+                let _ = remove_path(&target);
+            }
+            return Err(e.into());
+        }
+    };
+    if target != path {
+        let old = path.with_file_name(format!(
+            ".{}.regatta-old-{}",
+            path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+            std::process::id()
+        ));
+        std::fs::rename(&path, &old).map_err(io_err(&path))?;
+        std::fs::rename(&target, &path).map_err(io_err(&path))?;
+        remove_path(&old)?;
+    }
+    Ok(count_rows(&batches))
+}
+
+fn remove_path(p: &Path) -> Result<()> {
+    if p.is_dir() {
+        std::fs::remove_dir_all(p).map_err(io_err(p))
+    } else {
+        std::fs::remove_file(p).map_err(io_err(p))
+    }
+}
+
+/// DataFusion's writers return one batch with a `count` column.
+fn count_rows(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> u64 {
+    use datafusion::arrow::array::{Array, UInt64Array};
+    batches
+        .iter()
+        .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().map(|a| {
+            (0..a.len()).map(|i| a.value(i)).sum::<u64>()
+        }))
+        .sum()
+}

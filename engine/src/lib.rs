@@ -1,0 +1,22 @@
+//! regatta's single-node engine: DataFusion for the relational core, plus multimodal
+//! types and functions, byte-sized morsels and bounded, concurrent operators.
+//!
+//! The engine knows nothing of gRPC, Raft or actix: the SDK and the cluster crates
+//! drive it through [`Engine`].
+
+pub mod engine;
+pub mod error;
+pub mod functions;
+pub mod image;
+pub mod io;
+pub mod morsel;
+pub mod options;
+pub mod types;
+
+pub use engine::Engine;
+pub use error::{EngineError, Result};
+pub use options::EngineOptions;
+
+/// Re-exported so higher layers use the exact DataFusion and Arrow this engine was built with.
+pub use datafusion;
+pub use datafusion::arrow;

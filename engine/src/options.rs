@@ -1,0 +1,74 @@
+//! Engine-wide execution options.
+
+/// How the engine sizes morsels and bounds its expensive operators.
+///
+/// Each expensive operator (downloads, image work, batch user functions) gets its own
+/// concurrency and its own bound on what it holds in flight; these are the defaults
+/// every such operator starts from.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Target size of one morsel in bytes, measured on an operator's output.
+    /// Rows per morsel adapt to the observed bytes per row.
+    pub morsel_bytes: usize,
+    /// Hard cap on rows per morsel.
+    pub max_morsel_rows: usize,
+    /// Rows in the very first morsel of an operator, before any size is known.
+    pub first_morsel_rows: usize,
+    /// Morsels an I/O operator (one with `url_download`) works on at once.
+    pub io_concurrency: usize,
+    /// Morsels a CPU operator works on at once (defaults to the number of cores).
+    pub cpu_concurrency: usize,
+    /// Morsels an operator may hold per partition: being computed, finished but not
+    /// yet taken by its consumer. A slow consumer stops the operator at this bound.
+    pub max_in_flight_morsels: usize,
+    /// Parallel requests per `url_download` operator.
+    pub max_connections: usize,
+    /// Partitions DataFusion plans with.
+    pub target_partitions: usize,
+    /// Rows per batch for DataFusion's own operators.
+    pub batch_size: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        Self {
+            morsel_bytes: 32 * 1024 * 1024,
+            max_morsel_rows: 8192,
+            first_morsel_rows: 16,
+            io_concurrency: 4,
+            cpu_concurrency: cores,
+            max_in_flight_morsels: cores + 2,
+            max_connections: 32,
+            target_partitions: cores,
+            batch_size: 8192,
+        }
+    }
+}
+
+impl EngineOptions {
+    /// Checks the options for values that cannot work.
+    pub fn validate(&self) -> crate::Result<()> {
+        let positive = [
+            ("morsel_bytes", self.morsel_bytes),
+            ("max_morsel_rows", self.max_morsel_rows),
+            ("first_morsel_rows", self.first_morsel_rows),
+            ("io_concurrency", self.io_concurrency),
+            ("cpu_concurrency", self.cpu_concurrency),
+            ("max_in_flight_morsels", self.max_in_flight_morsels),
+            ("max_connections", self.max_connections),
+            ("target_partitions", self.target_partitions),
+            ("batch_size", self.batch_size),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(crate::EngineError::InvalidArgument(format!(
+                    "engine option {name} must be at least 1, got 0"
+                )));
+            }
+        }
+        Ok(())
+    }
+}

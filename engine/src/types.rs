@@ -1,0 +1,243 @@
+//! Arrow representations of regatta's multimodal types.
+//!
+//! * encoded image: `Binary` (the file's bytes, format sniffed when decoded);
+//! * decoded image: `Struct{data: LargeBinary, width: UInt32, height: UInt32, channels: UInt8, mode: Utf8}`
+//!   with `data` holding row-major interleaved 8-bit pixels;
+//! * embedding: `FixedSizeList<Float32>[dim]`;
+//! * tensor: `Struct{data: List<Float32>, shape: List<Int32>}` (row-major, any rank).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, LargeBinaryArray, LargeBinaryBuilder, StringArray, StringBuilder,
+    StructArray, UInt32Array, UInt32Builder, UInt8Array, UInt8Builder,
+};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::datatypes::{DataType, Field, Fields};
+use datafusion::error::{DataFusionError, Result as DfResult};
+
+use crate::image::{DecodedImage, ImageMode};
+
+/// Field names of the decoded image struct.
+pub const IMAGE_DATA: &str = "data";
+pub const IMAGE_WIDTH: &str = "width";
+pub const IMAGE_HEIGHT: &str = "height";
+pub const IMAGE_CHANNELS: &str = "channels";
+pub const IMAGE_MODE: &str = "mode";
+
+/// The fields of a decoded image.
+pub fn image_fields() -> Fields {
+    Fields::from(vec![
+        Field::new(IMAGE_DATA, DataType::LargeBinary, false),
+        Field::new(IMAGE_WIDTH, DataType::UInt32, false),
+        Field::new(IMAGE_HEIGHT, DataType::UInt32, false),
+        Field::new(IMAGE_CHANNELS, DataType::UInt8, false),
+        Field::new(IMAGE_MODE, DataType::Utf8, false),
+    ])
+}
+
+/// The Arrow type of a decoded image column.
+pub fn image_type() -> DataType {
+    DataType::Struct(image_fields())
+}
+
+/// True if `t` is the decoded image struct.
+pub fn is_image_type(t: &DataType) -> bool {
+    match t {
+        DataType::Struct(f) => {
+            f.len() == 5 && f.find(IMAGE_DATA).is_some() && f.find(IMAGE_MODE).is_some()
+        }
+        _ => false,
+    }
+}
+
+/// The Arrow type of an embedding column of `dim` dimensions.
+pub fn embedding_type(dim: i32) -> DataType {
+    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim)
+}
+
+/// The Arrow type of a tensor column.
+pub fn tensor_type() -> DataType {
+    DataType::Struct(tensor_fields())
+}
+
+/// The fields of a tensor.
+pub fn tensor_fields() -> Fields {
+    Fields::from(vec![
+        Field::new(
+            "data",
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, true))),
+            false,
+        ),
+        Field::new(
+            "shape",
+            DataType::List(Arc::new(Field::new("item", DataType::Int32, true))),
+            false,
+        ),
+    ])
+}
+
+/// Builds a decoded-image column row by row.
+pub struct ImageColumnBuilder {
+    data: LargeBinaryBuilder,
+    width: UInt32Builder,
+    height: UInt32Builder,
+    channels: UInt8Builder,
+    mode: StringBuilder,
+    validity: Vec<bool>,
+}
+
+impl ImageColumnBuilder {
+    /// A builder expecting about `rows` rows.
+    pub fn with_capacity(rows: usize, data_bytes: usize) -> Self {
+        Self {
+            data: LargeBinaryBuilder::with_capacity(rows, data_bytes),
+            width: UInt32Builder::with_capacity(rows),
+            height: UInt32Builder::with_capacity(rows),
+            channels: UInt8Builder::with_capacity(rows),
+            mode: StringBuilder::with_capacity(rows, rows * 4),
+            validity: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Appends one image.
+    pub fn append(&mut self, img: &DecodedImage) {
+        self.data.append_value(&img.pixels);
+        self.width.append_value(img.width);
+        self.height.append_value(img.height);
+        self.channels.append_value(img.mode.channels());
+        self.mode.append_value(img.mode.name());
+        self.validity.push(true);
+    }
+
+    /// Appends a null row (child slots get empty placeholders, as Arrow requires).
+    pub fn append_null(&mut self) {
+        self.data.append_value(b"");
+        self.width.append_value(0);
+        self.height.append_value(0);
+        self.channels.append_value(0);
+        self.mode.append_value("");
+        self.validity.push(false);
+    }
+
+    /// Finishes the column.
+    pub fn finish(mut self) -> ArrayRef {
+        let nulls = NullBuffer::from(self.validity);
+        let children: Vec<ArrayRef> = vec![
+            Arc::new(self.data.finish()),
+            Arc::new(self.width.finish()),
+            Arc::new(self.height.finish()),
+            Arc::new(self.channels.finish()),
+            Arc::new(self.mode.finish()),
+        ];
+        let nulls = if nulls.null_count() == 0 {
+            None
+        } else {
+            Some(nulls)
+        };
+        Arc::new(StructArray::new(image_fields(), children, nulls))
+    }
+}
+
+/// Read access to a decoded-image column.
+pub struct ImageColumn<'a> {
+    array: &'a StructArray,
+    data: &'a LargeBinaryArray,
+    width: &'a UInt32Array,
+    height: &'a UInt32Array,
+    mode: &'a StringArray,
+}
+
+impl<'a> ImageColumn<'a> {
+    /// Views `array` as images, or says why it is not one.
+    pub fn try_new(array: &'a dyn Array, function: &str) -> DfResult<Self> {
+        let not_image = || {
+            DataFusionError::Plan(format!(
+                "{function} expects a decoded image (use image_decode first), got {}",
+                array.data_type()
+            ))
+        };
+        let array = array
+            .as_any()
+            .downcast_ref::<StructArray>()
+            .ok_or_else(not_image)?;
+        let child = |name: &str| array.column_by_name(name).ok_or_else(not_image);
+        Ok(Self {
+            array,
+            data: child(IMAGE_DATA)?
+                .as_any()
+                .downcast_ref()
+                .ok_or_else(not_image)?,
+            width: child(IMAGE_WIDTH)?
+                .as_any()
+                .downcast_ref()
+                .ok_or_else(not_image)?,
+            height: child(IMAGE_HEIGHT)?
+                .as_any()
+                .downcast_ref()
+                .ok_or_else(not_image)?,
+            mode: child(IMAGE_MODE)?
+                .as_any()
+                .downcast_ref()
+                .ok_or_else(not_image)?,
+        })
+    }
+
+    /// Rows in the column.
+    pub fn len(&self) -> usize {
+        self.array.len()
+    }
+
+    /// True if the column has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.array.is_empty()
+    }
+
+    /// The width of row `i` (None when null).
+    pub fn width(&self, i: usize) -> Option<u32> {
+        self.array.is_valid(i).then(|| self.width.value(i))
+    }
+
+    /// The height of row `i` (None when null).
+    pub fn height(&self, i: usize) -> Option<u32> {
+        self.array.is_valid(i).then(|| self.height.value(i))
+    }
+
+    /// The mode name of row `i` (None when null).
+    pub fn mode(&self, i: usize) -> Option<&'a str> {
+        self.array.is_valid(i).then(|| self.mode.value(i))
+    }
+
+    /// Borrowed pixels and geometry of row `i` (None when null).
+    pub fn get(&self, i: usize) -> DfResult<Option<ImageRef<'a>>> {
+        if self.array.is_null(i) {
+            return Ok(None);
+        }
+        let mode = ImageMode::parse(self.mode.value(i)).map_err(DataFusionError::from)?;
+        let pixels = self.data.value(i);
+        let (w, h) = (self.width.value(i), self.height.value(i));
+        let want = w as usize * h as usize * mode.channels() as usize;
+        if pixels.len() != want {
+            return Err(DataFusionError::Execution(format!(
+                "corrupt image struct at row {i}: {w}x{h} {} needs {want} bytes, has {}",
+                mode.name(),
+                pixels.len()
+            )));
+        }
+        Ok(Some(ImageRef {
+            pixels,
+            width: w,
+            height: h,
+            mode,
+        }))
+    }
+}
+
+/// A borrowed decoded image.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageRef<'a> {
+    pub pixels: &'a [u8],
+    pub width: u32,
+    pub height: u32,
+    pub mode: ImageMode,
+}

@@ -1,0 +1,10 @@
+# Shared settings for regatta's scripts: sourced, not run.
+# A fast linker when the machine has one (scripts/setup.sh installs mold).
+if command -v mold >/dev/null 2>&1; then
+  export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="${CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS:--C link-arg=-fuse-ld=mold}"
+fi
+# Reuse a build directory outside the clone when one exists (CI machines may keep one).
+if [[ -z "${CARGO_TARGET_DIR:-}" && -d /var/tmp/regatta-target ]]; then
+  export CARGO_TARGET_DIR=/var/tmp/regatta-target
+fi
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

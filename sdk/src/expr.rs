@@ -1,0 +1,133 @@
+//! Multimodal methods on expressions: `col("url").url_download().image_decode(..)`.
+
+use std::sync::{Arc, OnceLock};
+
+use regatta_engine::datafusion::logical_expr::{Expr, ScalarUDF};
+use regatta_engine::datafusion::prelude::lit;
+use regatta_engine::functions::{
+    DownloadOptions, ImageFunction, ImageOp, OnError, TextChunk, UrlDownload, VectorFunction,
+    VectorOp,
+};
+use regatta_engine::image::ImageMode;
+
+fn call(udf: &'static OnceLock<Arc<ScalarUDF>>, make: fn() -> ScalarUDF, args: Vec<Expr>) -> Expr {
+    udf.get_or_init(|| Arc::new(make())).call(args)
+}
+
+macro_rules! udf_cell {
+    ($name:ident, $make:expr) => {
+        fn $name(args: Vec<Expr>) -> Expr {
+            static CELL: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
+            call(&CELL, || $make, args)
+        }
+    };
+}
+
+udf_cell!(download, ScalarUDF::new_from_impl(UrlDownload::new(DownloadOptions::default())));
+udf_cell!(decode, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Decode)));
+udf_cell!(encode, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Encode)));
+udf_cell!(resize, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Resize)));
+udf_cell!(crop, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Crop)));
+udf_cell!(convert, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Convert)));
+udf_cell!(width, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Width)));
+udf_cell!(height, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Height)));
+udf_cell!(mode, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Mode)));
+udf_cell!(tensor, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::ToTensor)));
+udf_cell!(cosine, ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::Cosine)));
+udf_cell!(dot, ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::Dot)));
+udf_cell!(l2, ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::L2)));
+udf_cell!(chunk, ScalarUDF::new_from_impl(TextChunk::default()));
+
+/// Multimodal operations on any expression. The same functions are in SQL under
+/// the names given in each method's docs.
+pub trait MultimodalExt {
+    /// `url_download(url)`: the bytes at each URL (http, https, file or a path);
+    /// a failed row fails the query with its URL and row.
+    fn url_download(self) -> Expr;
+    /// `url_download(url, on_error, timeout_ms, max_retries)`.
+    fn url_download_with(self, on_error: OnError, timeout_ms: u64, max_retries: u32) -> Expr;
+    /// `image_decode(bytes, mode)`: decoded pixels; a bad image fails the query.
+    fn image_decode(self, mode: ImageMode) -> Expr;
+    /// `image_decode(bytes, mode, on_error)`.
+    fn image_decode_with(self, mode: ImageMode, on_error: OnError) -> Expr;
+    /// `image_encode(image, format)` with format `jpeg` or `png`.
+    fn image_encode(self, format: &str) -> Expr;
+    /// `image_resize(image, width, height)`.
+    fn image_resize(self, width: u32, height: u32) -> Expr;
+    /// `image_crop(image, x, y, width, height)`.
+    fn image_crop(self, x: u32, y: u32, width: u32, height: u32) -> Expr;
+    /// `image_convert(image, mode)`.
+    fn image_convert(self, mode: ImageMode) -> Expr;
+    /// `image_width(image)`.
+    fn image_width(self) -> Expr;
+    /// `image_height(image)`.
+    fn image_height(self) -> Expr;
+    /// `image_mode(image)`.
+    fn image_mode(self) -> Expr;
+    /// `image_to_tensor(image)`: `{data: [u8], shape: [h, w, c]}`.
+    fn image_to_tensor(self) -> Expr;
+    /// `cosine_distance(a, b)`.
+    fn cosine_distance(self, other: Expr) -> Expr;
+    /// `dot_product(a, b)`.
+    fn dot_product(self, other: Expr) -> Expr;
+    /// `l2_distance(a, b)`.
+    fn l2_distance(self, other: Expr) -> Expr;
+    /// `text_chunk(text, words, overlap)`: the text cut into chunks of words.
+    fn text_chunk(self, words: u32, overlap: u32) -> Expr;
+}
+
+impl MultimodalExt for Expr {
+    fn url_download(self) -> Expr {
+        download(vec![self])
+    }
+    fn url_download_with(self, on_error: OnError, timeout_ms: u64, max_retries: u32) -> Expr {
+        download(vec![
+            self,
+            lit(on_error.name()),
+            lit(timeout_ms as i64),
+            lit(i64::from(max_retries)),
+        ])
+    }
+    fn image_decode(self, mode: ImageMode) -> Expr {
+        decode(vec![self, lit(mode.name())])
+    }
+    fn image_decode_with(self, mode: ImageMode, on_error: OnError) -> Expr {
+        decode(vec![self, lit(mode.name()), lit(on_error.name())])
+    }
+    fn image_encode(self, format: &str) -> Expr {
+        encode(vec![self, lit(format)])
+    }
+    fn image_resize(self, width: u32, height: u32) -> Expr {
+        resize(vec![self, lit(width), lit(height)])
+    }
+    fn image_crop(self, x: u32, y: u32, width: u32, height: u32) -> Expr {
+        crop(vec![self, lit(x), lit(y), lit(width), lit(height)])
+    }
+    fn image_convert(self, to: ImageMode) -> Expr {
+        convert(vec![self, lit(to.name())])
+    }
+    fn image_width(self) -> Expr {
+        width(vec![self])
+    }
+    fn image_height(self) -> Expr {
+        height(vec![self])
+    }
+    fn image_mode(self) -> Expr {
+        mode(vec![self])
+    }
+    fn image_to_tensor(self) -> Expr {
+        tensor(vec![self])
+    }
+    fn cosine_distance(self, other: Expr) -> Expr {
+        cosine(vec![self, other])
+    }
+    fn dot_product(self, other: Expr) -> Expr {
+        dot(vec![self, other])
+    }
+    fn l2_distance(self, other: Expr) -> Expr {
+        l2(vec![self, other])
+    }
+    fn text_chunk(self, words: u32, overlap: u32) -> Expr {
+        chunk(vec![self, lit(words), lit(overlap)])
+    }
+}

@@ -1,0 +1,51 @@
+//! The regatta Rust SDK: a [`Session`], lazy [`DataFrame`]s with relational and
+//! multimodal operations, and SQL.
+//!
+//! ```
+//! use regatta::prelude::*;
+//!
+//! # #[tokio::main(flavor = "multi_thread")]
+//! # async fn main() -> regatta::Result<()> {
+//! let session = Session::local();
+//! let df = session.sql("SELECT 1 + 1 AS two").await?;
+//! let batches = df.collect().await?;
+//! assert_eq!(batches[0].num_rows(), 1);
+//! # Ok(())
+//! # }
+//! ```
+
+mod dataframe;
+mod error;
+mod execution;
+mod expr;
+mod session;
+
+pub use dataframe::DataFrame;
+pub use error::{Error, Result};
+pub use execution::{Execution, OperatorMetrics};
+pub use expr::MultimodalExt;
+pub use session::{BatchFunction, Session};
+
+pub use regatta_engine::arrow;
+pub use regatta_engine::datafusion;
+pub use regatta_engine::functions::{BatchUdf, OnError};
+pub use regatta_engine::image::ImageMode;
+pub use regatta_engine::io::{FileFormat, WriteMode};
+pub use regatta_engine::{types, EngineOptions};
+
+/// Everything a pipeline usually needs, in one import.
+pub mod prelude {
+    pub use crate::arrow::record_batch::RecordBatch;
+    pub use crate::datafusion::logical_expr::{JoinType, SortExpr};
+    pub use crate::datafusion::prelude::{col, lit, Expr};
+    pub use crate::datafusion::functions_aggregate::expr_fn::{avg, count, max, min, sum};
+    pub use crate::{
+        BatchUdf, DataFrame, EngineOptions, FileFormat, ImageMode, MultimodalExt, OnError, Session,
+        WriteMode,
+    };
+}
+
+/// Direct access to Lance datasets (open, random-access take).
+pub mod lance_io {
+    pub use regatta_engine::io::lance::{open, take, write_stream};
+}

@@ -1,0 +1,71 @@
+//! Where shuffle files live: `<root>/<job>/<stage>/<partition>/<task>.arrow`.
+
+use std::path::{Path, PathBuf};
+
+use regatta_common::{JobId, StageId, TaskId};
+
+use crate::error::io_err;
+use crate::Result;
+
+/// A spill directory holding shuffle files.
+#[derive(Debug, Clone)]
+pub struct ShuffleLayout {
+    root: PathBuf,
+}
+
+impl ShuffleLayout {
+    /// Shuffle files under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The spill directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of one job.
+    pub fn job_dir(&self, job: JobId) -> PathBuf {
+        self.root.join(job.to_string())
+    }
+
+    /// The directory of one output partition of a stage.
+    pub fn partition_dir(&self, job: JobId, stage: StageId, partition: u32) -> PathBuf {
+        self.job_dir(job).join(stage.to_string()).join(format!("part-{partition}"))
+    }
+
+    /// The file one map task writes for one partition.
+    pub fn file(&self, job: JobId, stage: StageId, partition: u32, task: TaskId) -> PathBuf {
+        self.partition_dir(job, stage, partition).join(format!("{task}.arrow"))
+    }
+
+    /// Removes every file of `job` (a finished or cancelled job).
+    pub fn remove_job(&self, job: JobId) -> Result<()> {
+        let dir = self.job_dir(job);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&dir)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes everything under the spill directory (leftovers found at start-up).
+    pub fn clear(&self) -> Result<usize> {
+        let mut removed = 0;
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_err(&self.root)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err(&self.root))?;
+            let p = entry.path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).map_err(io_err(&p))?;
+            } else {
+                std::fs::remove_file(&p).map_err(io_err(&p))?;
+            }
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}

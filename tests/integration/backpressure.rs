@@ -1,0 +1,78 @@
+//! A slow consumer holds back the pipeline: the download operator never holds more
+//! than its bound of downloaded-but-unconsumed rows.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use regatta::prelude::*;
+use regatta_tests::{image_bytes, temp_dir, write_file};
+
+use crate::url_frame;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_sink_bounds_downloaded_but_unconsumed_rows() {
+    let (_d, dir) = temp_dir();
+    let bytes = image_bytes(16, 16, true);
+    let urls: Vec<String> = (0..120)
+        .map(|i| write_file(&dir, &format!("{i}.png"), &bytes))
+        .collect();
+    let (morsel_rows, in_flight) = (4usize, 2usize);
+    let session = Session::local_with(EngineOptions {
+        target_partitions: 1,
+        first_morsel_rows: morsel_rows,
+        max_morsel_rows: morsel_rows,
+        max_in_flight_morsels: in_flight,
+        io_concurrency: 2,
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    let bound = morsel_rows * in_flight;
+    let df = url_frame(&session, &urls)
+        .with_column("bytes", col("url").url_download())
+        .unwrap();
+    let mut exec = df.execute().await.unwrap();
+    let downloaded = |exec: &regatta::Execution| {
+        exec.metrics()
+            .into_iter()
+            .find(|m| m.name == "MorselExec")
+            .map(|m| m.output_rows)
+            .expect("the download runs in a MorselExec")
+    };
+    let mut consumed = 0usize;
+    let mut max_ahead = 0usize;
+    while let Some(batch) = exec.stream.next().await {
+        consumed += batch.unwrap().num_rows();
+        // The deliberately slow sink: give the producer every chance to run ahead.
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let ahead = downloaded(&exec).saturating_sub(consumed);
+        max_ahead = max_ahead.max(ahead);
+        assert!(
+            ahead <= bound,
+            "{ahead} rows downloaded but not consumed, bound is {bound}"
+        );
+    }
+    assert_eq!(consumed, 120);
+    assert_eq!(downloaded(&exec), 120);
+    assert!(max_ahead >= morsel_rows, "the producer did run ahead of the slow sink ({max_ahead})");
+    let op = exec.metrics().into_iter().find(|m| m.name == "MorselExec").unwrap();
+    let peak = op.in_flight_rows_peak.unwrap();
+    assert!(peak <= bound, "in-flight peak {peak} over bound {bound}");
+    assert!(peak >= morsel_rows, "in-flight peak {peak} shows work in flight");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_analyze_shows_morsel_metrics() {
+    let (_d, dir) = temp_dir();
+    let url = write_file(&dir, "a.png", &image_bytes(8, 8, true));
+    let session = Session::local();
+    let text = url_frame(&session, &[url.clone(), url])
+        .with_column("img", col("url").url_download().image_decode(ImageMode::Rgb))
+        .unwrap()
+        .explain_analyze()
+        .await
+        .unwrap();
+    assert!(text.contains("MorselExec"), "{text}");
+    assert!(text.contains("op=url_download+image_decode") || text.contains("op=image_decode+url_download"), "{text}");
+    assert!(text.contains("in_flight_rows_peak=2"), "{text}");
+    assert!(text.contains("output_rows=2"), "{text}");
+}

@@ -1,0 +1,37 @@
+//! Integration tests over the SDK, one binary so the heavy link happens once.
+
+mod backpressure;
+mod bad_input;
+mod layering;
+mod multimodal;
+mod relational;
+mod sources_sinks;
+
+use regatta::arrow::array::{Int64Array, RecordBatch, StringArray};
+use regatta::arrow::datatypes::{DataType, Field, Schema};
+use regatta::prelude::*;
+use std::sync::Arc;
+
+/// A DataFrame of (id, url) rows.
+pub fn url_frame(session: &Session, urls: &[String]) -> DataFrame {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("url", DataType::Utf8, false),
+    ]));
+    let ids: Vec<i64> = (0..urls.len() as i64).collect();
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(StringArray::from(urls.to_vec())),
+        ],
+    )
+    .unwrap();
+    session.from_batches(vec![batch]).unwrap()
+}
+
+/// Every batch concatenated.
+pub fn concat(batches: &[RecordBatch]) -> RecordBatch {
+    let schema = batches[0].schema();
+    regatta::arrow::compute::concat_batches(&schema, batches).unwrap()
+}

@@ -1,0 +1,128 @@
+//! Helpers shared by the integration tests: small image files, a crafted
+//! decompression bomb, and HTTP servers on 127.0.0.1.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use image::{ImageBuffer, Rgb};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Encodes a `w` x `h` gradient as PNG or JPEG bytes.
+pub fn image_bytes(w: u32, h: u32, png: bool) -> Vec<u8> {
+    let img = ImageBuffer::from_fn(w, h, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, 128u8]));
+    let mut out = Cursor::new(Vec::new());
+    let fmt = if png { image::ImageFormat::Png } else { image::ImageFormat::Jpeg };
+    img.write_to(&mut out, fmt).expect("encoding an in-memory image cannot fail");
+    out.into_inner()
+}
+
+/// Writes `bytes` to `dir/name` and returns its `file://` URL.
+pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).expect("temp dir is writable");
+    file_url(&p)
+}
+
+/// The `file://` URL of a path.
+pub fn file_url(p: &Path) -> String {
+    format!("file://{}", p.display())
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            let mask = (!(crc & 1)).wrapping_add(1);
+            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+/// A valid PNG header declaring `w` x `h` RGB pixels, with no pixel data: a
+/// decompression bomb as far as a careless decoder is concerned.
+pub fn png_declaring(w: u32, h: u32) -> Vec<u8> {
+    let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&w.to_be_bytes());
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    out.extend_from_slice(&13u32.to_be_bytes());
+    out.extend_from_slice(&ihdr);
+    out.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    out
+}
+
+/// A 127.0.0.1 port with nothing listening on it.
+pub fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = l.local_addr().expect("local addr").port();
+    drop(l);
+    port
+}
+
+/// A tiny HTTP server on 127.0.0.1 answering every request with `status` and `body`.
+/// It counts requests; dropping it stops it.
+pub struct TestServer {
+    pub port: u16,
+    requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Starts the server.
+    pub async fn start(status: u16, body: Vec<u8>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let port = listener.local_addr().expect("local addr").port();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let body = Arc::new(body);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    let reason = if status == 200 { "OK" } else { "Error" };
+                    let head = format!(
+                        "HTTP/1.1 {status} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(&body).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        Self { port, requests, task }
+    }
+
+    /// A URL on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A fresh temp dir path as a String, with the guard.
+pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().expect("temp dir");
+    let p = d.path().to_path_buf();
+    (d, p)
+}
