@@ -8,6 +8,7 @@ use regatta::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt64Array,
 };
 use regatta::arrow::compute::{concat_batches, take_record_batch};
+use regatta::arrow::record_batch::RecordBatchReader;
 use regatta::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int32Type, Int64Type};
 use regatta::arrow::util::display::array_value_to_string;
 use regatta::datafusion::parquet::arrow::arrow_reader::{

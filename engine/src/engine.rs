@@ -8,6 +8,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{Expr, ScalarUDF};
 use datafusion::physical_plan::{execute_stream, ExecutionPlan, SendableRecordBatchStream};
+use datafusion::execution::FunctionRegistry as _;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::functions::{builtin_functions, BatchUdf, DownloadOptions, FunctionCost, FunctionRegistry};

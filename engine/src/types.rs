@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, LargeBinaryArray, LargeBinaryBuilder, StringArray, StringBuilder,
-    StructArray, UInt32Array, UInt32Builder, UInt8Array, UInt8Builder,
+    StructArray, UInt32Array, UInt32Builder, UInt8Builder,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Fields};

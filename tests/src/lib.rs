@@ -43,7 +43,7 @@ fn crc32(data: &[u8]) -> u32 {
     !crc
 }
 
-/// A valid PNG header declaring `w` x `h` RGB pixels, with no pixel data: a
+/// A valid PNG declaring `w` x `h` RGB pixels with a tiny compressed body: a
 /// decompression bomb as far as a careless decoder is concerned.
 pub fn png_declaring(w: u32, h: u32) -> Vec<u8> {
     let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
@@ -54,6 +54,14 @@ pub fn png_declaring(w: u32, h: u32) -> Vec<u8> {
     out.extend_from_slice(&13u32.to_be_bytes());
     out.extend_from_slice(&ihdr);
     out.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    // An IDAT holding a small zlib stream, then IEND: a well-formed file.
+    for (kind, data) in [(&b"IDAT"[..], &[0x78u8, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01][..]), (&b"IEND"[..], &[][..])] {
+        let mut chunk = kind.to_vec();
+        chunk.extend_from_slice(data);
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(&chunk);
+        out.extend_from_slice(&crc32(&chunk).to_be_bytes());
+    }
     out
 }
 

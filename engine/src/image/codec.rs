@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageFormat, ImageReader, Limits};
+use image::{DynamicImage, ImageReader, Limits};
 
 use super::{DecodedImage, ImageError, ImageMode};
 
@@ -137,9 +137,4 @@ pub fn encode(
         }
     }
     Ok(out)
-}
-
-/// The format sniffed from the first bytes, if any.
-pub fn sniff(bytes: &[u8]) -> Option<ImageFormat> {
-    image::guess_format(bytes).ok()
 }

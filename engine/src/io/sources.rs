@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use datafusion::dataframe::DataFrame;
-use datafusion::prelude::{CsvReadOptions, NdJsonReadOptions, ParquetReadOptions, SessionContext};
+use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 
 use super::lance::open_lance_provider;
 use super::paths::expand_input;
@@ -32,7 +32,7 @@ pub async fn read(ctx: &SessionContext, input: &str, format: FileFormat) -> Resu
         }
         FileFormat::Json => {
             let files = path_strings(input, ".json")?;
-            ctx.read_json(files, NdJsonReadOptions::default().file_extension(""))
+            ctx.read_json(files, JsonReadOptions::default().file_extension(""))
                 .await?
         }
         FileFormat::Lance => {
