@@ -155,6 +155,9 @@ mod tests {
         let e = l.try_acquire(req(1.0, 3.0)).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("3 GPUs") && msg.contains("2 GPUs"), "{msg}");
-        assert!(matches!(l.try_acquire(req(1.0, 1.5)), Err(ActorError::BadGpuRequest(_))));
+        assert!(matches!(
+            l.try_acquire(req(1.0, 1.5)),
+            Err(ActorError::BadGpuRequest(_))
+        ));
     }
 }

@@ -55,16 +55,27 @@ pub fn embed_batch(args: &[ArrayRef]) -> Result<ArrayRef> {
         .ok_or_else(|| DataFusionError::Internal("embed_stub input is not Utf8".into()))?;
     let mut values = Vec::with_capacity(text.len() * DIM);
     for i in 0..text.len() {
-        embed_into(if text.is_null(i) { "" } else { text.value(i) }, &mut values);
+        embed_into(
+            if text.is_null(i) { "" } else { text.value(i) },
+            &mut values,
+        );
     }
     let field = Arc::new(Field::new("item", DataType::Float32, true));
-    let list = FixedSizeListArray::try_new(field, DIM as i32, Arc::new(Float32Array::from(values)), text.nulls().cloned())?;
+    let list = FixedSizeListArray::try_new(
+        field,
+        DIM as i32,
+        Arc::new(Float32Array::from(values)),
+        text.nulls().cloned(),
+    )?;
     Ok(Arc::new(list))
 }
 
 /// The return type of [`embed_batch`].
 pub fn embedding_type() -> DataType {
-    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), DIM as i32)
+    DataType::FixedSizeList(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        DIM as i32,
+    )
 }
 
 #[cfg(test)]

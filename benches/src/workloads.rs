@@ -8,8 +8,8 @@ use regatta::arrow::array::{
     Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt64Array,
 };
 use regatta::arrow::compute::{concat_batches, take_record_batch};
-use regatta::arrow::record_batch::RecordBatchReader;
 use regatta::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int32Type, Int64Type};
+use regatta::arrow::record_batch::RecordBatchReader;
 use regatta::arrow::util::display::array_value_to_string;
 use regatta::datafusion::parquet::arrow::arrow_reader::{
     ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
@@ -155,7 +155,10 @@ async fn w1_image(args: &Args, data: &Path) -> Res<(u64, f64, Value)> {
                 .and(col("img").image_height().gt_eq(lit(224u32))),
         )?
         .with_column("img", col("img").image_resize(224, 224))?
-        .select(vec![col("id"), mean_pixels.call(vec![col("img")]).alias("label")])?;
+        .select(vec![
+            col("id"),
+            mean_pixels.call(vec![col("img")]).alias("label"),
+        ])?;
     let rows = df.write_parquet(&od.to_string_lossy()).await?;
     let secs = t0.elapsed().as_secs_f64();
     let batches = read_dir_batches(&od)?;
@@ -262,11 +265,15 @@ async fn w4_lance_take(data: &Path) -> Res<(u64, f64, Value)> {
     let parquet_s = t1.elapsed().as_secs_f64();
 
     let same = lance_rows.num_rows() == parquet_rows.num_rows()
-        && lance_rows.columns().iter().zip(parquet_rows.columns()).all(|(a, b)| {
-            regatta::arrow::compute::cast(b, a.data_type())
-                .map(|b| a.as_ref() == b.as_ref())
-                .unwrap_or(false)
-        });
+        && lance_rows
+            .columns()
+            .iter()
+            .zip(parquet_rows.columns())
+            .all(|(a, b)| {
+                regatta::arrow::compute::cast(b, a.data_type())
+                    .map(|b| a.as_ref() == b.as_ref())
+                    .unwrap_or(false)
+            });
     let extra = json!({
         "parquet_take_s": (parquet_s * 10_000.0).round() / 10_000.0,
         "lance_fragments": ds.get_fragments().len(),
@@ -340,7 +347,12 @@ fn take_sums(b: &RecordBatch) -> Res<Value> {
             let s: i128 = ep.as_primitive::<Decimal128Type>().values().iter().sum();
             let scale = *scale as u32;
             let div = 10i128.pow(scale);
-            format!("{}.{:0width$}", s / div, (s % div).abs(), width = scale as usize)
+            format!(
+                "{}.{:0width$}",
+                s / div,
+                (s % div).abs(),
+                width = scale as usize
+            )
         }
         _ => return Err(format!("l_extendedprice is {}, not decimal", ep.data_type()).into()),
     };

@@ -59,7 +59,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     steps.inc(1);
     steps.set_message("pipeline");
 
-    let bright = session.register_batch_udf(BatchUdf::new("brightness", DataType::Float64, 16, brightness));
+    let bright = session.register_batch_udf(BatchUdf::new(
+        "brightness",
+        DataType::Float64,
+        16,
+        brightness,
+    ));
     let df = session
         .read_parquet(&input)
         .await?
@@ -105,7 +110,15 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let stored = session.read_lance(&out_s).await?;
     let preview = stored
         .clone()
-        .select(vec![col("id"), col("width"), col("height"), col("brightness"), col("thumb_mode"), col("caption")])?
+        .select(vec![
+            col("id"),
+            col("width"),
+            col("height"),
+            col("brightness"),
+            col("thumb_mode"),
+            regatta::datafusion::functions::expr_fn::left(col("caption"), lit(40i64))
+                .alias("caption"),
+        ])?
         .sort(vec![col("id").sort(true, false)])?
         .to_table_string(5)
         .await?;
@@ -117,7 +130,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("  rows in          {total}");
     println!("  images decoded   {rows}");
     println!("  skipped (broken or missing) {}", total as u64 - rows);
-    println!("  lance dataset    {out_s} ({} columns)", stored.schema().fields().len());
+    println!(
+        "  lance dataset    {out_s} ({} columns)",
+        stored.schema().fields().len()
+    );
     println!("  elapsed          {:.2}s", started.elapsed().as_secs_f64());
     println!("  operators:");
     for m in metrics.iter().filter(|m| m.in_flight_rows_peak.is_some()) {

@@ -22,7 +22,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         self.0 >> 33
     }
     fn below(&mut self, n: u64) -> u64 {
@@ -38,8 +41,16 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
 }
 
 fn picture(rng: &mut Lcg, w: u32, h: u32) -> ImageBuffer<Rgb<u8>, Vec<u8>> {
-    let (r0, g0, b0) = (rng.below(200) as u32, rng.below(200) as u32, rng.below(200) as u32);
-    let (cx, cy, rad) = (rng.below(w.into()) as i64, rng.below(h.into()) as i64, 10 + rng.below(60) as i64);
+    let (r0, g0, b0) = (
+        rng.below(200) as u32,
+        rng.below(200) as u32,
+        rng.below(200) as u32,
+    );
+    let (cx, cy, rad) = (
+        rng.below(w.into()) as i64,
+        rng.below(h.into()) as i64,
+        10 + rng.below(60) as i64,
+    );
     ImageBuffer::from_fn(w, h, |x, y| {
         let inside = (x as i64 - cx).pow(2) + (y as i64 - cy).pow(2) < rad * rad;
         if inside {
@@ -67,12 +78,18 @@ pub async fn generate(session: &Session, dir: &Path, n: usize) -> Result<String>
         let img = picture(&mut rng, w, h);
         let png = i % 5 == 4;
         let path = img_dir.join(format!("{i:05}.{}", if png { "png" } else { "jpg" }));
-        let fmt = if png { image::ImageFormat::Png } else { image::ImageFormat::Jpeg };
+        let fmt = if png {
+            image::ImageFormat::Png
+        } else {
+            image::ImageFormat::Jpeg
+        };
         img.save_with_format(&path, fmt)
             .map_err(|e| CliError::Output(format!("{}: {e}", path.display())))?;
         urls.push(format!("file://{}", path.display()));
         let words = 5 + rng.below(20) as usize;
-        let caption: Vec<&str> = (0..words).map(|_| WORDS[rng.below(WORDS.len() as u64) as usize]).collect();
+        let caption: Vec<&str> = (0..words)
+            .map(|_| WORDS[rng.below(WORDS.len() as u64) as usize])
+            .collect();
         captions.push(caption.join(" "));
     }
     // Broken inputs the pipeline must survive: a JPEG cut inside its header, a text
@@ -92,7 +109,10 @@ pub async fn generate(session: &Session, dir: &Path, n: usize) -> Result<String>
     for (p, c) in [
         (cut.clone(), "a truncated picture"),
         (text, "a text file pretending"),
-        (img_dir.join("missing.jpg"), "a picture that was never there"),
+        (
+            img_dir.join("missing.jpg"),
+            "a picture that was never there",
+        ),
     ] {
         urls.push(format!("file://{}", p.display()));
         captions.push(c.to_string());
@@ -113,6 +133,9 @@ pub async fn generate(session: &Session, dir: &Path, n: usize) -> Result<String>
     )?;
     let out = dir.join("images.parquet");
     let out_s = out.to_string_lossy().to_string();
-    session.from_batches(vec![batch])?.write_parquet(&out_s).await?;
+    session
+        .from_batches(vec![batch])?
+        .write_parquet(&out_s)
+        .await?;
     Ok(out_s)
 }

@@ -36,11 +36,13 @@ pub struct ExplainArgs {
 async fn session_with(tables: &[String]) -> Result<Session> {
     let session = Session::local();
     for t in tables {
-        let (name, path) = t.split_once('=').ok_or_else(|| {
-            CliError::Usage(format!("--table expects NAME=PATH, got {t:?}"))
-        })?;
+        let (name, path) = t
+            .split_once('=')
+            .ok_or_else(|| CliError::Usage(format!("--table expects NAME=PATH, got {t:?}")))?;
         if name.is_empty() || path.is_empty() {
-            return Err(CliError::Usage(format!("--table expects NAME=PATH, got {t:?}")));
+            return Err(CliError::Usage(format!(
+                "--table expects NAME=PATH, got {t:?}"
+            )));
         }
         session.register(name, path, None).await?;
     }

@@ -86,27 +86,51 @@ impl ClusterConfig {
             allowed: allowed.to_string(),
         };
         if self.driver.addresses.is_empty() {
-            return Err(invalid("driver.addresses", "[]", "list at least one host:port"));
+            return Err(invalid(
+                "driver.addresses",
+                "[]",
+                "list at least one host:port",
+            ));
         }
-        for a in self.driver.addresses.iter().chain(std::iter::once(&self.driver.bind)) {
+        for a in self
+            .driver
+            .addresses
+            .iter()
+            .chain(std::iter::once(&self.driver.bind))
+        {
             let ok = a
                 .rsplit_once(':')
                 .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
             if !ok {
-                return Err(invalid("driver.addresses", a, "use host:port with a port in 1..65535"));
+                return Err(invalid(
+                    "driver.addresses",
+                    a,
+                    "use host:port with a port in 1..65535",
+                ));
             }
         }
-        ByteSize::parse(&self.worker.memory_limit)
-            .map_err(|e| invalid("worker.memory_limit", &self.worker.memory_limit, &e.to_string()))?;
+        ByteSize::parse(&self.worker.memory_limit).map_err(|e| {
+            invalid(
+                "worker.memory_limit",
+                &self.worker.memory_limit,
+                &e.to_string(),
+            )
+        })?;
         if self.worker.spill_dirs.is_empty() {
-            return Err(invalid("worker.spill_dirs", "[]", "list at least one directory"));
+            return Err(invalid(
+                "worker.spill_dirs",
+                "[]",
+                "list at least one directory",
+            ));
         }
         Ok(())
     }
 
     /// The worker memory limit in bytes.
     pub fn memory_limit_bytes(&self) -> u64 {
-        ByteSize::parse(&self.worker.memory_limit).map(|b| b.0).unwrap_or(4 << 30)
+        ByteSize::parse(&self.worker.memory_limit)
+            .map(|b| b.0)
+            .unwrap_or(4 << 30)
     }
 }
 
@@ -125,14 +149,20 @@ mod tests {
     fn unknown_keys_are_named() {
         let e = ClusterConfig::parse("[worker]\nmemroy_limit = \"1GiB\"\n", "c.toml").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("memroy_limit") && msg.contains("c.toml"), "{msg}");
+        assert!(
+            msg.contains("memroy_limit") && msg.contains("c.toml"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn bad_values_name_key_value_and_what_is_allowed() {
         let e = ClusterConfig::parse("[worker]\nmemory_limit = \"lots\"\n", "c.toml").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("worker.memory_limit") && msg.contains("lots") && msg.contains("GiB"), "{msg}");
+        assert!(
+            msg.contains("worker.memory_limit") && msg.contains("lots") && msg.contains("GiB"),
+            "{msg}"
+        );
         let e = ClusterConfig::parse("[driver]\naddresses = [\"nohost\"]\n", "c.toml").unwrap_err();
         assert!(e.to_string().contains("driver.addresses"), "{e}");
     }

@@ -17,7 +17,9 @@ impl Resources {
     pub fn new(cpus: f64, gpus: f64, memory: u64) -> Result<Self> {
         for (name, v) in [("cpus", cpus), ("gpus", gpus)] {
             if !v.is_finite() || v < 0.0 {
-                return Err(CommonError::Resources(format!("{name} must be a finite number >= 0, got {v}")));
+                return Err(CommonError::Resources(format!(
+                    "{name} must be a finite number >= 0, got {v}"
+                )));
             }
         }
         Ok(Self { cpus, gpus, memory })

@@ -6,12 +6,14 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::FunctionRegistry as _;
 use datafusion::logical_expr::{Expr, ScalarUDF};
 use datafusion::physical_plan::{execute_stream, ExecutionPlan, SendableRecordBatchStream};
-use datafusion::execution::FunctionRegistry as _;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::functions::{builtin_functions, BatchUdf, DownloadOptions, FunctionCost, FunctionRegistry};
+use crate::functions::{
+    builtin_functions, BatchUdf, DownloadOptions, FunctionCost, FunctionRegistry,
+};
 use crate::io::{self, FileFormat, WriteMode};
 use crate::morsel::MorselRule;
 use crate::{EngineError, EngineOptions, Result};
@@ -26,7 +28,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("options", &self.options).finish()
+        f.debug_struct("Engine")
+            .field("options", &self.options)
+            .finish()
     }
 }
 
@@ -161,7 +165,13 @@ impl Engine {
     }
 
     /// Writes `df` to files (`format` not Lance). Returns rows written.
-    pub async fn write(&self, df: DataFrame, dest: &str, format: FileFormat, mode: WriteMode) -> Result<u64> {
+    pub async fn write(
+        &self,
+        df: DataFrame,
+        dest: &str,
+        format: FileFormat,
+        mode: WriteMode,
+    ) -> Result<u64> {
         if format == FileFormat::Lance {
             return self.write_lance(df, dest, mode).await;
         }

@@ -66,8 +66,7 @@ impl EngineError {
                     return Some(found);
                 }
             }
-            if let Some(DataFusionError::External(inner)) = cur.downcast_ref::<DataFusionError>()
-            {
+            if let Some(DataFusionError::External(inner)) = cur.downcast_ref::<DataFusionError>() {
                 cur = inner.as_ref();
                 continue;
             }

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, LargeBinaryArray, LargeBinaryBuilder, StringArray, StringBuilder,
-    StructArray, UInt32Array, UInt32Builder, UInt8Builder,
+    Array, ArrayRef, LargeBinaryArray, LargeBinaryBuilder, StringArray, StringBuilder, StructArray,
+    UInt32Array, UInt32Builder, UInt8Builder,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Fields};

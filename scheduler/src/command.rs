@@ -7,7 +7,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     /// A client submitted a job.
-    SubmitJob { job: JobId, name: String, tasks: u32 },
+    SubmitJob {
+        job: JobId,
+        name: String,
+        tasks: u32,
+    },
     /// A task of a running job finished.
     TaskFinished { job: JobId },
     /// A job failed for good.

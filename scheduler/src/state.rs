@@ -85,7 +85,10 @@ impl DriverState {
     }
 
     fn running(&mut self, job: JobId, action: &'static str) -> Result<&mut JobState> {
-        let j = self.jobs.get_mut(&job).ok_or(SchedulerError::UnknownJob(job))?;
+        let j = self
+            .jobs
+            .get_mut(&job)
+            .ok_or(SchedulerError::UnknownJob(job))?;
         if j.status != JobStatus::Running {
             return Err(SchedulerError::InvalidTransition {
                 job,
@@ -113,8 +116,16 @@ mod tests {
 
     fn script() -> Vec<Command> {
         vec![
-            Command::SubmitJob { job: JobId(1), name: "a".into(), tasks: 2 },
-            Command::SubmitJob { job: JobId(2), name: "b".into(), tasks: 5 },
+            Command::SubmitJob {
+                job: JobId(1),
+                name: "a".into(),
+                tasks: 2,
+            },
+            Command::SubmitJob {
+                job: JobId(2),
+                name: "b".into(),
+                tasks: 5,
+            },
             Command::TaskFinished { job: JobId(1) },
             Command::CancelJob { job: JobId(2) },
             Command::TaskFinished { job: JobId(1) },
@@ -141,7 +152,10 @@ mod tests {
             s.apply(&c).unwrap();
         }
         let before = s.clone();
-        assert!(matches!(s.apply(&Command::TaskFinished { job: JobId(9) }), Err(SchedulerError::UnknownJob(_))));
+        assert!(matches!(
+            s.apply(&Command::TaskFinished { job: JobId(9) }),
+            Err(SchedulerError::UnknownJob(_))
+        ));
         let e = s.apply(&Command::CancelJob { job: JobId(1) }).unwrap_err();
         assert!(e.to_string().contains("succeeded"), "{e}");
         assert_eq!(s, before);

@@ -111,8 +111,17 @@ impl DataFrame {
 
     /// Joins on equal columns. Every [`JoinType`] works: inner, left, right, full,
     /// semi, anti and mark joins.
-    pub fn join(self, right: DataFrame, how: JoinType, left_cols: &[&str], right_cols: &[&str]) -> Result<Self> {
-        let df = self.df.clone().join(right.df, how, left_cols, right_cols, None)?;
+    pub fn join(
+        self,
+        right: DataFrame,
+        how: JoinType,
+        left_cols: &[&str],
+        right_cols: &[&str],
+    ) -> Result<Self> {
+        let df = self
+            .df
+            .clone()
+            .join(right.df, how, left_cols, right_cols, None)?;
         Ok(self.with(df))
     }
 
@@ -138,10 +147,10 @@ impl DataFrame {
     /// One row per element of the list column `column` (empty and null lists give
     /// no rows).
     pub fn explode(self, column: &str) -> Result<Self> {
-        let df = self
-            .df
-            .clone()
-            .unnest_columns_with_options(&[column], UnnestOptions::new().with_preserve_nulls(false))?;
+        let df = self.df.clone().unnest_columns_with_options(
+            &[column],
+            UnnestOptions::new().with_preserve_nulls(false),
+        )?;
         Ok(self.with(df))
     }
 
@@ -224,7 +233,8 @@ impl DataFrame {
     /// Writes Parquet into directory `path` (or the file `path` if it ends in
     /// `.parquet`); fails if it exists and is not empty. Returns rows written.
     pub async fn write_parquet(self, path: &str) -> Result<u64> {
-        self.write(path, FileFormat::Parquet, WriteMode::Create).await
+        self.write(path, FileFormat::Parquet, WriteMode::Create)
+            .await
     }
 
     /// Writes CSV with a header row. Returns rows written.

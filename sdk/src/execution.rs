@@ -46,7 +46,9 @@ impl Execution {
     /// the metrics stay readable.
     pub fn take_stream(&mut self) -> SendableRecordBatchStream {
         let empty = Box::pin(
-            regatta_engine::datafusion::physical_plan::EmptyRecordBatchStream::new(self.stream.schema()),
+            regatta_engine::datafusion::physical_plan::EmptyRecordBatchStream::new(
+                self.stream.schema(),
+            ),
         );
         std::mem::replace(&mut self.stream, empty)
     }
@@ -81,8 +83,12 @@ fn collect(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<OperatorMetrics>) {
                 MetricValue::Gauge { name, gauge } if name == "in_flight_rows_peak" => {
                     m.in_flight_rows_peak = Some(gauge.value())
                 }
-                MetricValue::Count { name, count } => m.others.push((name.to_string(), count.value())),
-                MetricValue::Gauge { name, gauge } => m.others.push((name.to_string(), gauge.value())),
+                MetricValue::Count { name, count } => {
+                    m.others.push((name.to_string(), count.value()))
+                }
+                MetricValue::Gauge { name, gauge } => {
+                    m.others.push((name.to_string(), gauge.value()))
+                }
                 _ => {}
             }
         }
@@ -95,5 +101,9 @@ fn collect(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<OperatorMetrics>) {
 
 fn one_line(plan: &Arc<dyn ExecutionPlan>) -> String {
     use regatta_engine::datafusion::physical_plan::displayable;
-    displayable(plan.as_ref()).one_line().to_string().trim().to_string()
+    displayable(plan.as_ref())
+        .one_line()
+        .to_string()
+        .trim()
+        .to_string()
 }

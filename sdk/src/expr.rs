@@ -23,19 +23,58 @@ macro_rules! udf_cell {
     };
 }
 
-udf_cell!(download, ScalarUDF::new_from_impl(UrlDownload::new(DownloadOptions::default())));
-udf_cell!(decode, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Decode)));
-udf_cell!(encode, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Encode)));
-udf_cell!(resize, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Resize)));
-udf_cell!(crop, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Crop)));
-udf_cell!(convert, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Convert)));
-udf_cell!(width, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Width)));
-udf_cell!(height, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Height)));
-udf_cell!(mode, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Mode)));
-udf_cell!(tensor, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::ToTensor)));
-udf_cell!(cosine, ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::Cosine)));
-udf_cell!(dot, ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::Dot)));
-udf_cell!(l2, ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::L2)));
+udf_cell!(
+    download,
+    ScalarUDF::new_from_impl(UrlDownload::new(DownloadOptions::default()))
+);
+udf_cell!(
+    decode,
+    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Decode))
+);
+udf_cell!(
+    encode,
+    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Encode))
+);
+udf_cell!(
+    resize,
+    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Resize))
+);
+udf_cell!(
+    crop,
+    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Crop))
+);
+udf_cell!(
+    convert,
+    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Convert))
+);
+udf_cell!(
+    width,
+    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Width))
+);
+udf_cell!(
+    height,
+    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Height))
+);
+udf_cell!(
+    mode,
+    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Mode))
+);
+udf_cell!(
+    tensor,
+    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::ToTensor))
+);
+udf_cell!(
+    cosine,
+    ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::Cosine))
+);
+udf_cell!(
+    dot,
+    ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::Dot))
+);
+udf_cell!(
+    l2,
+    ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::L2))
+);
 udf_cell!(chunk, ScalarUDF::new_from_impl(TextChunk::default()));
 
 /// Multimodal operations on any expression. The same functions are in SQL under

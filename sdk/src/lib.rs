@@ -36,9 +36,9 @@ pub use regatta_engine::{types, EngineOptions};
 /// Everything a pipeline usually needs, in one import.
 pub mod prelude {
     pub use crate::arrow::record_batch::RecordBatch;
+    pub use crate::datafusion::functions_aggregate::expr_fn::{avg, count, max, min, sum};
     pub use crate::datafusion::logical_expr::{JoinType, SortExpr};
     pub use crate::datafusion::prelude::{col, lit, Expr};
-    pub use crate::datafusion::functions_aggregate::expr_fn::{avg, count, max, min, sum};
     pub use crate::{
         BatchUdf, DataFrame, EngineOptions, FileFormat, ImageMode, MultimodalExt, OnError, Session,
         WriteMode,

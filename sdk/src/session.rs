@@ -69,10 +69,9 @@ impl Session {
 
     /// A DataFrame over in-memory Arrow batches (all with the same schema).
     pub fn from_batches(&self, batches: Vec<RecordBatch>) -> Result<DataFrame> {
-        let schema = batches
-            .first()
-            .map(|b| b.schema())
-            .ok_or_else(|| Error::InvalidArgument("from_batches needs at least one batch".into()))?;
+        let schema = batches.first().map(|b| b.schema()).ok_or_else(|| {
+            Error::InvalidArgument("from_batches needs at least one batch".into())
+        })?;
         Ok(self.wrap(self.engine.read_batches(schema, batches)?))
     }
 

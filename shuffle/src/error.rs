@@ -29,7 +29,9 @@ pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> S
     }
 }
 
-pub(crate) fn arrow_err(path: &std::path::Path) -> impl FnOnce(arrow::error::ArrowError) -> ShuffleError + '_ {
+pub(crate) fn arrow_err(
+    path: &std::path::Path,
+) -> impl FnOnce(arrow::error::ArrowError) -> ShuffleError + '_ {
     move |source| ShuffleError::Arrow {
         path: path.display().to_string(),
         source,

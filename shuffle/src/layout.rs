@@ -31,12 +31,15 @@ impl ShuffleLayout {
 
     /// The directory of one output partition of a stage.
     pub fn partition_dir(&self, job: JobId, stage: StageId, partition: u32) -> PathBuf {
-        self.job_dir(job).join(stage.to_string()).join(format!("part-{partition}"))
+        self.job_dir(job)
+            .join(stage.to_string())
+            .join(format!("part-{partition}"))
     }
 
     /// The file one map task writes for one partition.
     pub fn file(&self, job: JobId, stage: StageId, partition: u32, task: TaskId) -> PathBuf {
-        self.partition_dir(job, stage, partition).join(format!("{task}.arrow"))
+        self.partition_dir(job, stage, partition)
+            .join(format!("{task}.arrow"))
     }
 
     /// Removes every file of `job` (a finished or cancelled job).

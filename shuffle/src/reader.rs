@@ -10,7 +10,12 @@ use crate::error::{arrow_err, io_err};
 use crate::{Result, ShuffleLayout};
 
 /// All batches of `partition`, map task by map task.
-pub fn read_partition(layout: &ShuffleLayout, job: JobId, stage: StageId, partition: u32) -> Result<Vec<RecordBatch>> {
+pub fn read_partition(
+    layout: &ShuffleLayout,
+    job: JobId,
+    stage: StageId,
+    partition: u32,
+) -> Result<Vec<RecordBatch>> {
     let dir = layout.partition_dir(job, stage, partition);
     let mut files: Vec<_> = match std::fs::read_dir(&dir) {
         Ok(entries) => entries
@@ -55,12 +60,22 @@ mod tests {
         let vals: Vec<String> = (0..1000).map(|i| format!("v{i}")).collect();
         let batch = RecordBatch::try_new(
             schema.clone(),
-            vec![Arc::new(Int64Array::from(keys)), Arc::new(StringArray::from(vals))],
+            vec![
+                Arc::new(Int64Array::from(keys)),
+                Arc::new(StringArray::from(vals)),
+            ],
         )
         .unwrap();
         let (job, stage) = (JobId(1), StageId(2));
         for task in 0..2 {
-            let mut w = ShuffleWriter::new(layout.clone(), (job, stage, TaskId(task)), schema.clone(), vec![0], 4).unwrap();
+            let mut w = ShuffleWriter::new(
+                layout.clone(),
+                (job, stage, TaskId(task)),
+                schema.clone(),
+                vec![0],
+                4,
+            )
+            .unwrap();
             w.write(&batch).unwrap();
             w.finish().unwrap();
         }
@@ -72,7 +87,11 @@ mod tests {
                 let k = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
                 for i in 0..k.len() {
                     let prev = seen.insert(k.value(i), p);
-                    assert!(prev.is_none() || prev == Some(p), "key {} in two partitions", k.value(i));
+                    assert!(
+                        prev.is_none() || prev == Some(p),
+                        "key {} in two partitions",
+                        k.value(i)
+                    );
                 }
             }
         }

@@ -47,7 +47,9 @@ impl ShuffleWriter {
         partitions: u32,
     ) -> Result<Self> {
         if partitions == 0 || keys.is_empty() {
-            return Err(ShuffleError::Invalid("need at least one partition and one key column".into()));
+            return Err(ShuffleError::Invalid(
+                "need at least one partition and one key column".into(),
+            ));
         }
         let fields = keys
             .iter()
@@ -59,7 +61,8 @@ impl ShuffleWriter {
                     .ok_or_else(|| ShuffleError::Invalid(format!("key column {k} not in schema")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let converter = RowConverter::new(fields).map_err(|e| ShuffleError::Invalid(e.to_string()))?;
+        let converter =
+            RowConverter::new(fields).map_err(|e| ShuffleError::Invalid(e.to_string()))?;
         Ok(Self {
             layout,
             job,
@@ -108,7 +111,8 @@ impl ShuffleWriter {
             let opts = IpcWriteOptions::default()
                 .try_with_compression(Some(CompressionType::LZ4_FRAME))
                 .map_err(arrow_err(&path))?;
-            let w = FileWriter::try_new_with_options(file, &self.schema, opts).map_err(arrow_err(&path))?;
+            let w = FileWriter::try_new_with_options(file, &self.schema, opts)
+                .map_err(arrow_err(&path))?;
             *slot = Some((w, 0));
         }
         if let Some((w, rows)) = slot.as_mut() {

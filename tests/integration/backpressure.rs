@@ -53,11 +53,21 @@ async fn slow_sink_bounds_downloaded_but_unconsumed_rows() {
     }
     assert_eq!(consumed, 120);
     assert_eq!(downloaded(&exec), 120);
-    assert!(max_ahead >= morsel_rows, "the producer did run ahead of the slow sink ({max_ahead})");
-    let op = exec.metrics().into_iter().find(|m| m.name == "MorselExec").unwrap();
+    assert!(
+        max_ahead >= morsel_rows,
+        "the producer did run ahead of the slow sink ({max_ahead})"
+    );
+    let op = exec
+        .metrics()
+        .into_iter()
+        .find(|m| m.name == "MorselExec")
+        .unwrap();
     let peak = op.in_flight_rows_peak.unwrap();
     assert!(peak <= bound, "in-flight peak {peak} over bound {bound}");
-    assert!(peak >= morsel_rows, "in-flight peak {peak} shows work in flight");
+    assert!(
+        peak >= morsel_rows,
+        "in-flight peak {peak} shows work in flight"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -66,13 +76,20 @@ async fn explain_analyze_shows_morsel_metrics() {
     let url = write_file(&dir, "a.png", &image_bytes(8, 8, true));
     let session = Session::local();
     let text = url_frame(&session, &[url.clone(), url])
-        .with_column("img", col("url").url_download().image_decode(ImageMode::Rgb))
+        .with_column(
+            "img",
+            col("url").url_download().image_decode(ImageMode::Rgb),
+        )
         .unwrap()
         .explain_analyze()
         .await
         .unwrap();
     assert!(text.contains("MorselExec"), "{text}");
-    assert!(text.contains("op=url_download+image_decode") || text.contains("op=image_decode+url_download"), "{text}");
+    assert!(
+        text.contains("op=url_download+image_decode")
+            || text.contains("op=image_decode+url_download"),
+        "{text}"
+    );
     assert!(text.contains("in_flight_rows_peak=2"), "{text}");
     assert!(text.contains("output_rows=2"), "{text}");
 }

@@ -39,7 +39,10 @@ async fn check(bad: &str, good: &str, expect_in_error: &str) {
     let err = run(bad, good, OnError::Raise).await.unwrap_err();
     assert!(err.contains(bad), "error should name the URL {bad}: {err}");
     assert!(err.contains("row 1"), "error should name row 1: {err}");
-    assert!(err.to_lowercase().contains(expect_in_error), "error should say {expect_in_error}: {err}");
+    assert!(
+        err.to_lowercase().contains(expect_in_error),
+        "error should say {expect_in_error}: {err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -99,7 +102,11 @@ async fn server_answering_500_is_retried_then_reported() {
     let bad = server.url("img.png");
     check(&bad, &good, "500").await;
     // Two runs, each 1 try + 1 retry.
-    assert_eq!(server.requests(), 4, "a 500 is transient: retried once per run");
+    assert_eq!(
+        server.requests(),
+        4,
+        "a 500 is transient: retried once per run"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -108,22 +115,34 @@ async fn http_download_succeeds_from_a_local_server() {
     let server = TestServer::start(200, png).await;
     let session = Session::local();
     let b = url_frame(&session, &[server.url("a.png")])
-        .select(vec![
-            col("url").url_download().image_decode(ImageMode::Rgb).image_width().alias("w"),
-        ])
+        .select(vec![col("url")
+            .url_download()
+            .image_decode(ImageMode::Rgb)
+            .image_width()
+            .alias("w")])
         .unwrap()
         .collect()
         .await
         .unwrap();
-    let w = b[0].column(0).as_any().downcast_ref::<regatta::arrow::array::UInt32Array>().unwrap();
+    let w = b[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<regatta::arrow::array::UInt32Array>()
+        .unwrap();
     assert_eq!(w.value(0), 33);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_input_file_names_the_path() {
     let session = Session::local();
-    let err = session.read_parquet("/nonexistent/dir/x.parquet").await.unwrap_err();
-    assert!(err.to_string().contains("/nonexistent/dir/x.parquet"), "{err}");
+    let err = session
+        .read_parquet("/nonexistent/dir/x.parquet")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/dir/x.parquet"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

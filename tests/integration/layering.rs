@@ -41,7 +41,10 @@ fn crates_depend_only_on_lower_layers() {
             let dep = line.split(['.', ' ', '=']).next().unwrap_or("");
             if let Some(theirs) = layer(dep) {
                 if dep != name {
-                    assert!(theirs < mine, "{name} (layer {mine}) depends on {dep} (layer {theirs})");
+                    assert!(
+                        theirs < mine,
+                        "{name} (layer {mine}) depends on {dep} (layer {theirs})"
+                    );
                 }
             }
         }

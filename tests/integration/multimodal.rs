@@ -18,15 +18,24 @@ async fn image_pipeline_in_the_dataframe_api() {
     let url = write_file(&dir, "a.jpg", &image_bytes(300, 200, false));
     let session = Session::local();
     let b = url_frame(&session, &[url])
-        .with_column("img", col("url").url_download().image_decode(ImageMode::Rgb))
+        .with_column(
+            "img",
+            col("url").url_download().image_decode(ImageMode::Rgb),
+        )
         .unwrap()
         .select(vec![
             col("img").image_width().alias("w"),
             col("img").image_height().alias("h"),
             col("img").image_mode().alias("mode"),
             col("img").image_resize(64, 32).image_width().alias("rw"),
-            col("img").image_crop(10, 20, 50, 40).image_height().alias("ch"),
-            col("img").image_convert(ImageMode::L).image_mode().alias("grey"),
+            col("img")
+                .image_crop(10, 20, 50, 40)
+                .image_height()
+                .alias("ch"),
+            col("img")
+                .image_convert(ImageMode::L)
+                .image_mode()
+                .alias("grey"),
             col("img")
                 .image_resize(16, 16)
                 .image_encode("png")
@@ -40,8 +49,19 @@ async fn image_pipeline_in_the_dataframe_api() {
         .await
         .unwrap();
     let b = concat(&b);
-    let u32_at = |name: &str| b.column_by_name(name).unwrap().as_primitive::<UInt32Type>().value(0);
-    let str_at = |name: &str| b.column_by_name(name).unwrap().as_string::<i32>().value(0).to_string();
+    let u32_at = |name: &str| {
+        b.column_by_name(name)
+            .unwrap()
+            .as_primitive::<UInt32Type>()
+            .value(0)
+    };
+    let str_at = |name: &str| {
+        b.column_by_name(name)
+            .unwrap()
+            .as_string::<i32>()
+            .value(0)
+            .to_string()
+    };
     assert_eq!((u32_at("w"), u32_at("h")), (300, 200));
     assert_eq!(str_at("mode"), "RGB");
     assert_eq!(u32_at("rw"), 64);
@@ -52,7 +72,10 @@ async fn image_pipeline_in_the_dataframe_api() {
     let data = t.column(0).as_list::<i32>().value(0);
     let shape = t.column(1).as_list::<i32>().value(0);
     assert_eq!(data.len(), 4 * 2 * 3);
-    let shape: Vec<i32> = shape.as_primitive::<regatta::arrow::datatypes::Int32Type>().values().to_vec();
+    let shape: Vec<i32> = shape
+        .as_primitive::<regatta::arrow::datatypes::Int32Type>()
+        .values()
+        .to_vec();
     assert_eq!(shape, vec![2, 4, 3]);
 }
 
@@ -61,7 +84,9 @@ async fn image_functions_in_sql() {
     let (_d, dir) = temp_dir();
     let url = write_file(&dir, "a.png", &image_bytes(120, 80, true));
     let session = Session::local();
-    session.register_dataframe("imgs", url_frame(&session, &[url])).unwrap();
+    session
+        .register_dataframe("imgs", url_frame(&session, &[url]))
+        .unwrap();
     let b = session
         .sql(
             "SELECT image_width(image_resize(image_decode(url_download(url), 'RGB'), 10, 5)) AS w,
@@ -83,8 +108,15 @@ async fn image_functions_in_sql() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_argument_types_are_plan_errors() {
     let session = Session::local();
-    let err = session.sql("SELECT image_decode('not bytes')").await.unwrap_err();
-    assert!(err.to_string().contains("image_decode expects encoded bytes"), "{err}");
+    let err = session
+        .sql("SELECT image_decode('not bytes')")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("image_decode expects encoded bytes"),
+        "{err}"
+    );
     let err = session.sql("SELECT image_width(42)").await.unwrap_err();
     assert!(err.to_string().contains("decoded image"), "{err}");
 }
@@ -133,7 +165,10 @@ async fn text_chunks_explode_with_their_positions() {
         .unwrap()
         .select(vec![col("doc"), col("pos"), col("chunk")])
         .unwrap()
-        .sort(vec![col("doc").sort(true, false), col("pos").sort(true, false)])
+        .sort(vec![
+            col("doc").sort(true, false),
+            col("pos").sort(true, false),
+        ])
         .unwrap()
         .collect()
         .await
@@ -141,7 +176,12 @@ async fn text_chunks_explode_with_their_positions() {
     let b = concat(&b);
     let docs: Vec<i64> = b.column(0).as_primitive::<Int64Type>().values().to_vec();
     let pos: Vec<i64> = b.column(1).as_primitive::<Int64Type>().values().to_vec();
-    let chunks: Vec<String> = b.column(2).as_string::<i32>().iter().map(|s| s.unwrap().to_string()).collect();
+    let chunks: Vec<String> = b
+        .column(2)
+        .as_string::<i32>()
+        .iter()
+        .map(|s| s.unwrap().to_string())
+        .collect();
     assert_eq!(docs, vec![1, 1, 1, 2]);
     assert_eq!(pos, vec![0, 1, 2, 0]);
     assert_eq!(chunks, vec!["a b c", "c d e", "e f g", "h i"]);
@@ -157,18 +197,29 @@ async fn batch_functions_get_their_declared_batch_size() {
     let sizes = Arc::new(Mutex::new(Vec::new()));
     let calls = Arc::new(AtomicUsize::new(0));
     let (s2, c2) = (sizes.clone(), calls.clone());
-    let double = session.register_batch_udf(BatchUdf::new("double_it", DataType::Float64, 32, move |args: &[ArrayRef]| {
-        c2.fetch_add(1, Ordering::SeqCst);
-        let a = args[0].as_primitive::<Int64Type>();
-        s2.lock().unwrap().push((a.value(0), a.len()));
-        Ok(Arc::new(Float64Array::from_iter_values(a.values().iter().map(|v| *v as f64 * 2.0))) as ArrayRef)
-    }));
+    let double = session.register_batch_udf(BatchUdf::new(
+        "double_it",
+        DataType::Float64,
+        32,
+        move |args: &[ArrayRef]| {
+            c2.fetch_add(1, Ordering::SeqCst);
+            let a = args[0].as_primitive::<Int64Type>();
+            s2.lock().unwrap().push((a.value(0), a.len()));
+            Ok(Arc::new(Float64Array::from_iter_values(
+                a.values().iter().map(|v| *v as f64 * 2.0),
+            )) as ArrayRef)
+        },
+    ));
     let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
     // Input arrives in uneven batches; the function still sees 32 rows per call.
     let batches: Vec<RecordBatch> = [10i64, 45, 7, 38]
         .iter()
         .scan(0i64, |start, n| {
-            let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from_iter_values(*start..*start + n))]).unwrap();
+            let b = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from_iter_values(*start..*start + n))],
+            )
+            .unwrap();
             *start += n;
             Some(b)
         })
@@ -193,8 +244,16 @@ async fn batch_functions_get_their_declared_batch_size() {
     seen.sort();
     assert_eq!(seen, vec![(0, 32), (32, 32), (64, 32), (96, 4)]);
     // And SQL can call it by name.
-    session.register_dataframe("t", session.sql("SELECT 21 AS x").await.unwrap()).unwrap();
-    let b = session.sql("SELECT double_it(x) FROM t").await.unwrap().collect().await.unwrap();
+    session
+        .register_dataframe("t", session.sql("SELECT 21 AS x").await.unwrap())
+        .unwrap();
+    let b = session
+        .sql("SELECT double_it(x) FROM t")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     assert_eq!(b[0].column(0).as_primitive::<Float64Type>().value(0), 42.0);
     assert!(calls.load(Ordering::SeqCst) >= 5);
     let _ = b[0].column(0).is_null(0);

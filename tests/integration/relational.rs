@@ -18,7 +18,9 @@ fn people(session: &Session) -> DataFrame {
         schema,
         vec![
             Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])),
-            Arc::new(StringArray::from(vec!["oslo", "rome", "oslo", "lima", "rome"])),
+            Arc::new(StringArray::from(vec![
+                "oslo", "rome", "oslo", "lima", "rome",
+            ])),
             Arc::new(Int64Array::from(vec![30, 40, 50, 20, 60])),
         ],
     )
@@ -43,7 +45,11 @@ fn cities(session: &Session) -> DataFrame {
 }
 
 fn ints(b: &RecordBatch, name: &str) -> Vec<i64> {
-    b.column_by_name(name).unwrap().as_primitive::<Int64Type>().values().to_vec()
+    b.column_by_name(name)
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -72,7 +78,10 @@ async fn select_filter_sort_limit_with_column() {
 async fn group_by_distinct_union_count() {
     let s = Session::local();
     let b = people(&s)
-        .aggregate(vec![col("city")], vec![sum(col("age")).alias("total"), count(col("id")).alias("n")])
+        .aggregate(
+            vec![col("city")],
+            vec![sum(col("age")).alias("total"), count(col("id")).alias("n")],
+        )
         .unwrap()
         .sort(vec![col("city").sort(true, false)])
         .unwrap()
@@ -82,8 +91,21 @@ async fn group_by_distinct_union_count() {
     let b = concat(&b);
     assert_eq!(ints(&b, "total"), vec![20, 80, 100]);
     assert_eq!(ints(&b, "n"), vec![1, 2, 2]);
-    assert_eq!(people(&s).select_columns(&["city"]).unwrap().distinct().unwrap().count().await.unwrap(), 3);
-    assert_eq!(people(&s).union(people(&s)).unwrap().count().await.unwrap(), 10);
+    assert_eq!(
+        people(&s)
+            .select_columns(&["city"])
+            .unwrap()
+            .distinct()
+            .unwrap()
+            .count()
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        people(&s).union(people(&s)).unwrap().count().await.unwrap(),
+        10
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -114,7 +136,9 @@ async fn every_join_kind() {
 async fn explode_lists() {
     let s = Session::local();
     let b = s
-        .sql("SELECT 1 AS k, [10, 20, 30] AS xs UNION ALL SELECT 2 AS k, array_remove([1], 1) AS xs")
+        .sql(
+            "SELECT 1 AS k, [10, 20, 30] AS xs UNION ALL SELECT 2 AS k, array_remove([1], 1) AS xs",
+        )
         .await
         .unwrap()
         .explode("xs")
@@ -135,7 +159,9 @@ async fn sql_over_registered_tables_and_files() {
     let s = Session::local();
     let csv = dir.join("people.csv");
     std::fs::write(&csv, "id,city\n1,oslo\n2,rome\n3,oslo\n").unwrap();
-    s.register("people", &csv.to_string_lossy(), None).await.unwrap();
+    s.register("people", &csv.to_string_lossy(), None)
+        .await
+        .unwrap();
     s.register_dataframe("cities", cities(&s)).unwrap();
     let b = s
         .sql("SELECT c.country, count(*) AS n FROM people p JOIN cities c ON p.city = c.name GROUP BY c.country ORDER BY n DESC")

@@ -14,8 +14,13 @@ use tokio::net::TcpListener;
 pub fn image_bytes(w: u32, h: u32, png: bool) -> Vec<u8> {
     let img = ImageBuffer::from_fn(w, h, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, 128u8]));
     let mut out = Cursor::new(Vec::new());
-    let fmt = if png { image::ImageFormat::Png } else { image::ImageFormat::Jpeg };
-    img.write_to(&mut out, fmt).expect("encoding an in-memory image cannot fail");
+    let fmt = if png {
+        image::ImageFormat::Png
+    } else {
+        image::ImageFormat::Jpeg
+    };
+    img.write_to(&mut out, fmt)
+        .expect("encoding an in-memory image cannot fail");
     out.into_inner()
 }
 
@@ -55,7 +60,13 @@ pub fn png_declaring(w: u32, h: u32) -> Vec<u8> {
     out.extend_from_slice(&ihdr);
     out.extend_from_slice(&crc32(&ihdr).to_be_bytes());
     // An IDAT holding a small zlib stream, then IEND: a well-formed file.
-    for (kind, data) in [(&b"IDAT"[..], &[0x78u8, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01][..]), (&b"IEND"[..], &[][..])] {
+    for (kind, data) in [
+        (
+            &b"IDAT"[..],
+            &[0x78u8, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01][..],
+        ),
+        (&b"IEND"[..], &[][..]),
+    ] {
         let mut chunk = kind.to_vec();
         chunk.extend_from_slice(data);
         out.extend_from_slice(&(data.len() as u32).to_be_bytes());
@@ -84,14 +95,18 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the server.
     pub async fn start(status: u16, body: Vec<u8>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let port = listener.local_addr().expect("local addr").port();
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
         let body = Arc::new(body);
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut sock, _)) = listener.accept().await else { return };
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
                 counter.fetch_add(1, Ordering::SeqCst);
                 let body = body.clone();
                 tokio::spawn(async move {
@@ -108,7 +123,11 @@ impl TestServer {
                 });
             }
         });
-        Self { port, requests, task }
+        Self {
+            port,
+            requests,
+            task,
+        }
     }
 
     /// A URL on this server.

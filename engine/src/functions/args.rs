@@ -66,7 +66,9 @@ pub fn str_arg(args: &[ColumnarValue], i: usize, func: &str, what: &str) -> Resu
 /// The argument at `i`, which must be a constant integer; `None` when absent.
 pub fn int_arg(args: &[ColumnarValue], i: usize, func: &str, what: &str) -> Result<Option<i64>> {
     let bad = |t: String| {
-        DataFusionError::Plan(format!("{func}: {what} must be an integer constant, got {t}"))
+        DataFusionError::Plan(format!(
+            "{func}: {what} must be an integer constant, got {t}"
+        ))
     };
     match args.get(i) {
         None => Ok(None),
@@ -96,12 +98,18 @@ pub fn int_arg(args: &[ColumnarValue], i: usize, func: &str, what: &str) -> Resu
 pub fn u32_arg(args: &[ColumnarValue], i: usize, func: &str, what: &str) -> Result<u32> {
     let v = int_arg(args, i, func, what)?
         .ok_or_else(|| DataFusionError::Plan(format!("{func}: missing {what}")))?;
-    u32::try_from(v)
-        .map_err(|_| DataFusionError::Plan(format!("{func}: {what} must be in 0..=4294967295, got {v}")))
+    u32::try_from(v).map_err(|_| {
+        DataFusionError::Plan(format!("{func}: {what} must be in 0..=4294967295, got {v}"))
+    })
 }
 
 /// Wraps a row-level failure so the morsel operator can add the row's context.
-pub fn row_error(function: &'static str, row: usize, source_value: Option<String>, message: String) -> DataFusionError {
+pub fn row_error(
+    function: &'static str,
+    row: usize,
+    source_value: Option<String>,
+    message: String,
+) -> DataFusionError {
     DataFusionError::External(Box::new(crate::EngineError::Row {
         function,
         row,
@@ -115,7 +123,11 @@ pub fn check_arity(func: &str, n: usize, min: usize, max: usize, usage: &str) ->
     if n < min || n > max {
         return Err(DataFusionError::Plan(format!(
             "{func} takes {} arguments, got {n}; usage: {usage}",
-            if min == max { min.to_string() } else { format!("{min} to {max}") }
+            if min == max {
+                min.to_string()
+            } else {
+                format!("{min} to {max}")
+            }
         )));
     }
     Ok(())

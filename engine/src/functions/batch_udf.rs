@@ -27,7 +27,12 @@ pub struct BatchUdf {
 
 impl BatchUdf {
     /// A batch function `name` returning `return_type`, called with `batch_size` rows.
-    pub fn new<F>(name: impl Into<String>, return_type: DataType, batch_size: usize, func: F) -> Self
+    pub fn new<F>(
+        name: impl Into<String>,
+        return_type: DataType,
+        batch_size: usize,
+        func: F,
+    ) -> Self
     where
         F: Fn(&[ArrayRef]) -> Result<ArrayRef> + Send + Sync + 'static,
     {

@@ -64,7 +64,9 @@ impl ImageOp {
 
     fn usage(self) -> &'static str {
         match self {
-            Self::Decode => "image_decode(bytes [, mode 'RGB'|'RGBA'|'L'|'LA' [, on_error 'raise'|'null']])",
+            Self::Decode => {
+                "image_decode(bytes [, mode 'RGB'|'RGBA'|'L'|'LA' [, on_error 'raise'|'null']])"
+            }
             Self::Encode => "image_encode(image, format 'jpeg'|'png')",
             Self::Resize => "image_resize(image, width, height)",
             Self::Crop => "image_crop(image, x, y, width, height)",
@@ -89,7 +91,12 @@ impl ImageOp {
     pub fn is_expensive(self) -> bool {
         matches!(
             self,
-            Self::Decode | Self::Encode | Self::Resize | Self::Crop | Self::Convert | Self::ToTensor
+            Self::Decode
+                | Self::Encode
+                | Self::Resize
+                | Self::Crop
+                | Self::Convert
+                | Self::ToTensor
         )
     }
 }
@@ -217,8 +224,11 @@ impl ScalarUDFImpl for ImageFunction {
                     match imgs.get(i)? {
                         None => b.append_null(),
                         Some(img) => {
-                            let bytes = image::encode(img.pixels, img.width, img.height, img.mode, fmt)
-                                .map_err(|e| row_error("image_encode", i, None, e.to_string()))?;
+                            let bytes =
+                                image::encode(img.pixels, img.width, img.height, img.mode, fmt)
+                                    .map_err(|e| {
+                                        row_error("image_encode", i, None, e.to_string())
+                                    })?;
                             b.append_value(bytes);
                         }
                     }
@@ -266,7 +276,9 @@ impl ImageFunction {
                         log::debug!("image_decode: row {i}: {e}");
                         out.append_null()
                     }
-                    OnError::Raise => return Err(row_error("image_decode", i, None, e.to_string())),
+                    OnError::Raise => {
+                        return Err(row_error("image_decode", i, None, e.to_string()))
+                    }
                 },
             }
         }

@@ -70,7 +70,11 @@ impl ScalarUDFImpl for TextChunk {
                 arg_types[0]
             )));
         }
-        Ok(DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))))
+        Ok(DataType::List(Arc::new(Field::new(
+            "item",
+            DataType::Utf8,
+            true,
+        ))))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -121,10 +125,7 @@ mod tests {
 
     #[test]
     fn overlapping_chunks_share_words() {
-        assert_eq!(
-            chunk_words("a b c d e", 3, 1),
-            vec!["a b c", "c d e"]
-        );
+        assert_eq!(chunk_words("a b c d e", 3, 1), vec!["a b c", "c d e"]);
         assert_eq!(chunk_words("a b c d e f", 4, 2), vec!["a b c d", "c d e f"]);
     }
 }

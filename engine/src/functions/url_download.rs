@@ -140,7 +140,11 @@ impl ScalarUDFImpl for UrlDownload {
         let results = block_on_io(fetch_all(list.clone(), client, conns, opts))?;
         let total: usize = results
             .iter()
-            .map(|r| r.as_ref().map(|b| b.as_ref().map_or(0, |v| v.len())).unwrap_or(0))
+            .map(|r| {
+                r.as_ref()
+                    .map(|b| b.as_ref().map_or(0, |v| v.len()))
+                    .unwrap_or(0)
+            })
             .sum();
         let mut out = BinaryBuilder::with_capacity(rows, total);
         for (row, r) in results.into_iter().enumerate() {
@@ -149,7 +153,11 @@ impl ScalarUDFImpl for UrlDownload {
                 Ok(None) => out.append_null(),
                 Err(e) => match on_error {
                     OnError::Null => {
-                        log::debug!("{NAME}: row {row} ({}): {}", list.get(row).cloned().flatten().unwrap_or_default(), e.message);
+                        log::debug!(
+                            "{NAME}: row {row} ({}): {}",
+                            list.get(row).cloned().flatten().unwrap_or_default(),
+                            e.message
+                        );
                         out.append_null()
                     }
                     OnError::Raise => {

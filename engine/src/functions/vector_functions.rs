@@ -37,7 +37,11 @@ impl VectorOp {
     /// The distance between two equal-length vectors.
     pub fn apply(self, a: &[f32], b: &[f32]) -> f64 {
         match self {
-            Self::Dot => a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum(),
+            Self::Dot => a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| f64::from(*x) * f64::from(*y))
+                .sum(),
             Self::L2 => a
                 .iter()
                 .zip(b)
@@ -126,7 +130,10 @@ impl ScalarUDFImpl for VectorFunction {
                 continue;
             }
             let (va, vb) = (a.value(i), b.value(i));
-            let (va, vb) = (va.as_primitive::<Float32Type>(), vb.as_primitive::<Float32Type>());
+            let (va, vb) = (
+                va.as_primitive::<Float32Type>(),
+                vb.as_primitive::<Float32Type>(),
+            );
             if va.len() != vb.len() {
                 return Err(DataFusionError::Execution(format!(
                     "{}: row {i} compares vectors of {} and {} dimensions",

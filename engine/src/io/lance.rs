@@ -6,7 +6,9 @@ use std::sync::Arc;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use lance::datafusion::LanceTableProvider;
-use lance::dataset::{InsertBuilder, NewColumnTransform, ProjectionRequest, WriteMode as LanceMode, WriteParams};
+use lance::dataset::{
+    InsertBuilder, NewColumnTransform, ProjectionRequest, WriteMode as LanceMode, WriteParams,
+};
 use lance::Dataset;
 
 use super::paths::local_path;
@@ -43,7 +45,11 @@ pub async fn open_lance_provider(input: &str) -> Result<LanceTableProvider> {
 }
 
 /// Writes `stream` to the dataset at `dest`. Returns the dataset's row count after.
-pub async fn write_stream(stream: SendableRecordBatchStream, dest: &str, mode: WriteMode) -> Result<u64> {
+pub async fn write_stream(
+    stream: SendableRecordBatchStream,
+    dest: &str,
+    mode: WriteMode,
+) -> Result<u64> {
     let uri = uri_of(dest)?;
     let exists = std::path::Path::new(&uri).exists();
     let lance_mode = match mode {

@@ -7,9 +7,8 @@ use crate::{EngineError, Result};
 /// The local path behind a plain path or a `file://` URL.
 pub fn local_path(input: &str) -> Result<PathBuf> {
     if let Some(rest) = input.strip_prefix("file://") {
-        let url = url::Url::parse(input).map_err(|e| EngineError::InvalidArgument(format!(
-            "bad file URL {input:?}: {e}"
-        )))?;
+        let url = url::Url::parse(input)
+            .map_err(|e| EngineError::InvalidArgument(format!("bad file URL {input:?}: {e}")))?;
         return url.to_file_path().map_err(|_| {
             EngineError::InvalidArgument(format!(
                 "file URL {input:?} has no local path (host part {:?}?)",
@@ -59,7 +58,9 @@ pub fn expand_input(input: &str, extension: &str) -> Result<Vec<PathBuf>> {
     } else if path.is_dir() {
         collect_dir(&path, extension, &mut files)?;
         if files.is_empty() {
-            return Err(not_found(&format!("the directory holds no *{extension} files")));
+            return Err(not_found(&format!(
+                "the directory holds no *{extension} files"
+            )));
         }
     } else if path.is_file() {
         files.push(path);
@@ -102,7 +103,10 @@ mod tests {
 
     #[test]
     fn file_urls_and_plain_paths_resolve() {
-        assert_eq!(local_path("file:///tmp/a b.txt").unwrap(), PathBuf::from("/tmp/a b.txt"));
+        assert_eq!(
+            local_path("file:///tmp/a b.txt").unwrap(),
+            PathBuf::from("/tmp/a b.txt")
+        );
         assert_eq!(local_path("/tmp/x").unwrap(), PathBuf::from("/tmp/x"));
         assert!(local_path("s3://bucket/x").is_err());
     }
@@ -115,7 +119,10 @@ mod tests {
         }
         let dir = d.path().to_string_lossy().to_string();
         assert_eq!(expand_input(&dir, ".csv").unwrap().len(), 2);
-        assert_eq!(expand_input(&format!("{dir}/*.txt"), ".csv").unwrap().len(), 1);
+        assert_eq!(
+            expand_input(&format!("{dir}/*.txt"), ".csv").unwrap().len(),
+            1
+        );
         let err = expand_input(&format!("{dir}/missing.csv"), ".csv").unwrap_err();
         assert!(err.to_string().contains("missing.csv"), "{err}");
         let err = expand_input(&format!("{dir}/*.json"), ".json").unwrap_err();

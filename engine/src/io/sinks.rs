@@ -77,7 +77,9 @@ impl WriteMode {
 
 fn is_nonempty(p: &Path) -> bool {
     if p.is_dir() {
-        std::fs::read_dir(p).map(|mut d| d.next().is_some()).unwrap_or(true)
+        std::fs::read_dir(p)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
     } else {
         p.exists()
     }
@@ -133,8 +135,12 @@ pub async fn write(df: DataFrame, dest: &str, format: FileFormat, mode: WriteMod
             df.write_parquet(&target_str, opts, Some(po)).await
         }
         FileFormat::Csv => {
-            df.write_csv(&target_str, opts, Some(CsvOptions::default().with_has_header(true)))
-                .await
+            df.write_csv(
+                &target_str,
+                opts,
+                Some(CsvOptions::default().with_has_header(true)),
+            )
+            .await
         }
         FileFormat::Json => df.write_json(&target_str, opts, None).await,
         FileFormat::Lance => {
@@ -155,7 +161,9 @@ pub async fn write(df: DataFrame, dest: &str, format: FileFormat, mode: WriteMod
     if target != path {
         let old = path.with_file_name(format!(
             ".{}.regatta-old-{}",
-            path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+            path.file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
             std::process::id()
         ));
         std::fs::rename(&path, &old).map_err(io_err(&path))?;
@@ -178,8 +186,11 @@ fn count_rows(batches: &[datafusion::arrow::record_batch::RecordBatch]) -> u64 {
     use datafusion::arrow::array::{Array, UInt64Array};
     batches
         .iter()
-        .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>().map(|a| {
-            (0..a.len()).map(|i| a.value(i)).sum::<u64>()
-        }))
+        .filter_map(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .map(|a| (0..a.len()).map(|i| a.value(i)).sum::<u64>())
+        })
         .sum()
 }

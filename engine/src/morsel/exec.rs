@@ -334,12 +334,13 @@ impl Driver {
                 .await
                 .map_err(|_| DataFusionError::Internal("compute slots closed".into()))?;
             let started = Instant::now();
-            let job = SpawnedTask::spawn_blocking(move || evaluate(&exprs, &morsel, schema)
-                .map_err(|e| with_row_context(e, &morsel, row_offset)));
-            let out = job
-                .join()
-                .await
-                .map_err(|e| DataFusionError::Execution(format!("{label}: worker thread failed: {e}")))??;
+            let job = SpawnedTask::spawn_blocking(move || {
+                evaluate(&exprs, &morsel, schema)
+                    .map_err(|e| with_row_context(e, &morsel, row_offset))
+            });
+            let out = job.join().await.map_err(|e| {
+                DataFusionError::Execution(format!("{label}: worker thread failed: {e}"))
+            })??;
             metrics.compute.add_elapsed(started);
             let (rows, bytes) = (out.batch.num_rows(), out.computed_bytes);
             shared.sizer.observe(rows, bytes);
@@ -362,7 +363,11 @@ struct Evaluated {
     computed_bytes: usize,
 }
 
-fn evaluate(exprs: &[ProjectionExpr], morsel: &RecordBatch, schema: SchemaRef) -> Result<Evaluated> {
+fn evaluate(
+    exprs: &[ProjectionExpr],
+    morsel: &RecordBatch,
+    schema: SchemaRef,
+) -> Result<Evaluated> {
     let rows = morsel.num_rows();
     let mut computed_bytes = 0;
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(exprs.len());
@@ -387,7 +392,11 @@ fn is_column(e: &Arc<dyn PhysicalExpr>) -> bool {
 
 /// Turns a morsel-relative row error into one naming the partition-relative row and,
 /// when the row has one, its URL or path.
-fn with_row_context(e: DataFusionError, morsel: &RecordBatch, row_offset: usize) -> DataFusionError {
+fn with_row_context(
+    e: DataFusionError,
+    morsel: &RecordBatch,
+    row_offset: usize,
+) -> DataFusionError {
     let Some(EngineError::Row {
         function,
         row,
@@ -416,7 +425,9 @@ fn locate_source(morsel: &RecordBatch, row: usize) -> Option<String> {
             continue;
         };
         let name = f.name().to_ascii_lowercase();
-        let named = ["url", "uri", "path", "file"].iter().any(|n| name.contains(n));
+        let named = ["url", "uri", "path", "file"]
+            .iter()
+            .any(|n| name.contains(n));
         let looks = v.contains("://") || v.starts_with('/');
         if named && looks {
             return Some(format!("{}={v}", f.name()));

@@ -48,8 +48,14 @@ impl MorselRule {
         let o = &self.options;
         Some(MorselConfig {
             label: names.join("+"),
-            concurrency: if io { o.io_concurrency } else { o.cpu_concurrency },
-            max_in_flight: o.max_in_flight_morsels.max(if io { o.io_concurrency } else { 1 }),
+            concurrency: if io {
+                o.io_concurrency
+            } else {
+                o.cpu_concurrency
+            },
+            max_in_flight: o
+                .max_in_flight_morsels
+                .max(if io { o.io_concurrency } else { 1 }),
             morsel_bytes: o.morsel_bytes,
             first_rows: o.first_morsel_rows,
             max_rows: o.max_morsel_rows,
@@ -86,9 +92,10 @@ impl PhysicalOptimizerRule for MorselRule {
                 return Ok(Transformed::no(node));
             };
             match self.config_for(projection) {
-                Some(cfg) => Ok(Transformed::yes(
-                    Arc::new(MorselExec::from_projection(projection, cfg)) as Arc<dyn ExecutionPlan>,
-                )),
+                Some(cfg) => Ok(Transformed::yes(Arc::new(MorselExec::from_projection(
+                    projection, cfg,
+                ))
+                    as Arc<dyn ExecutionPlan>)),
                 None => Ok(Transformed::no(node)),
             }
         })

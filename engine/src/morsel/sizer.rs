@@ -15,7 +15,12 @@ pub struct MorselSizer {
 
 impl MorselSizer {
     /// A sizer aiming at `target_bytes`; `fixed_rows` pins the row count (batch functions).
-    pub fn new(target_bytes: usize, first_rows: usize, max_rows: usize, fixed_rows: Option<usize>) -> Self {
+    pub fn new(
+        target_bytes: usize,
+        first_rows: usize,
+        max_rows: usize,
+        fixed_rows: Option<usize>,
+    ) -> Self {
         Self {
             target_bytes: target_bytes.max(1),
             first_rows: first_rows.max(1),

@@ -1,0 +1,134 @@
+//! The `regatta` binary end to end: real processes, real files.
+
+use std::process::Command;
+
+fn regatta() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_regatta"))
+}
+
+fn csv_fixture(dir: &std::path::Path) -> String {
+    let p = dir.join("people.csv");
+    std::fs::write(&p, "id,city\n1,oslo\n2,rome\n3,oslo\n").unwrap();
+    p.to_string_lossy().to_string()
+}
+
+#[test]
+fn sql_prints_csv_and_json_and_stays_quiet_when_piped() {
+    let d = tempfile::tempdir().unwrap();
+    let csv = csv_fixture(d.path());
+    let out = regatta()
+        .args(["sql", "-t", &format!("p={csv}"), "-f", "csv"])
+        .arg("SELECT city, count(*) AS n FROM p GROUP BY city ORDER BY city")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "city,n\noslo,2\nrome,1\n"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "no progress output when piped: {:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = regatta()
+        .args(["sql", "-f", "json"])
+        .arg(format!("SELECT max(id) AS m FROM '{csv}'"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"m\":3}\n");
+}
+
+#[test]
+fn sql_table_output_is_a_table() {
+    let out = regatta().args(["sql", "SELECT 1 AS one"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("| one |") && text.contains("| 1   |"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_files_and_bad_flags_fail_with_the_culprit_named() {
+    let out = regatta()
+        .args(["sql", "-t", "x=/no/such/file.parquet", "SELECT * FROM x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/no/such/file.parquet"), "{err}");
+
+    let out = regatta()
+        .args(["sql", "-t", "nonsense", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NAME=PATH"));
+}
+
+#[test]
+fn explain_shows_plans_and_analyze_shows_metrics() {
+    let out = regatta()
+        .args(["explain", "SELECT 1 + 1 AS two"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("physical_plan"));
+    let out = regatta()
+        .args(["explain", "--analyze", "SELECT 1 + 1 AS two"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("metrics=["));
+}
+
+#[test]
+fn demo_runs_the_pipeline_into_lance_and_survives_broken_images() {
+    let d = tempfile::tempdir().unwrap();
+    let lance = d.path().join("demo.lance");
+    let out = regatta()
+        .args(["demo", "--images", "6", "--out"])
+        .arg(&lance)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("rows in          9"), "{stdout}");
+    assert!(stdout.contains("images decoded   6"), "{stdout}");
+    assert!(stdout.contains("skipped (broken or missing) 3"), "{stdout}");
+    assert!(
+        lance.join("_versions").exists()
+            || lance.join("_latest.manifest").exists()
+            || lance.is_dir()
+    );
+    // The dataset is readable by the SQL command, new column included.
+    let table = format!("d={}", lance.display());
+    let q = "SELECT count(*) AS n, min(thumb_mode) AS m FROM d";
+    let out = regatta()
+        .args(["sql", "-f", "csv", "-t", &table, q])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text, "n,m\n6,RGB\n");
+}
