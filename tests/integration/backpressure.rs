@@ -93,3 +93,44 @@ async fn explain_analyze_shows_morsel_metrics() {
     assert!(text.contains("in_flight_rows_peak=2"), "{text}");
     assert!(text.contains("output_rows=2"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filters_over_wide_rows_pass_morsels_on_without_piling_them_up() {
+    let (_d, dir) = temp_dir();
+    let bytes = image_bytes(32, 32, true);
+    let urls: Vec<String> = (0..40)
+        .map(|i| write_file(&dir, &format!("{i}.png"), &bytes))
+        .collect();
+    let session = Session::local_with(EngineOptions {
+        target_partitions: 1,
+        first_morsel_rows: 4,
+        max_morsel_rows: 4,
+        ..EngineOptions::default()
+    })
+    .unwrap();
+    let df = url_frame(&session, &urls)
+        .with_column(
+            "img",
+            col("url").url_download().image_decode(ImageMode::Rgb),
+        )
+        .unwrap()
+        .filter(col("img").image_width().gt_eq(lit(10u32)))
+        .unwrap();
+    let mut exec = df.execute().await.unwrap();
+    let names: Vec<String> = exec.metrics().into_iter().map(|m| m.name).collect();
+    assert!(
+        names.contains(&"StreamingFilterExec".to_string()),
+        "{names:?}"
+    );
+    let mut rows = 0;
+    while let Some(b) = exec.stream.next().await {
+        let b = b.unwrap();
+        assert!(
+            b.num_rows() <= 4,
+            "a filtered batch of {} rows: the filter coalesced",
+            b.num_rows()
+        );
+        rows += b.num_rows();
+    }
+    assert_eq!(rows, 40);
+}

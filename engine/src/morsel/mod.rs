@@ -9,12 +9,14 @@
 //! stops pulling from its producer.
 
 mod exec;
+mod filter;
 mod in_flight;
 mod rule;
 mod sizer;
 mod splitter;
 
 pub use exec::{MorselConfig, MorselExec};
+pub use filter::StreamingFilterExec;
 pub use in_flight::InFlight;
 pub use rule::MorselRule;
 pub use sizer::MorselSizer;

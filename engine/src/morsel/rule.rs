@@ -7,10 +7,12 @@ use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::Result;
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::exec::{MorselConfig, MorselExec};
+use super::filter::StreamingFilterExec;
 use crate::functions::{FunctionCost, FunctionRegistry};
 use crate::EngineOptions;
 
@@ -64,6 +66,40 @@ impl MorselRule {
     }
 }
 
+impl MorselRule {
+    /// A filter over a morsel operator must not coalesce its wide rows.
+    fn rewrite_filter(
+        &self,
+        filter: &FilterExec,
+        node: Arc<dyn ExecutionPlan>,
+    ) -> Result<Transformed<Arc<dyn ExecutionPlan>>> {
+        if !feeds_from_morsels(filter.input()) {
+            return Ok(Transformed::no(node));
+        }
+        if filter.projection().is_none() && filter.fetch().is_none() {
+            return Ok(Transformed::yes(Arc::new(
+                StreamingFilterExec::from_filter(filter),
+            )));
+        }
+        // A filter with an embedded projection or limit stays, coalescing little.
+        let small = self.options.first_morsel_rows.max(1);
+        Ok(Transformed::yes(Arc::new(filter.with_batch_size(small)?)))
+    }
+}
+
+/// True if rows reach `plan` from a morsel operator through row-by-row operators.
+fn feeds_from_morsels(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    if plan.downcast_ref::<MorselExec>().is_some() {
+        return true;
+    }
+    let streaming = plan.downcast_ref::<ProjectionExec>().is_some()
+        || plan.downcast_ref::<FilterExec>().is_some()
+        || plan.downcast_ref::<StreamingFilterExec>().is_some()
+        || plan.name() == "RepartitionExec"
+        || plan.name() == "CoalescePartitionsExec";
+    streaming && plan.children().iter().any(|c| feeds_from_morsels(c))
+}
+
 fn collect_costs(
     e: &Arc<dyn PhysicalExpr>,
     registry: &FunctionRegistry,
@@ -88,6 +124,9 @@ impl PhysicalOptimizerRule for MorselRule {
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
+            if let Some(filter) = node.downcast_ref::<FilterExec>() {
+                return self.rewrite_filter(filter, node.clone());
+            }
             let Some(projection) = node.downcast_ref::<ProjectionExec>() else {
                 return Ok(Transformed::no(node));
             };
