@@ -156,6 +156,23 @@ impl DataFrame {
 
     /// Like [`Self::explode`], and adds `index_column`: each element's 0-based
     /// position in its list.
+    ///
+    /// ```
+    /// use regatta::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "multi_thread")]
+    /// # async fn main() -> regatta::Result<()> {
+    /// let session = Session::local();
+    /// let chunks = session
+    ///     .sql("SELECT 7 AS doc, 'one two three four five' AS text")
+    ///     .await?
+    ///     .with_column("chunk", col("text").text_chunk(2, 0))?
+    ///     .explode_with_index("chunk", "pos")?
+    ///     .select(vec![col("doc"), col("pos"), col("chunk")])?;
+    /// assert_eq!(chunks.count().await?, 3); // "one two", "three four", "five"
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn explode_with_index(self, column: &str, index_column: &str) -> Result<Self> {
         let positions = range(lit(0i64), cardinality(col(column)), lit(1i64));
         let df = self

@@ -102,6 +102,27 @@ impl Session {
 
     /// Registers a user batch function; returns it for use in expressions. It is
     /// callable by name in SQL too.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use regatta::arrow::array::{ArrayRef, AsArray, Int64Array};
+    /// use regatta::arrow::datatypes::{DataType, Int64Type};
+    /// use regatta::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "multi_thread")]
+    /// # async fn main() -> regatta::Result<()> {
+    /// let session = Session::local();
+    /// // Sees 256 rows per call (fewer only at the end).
+    /// let square = session.register_batch_udf(BatchUdf::new("square", DataType::Int64, 256, |cols: &[ArrayRef]| {
+    ///     let x = cols[0].as_primitive::<Int64Type>();
+    ///     Ok(Arc::new(Int64Array::from_iter_values(x.values().iter().map(|v| v * v))) as ArrayRef)
+    /// }));
+    /// let df = session.sql("SELECT 12 AS x").await?.select(vec![square.call(vec![col("x")]).alias("y")])?;
+    /// let out = df.collect().await?;
+    /// assert_eq!(out[0].column(0).as_primitive::<Int64Type>().value(0), 144);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn register_batch_udf(&self, udf: BatchUdf) -> BatchFunction {
         BatchFunction {
             udf: self.engine.register_batch_udf(udf),
