@@ -9,7 +9,9 @@ use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::Partitioning;
 
 use super::exec::{MorselConfig, MorselExec};
 use super::filter::StreamingFilterExec;
@@ -87,6 +89,15 @@ impl MorselRule {
     }
 }
 
+/// The input of a round-robin repartition, if `plan` is one.
+fn unwrap_round_robin(plan: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+    let r = plan.downcast_ref::<RepartitionExec>()?;
+    match r.partitioning() {
+        Partitioning::RoundRobinBatch(_) => Some(r.input().clone()),
+        _ => None,
+    }
+}
+
 /// True if rows reach `plan` from a morsel operator through row-by-row operators.
 fn feeds_from_morsels(plan: &Arc<dyn ExecutionPlan>) -> bool {
     if plan.downcast_ref::<MorselExec>().is_some() {
@@ -130,13 +141,22 @@ impl PhysicalOptimizerRule for MorselRule {
             let Some(projection) = node.downcast_ref::<ProjectionExec>() else {
                 return Ok(Transformed::no(node));
             };
-            match self.config_for(projection) {
-                Some(cfg) => Ok(Transformed::yes(Arc::new(MorselExec::from_projection(
-                    projection, cfg,
-                ))
-                    as Arc<dyn ExecutionPlan>)),
-                None => Ok(Transformed::no(node)),
-            }
+            let Some(cfg) = self.config_for(projection) else {
+                return Ok(Transformed::no(node));
+            };
+            // A morsel operator parallelises across morsels itself; a round-robin
+            // repartition in front of it would only split its in-flight bound.
+            let rebuilt;
+            let projection = match unwrap_round_robin(projection.input()) {
+                Some(input) => {
+                    rebuilt = ProjectionExec::try_new(projection.expr().iter().cloned(), input)?;
+                    &rebuilt
+                }
+                None => projection,
+            };
+            Ok(Transformed::yes(
+                Arc::new(MorselExec::from_projection(projection, cfg)) as Arc<dyn ExecutionPlan>,
+            ))
         })
         .data()
     }
