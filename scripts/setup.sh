@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# Installs what building and testing regatta needs on a Debian machine:
-# protoc (Lance's build), mold (a faster linker). Safe to run again.
+# Installs what building and testing regatta needs on a Debian machine: protoc
+# (required by Lance's build) and mold (an optional, faster linker). Safe to re-run.
 set -euo pipefail
-need=()
-command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
-command -v mold >/dev/null 2>&1 || need+=(mold)
-if ((${#need[@]})); then
-  echo "setup: installing ${need[*]}" >&2
-  SUDO=""
-  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+apt_install() {
+  $SUDO apt-get update -qq >/dev/null 2>&1 || true
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo not found; install Rust from https://rustup.rs" >&2
   exit 1
+fi
+if ! command -v protoc >/dev/null 2>&1; then
+  echo "setup: installing protobuf-compiler (Lance's build needs protoc)" >&2
+  apt_install protobuf-compiler || {
+    echo "setup: could not install protobuf-compiler; install protoc and set PROTOC" >&2
+    exit 1
+  }
+fi
+if ! command -v mold >/dev/null 2>&1; then
+  echo "setup: installing mold (faster linking; optional)" >&2
+  apt_install mold || echo "setup: mold not installed; linking with the default linker" >&2
 fi
