@@ -258,3 +258,58 @@ async fn batch_functions_get_their_declared_batch_size() {
     assert!(calls.load(Ordering::SeqCst) >= 5);
     let _ = b[0].column(0).is_null(0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expensive_arguments_of_batch_functions_get_their_own_operator() {
+    let (_d, dir) = temp_dir();
+    let urls: Vec<String> = (0..10)
+        .map(|i| write_file(&dir, &format!("{i}.png"), &image_bytes(50 + i, 40, true)))
+        .collect();
+    let session = Session::local();
+    let width_of = session.register_batch_udf(BatchUdf::new(
+        "width_of",
+        DataType::UInt32,
+        4,
+        |args: &[ArrayRef]| {
+            let imgs = regatta::types::ImageColumn::try_new(args[0].as_ref(), "width_of")?;
+            Ok(Arc::new(regatta::arrow::array::UInt32Array::from_iter(
+                (0..imgs.len()).map(|i| imgs.width(i)),
+            )) as ArrayRef)
+        },
+    ));
+    let df = url_frame(&session, &urls)
+        .select(vec![
+            col("id"),
+            width_of
+                .call(vec![col("url")
+                    .url_download()
+                    .image_decode(ImageMode::Rgb)
+                    .image_resize(8, 8)])
+                .alias("w"),
+        ])
+        .unwrap();
+    let mut exec = df.execute().await.unwrap();
+    let mut rows = 0;
+    while let Some(b) = futures::StreamExt::next(&mut exec.stream).await {
+        let b = b.unwrap();
+        let w = b.column(1).as_primitive::<UInt32Type>();
+        assert!(w.iter().all(|v| v == Some(8)));
+        rows += b.num_rows();
+    }
+    assert_eq!(rows, 10);
+    let ops: Vec<String> = exec
+        .metrics()
+        .into_iter()
+        .filter(|m| m.name == "MorselExec")
+        .map(|m| m.description)
+        .collect();
+    assert_eq!(ops.len(), 2, "{ops:?}");
+    assert!(
+        ops[0].contains("op=width_of") && ops[0].contains("batch_rows=4"),
+        "{ops:?}"
+    );
+    assert!(
+        ops[1].contains("image_resize") && !ops[1].contains("batch_rows"),
+        "{ops:?}"
+    );
+}

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
 use datafusion::error::Result;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::projection::ProjectionExpr;
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::filter::FilterExec;
@@ -69,6 +71,100 @@ impl MorselRule {
 }
 
 impl MorselRule {
+    /// The morsel operator(s) computing `exprs` over `input`.
+    fn morsel_plan(
+        &self,
+        exprs: &[ProjectionExpr],
+        input: Arc<dyn ExecutionPlan>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (input, exprs) = match self.split_batch_args(exprs, &input)? {
+            Some((lower, upper)) => (self.operator(lower, input)?, upper),
+            None => (input, exprs.to_vec()),
+        };
+        self.operator(exprs, input)
+    }
+
+    fn operator(
+        &self,
+        exprs: Vec<ProjectionExpr>,
+        input: Arc<dyn ExecutionPlan>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let projection = ProjectionExec::try_new(exprs, input)?;
+        Ok(match self.config_for(&projection) {
+            Some(cfg) => Arc::new(MorselExec::from_projection(&projection, cfg)),
+            None => Arc::new(projection),
+        })
+    }
+
+    /// A batch function must get its declared rows per call; if its arguments are
+    /// themselves expensive (say `model(image_resize(decoded))`), computing them in the
+    /// same morsel would hold that many *inputs* (full-size images) at once. So the
+    /// arguments move into an operator of their own, sized in bytes, and the batch
+    /// function's operator then holds only the small results.
+    ///
+    /// Returns the lower expressions (input columns, then the arguments) and the
+    /// upper ones (the original, reading the arguments as columns).
+    #[allow(clippy::type_complexity)]
+    fn split_batch_args(
+        &self,
+        exprs: &[ProjectionExpr],
+        input: &Arc<dyn ExecutionPlan>,
+    ) -> Result<Option<(Vec<ProjectionExpr>, Vec<ProjectionExpr>)>> {
+        let schema = input.schema();
+        let width = schema.fields().len();
+        let mut args: Vec<ProjectionExpr> = Vec::new();
+        let mut upper = Vec::with_capacity(exprs.len());
+        for pe in exprs {
+            let rewritten = pe.expr.clone().transform_down(|e| {
+                let Some(f) = e.downcast_ref::<ScalarFunctionExpr>() else {
+                    return Ok(Transformed::no(e));
+                };
+                if !matches!(self.registry.cost(f.name()), Some(FunctionCost::Batch(_))) {
+                    return Ok(Transformed::no(e));
+                }
+                let mut changed = false;
+                let mut children = Vec::new();
+                for arg in e.children() {
+                    if is_expensive(arg, &self.registry) {
+                        let index = width + args.len();
+                        let name = format!("__regatta_arg_{index}");
+                        args.push(ProjectionExpr {
+                            expr: arg.clone(),
+                            alias: name.clone(),
+                        });
+                        children.push(Arc::new(Column::new(&name, index)) as Arc<dyn PhysicalExpr>);
+                        changed = true;
+                    } else {
+                        children.push(arg.clone());
+                    }
+                }
+                if !changed {
+                    return Ok(Transformed::no(e));
+                }
+                let e = e.with_new_children(children)?;
+                Ok(Transformed::new(e, true, TreeNodeRecursion::Jump))
+            })?;
+            upper.push(ProjectionExpr {
+                expr: rewritten.data,
+                alias: pe.alias.clone(),
+            });
+        }
+        if args.is_empty() {
+            return Ok(None);
+        }
+        let mut lower: Vec<ProjectionExpr> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| ProjectionExpr {
+                expr: Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
+                alias: f.name().clone(),
+            })
+            .collect();
+        lower.extend(args);
+        Ok(Some((lower, upper)))
+    }
+
     /// A filter over a morsel operator must not coalesce its wide rows.
     fn rewrite_filter(
         &self,
@@ -111,6 +207,13 @@ fn feeds_from_morsels(plan: &Arc<dyn ExecutionPlan>) -> bool {
     streaming && plan.children().iter().any(|c| feeds_from_morsels(c))
 }
 
+fn is_expensive(e: &Arc<dyn PhysicalExpr>, registry: &FunctionRegistry) -> bool {
+    let mut names = Vec::new();
+    let mut costs = Vec::new();
+    collect_costs(e, registry, &mut names, &mut costs);
+    !costs.is_empty()
+}
+
 fn collect_costs(
     e: &Arc<dyn PhysicalExpr>,
     registry: &FunctionRegistry,
@@ -141,21 +244,15 @@ impl PhysicalOptimizerRule for MorselRule {
             let Some(projection) = node.downcast_ref::<ProjectionExec>() else {
                 return Ok(Transformed::no(node));
             };
-            let Some(cfg) = self.config_for(projection) else {
+            if self.config_for(projection).is_none() {
                 return Ok(Transformed::no(node));
-            };
+            }
             // A morsel operator parallelises across morsels itself; a round-robin
             // repartition in front of it would only split its in-flight bound.
-            let rebuilt;
-            let projection = match unwrap_round_robin(projection.input()) {
-                Some(input) => {
-                    rebuilt = ProjectionExec::try_new(projection.expr().iter().cloned(), input)?;
-                    &rebuilt
-                }
-                None => projection,
-            };
+            let input = unwrap_round_robin(projection.input())
+                .unwrap_or_else(|| projection.input().clone());
             Ok(Transformed::yes(
-                Arc::new(MorselExec::from_projection(projection, cfg)) as Arc<dyn ExecutionPlan>,
+                self.morsel_plan(projection.expr(), input)?,
             ))
         })
         .data()
