@@ -4,6 +4,11 @@
 use clap::Parser;
 
 mod embed_stub;
+
+// Image pipelines free many large buffers from many threads; glibc's per-thread
+// arenas keep them resident. mimalloc returns them, keeping peak memory flat.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod rss;
 mod workloads;
 

@@ -130,7 +130,7 @@ fn finish_output(args: &Args, dir: &Path, extra: &mut Value) {
 
 async fn w1_image(args: &Args, data: &Path) -> Res<(u64, f64, Value)> {
     let od = out_dir(args, "w1")?;
-    let session = Session::local();
+    let session = Session::local_from_env()?;
     let t0 = Instant::now();
     let mean_pixels = session.register_batch_udf(BatchUdf::new(
         "mean_pixels",
@@ -159,6 +159,10 @@ async fn w1_image(args: &Args, data: &Path) -> Res<(u64, f64, Value)> {
             col("id"),
             mean_pixels.call(vec![col("img")]).alias("label"),
         ])?;
+    if std::env::var_os("REGATTA_BENCH_EXPLAIN").is_some() {
+        // Diagnostics: the plan with every operator's metrics, on stderr.
+        eprintln!("{}", df.clone().explain_analyze().await?);
+    }
     let rows = df.write_parquet(&od.to_string_lossy()).await?;
     let secs = t0.elapsed().as_secs_f64();
     let batches = read_dir_batches(&od)?;
@@ -193,7 +197,7 @@ fn mean_pixels(args: &[ArrayRef]) -> regatta::datafusion::error::Result<ArrayRef
 }
 
 async fn tpch(data: &Path, sql: &str, tables: &[&str]) -> Res<(u64, f64, Value)> {
-    let session = Session::local();
+    let session = Session::local_from_env()?;
     for t in tables {
         let p = data.join("tpch").join(format!("{t}.parquet"));
         session
@@ -365,7 +369,7 @@ fn take_sums(b: &RecordBatch) -> Res<Value> {
 
 async fn w5_embed(args: &Args, data: &Path) -> Res<(u64, f64, Value)> {
     let od = out_dir(args, "w5")?;
-    let session = Session::local();
+    let session = Session::local_from_env()?;
     let t0 = Instant::now();
     let embed = session.register_batch_udf(BatchUdf::new(
         "embed_stub",

@@ -8,6 +8,8 @@ use datafusion::dataframe::DataFrame;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::FunctionRegistry as _;
 use datafusion::logical_expr::{Expr, ScalarUDF};
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -17,6 +19,22 @@ use crate::functions::{
 use crate::io::{self, FileFormat, WriteMode};
 use crate::morsel::MorselRule;
 use crate::{EngineError, EngineOptions, Result};
+
+/// DataFusion's physical optimizer rules with regatta's morsel rule before and after.
+fn optimizer_rules(
+    registry: &FunctionRegistry,
+    options: &EngineOptions,
+) -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> = vec![Arc::new(
+        MorselRule::first(registry.clone(), options.clone()),
+    )];
+    rules.extend(PhysicalOptimizer::new().rules);
+    rules.push(Arc::new(MorselRule::last(
+        registry.clone(),
+        options.clone(),
+    )));
+    rules
+}
 
 /// The single-node engine: cheap to clone, shared by every DataFrame of a session.
 #[derive(Clone)]
@@ -55,10 +73,7 @@ impl Engine {
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(MorselRule::new(
-                registry.clone(),
-                options.clone(),
-            )))
+            .with_physical_optimizer_rules(optimizer_rules(&registry, &options))
             .build();
         // URL tables let SQL name files directly: SELECT * FROM 'x.parquet'.
         let ctx = SessionContext::new_with_state(state).enable_url_table();

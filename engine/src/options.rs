@@ -35,7 +35,7 @@ impl Default for EngineOptions {
             .map(|n| n.get())
             .unwrap_or(2);
         Self {
-            morsel_bytes: 32 * 1024 * 1024,
+            morsel_bytes: 16 * 1024 * 1024,
             max_morsel_rows: 8192,
             first_morsel_rows: 16,
             io_concurrency: 4,
@@ -49,6 +49,38 @@ impl Default for EngineOptions {
 }
 
 impl EngineOptions {
+    /// The defaults, with any `REGATTA_*` environment overrides applied:
+    /// `REGATTA_MORSEL_BYTES`, `REGATTA_MAX_MORSEL_ROWS`, `REGATTA_IO_CONCURRENCY`,
+    /// `REGATTA_CPU_CONCURRENCY`, `REGATTA_MAX_IN_FLIGHT_MORSELS`,
+    /// `REGATTA_MAX_CONNECTIONS`, `REGATTA_TARGET_PARTITIONS`, `REGATTA_BATCH_SIZE`.
+    pub fn from_env() -> crate::Result<Self> {
+        let mut o = Self::default();
+        let vars: [(&str, &mut usize); 8] = [
+            ("REGATTA_MORSEL_BYTES", &mut o.morsel_bytes),
+            ("REGATTA_MAX_MORSEL_ROWS", &mut o.max_morsel_rows),
+            ("REGATTA_IO_CONCURRENCY", &mut o.io_concurrency),
+            ("REGATTA_CPU_CONCURRENCY", &mut o.cpu_concurrency),
+            (
+                "REGATTA_MAX_IN_FLIGHT_MORSELS",
+                &mut o.max_in_flight_morsels,
+            ),
+            ("REGATTA_MAX_CONNECTIONS", &mut o.max_connections),
+            ("REGATTA_TARGET_PARTITIONS", &mut o.target_partitions),
+            ("REGATTA_BATCH_SIZE", &mut o.batch_size),
+        ];
+        for (name, slot) in vars {
+            if let Ok(v) = std::env::var(name) {
+                *slot = v.trim().parse().map_err(|_| {
+                    crate::EngineError::InvalidArgument(format!(
+                        "environment variable {name}={v:?} must be a positive integer"
+                    ))
+                })?;
+            }
+        }
+        o.validate()?;
+        Ok(o)
+    }
+
     /// Checks the options for values that cannot work.
     pub fn validate(&self) -> crate::Result<()> {
         let positive = [

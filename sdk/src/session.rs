@@ -19,11 +19,18 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session on the embedded local engine with default options.
+    /// A session on the embedded local engine with default options (ignoring the
+    /// environment; see [`Session::local_from_env`]).
     pub fn local() -> Self {
         Self {
             engine: Engine::with_defaults(),
         }
+    }
+
+    /// A local session whose options come from `REGATTA_*` environment variables
+    /// over the defaults ([`EngineOptions::from_env`]).
+    pub fn local_from_env() -> Result<Self> {
+        Self::local_with(EngineOptions::from_env()?)
     }
 
     /// A local session with custom engine options (morsel size, concurrency, bounds).

@@ -134,3 +134,33 @@ async fn filters_over_wide_rows_pass_morsels_on_without_piling_them_up() {
     }
     assert_eq!(rows, 40);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expensive_projections_over_a_file_scan_are_not_folded_into_the_scan() {
+    let (_d, dir) = temp_dir();
+    let url = write_file(&dir, "a.png", &image_bytes(8, 8, true));
+    let session = Session::local();
+    let table = dir.join("urls.parquet").to_string_lossy().to_string();
+    url_frame(&session, &[url.clone(), url])
+        .write_parquet(&table)
+        .await
+        .unwrap();
+    let df = session
+        .read_parquet(&table)
+        .await
+        .unwrap()
+        .select(vec![col("url")
+            .url_download()
+            .image_decode(ImageMode::Rgb)
+            .image_width()
+            .alias("w")])
+        .unwrap();
+    let exec = df.execute().await.unwrap();
+    let ops: Vec<String> = exec.metrics().into_iter().map(|m| m.description).collect();
+    assert!(ops[0].starts_with("MorselExec"), "{ops:?}");
+    assert!(
+        !ops.iter()
+            .any(|o| o.contains("DataSourceExec") && o.contains("url_download")),
+        "{ops:?}"
+    );
+}

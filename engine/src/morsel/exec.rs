@@ -334,6 +334,7 @@ impl Driver {
                 .await
                 .map_err(|_| DataFusionError::Internal("compute slots closed".into()))?;
             let started = Instant::now();
+            let in_bytes = slice_bytes(&morsel);
             let job = SpawnedTask::spawn_blocking(move || {
                 evaluate(&exprs, &morsel, schema)
                     .map_err(|e| with_row_context(e, &morsel, row_offset))
@@ -343,7 +344,9 @@ impl Driver {
             })??;
             metrics.compute.add_elapsed(started);
             let (rows, bytes) = (out.batch.num_rows(), out.computed_bytes);
-            shared.sizer.observe(rows, bytes);
+            // A morsel holds its input while computing: size by the larger side, so
+            // wide inputs (full-size images going to a resize) get few rows too.
+            shared.sizer.observe(rows, bytes.max(in_bytes));
             metrics.output_rows.add(rows);
             metrics.output_bytes.add(bytes);
             guard.set_rows(rows);
@@ -383,6 +386,19 @@ fn evaluate(
         batch: RecordBatch::try_new_with_options(schema, cols, &opts)?,
         computed_bytes,
     })
+}
+
+/// Bytes a batch's rows take, counting only the slice of each buffer it uses.
+fn slice_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
 }
 
 fn is_column(e: &Arc<dyn PhysicalExpr>) -> bool {

@@ -20,17 +20,37 @@ use super::filter::StreamingFilterExec;
 use crate::functions::{FunctionCost, FunctionRegistry};
 use crate::EngineOptions;
 
-/// Replaces projections that call expensive functions with [`MorselExec`].
+/// Replaces projections that call expensive functions with [`MorselExec`], and
+/// filters over them with [`StreamingFilterExec`].
+///
+/// It runs twice. First, before DataFusion's own rules: otherwise projection
+/// pushdown folds an expensive projection into the file scan, which then evaluates
+/// it over whole batches with no bound at all. Last, after them: filters are only
+/// final then, and any projection a rule created in between is caught.
 #[derive(Debug)]
 pub struct MorselRule {
     registry: FunctionRegistry,
     options: EngineOptions,
+    last: bool,
 }
 
 impl MorselRule {
-    /// A rule that consults `registry` for function costs.
-    pub fn new(registry: FunctionRegistry, options: EngineOptions) -> Self {
-        Self { registry, options }
+    /// The rule that runs before DataFusion's physical optimizer rules.
+    pub fn first(registry: FunctionRegistry, options: EngineOptions) -> Self {
+        Self {
+            registry,
+            options,
+            last: false,
+        }
+    }
+
+    /// The rule that runs after them.
+    pub fn last(registry: FunctionRegistry, options: EngineOptions) -> Self {
+        Self {
+            registry,
+            options,
+            last: true,
+        }
     }
 
     fn config_for(&self, projection: &ProjectionExec) -> Option<MorselConfig> {
@@ -239,7 +259,10 @@ impl PhysicalOptimizerRule for MorselRule {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
             if let Some(filter) = node.downcast_ref::<FilterExec>() {
-                return self.rewrite_filter(filter, node.clone());
+                if self.last {
+                    return self.rewrite_filter(filter, node.clone());
+                }
+                return Ok(Transformed::no(node));
             }
             let Some(projection) = node.downcast_ref::<ProjectionExec>() else {
                 return Ok(Transformed::no(node));
@@ -259,7 +282,11 @@ impl PhysicalOptimizerRule for MorselRule {
     }
 
     fn name(&self) -> &str {
-        "regatta_morsel_operators"
+        if self.last {
+            "regatta_morsel_operators_last"
+        } else {
+            "regatta_morsel_operators_first"
+        }
     }
 
     fn schema_check(&self) -> bool {
