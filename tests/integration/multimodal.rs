@@ -303,13 +303,17 @@ async fn expensive_arguments_of_batch_functions_get_their_own_operator() {
         .filter(|m| m.name == "MorselExec")
         .map(|m| m.description)
         .collect();
-    assert_eq!(ops.len(), 2, "{ops:?}");
+    // One operator per level, innermost at the bottom; only the batch function's
+    // operator has fixed rows.
+    assert_eq!(ops.len(), 4, "{ops:?}");
     assert!(
-        ops[0].contains("op=width_of") && ops[0].contains("batch_rows=4"),
+        ops[0].contains("op=width_of,") && ops[0].contains("batch_rows=4"),
         "{ops:?}"
     );
     assert!(
-        ops[1].contains("image_resize") && !ops[1].contains("batch_rows"),
+        ops[1].contains("op=image_resize,") && !ops[1].contains("batch_rows"),
         "{ops:?}"
     );
+    assert!(ops[2].contains("op=image_decode,"), "{ops:?}");
+    assert!(ops[3].contains("op=url_download,"), "{ops:?}");
 }

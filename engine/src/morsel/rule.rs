@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::Result;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::projection::ProjectionExpr;
+use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::filter::FilterExec;
@@ -91,16 +92,79 @@ impl MorselRule {
 }
 
 impl MorselRule {
-    /// The morsel operator(s) computing `exprs` over `input`.
+    /// The morsel operators computing `exprs` over `input`: one per level of nested
+    /// expensive calls, innermost first, so each (download, decode, resize, a batch
+    /// function) runs with its own concurrency, sized in bytes by what it holds, and
+    /// no operator keeps another's intermediate results (full-size images on their
+    /// way to a resize, say) beyond its own morsels.
     fn morsel_plan(
         &self,
         exprs: &[ProjectionExpr],
         input: Arc<dyn ExecutionPlan>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (input, exprs) = match self.split_batch_args(exprs, &input)? {
-            Some((lower, upper)) => (self.operator(lower, input)?, upper),
-            None => (input, exprs.to_vec()),
-        };
+        let mut input = input;
+        let mut exprs = exprs.to_vec();
+        let mut stage = 0usize;
+        loop {
+            stage += 1;
+            let schema = input.schema();
+            let width = schema.fields().len();
+            let (inner, outer) = self.extract_inner(&exprs, width, stage)?;
+            if inner.is_empty() {
+                break;
+            }
+            // Pass on only the input columns the outer expressions still read
+            // (not, say, downloaded bytes once they are decoded).
+            let mut used: Vec<usize> = outer
+                .iter()
+                .flat_map(|pe| collect_columns(&pe.expr))
+                .map(|c| c.index())
+                .filter(|&i| i < width)
+                .collect();
+            // Keep URL-like columns too: row errors name the URL of the failing row.
+            used.extend(schema.fields().iter().enumerate().filter_map(|(i, f)| {
+                let n = f.name().to_ascii_lowercase();
+                let urlish = ["url", "uri", "path", "file"].iter().any(|k| n.contains(k));
+                (urlish && !n.starts_with("__regatta_")).then_some(i)
+            }));
+            used.sort_unstable();
+            used.dedup();
+            let mut remap = std::collections::HashMap::new();
+            let mut lower: Vec<ProjectionExpr> = Vec::new();
+            for (new, &old) in used.iter().enumerate() {
+                remap.insert(old, new);
+                let f = schema.field(old);
+                lower.push(ProjectionExpr {
+                    expr: Arc::new(Column::new(f.name(), old)) as Arc<dyn PhysicalExpr>,
+                    alias: f.name().clone(),
+                });
+            }
+            for (k, e) in inner.into_iter().enumerate() {
+                remap.insert(width + k, lower.len());
+                lower.push(e);
+            }
+            input = self.operator(lower, input)?;
+            exprs = outer
+                .into_iter()
+                .map(|pe| {
+                    let expr = pe.expr.transform_up(|e| {
+                        let Some(c) = e.downcast_ref::<Column>() else {
+                            return Ok(Transformed::no(e));
+                        };
+                        match remap.get(&c.index()) {
+                            Some(&i) => Ok(Transformed::yes(
+                                Arc::new(Column::new(c.name(), i)) as Arc<dyn PhysicalExpr>
+                            )),
+                            None => Ok(Transformed::no(e)),
+                        }
+                    })?;
+                    Ok(ProjectionExpr {
+                        expr: expr.data,
+                        alias: pe.alias,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+        }
         self.operator(exprs, input)
     }
 
@@ -116,73 +180,57 @@ impl MorselRule {
         })
     }
 
-    /// A batch function must get its declared rows per call; if its arguments are
-    /// themselves expensive (say `model(image_resize(decoded))`), computing them in the
-    /// same morsel would hold that many *inputs* (full-size images) at once. So the
-    /// arguments move into an operator of their own, sized in bytes, and the batch
-    /// function's operator then holds only the small results.
-    ///
-    /// Returns the lower expressions (input columns, then the arguments) and the
-    /// upper ones (the original, reading the arguments as columns).
+    /// Takes the innermost expensive calls that feed another expression out of
+    /// `exprs`, as new columns after the `width` input columns. Returns them and
+    /// `exprs` reading them as columns.
     #[allow(clippy::type_complexity)]
-    fn split_batch_args(
+    fn extract_inner(
         &self,
         exprs: &[ProjectionExpr],
-        input: &Arc<dyn ExecutionPlan>,
-    ) -> Result<Option<(Vec<ProjectionExpr>, Vec<ProjectionExpr>)>> {
-        let schema = input.schema();
-        let width = schema.fields().len();
-        let mut args: Vec<ProjectionExpr> = Vec::new();
-        let mut upper = Vec::with_capacity(exprs.len());
+        width: usize,
+        stage: usize,
+    ) -> Result<(Vec<ProjectionExpr>, Vec<ProjectionExpr>)> {
+        let mut inner: Vec<ProjectionExpr> = Vec::new();
+        let mut outer = Vec::with_capacity(exprs.len());
         for pe in exprs {
-            let rewritten = pe.expr.clone().transform_down(|e| {
-                let Some(f) = e.downcast_ref::<ScalarFunctionExpr>() else {
-                    return Ok(Transformed::no(e));
-                };
-                if !matches!(self.registry.cost(f.name()), Some(FunctionCost::Batch(_))) {
-                    return Ok(Transformed::no(e));
-                }
-                let mut changed = false;
-                let mut children = Vec::new();
-                for arg in e.children() {
-                    if is_expensive(arg, &self.registry) {
-                        let index = width + args.len();
-                        let name = format!("__regatta_arg_{index}");
-                        args.push(ProjectionExpr {
-                            expr: arg.clone(),
-                            alias: name.clone(),
-                        });
-                        children.push(Arc::new(Column::new(&name, index)) as Arc<dyn PhysicalExpr>);
-                        changed = true;
-                    } else {
-                        children.push(arg.clone());
+            // The root stays: it is what this projection outputs.
+            let root = pe.expr.clone();
+            let mut children = Vec::new();
+            for child in root.children() {
+                let t = child.clone().transform_up(|e| {
+                    let expensive = e
+                        .downcast_ref::<ScalarFunctionExpr>()
+                        .is_some_and(|f| self.registry.cost(f.name()).is_some());
+                    let innermost = e
+                        .children()
+                        .iter()
+                        .all(|c| !is_expensive(c, &self.registry) && !is_extracted(c, width));
+                    if !(expensive && innermost) {
+                        return Ok(Transformed::no(e));
                     }
-                }
-                if !changed {
-                    return Ok(Transformed::no(e));
-                }
-                let e = e.with_new_children(children)?;
-                Ok(Transformed::new(e, true, TreeNodeRecursion::Jump))
-            })?;
-            upper.push(ProjectionExpr {
-                expr: rewritten.data,
+                    let index = width + inner.len();
+                    let name = format!("__regatta_s{stage}_{}", inner.len());
+                    inner.push(ProjectionExpr {
+                        expr: e,
+                        alias: name.clone(),
+                    });
+                    Ok(Transformed::yes(
+                        Arc::new(Column::new(&name, index)) as Arc<dyn PhysicalExpr>
+                    ))
+                })?;
+                children.push(t.data);
+            }
+            let expr = if children.is_empty() {
+                root
+            } else {
+                root.with_new_children(children)?
+            };
+            outer.push(ProjectionExpr {
+                expr,
                 alias: pe.alias.clone(),
             });
         }
-        if args.is_empty() {
-            return Ok(None);
-        }
-        let mut lower: Vec<ProjectionExpr> = schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| ProjectionExpr {
-                expr: Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
-                alias: f.name().clone(),
-            })
-            .collect();
-        lower.extend(args);
-        Ok(Some((lower, upper)))
+        Ok((inner, outer))
     }
 
     /// A filter over a morsel operator must not coalesce its wide rows.
@@ -227,6 +275,12 @@ fn feeds_from_morsels(plan: &Arc<dyn ExecutionPlan>) -> bool {
     streaming && plan.children().iter().any(|c| feeds_from_morsels(c))
 }
 
+/// A column this rule made in the current round (it reads a lower operator).
+fn is_extracted(e: &Arc<dyn PhysicalExpr>, width: usize) -> bool {
+    e.downcast_ref::<Column>()
+        .is_some_and(|c| c.index() >= width && c.name().starts_with("__regatta_s"))
+}
+
 fn is_expensive(e: &Arc<dyn PhysicalExpr>, registry: &FunctionRegistry) -> bool {
     let mut names = Vec::new();
     let mut costs = Vec::new();
@@ -258,6 +312,17 @@ impl PhysicalOptimizerRule for MorselRule {
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         plan.transform_up(|node| {
+            if self.last {
+                // A round-robin repartition drains its input as fast as it can into
+                // buffers: above a morsel operator it would undo the backpressure.
+                if let Some(r) = node.downcast_ref::<RepartitionExec>() {
+                    if matches!(r.partitioning(), Partitioning::RoundRobinBatch(_))
+                        && feeds_from_morsels(r.input())
+                    {
+                        return Ok(Transformed::yes(r.input().clone()));
+                    }
+                }
+            }
             if let Some(filter) = node.downcast_ref::<FilterExec>() {
                 if self.last {
                     return self.rewrite_filter(filter, node.clone());
