@@ -39,6 +39,7 @@ struct Args {
 fn main() {
     let args = Args::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(32)
         .enable_all()
         .build()
     {

@@ -263,18 +263,19 @@ impl ImageFunction {
             .as_any()
             .downcast_ref::<datafusion::arrow::array::BinaryArray>()
             .ok_or_else(|| DataFusionError::Internal("image bytes are not Binary".into()))?;
-        let mut out = ImageColumnBuilder::with_capacity(bytes.len(), 0);
+        // Decode first, then copy into one exactly sized buffer: no regrowth.
+        let mut decoded: Vec<Option<image::DecodedImage>> = Vec::with_capacity(bytes.len());
         for i in 0..bytes.len() {
             if bytes.is_null(i) {
-                out.append_null();
+                decoded.push(None);
                 continue;
             }
             match image::decode(bytes.value(i), mode, limits) {
-                Ok(img) => out.append(&img),
+                Ok(img) => decoded.push(Some(img)),
                 Err(e) => match on_error {
                     OnError::Null => {
                         log::debug!("image_decode: row {i}: {e}");
-                        out.append_null()
+                        decoded.push(None)
                     }
                     OnError::Raise => {
                         return Err(row_error("image_decode", i, None, e.to_string()))
@@ -282,13 +283,14 @@ impl ImageFunction {
                 },
             }
         }
-        Ok(out.finish())
+        let out = build_images(&decoded);
+        Ok(out)
     }
 
     fn transform(&self, input: &ArrayRef, args: &[ColumnarValue]) -> Result<ArrayRef> {
         let name = self.op.name();
         let imgs = ImageColumn::try_new(input.as_ref(), name)?;
-        let mut out = ImageColumnBuilder::with_capacity(imgs.len(), 0);
+        let mut results: Vec<Option<image::DecodedImage>> = Vec::with_capacity(imgs.len());
         let (w, h, x, y, mode) = match self.op {
             ImageOp::Resize => (
                 u32_arg(args, 1, name, "width")?,
@@ -312,7 +314,7 @@ impl ImageFunction {
         };
         for i in 0..imgs.len() {
             let Some(img) = imgs.get(i)? else {
-                out.append_null();
+                results.push(None);
                 continue;
             };
             let res = match self.op {
@@ -321,10 +323,23 @@ impl ImageFunction {
                 _ => Ok(image::convert(img, mode.unwrap_or(ImageMode::Rgb))),
             };
             let res = res.map_err(|e| row_error(self.op.name(), i, None, e.to_string()))?;
-            out.append(&res);
+            results.push(Some(res));
         }
-        Ok(out.finish())
+        Ok(build_images(&results))
     }
+}
+
+/// One image column with its pixel buffer allocated once, at its exact size.
+fn build_images(images: &[Option<image::DecodedImage>]) -> ArrayRef {
+    let total = images.iter().flatten().map(|i| i.pixels.len()).sum();
+    let mut out = ImageColumnBuilder::with_capacity(images.len(), total);
+    for img in images {
+        match img {
+            Some(img) => out.append(img),
+            None => out.append_null(),
+        }
+    }
+    out.finish()
 }
 
 fn to_tensor(input: &ArrayRef) -> Result<ArrayRef> {

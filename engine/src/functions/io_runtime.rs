@@ -21,6 +21,9 @@ fn runtime() -> Result<Arc<Runtime>> {
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // File reads run on blocking threads; a few suffice for local disks, and
+        // every extra thread keeps its own allocator cache resident.
+        .max_blocking_threads(8)
         .thread_name("regatta-io")
         .enable_all()
         .build()
