@@ -36,6 +36,26 @@ struct Args {
     ray_address: Option<String>,
 }
 
+/// JSON with Python's `json.dumps` separators (`", "` and `": "`), as the peer prints
+/// it and as `run_peer.sh` greps it.
+fn python_style(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(python_style).collect();
+            format!("[{}]", inner.join(", "))
+        }
+        Value::Object(map) => {
+            let inner: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{}: {}", Value::String(k.clone()), python_style(v)))
+                .collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+        other => other.to_string(),
+    }
+}
+
 fn main() {
     let args = Args::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -53,7 +73,7 @@ fn main() {
         Ok(mut rec) => {
             rec["peak_rss_mb"] = serde_json::json!(rss::peak_rss_mb());
             rec["peak_rss_tree_mb"] = serde_json::json!(rss::peak_rss_mb());
-            println!("{rec}");
+            println!("{}", python_style(&rec));
         }
         Err(e) => {
             eprintln!("regatta-bench: {}: {e}", args.workload);
