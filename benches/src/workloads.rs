@@ -4,9 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use regatta::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, UInt64Array,
-};
+use regatta::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, UInt64Array};
 use regatta::arrow::compute::{concat_batches, take_record_batch};
 use regatta::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int32Type, Int64Type};
 use regatta::arrow::record_batch::RecordBatchReader;
@@ -15,6 +13,7 @@ use regatta::datafusion::parquet::arrow::arrow_reader::{
     ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
 use regatta::prelude::*;
+use regatta::types::ImageColumn;
 use serde_json::{json, Map, Value};
 
 use crate::embed_stub;
@@ -112,10 +111,7 @@ fn read_dir_batches(dir: &Path) -> Res<Vec<RecordBatch>> {
         .collect();
     files.sort();
     for f in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f)?)?.build()?;
-        for b in reader {
-            out.push(b?);
-        }
+        out.extend(read_parquet_file(&f)?);
     }
     Ok(out)
 }
@@ -184,16 +180,14 @@ async fn w1_image(args: &Args, data: &Path) -> Res<(u64, f64, Value)> {
 
 /// The stand-in model: mean of all pixel bytes of each image.
 fn mean_pixels(args: &[ArrayRef]) -> regatta::datafusion::error::Result<ArrayRef> {
-    use regatta::types::ImageColumn;
-    let imgs = ImageColumn::try_new(args[0].as_ref(), "mean_pixels")?;
-    let mut out = Vec::with_capacity(imgs.len());
-    for i in 0..imgs.len() {
-        out.push(imgs.get(i)?.map(|img| {
-            let sum: u64 = img.pixels.iter().map(|&p| u64::from(p)).sum();
-            sum as f64 / img.pixels.len().max(1) as f64
-        }));
-    }
-    Ok(Arc::new(Float64Array::from(out)))
+    let images = args.first().ok_or_else(|| {
+        regatta::datafusion::error::DataFusionError::Plan(
+            "mean_pixels takes one image column".into(),
+        )
+    })?;
+    Ok(Arc::new(
+        ImageColumn::try_new(images.as_ref(), "mean_pixels")?.mean_values()?,
+    ))
 }
 
 async fn tpch(data: &Path, sql: &str, tables: &[&str]) -> Res<(u64, f64, Value)> {

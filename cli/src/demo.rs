@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use regatta::arrow::array::{ArrayRef, Float64Array};
+use regatta::arrow::array::ArrayRef;
 use regatta::arrow::datatypes::DataType;
 use regatta::prelude::*;
 use regatta::types::ImageColumn;
@@ -29,15 +29,14 @@ pub struct DemoArgs {
 
 /// Mean pixel value of each image: a stand-in for a model, as a batch function.
 fn brightness(args: &[ArrayRef]) -> regatta::datafusion::error::Result<ArrayRef> {
-    let imgs = ImageColumn::try_new(args[0].as_ref(), "brightness")?;
-    let mut out = Vec::with_capacity(imgs.len());
-    for i in 0..imgs.len() {
-        out.push(imgs.get(i)?.map(|img| {
-            let s: u64 = img.pixels.iter().map(|&p| u64::from(p)).sum();
-            s as f64 / img.pixels.len().max(1) as f64
-        }));
-    }
-    Ok(Arc::new(Float64Array::from(out)))
+    let images = args.first().ok_or_else(|| {
+        regatta::datafusion::error::DataFusionError::Plan(
+            "brightness takes one image column".into(),
+        )
+    })?;
+    Ok(Arc::new(
+        ImageColumn::try_new(images.as_ref(), "brightness")?.mean_values()?,
+    ))
 }
 
 /// Runs the demo.

@@ -6,6 +6,18 @@ fn regatta() -> Command {
     Command::new(env!("CARGO_BIN_EXE_regatta"))
 }
 
+/// Runs `cmd`, requires success (showing stderr otherwise), returns stdout.
+fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 fn csv_fixture(dir: &std::path::Path) -> String {
     let p = dir.join("people.csv");
     std::fs::write(&p, "id,city\n1,oslo\n2,rome\n3,oslo\n").unwrap();
@@ -98,16 +110,10 @@ fn explain_shows_plans_and_analyze_shows_metrics() {
 fn demo_runs_the_pipeline_into_lance_and_survives_broken_images() {
     let d = tempfile::tempdir().unwrap();
     let lance = d.path().join("demo.lance");
-    let out = regatta()
-        .args(["demo", "--images", "6", "--out"])
-        .arg(&lance)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = stdout_of(
+        regatta()
+            .args(["demo", "--images", "6", "--out"])
+            .arg(&lance),
     );
     assert!(stdout.contains("rows in          9"), "{stdout}");
     assert!(stdout.contains("images decoded   6"), "{stdout}");
@@ -120,15 +126,6 @@ fn demo_runs_the_pipeline_into_lance_and_survives_broken_images() {
     // The dataset is readable by the SQL command, new column included.
     let table = format!("d={}", lance.display());
     let q = "SELECT count(*) AS n, min(thumb_mode) AS m FROM d";
-    let out = regatta()
-        .args(["sql", "-f", "csv", "-t", &table, q])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = stdout_of(regatta().args(["sql", "-f", "csv", "-t", &table, q]));
     assert_eq!(text, "n,m\n6,RGB\n");
 }

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, LargeBinaryArray, LargeBinaryBuilder, StringArray, StringBuilder, StructArray,
-    UInt32Array, UInt32Builder, UInt8Builder,
+    Array, ArrayRef, Float64Array, LargeBinaryArray, LargeBinaryBuilder, StringArray,
+    StringBuilder, StructArray, UInt32Array, UInt32Builder, UInt8Builder,
 };
 use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
@@ -206,6 +206,19 @@ impl<'a> ImageColumn<'a> {
     /// The mode name of row `i` (None when null).
     pub fn mode(&self, i: usize) -> Option<&'a str> {
         self.array.is_valid(i).then(|| self.mode.value(i))
+    }
+
+    /// The mean of every pixel byte of each image (null for null rows): the
+    /// stand-in "model" of the benchmarks and the demo.
+    pub fn mean_values(&self) -> DfResult<Float64Array> {
+        let mut out = Vec::with_capacity(self.len());
+        for i in 0..self.len() {
+            out.push(self.get(i)?.map(|img| {
+                let sum: u64 = img.pixels.iter().map(|&p| u64::from(p)).sum();
+                sum as f64 / img.pixels.len().max(1) as f64
+            }));
+        }
+        Ok(Float64Array::from(out))
     }
 
     /// Borrowed pixels and geometry of row `i` (None when null).

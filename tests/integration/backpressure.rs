@@ -5,17 +5,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use regatta::prelude::*;
-use regatta_tests::{image_bytes, temp_dir, write_file};
+use regatta_tests::{image_bytes, temp_dir, write_file, write_pngs};
 
 use crate::url_frame;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_sink_bounds_downloaded_but_unconsumed_rows() {
     let (_d, dir) = temp_dir();
-    let bytes = image_bytes(16, 16, true);
-    let urls: Vec<String> = (0..120)
-        .map(|i| write_file(&dir, &format!("{i}.png"), &bytes))
-        .collect();
+    let urls = write_pngs(&dir, 120, 16);
     let (morsel_rows, in_flight) = (4usize, 2usize);
     let session = Session::local_with(EngineOptions {
         target_partitions: 1,
@@ -95,10 +92,7 @@ async fn explain_analyze_shows_morsel_metrics() {
 #[tokio::test(flavor = "multi_thread")]
 async fn filters_over_wide_rows_pass_morsels_on_without_piling_them_up() {
     let (_d, dir) = temp_dir();
-    let bytes = image_bytes(32, 32, true);
-    let urls: Vec<String> = (0..40)
-        .map(|i| write_file(&dir, &format!("{i}.png"), &bytes))
-        .collect();
+    let urls = write_pngs(&dir, 40, 32);
     let session = Session::local_with(EngineOptions {
         target_partitions: 1,
         first_morsel_rows: 4,

@@ -31,6 +31,14 @@ pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> String {
     file_url(&p)
 }
 
+/// Writes `n` identical `side` x `side` PNGs into `dir`; returns their URLs.
+pub fn write_pngs(dir: &Path, n: usize, side: u32) -> Vec<String> {
+    let bytes = image_bytes(side, side, true);
+    (0..n)
+        .map(|i| write_file(dir, &format!("{i}.png"), &bytes))
+        .collect()
+}
+
 /// The `file://` URL of a path.
 pub fn file_url(p: &Path) -> String {
     format!("file://{}", p.display())

@@ -134,10 +134,12 @@ impl ScalarUDFImpl for UrlDownload {
             .as_any()
             .downcast_ref::<StringArray>()
             .ok_or_else(|| DataFusionError::Internal("url column is not Utf8".into()))?;
-        let list: Vec<Option<String>> = urls.iter().map(|u| u.map(str::to_string)).collect();
+        // Shared with the I/O task, which must own what it reads.
+        let list: Arc<Vec<Option<String>>> =
+            Arc::new(urls.iter().map(|u| u.map(str::to_string)).collect());
         let client = self.client()?;
         let conns = self.connections.clone();
-        let results = block_on_io(fetch_all(list.clone(), client, conns, opts))?;
+        let results = block_on_io(fetch_all(Arc::clone(&list), client, conns, opts))?;
         let total: usize = results
             .iter()
             .map(|r| {
@@ -172,24 +174,27 @@ impl ScalarUDFImpl for UrlDownload {
 }
 
 async fn fetch_all(
-    urls: Vec<Option<String>>,
+    urls: Arc<Vec<Option<String>>>,
     client: reqwest::Client,
     conns: Arc<Semaphore>,
     opts: DownloadOptions,
 ) -> Vec<std::result::Result<Option<Vec<u8>>, FetchError>> {
     let parallel = opts.max_connections.max(1);
-    futures::stream::iter(urls)
-        .map(|u| {
+    futures::stream::iter(0..urls.len())
+        .map(|row| {
+            let urls = Arc::clone(&urls);
             let client = client.clone();
             let conns = conns.clone();
             let opts = opts.clone();
             async move {
-                let Some(u) = u else { return Ok(None) };
+                let Some(u) = urls[row].as_deref() else {
+                    return Ok(None);
+                };
                 let _permit = conns.acquire_owned().await.map_err(|_| FetchError {
                     message: "downloader closed".into(),
                     transient: false,
                 })?;
-                fetch_with_retry(&u, &client, &opts).await.map(Some)
+                fetch_with_retry(u, &client, &opts).await.map(Some)
             }
         })
         .buffered(parallel)

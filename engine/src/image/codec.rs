@@ -2,7 +2,7 @@
 
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 
 use super::{DecodedImage, ImageError, ImageMode};
 
@@ -39,10 +39,12 @@ pub fn decode(
         let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
         return Err(ImageError::UnknownFormat(head.join(" ")));
     }
-    // Check the declared size before allocating anything.
-    let (width, height) = reader
-        .into_dimensions()
+    // One decoder: read the declared size from the header, check it before any
+    // pixel buffer exists, then decode with the allocation limit in place.
+    let mut decoder = reader
+        .into_decoder()
         .map_err(|e| ImageError::Decode(e.to_string()))?;
+    let (width, height) = decoder.dimensions();
     let decoded_bytes = u64::from(width) * u64::from(height) * 4;
     if decoded_bytes > limits.max_decoded_bytes {
         return Err(ImageError::TooLarge {
@@ -51,15 +53,12 @@ pub fn decode(
             limit: limits.max_decoded_bytes,
         });
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| ImageError::Decode(e.to_string()))?;
     let mut lim = Limits::default();
     lim.max_alloc = Some(limits.max_decoded_bytes.saturating_mul(2));
-    reader.limits(lim);
-    let img = reader
-        .decode()
+    decoder
+        .set_limits(lim)
         .map_err(|e| ImageError::Decode(e.to_string()))?;
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| ImageError::Decode(e.to_string()))?;
     Ok(from_dynamic(img, mode))
 }
 

@@ -10,6 +10,7 @@ use datafusion::physical_expr::projection::ProjectionExpr;
 use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
@@ -270,8 +271,8 @@ fn feeds_from_morsels(plan: &Arc<dyn ExecutionPlan>) -> bool {
     let streaming = plan.downcast_ref::<ProjectionExec>().is_some()
         || plan.downcast_ref::<FilterExec>().is_some()
         || plan.downcast_ref::<StreamingFilterExec>().is_some()
-        || plan.name() == "RepartitionExec"
-        || plan.name() == "CoalescePartitionsExec";
+        || plan.downcast_ref::<RepartitionExec>().is_some()
+        || plan.downcast_ref::<CoalescePartitionsExec>().is_some();
     streaming && plan.children().iter().any(|c| feeds_from_morsels(c))
 }
 
