@@ -2,7 +2,7 @@
 
 use regatta_common::Resources;
 
-/// What granting resources can fail with.
+/// What granting resources, building models and running batches can fail with.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ActorError {
     /// The request exceeds the node's total: waiting would never help.
@@ -14,6 +14,31 @@ pub enum ActorError {
     /// Whole-GPU requests above 1 must be integers; fractional ones must be below 1.
     #[error("invalid GPU request {0}: ask for a fraction below 1 or a whole number of GPUs")]
     BadGpuRequest(f64),
+    /// A pool configuration that cannot work.
+    #[error("model {model}: invalid pool configuration: {message}")]
+    PoolConfig { model: String, message: String },
+    /// A model that could not be built (its weights or files failed to load).
+    #[error("model {model}: actor {actor} could not build the model: {message}")]
+    Build {
+        model: String,
+        actor: u64,
+        message: String,
+    },
+    /// A batch that failed on every attempt under `on_error = raise`.
+    #[error("model {model} failed on a batch of {rows} rows after {attempts} attempts (max_retries = {max_retries}): {cause}")]
+    BatchFailed {
+        model: String,
+        rows: usize,
+        attempts: u32,
+        max_retries: u32,
+        cause: String,
+    },
+    /// Model files that are missing or unreadable, with the path at fault.
+    #[error("{path}: {message}")]
+    ModelFiles { path: String, message: String },
+    /// The actor system could not start or has stopped.
+    #[error("actor system: {0}")]
+    System(String),
 }
 
 /// Result alias of this crate.

@@ -14,7 +14,8 @@ use datafusion::physical_plan::{execute_stream, ExecutionPlan, SendableRecordBat
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::functions::{
-    builtin_functions, BatchUdf, DownloadOptions, FunctionCost, FunctionRegistry,
+    builtin_functions, BatchUdf, DownloadOptions, EmbedText, FunctionCost, FunctionRegistry,
+    ModelCatalog, ModelPool, ModelProvider, EMBED_TEXT,
 };
 use crate::io::{self, FileFormat, WriteMode};
 use crate::morsel::MorselRule;
@@ -42,6 +43,7 @@ pub struct Engine {
     ctx: SessionContext,
     options: EngineOptions,
     registry: FunctionRegistry,
+    models: ModelCatalog,
 }
 
 impl std::fmt::Debug for Engine {
@@ -87,10 +89,16 @@ impl Engine {
             }
             ctx.register_udf(udf);
         }
+        let models = ModelCatalog::new(registry.clone());
+        // Planning rewrites embed_text into the model's own call; an unrewritten
+        // one still gets a bounded operator.
+        registry.insert(EMBED_TEXT, FunctionCost::Cpu);
+        ctx.register_udf(ScalarUDF::new_from_impl(EmbedText::new(models.clone())));
         Self {
             ctx,
             options,
             registry,
+            models,
         }
     }
 
@@ -115,6 +123,24 @@ impl Engine {
             Ok(Transformed::no(e))
         })?;
         Ok(out.data)
+    }
+
+    /// Makes `pool`'s model callable by its name in SQL and expressions, fed by a
+    /// morsel operator in batches of the pool's batch size.
+    pub fn register_model(&self, pool: Arc<dyn ModelPool>) -> Arc<ScalarUDF> {
+        let udf = self.models.register(pool);
+        self.ctx.register_udf(udf.as_ref().clone());
+        udf
+    }
+
+    /// Sets who supplies models a query names but nobody registered (built-in ones).
+    pub fn set_model_provider(&self, provider: Arc<dyn ModelProvider>) {
+        self.models.set_provider(provider);
+    }
+
+    /// The function calling model `name` (registered, or made by the provider).
+    pub fn model(&self, name: &str) -> Result<Arc<ScalarUDF>> {
+        self.models.udf(name).map_err(EngineError::from)
     }
 
     /// The DataFusion session underneath.

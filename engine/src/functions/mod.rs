@@ -3,8 +3,12 @@
 
 pub mod args;
 pub mod batch_udf;
+pub mod embed_text;
 pub mod image_functions;
 mod io_runtime;
+pub mod model_catalog;
+pub mod model_pool;
+pub mod model_udf;
 pub mod text_chunk;
 pub mod url_download;
 pub mod vector_functions;
@@ -16,7 +20,11 @@ use datafusion::logical_expr::ScalarUDF;
 
 pub use args::OnError;
 pub use batch_udf::BatchUdf;
+pub use embed_text::{EmbedText, EMBED_TEXT};
 pub use image_functions::{ImageFunction, ImageOp};
+pub use model_catalog::ModelCatalog;
+pub use model_pool::{ModelPool, ModelPoolStats, ModelProvider};
+pub use model_udf::ModelUdf;
 pub use text_chunk::{chunk_words, TextChunk};
 pub use url_download::{DownloadOptions, UrlDownload};
 pub use vector_functions::{VectorFunction, VectorOp};
@@ -30,6 +38,8 @@ pub enum FunctionCost {
     Cpu,
     /// A user batch function: CPU, fed exactly this many rows per call.
     Batch(usize),
+    /// A model behind an actor pool, fed exactly this many rows per call.
+    Model(usize),
 }
 
 /// The expensive functions known to one engine, by name.

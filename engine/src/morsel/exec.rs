@@ -14,7 +14,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_expr::projection::ProjectionExpr;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::{
-    Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
+    Count, ExecutionPlanMetricsSet, Gauge, MetricBuilder, MetricsSet, Time,
 };
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::in_flight::{InFlight, InFlightGuard};
 use super::sizer::MorselSizer;
 use super::splitter::MorselSplitter;
+use crate::functions::ModelPool;
 use crate::EngineError;
 
 /// How one morsel operator runs.
@@ -45,8 +46,10 @@ pub struct MorselConfig {
     pub first_rows: usize,
     /// Most rows in any morsel.
     pub max_rows: usize,
-    /// Exact rows per morsel (user batch functions).
+    /// Exact rows per morsel (user batch functions, models).
     pub fixed_rows: Option<usize>,
+    /// The model pools this operator feeds, whose numbers go into its metrics.
+    pub models: Vec<Arc<dyn ModelPool>>,
 }
 
 impl MorselConfig {
@@ -204,7 +207,7 @@ impl ExecutionPlan for MorselExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let input = self.input.execute(partition, context)?;
-        let metrics = PartitionMetrics::new(&self.metrics, partition);
+        let metrics = PartitionMetrics::new(&self.metrics, partition, &self.config.models);
         let (tx, rx) = mpsc::channel(self.config.max_in_flight.max(1));
         let driver = Driver {
             exprs: self.exprs.clone(),
@@ -243,11 +246,73 @@ struct PartitionMetrics {
     output_bytes: Count,
     morsels: Count,
     compute: Time,
+    model: Option<ModelMetrics>,
+}
+
+/// A model operator's numbers: what its pools did while this query ran.
+#[derive(Debug, Clone)]
+struct ModelMetrics {
+    pools: Vec<Arc<dyn ModelPool>>,
+    batches: Count,
+    batch_latency: Time,
+    batch_latency_max_ms: Gauge,
+    queue_depth_peak: Gauge,
+    actors_peak: Gauge,
+    actors: Gauge,
+    builds: Gauge,
+    failed_attempts: Gauge,
+}
+
+impl ModelMetrics {
+    fn new(set: &ExecutionPlanMetricsSet, partition: usize, pools: &[Arc<dyn ModelPool>]) -> Self {
+        Self {
+            pools: pools.to_vec(),
+            batches: MetricBuilder::new(set).counter("model_batches", partition),
+            batch_latency: MetricBuilder::new(set).subset_time("model_batch_latency", partition),
+            batch_latency_max_ms: MetricBuilder::new(set).global_gauge("model_batch_latency_max_ms"),
+            queue_depth_peak: MetricBuilder::new(set).global_gauge("model_queue_depth_peak"),
+            actors_peak: MetricBuilder::new(set).global_gauge("model_actors_peak"),
+            actors: MetricBuilder::new(set).global_gauge("model_actors"),
+            builds: MetricBuilder::new(set).global_gauge("model_builds_total"),
+            failed_attempts: MetricBuilder::new(set).global_gauge("model_failed_attempts_total"),
+        }
+    }
+
+    /// Samples the pools (queue depth is sampled as batches go in and come out).
+    fn sample(&self) {
+        let mut actors = 0;
+        let mut builds = 0;
+        let mut failed = 0;
+        for p in &self.pools {
+            let s = p.stats();
+            self.queue_depth_peak.set_max(s.queue_depth);
+            self.actors_peak.set_max(s.actors);
+            actors += s.actors;
+            builds += s.builds as usize;
+            failed += s.failed_attempts as usize;
+        }
+        self.actors.set(actors);
+        self.builds.set(builds);
+        self.failed_attempts.set(failed);
+    }
+
+    fn record_batch(&self, started: Instant) {
+        self.batches.add(1);
+        self.batch_latency.add_elapsed(started);
+        let ms = started.elapsed().as_millis() as usize;
+        self.batch_latency_max_ms.set_max(ms);
+        self.sample();
+    }
 }
 
 impl PartitionMetrics {
-    fn new(set: &ExecutionPlanMetricsSet, partition: usize) -> Self {
+    fn new(
+        set: &ExecutionPlanMetricsSet,
+        partition: usize,
+        pools: &[Arc<dyn ModelPool>],
+    ) -> Self {
         Self {
+            model: (!pools.is_empty()).then(|| ModelMetrics::new(set, partition, pools)),
             input_rows: MetricBuilder::new(set).counter("input_rows", partition),
             output_rows: MetricBuilder::new(set).output_rows(partition),
             output_bytes: MetricBuilder::new(set).output_bytes(partition),
@@ -334,6 +399,9 @@ impl Driver {
                 .await
                 .map_err(|_| DataFusionError::Internal("compute slots closed".into()))?;
             let started = Instant::now();
+            if let Some(m) = &metrics.model {
+                m.sample();
+            }
             let in_bytes = slice_bytes(&morsel);
             let job = SpawnedTask::spawn_blocking(move || {
                 evaluate(&exprs, &morsel, schema)
@@ -343,6 +411,9 @@ impl Driver {
                 DataFusionError::Execution(format!("{label}: worker thread failed: {e}"))
             })??;
             metrics.compute.add_elapsed(started);
+            if let Some(m) = &metrics.model {
+                m.record_batch(started);
+            }
             let (rows, bytes) = (out.batch.num_rows(), out.computed_bytes);
             // A morsel holds its input while computing: size by the larger side, so
             // wide inputs (full-size images going to a resize) get few rows too.

@@ -19,7 +19,7 @@ use datafusion::physical_plan::Partitioning;
 
 use super::exec::{MorselConfig, MorselExec};
 use super::filter::StreamingFilterExec;
-use crate::functions::{FunctionCost, FunctionRegistry};
+use crate::functions::{FunctionCost, FunctionRegistry, ModelPool, ModelUdf};
 use crate::EngineOptions;
 
 /// Replaces projections that call expensive functions with [`MorselExec`], and
@@ -68,22 +68,32 @@ impl MorselRule {
         let fixed_rows = costs
             .iter()
             .filter_map(|c| match c {
-                FunctionCost::Batch(n) => Some(*n),
+                FunctionCost::Batch(n) | FunctionCost::Model(n) => Some(*n),
                 _ => None,
             })
             .min();
         names.dedup();
+        let mut models = Vec::new();
+        for e in projection.expr() {
+            collect_models(&e.expr, &mut models);
+        }
+        // Keep two batches per actor waiting, so a pool's actors never idle for want
+        // of input and its queue shows when it should grow.
+        let model_depth = models.iter().map(|m| 2 * m.max_actors()).sum::<usize>();
         let o = &self.options;
+        let base = if io {
+            o.io_concurrency
+        } else {
+            o.cpu_concurrency
+        };
         Some(MorselConfig {
             label: names.join("+"),
-            concurrency: if io {
-                o.io_concurrency
-            } else {
-                o.cpu_concurrency
-            },
+            concurrency: base.max(model_depth),
             max_in_flight: o
                 .max_in_flight_morsels
-                .max(if io { o.io_concurrency } else { 1 }),
+                .max(if io { o.io_concurrency } else { 1 })
+                .max(model_depth),
+            models,
             morsel_bytes: o.morsel_bytes,
             first_rows: o.first_morsel_rows,
             max_rows: o.max_morsel_rows,
@@ -302,6 +312,20 @@ fn collect_costs(
         if let Some(cost) = registry.cost(f.name()) {
             names.push(f.name().to_string());
             costs.push(cost);
+        }
+    }
+}
+
+/// The model pools `e` calls, for the operator's metrics.
+fn collect_models(e: &Arc<dyn PhysicalExpr>, out: &mut Vec<Arc<dyn ModelPool>>) {
+    for c in e.children() {
+        collect_models(c, out);
+    }
+    if let Some(f) = e.downcast_ref::<ScalarFunctionExpr>() {
+        if let Some(m) = f.fun().inner().downcast_ref::<ModelUdf>() {
+            if !out.iter().any(|p| Arc::ptr_eq(p, m.pool())) {
+                out.push(m.pool().clone());
+            }
         }
     }
 }

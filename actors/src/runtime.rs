@@ -1,0 +1,126 @@
+//! [`ActorRuntime`]: a session's actor system, resources and model pools.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use regatta_common::Resources;
+use regatta_engine::datafusion::error::DataFusionError;
+use regatta_engine::functions::{ModelPool, ModelProvider};
+
+use crate::minilm::{self, MiniLmFactory};
+use crate::{ActorPool, ActorSystem, ModelFactory, NodeResources, PoolConfig, Result};
+
+/// Owns one actix system and every pool a session made. Pools stay until the
+/// runtime is dropped, so a model is loaded once per actor, not once per query.
+#[derive(Debug)]
+pub struct ActorRuntime {
+    system: Arc<ActorSystem>,
+    resources: Arc<NodeResources>,
+    pools: Mutex<HashMap<String, Arc<ActorPool>>>,
+    minilm_dir: PathBuf,
+}
+
+impl ActorRuntime {
+    /// Starts an actor system leasing from `resources`; the built-in embedding model
+    /// is read from [`minilm::default_dir`].
+    pub fn start(resources: Arc<NodeResources>) -> Result<Arc<Self>> {
+        Self::start_with_model_dir(resources, minilm::default_dir())
+    }
+
+    /// Like [`start`](Self::start), reading all-MiniLM-L6-v2 from `minilm_dir`.
+    pub fn start_with_model_dir(
+        resources: Arc<NodeResources>,
+        minilm_dir: impl Into<PathBuf>,
+    ) -> Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            system: Arc::new(ActorSystem::start()?),
+            resources,
+            pools: Mutex::default(),
+            minilm_dir: minilm_dir.into(),
+        }))
+    }
+
+    fn pools(&self) -> MutexGuard<'_, HashMap<String, Arc<ActorPool>>> {
+        self.pools.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The node's resources the pools lease from.
+    pub fn resources(&self) -> &Arc<NodeResources> {
+        &self.resources
+    }
+
+    /// Makes a pool for `factory`'s model under `name`, replacing any pool of that
+    /// name. Fails at once on a bad configuration or a request that can never fit.
+    pub fn create_pool(
+        &self,
+        name: &str,
+        factory: Arc<dyn ModelFactory>,
+        config: PoolConfig,
+    ) -> Result<Arc<ActorPool>> {
+        let pool = ActorPool::new(
+            name,
+            factory,
+            config,
+            self.resources.clone(),
+            self.system.clone(),
+        )?;
+        self.pools().insert(name.to_string(), pool.clone());
+        Ok(pool)
+    }
+
+    /// The pool named `name`, if there is one.
+    pub fn get_pool(&self, name: &str) -> Option<Arc<ActorPool>> {
+        self.pools().get(name).cloned()
+    }
+
+    /// The pool configuration the built-in embedding model gets: one actor per GPU
+    /// when the node has GPUs, else one CPU actor (candle already uses every core).
+    pub fn minilm_pool_config(&self) -> PoolConfig {
+        let gpus = self.resources.total().gpus.floor() as usize;
+        let mut config = PoolConfig {
+            min_actors: 1,
+            max_actors: gpus.max(1),
+            batch_size: 64,
+            ..PoolConfig::default()
+        };
+        if gpus > 0 {
+            config.resources = Resources {
+                cpus: 1.0,
+                gpus: 1.0,
+                memory: 0,
+            };
+        }
+        config
+    }
+
+    /// The pool of the built-in embedding model, made on first use.
+    pub fn minilm_pool(&self) -> Result<Arc<ActorPool>> {
+        if let Some(p) = self.get_pool(minilm::NAME) {
+            return Ok(p);
+        }
+        let factory = Arc::new(MiniLmFactory::new(self.minilm_dir.clone()));
+        self.create_pool(minilm::NAME, factory, self.minilm_pool_config())
+    }
+}
+
+impl ModelProvider for ActorRuntime {
+    fn pool(&self, name: &str) -> std::result::Result<Option<Arc<dyn ModelPool>>, DataFusionError> {
+        if let Some(p) = self.get_pool(name) {
+            return Ok(Some(p));
+        }
+        if minilm::is_name(name) {
+            let pool = self
+                .minilm_pool()
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            return Ok(Some(pool));
+        }
+        Ok(None)
+    }
+
+    fn known(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.pools().keys().cloned().collect();
+        names.push(minilm::NAME.to_string());
+        names
+    }
+}
