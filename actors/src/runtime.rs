@@ -15,30 +15,38 @@ use crate::{ActorPool, ActorSystem, ModelFactory, NodeResources, PoolConfig, Res
 /// runtime is dropped, so a model is loaded once per actor, not once per query.
 #[derive(Debug)]
 pub struct ActorRuntime {
-    system: Arc<ActorSystem>,
+    /// Started on first use: a session that never calls a model has no actor thread.
+    system: Mutex<Option<Arc<ActorSystem>>>,
     resources: Arc<NodeResources>,
     pools: Mutex<HashMap<String, Arc<ActorPool>>>,
     minilm_dir: PathBuf,
 }
 
 impl ActorRuntime {
-    /// Starts an actor system leasing from `resources`; the built-in embedding model
-    /// is read from [`minilm::default_dir`].
-    pub fn start(resources: Arc<NodeResources>) -> Result<Arc<Self>> {
-        Self::start_with_model_dir(resources, minilm::default_dir())
+    /// A runtime leasing from `resources`; the built-in embedding model is read
+    /// from [`minilm::default_dir`]. The actor system starts with the first pool.
+    pub fn new(resources: Arc<NodeResources>) -> Arc<Self> {
+        Self::with_model_dir(resources, minilm::default_dir())
     }
 
-    /// Like [`start`](Self::start), reading all-MiniLM-L6-v2 from `minilm_dir`.
-    pub fn start_with_model_dir(
-        resources: Arc<NodeResources>,
-        minilm_dir: impl Into<PathBuf>,
-    ) -> Result<Arc<Self>> {
-        Ok(Arc::new(Self {
-            system: Arc::new(ActorSystem::start()?),
+    /// Like [`new`](Self::new), reading all-MiniLM-L6-v2 from `minilm_dir`.
+    pub fn with_model_dir(resources: Arc<NodeResources>, minilm_dir: impl Into<PathBuf>) -> Arc<Self> {
+        Arc::new(Self {
+            system: Mutex::default(),
             resources,
             pools: Mutex::default(),
             minilm_dir: minilm_dir.into(),
-        }))
+        })
+    }
+
+    fn system(&self) -> Result<Arc<ActorSystem>> {
+        let mut system = self.system.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = system.as_ref() {
+            return Ok(s.clone());
+        }
+        let started = Arc::new(ActorSystem::start()?);
+        *system = Some(started.clone());
+        Ok(started)
     }
 
     fn pools(&self) -> MutexGuard<'_, HashMap<String, Arc<ActorPool>>> {
@@ -63,7 +71,7 @@ impl ActorRuntime {
             factory,
             config,
             self.resources.clone(),
-            self.system.clone(),
+            self.system()?,
         )?;
         self.pools().insert(name.to_string(), pool.clone());
         Ok(pool)

@@ -101,7 +101,7 @@ impl ModelFactory for TestFactory {
 }
 
 fn runtime(gpus: u32) -> Arc<ActorRuntime> {
-    ActorRuntime::start(NodeResources::new(8.0, 1 << 30, gpus)).unwrap()
+    ActorRuntime::new(NodeResources::new(8.0, 1 << 30, gpus))
 }
 
 fn config(min: usize, max: usize, gpus: f64) -> PoolConfig {

@@ -9,6 +9,9 @@ pub enum Error {
     /// From the engine: bad input, a failed row, I/O.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// From the model actors: a pool that cannot start, a batch that kept failing.
+    #[error(transparent)]
+    Actor(#[from] regatta_actors::ActorError),
     /// A caller mistake the SDK catches before running anything.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -31,6 +34,9 @@ impl From<DataFusionError> for Error {
                 message: message.clone(),
             });
         }
+        if let Some(actor) = find_actor_error(&e) {
+            return Error::Actor(actor.clone());
+        }
         Error::Engine(EngineError::DataFusion(e))
     }
 }
@@ -38,6 +44,22 @@ impl From<DataFusionError> for Error {
 impl From<regatta_engine::arrow::error::ArrowError> for Error {
     fn from(e: regatta_engine::arrow::error::ArrowError) -> Self {
         Error::Engine(EngineError::Arrow(e))
+    }
+}
+
+/// An actor error inside a DataFusion error chain, if there is one.
+fn find_actor_error(e: &DataFusionError) -> Option<&regatta_actors::ActorError> {
+    let mut cur: &dyn std::error::Error = e;
+    loop {
+        if let Some(found) = cur.downcast_ref::<regatta_actors::ActorError>() {
+            return Some(found);
+        }
+        cur = match cur.downcast_ref::<DataFusionError>() {
+            Some(DataFusionError::External(inner)) => inner.as_ref(),
+            Some(DataFusionError::Context(_, inner)) => inner.as_ref(),
+            Some(DataFusionError::Shared(inner)) => inner.as_ref(),
+            _ => cur.source()?,
+        };
     }
 }
 

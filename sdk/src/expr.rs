@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 use regatta_engine::datafusion::logical_expr::{Expr, ScalarUDF};
 use regatta_engine::datafusion::prelude::lit;
 use regatta_engine::functions::{
-    DownloadOptions, ImageFunction, ImageOp, OnError, TextChunk, UrlDownload, VectorFunction,
-    VectorOp,
+    DownloadOptions, EmbedText, ImageFunction, ImageOp, ModelCatalog, OnError, TextChunk,
+    UrlDownload, VectorFunction, VectorOp,
 };
 use regatta_engine::image::ImageMode;
 
@@ -76,6 +76,11 @@ udf_cell!(
     ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::L2))
 );
 udf_cell!(chunk, ScalarUDF::new_from_impl(TextChunk::default()));
+// Rebound to the session's instance (and its models) when a DataFrame uses it.
+udf_cell!(
+    embed,
+    ScalarUDF::new_from_impl(EmbedText::new(ModelCatalog::default()))
+);
 
 /// Multimodal operations on any expression. The same functions are in SQL under
 /// the names given in each method's docs.
@@ -113,6 +118,9 @@ pub trait MultimodalExt {
     fn l2_distance(self, other: Expr) -> Expr;
     /// `text_chunk(text, words, overlap)`: the text cut into chunks of words.
     fn text_chunk(self, words: u32, overlap: u32) -> Expr;
+    /// Sentence embedding of this text column by `model` (e.g. `"all-MiniLM-L6-v2"`),
+    /// served by the session's actor pool for that model.
+    fn embed_text(self, model: &str) -> Expr;
 }
 
 impl MultimodalExt for Expr {
@@ -168,5 +176,8 @@ impl MultimodalExt for Expr {
     }
     fn text_chunk(self, words: u32, overlap: u32) -> Expr {
         chunk(vec![self, lit(words), lit(overlap)])
+    }
+    fn embed_text(self, model: &str) -> Expr {
+        embed(vec![self, lit(model)])
     }
 }

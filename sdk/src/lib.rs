@@ -24,7 +24,7 @@ pub use dataframe::DataFrame;
 pub use error::{Error, Result};
 pub use execution::{Execution, OperatorMetrics};
 pub use expr::MultimodalExt;
-pub use session::{BatchFunction, Session};
+pub use session::{BatchFunction, ModelFunction, Session};
 
 pub use regatta_engine::arrow;
 pub use regatta_engine::datafusion;
@@ -40,12 +40,24 @@ pub mod prelude {
     pub use crate::datafusion::logical_expr::{JoinType, SortExpr};
     pub use crate::datafusion::prelude::{col, lit, Expr};
     pub use crate::{
-        BatchUdf, DataFrame, EngineOptions, FileFormat, ImageMode, MultimodalExt, OnError, Session,
-        WriteMode,
+        BatchUdf, DataFrame, EngineOptions, FileFormat, ImageMode, ModelFunction, MultimodalExt,
+        OnError, Session, WriteMode,
     };
 }
 
-/// Direct access to Lance datasets (open, random-access take).
+/// Direct access to Lance datasets (open, random-access take, vector search).
 pub mod lance_io {
-    pub use regatta_engine::io::lance::{open, take, write_stream};
+    pub use regatta_engine::io::lance::{nearest, open, take, write_stream};
+}
+
+/// Models served by actor pools: implement [`ModelFactory`](models::ModelFactory)
+/// and [`Model`](models::Model), then `Session::register_model`.
+pub mod models {
+    pub use regatta_actors::minilm;
+    pub use regatta_actors::{
+        ActorContext, ActorError, ActorId, ActorRuntime, Model, ModelError, ModelFactory,
+        NodeResources, PoolConfig, ResourceOverrides,
+    };
+    pub use regatta_common::Resources;
+    pub use regatta_engine::functions::ModelPoolStats;
 }

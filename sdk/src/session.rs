@@ -2,9 +2,12 @@
 
 use std::sync::Arc;
 
+use regatta_actors::{ActorRuntime, ModelFactory, NodeResources, PoolConfig, ResourceOverrides};
+use regatta_engine::arrow::array::{Array, AsArray, StringArray};
+use regatta_engine::arrow::datatypes::Float32Type;
 use regatta_engine::arrow::record_batch::RecordBatch;
 use regatta_engine::datafusion::logical_expr::{Expr, ScalarUDF};
-use regatta_engine::functions::BatchUdf;
+use regatta_engine::functions::{BatchUdf, ModelPool, ModelPoolStats};
 use regatta_engine::io::FileFormat;
 use regatta_engine::{Engine, EngineOptions};
 
@@ -16,15 +19,32 @@ use crate::{DataFrame, Error, Result};
 #[derive(Debug, Clone)]
 pub struct Session {
     engine: Engine,
+    actors: Arc<ActorRuntime>,
 }
 
 impl Session {
     /// A session on the embedded local engine with default options (ignoring the
-    /// environment; see [`Session::local_from_env`]).
+    /// environment; see [`Session::local_from_env`]) and this machine's resources.
     pub fn local() -> Self {
-        Self {
-            engine: Engine::with_defaults(),
-        }
+        Self::assemble(
+            Engine::with_defaults(),
+            NodeResources::detect(ResourceOverrides::default()),
+        )
+    }
+
+    /// A local session with `options` whose model actors lease from `resources`
+    /// (declare fake GPUs here to test placement on a machine without any).
+    pub fn local_with_resources(
+        options: EngineOptions,
+        resources: Arc<NodeResources>,
+    ) -> Result<Self> {
+        Ok(Self::assemble(Engine::new(options)?, resources))
+    }
+
+    fn assemble(engine: Engine, resources: Arc<NodeResources>) -> Self {
+        let actors = ActorRuntime::new(resources);
+        engine.set_model_provider(actors.clone());
+        Self { engine, actors }
     }
 
     /// A local session whose options come from `REGATTA_*` environment variables
@@ -35,9 +55,82 @@ impl Session {
 
     /// A local session with custom engine options (morsel size, concurrency, bounds).
     pub fn local_with(options: EngineOptions) -> Result<Self> {
-        Ok(Self {
-            engine: Engine::new(options)?,
+        Self::local_with_resources(options, NodeResources::detect(ResourceOverrides::default()))
+    }
+
+    /// The actors and resources behind this session's models.
+    pub fn actors(&self) -> &Arc<ActorRuntime> {
+        &self.actors
+    }
+
+    /// Serves `factory`'s model from a pool of actors configured by `config`, callable
+    /// as `name` in SQL and through the returned function. Each actor builds the model
+    /// once; the pool lives as long as the session. Fails at once on a bad
+    /// configuration or a resource request this node can never grant.
+    pub fn register_model(
+        &self,
+        name: &str,
+        factory: Arc<dyn ModelFactory>,
+        config: PoolConfig,
+    ) -> Result<ModelFunction> {
+        let pool = self.actors.create_pool(name, factory, config)?;
+        Ok(ModelFunction {
+            udf: self.engine.register_model(pool),
         })
+    }
+
+    /// What model `name`'s pool has done so far, if it exists.
+    pub fn model_stats(&self, name: &str) -> Option<ModelPoolStats> {
+        self.actors.get_pool(name).map(|p| p.stats())
+    }
+
+    /// Embeds `text` with `model` (as `embed_text` does in a query).
+    pub async fn embed_query(&self, text: &str, model: &str) -> Result<Vec<f32>> {
+        let pool = self.model_pool(model)?;
+        let input: Arc<dyn Array> = Arc::new(StringArray::from(vec![text]));
+        let out = pool.infer(vec![input], 1).await.map_err(Error::from)?;
+        let list = out.as_fixed_size_list_opt().ok_or_else(|| {
+            Error::InvalidArgument(format!("model {model} does not return vectors"))
+        })?;
+        Ok(list
+            .value(0)
+            .as_primitive::<Float32Type>()
+            .values()
+            .to_vec())
+    }
+
+    fn model_pool(&self, model: &str) -> Result<Arc<dyn ModelPool>> {
+        use regatta_engine::functions::ModelProvider;
+        self.actors
+            .pool(model)
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::InvalidArgument(format!("unknown model {model:?}")))
+    }
+
+    /// The `k` rows of the Lance dataset at `path` whose vector `column` is nearest to
+    /// `query` (L2), nearest first, with `_distance`.
+    pub async fn nearest(
+        &self,
+        path: &str,
+        column: &str,
+        query: &[f32],
+        k: usize,
+    ) -> Result<RecordBatch> {
+        Ok(regatta_engine::io::lance::nearest(path, column, query, k).await?)
+    }
+
+    /// The `k` rows of the Lance dataset at `path` whose embedding `column` is nearest
+    /// to `text` embedded by `model`.
+    pub async fn nearest_text(
+        &self,
+        path: &str,
+        column: &str,
+        text: &str,
+        model: &str,
+        k: usize,
+    ) -> Result<RecordBatch> {
+        let query = self.embed_query(text, model).await?;
+        self.nearest(path, column, &query, k).await
     }
 
     /// The engine underneath (for integrations that need DataFusion directly).
@@ -164,4 +257,17 @@ pub fn guess_format(path: &str) -> Result<FileFormat> {
             "cannot tell the format of {path:?} from its extension; name it (parquet, csv, json, lance)"
         ))
     })
+}
+
+/// A model served by an actor pool, for use in expressions: `f.call(vec![col("x")])`.
+#[derive(Debug, Clone)]
+pub struct ModelFunction {
+    udf: Arc<ScalarUDF>,
+}
+
+impl ModelFunction {
+    /// Calls the model on `args`.
+    pub fn call(&self, args: Vec<Expr>) -> Expr {
+        self.udf.call(args)
+    }
 }

@@ -3,6 +3,7 @@
 mod backpressure;
 mod bad_input;
 mod layering;
+mod models;
 mod multimodal;
 mod relational;
 mod sources_sinks;

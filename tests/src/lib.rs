@@ -161,3 +161,21 @@ pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
     let p = d.path().to_path_buf();
     (d, p)
 }
+
+/// The all-MiniLM-L6-v2 directory (`$REGATTA_MINILM_DIR`, else `models/` in the
+/// repository, where `scripts/fetch_model.sh` puts it). Sets the variable so sessions
+/// made by the test find the model too.
+pub fn minilm_dir() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::var_os("REGATTA_MINILM_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../models/all-MiniLM-L6-v2")
+            });
+        std::env::set_var("REGATTA_MINILM_DIR", &dir);
+        dir
+    })
+    .clone()
+}

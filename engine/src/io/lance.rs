@@ -99,3 +99,15 @@ pub async fn take(ds: &Dataset, indices: &[u64]) -> Result<RecordBatch> {
             message: e.to_string(),
         })
 }
+
+/// The `k` rows of the dataset at `input` whose vector `column` is nearest to
+/// `query` (L2 distance, exact search when the column has no index), nearest first,
+/// with their distance in `_distance`.
+pub async fn nearest(input: &str, column: &str, query: &[f32], k: usize) -> Result<RecordBatch> {
+    let ds = open(input).await?;
+    let uri = ds.uri().to_string();
+    let q = datafusion::arrow::array::Float32Array::from(query.to_vec());
+    let mut scan = ds.scan();
+    scan.nearest(column, &q, k).map_err(lance_err(&uri))?;
+    scan.try_into_batch().await.map_err(lance_err(&uri))
+}
