@@ -8,3 +8,6 @@ if [[ -z "${CARGO_TARGET_DIR:-}" && -d /var/tmp/regatta-target ]]; then
   export CARGO_TARGET_DIR=/var/tmp/regatta-target
 fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# The embedding model, fetched by scripts/fetch_model.sh.
+regatta_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export REGATTA_MINILM_DIR="${REGATTA_MINILM_DIR:-$regatta_root/models/all-MiniLM-L6-v2}"

@@ -136,7 +136,8 @@ impl ActorPool {
             replaced: AtomicU64::new(0),
             busy_nanos: AtomicU64::new(0),
         });
-        let every = (inner.config.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let every = (inner.config.idle_timeout / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
         let reaper = IdleReaper {
             pool: Arc::downgrade(&inner),
             every,
@@ -269,7 +270,9 @@ impl PoolInner {
                 Ok(slot)
             }
             Ok(Err(message)) => Err(build_error(message)),
-            Err(e) => Err(build_error(format!("the actor stopped while building: {e}"))),
+            Err(e) => Err(build_error(format!(
+                "the actor stopped while building: {e}"
+            ))),
         }
     }
 
@@ -465,7 +468,10 @@ impl ModelPool for ActorPool {
             .await
             .map_err(external)?;
         if outs.len() == 1 {
-            return Ok(outs.into_iter().next().unwrap_or_else(|| new_empty_array(&self.inner.output_type)));
+            return Ok(outs
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| new_empty_array(&self.inner.output_type)));
         }
         let refs: Vec<&dyn Array> = outs.iter().map(|a| a.as_ref()).collect();
         arrow::compute::concat(&refs).map_err(|e| DataFusionError::ArrowError(Box::new(e), None))

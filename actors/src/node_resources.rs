@@ -36,9 +36,9 @@ impl NodeResources {
     /// This machine's resources: CPUs the process may use, physical memory and NVML's
     /// GPUs, each replaced by its override when one is set.
     pub fn detect(overrides: ResourceOverrides) -> Arc<Self> {
-        let cpus = overrides.cpus.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
-        });
+        let cpus = overrides
+            .cpus
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as f64);
         let memory = overrides.memory.unwrap_or_else(physical_memory);
         let gpus = overrides.gpus.unwrap_or_else(nvml_gpu_count);
         Self::new(cpus, memory, gpus)

@@ -30,7 +30,10 @@ impl ActorRuntime {
     }
 
     /// Like [`new`](Self::new), reading all-MiniLM-L6-v2 from `minilm_dir`.
-    pub fn with_model_dir(resources: Arc<NodeResources>, minilm_dir: impl Into<PathBuf>) -> Arc<Self> {
+    pub fn with_model_dir(
+        resources: Arc<NodeResources>,
+        minilm_dir: impl Into<PathBuf>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             system: Mutex::default(),
             resources,

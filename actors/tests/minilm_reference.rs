@@ -25,7 +25,10 @@ fn reference() -> serde_json::Value {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("../shared/fixtures/minilm/reference.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("{}: {e} (run scripts/test, which makes the reference)", path.display())
+        panic!(
+            "{}: {e} (run scripts/test, which makes the reference)",
+            path.display()
+        )
     });
     serde_json::from_str(&text).unwrap()
 }
@@ -37,8 +40,7 @@ fn sentences() -> Vec<String> {
         "A man is riding a horse on a sunny beach.".into(),
         "The quick brown fox jumps over the lazy dog.".into(),
         "Multimodal data pipelines stream images, audio and text through models.".into(),
-        "Raft replicates a log across three servers so that a leader failure loses nothing."
-            .into(),
+        "Raft replicates a log across three servers so that a leader failure loses nothing.".into(),
         "naïve café résumé — unicode survives tokenization".into(),
         String::new(),
         long,
@@ -124,6 +126,11 @@ fn one_sentence_alone_equals_the_same_sentence_in_a_padded_batch() {
 #[test]
 fn a_missing_model_directory_is_named_in_the_error() {
     let dir = tempfile::tempdir().unwrap();
-    let e = MiniLm::load(dir.path(), Device::Cpu).unwrap_err().to_string();
-    assert!(e.contains("config.json") && e.contains("fetch_model"), "{e}");
+    let e = MiniLm::load(dir.path(), Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("config.json") && e.contains("fetch_model"),
+        "{e}"
+    );
 }

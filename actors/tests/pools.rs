@@ -128,7 +128,9 @@ fn assert_doubled(out: &ArrayRef, rows: i64) {
 async fn the_model_is_built_once_per_actor_however_many_batches_run() {
     let rt = runtime(0);
     let factory = TestFactory::new(Behaviour::Double(Duration::from_millis(5)));
-    let pool = rt.create_pool("double", factory.clone(), config(2, 2, 0.0)).unwrap();
+    let pool = rt
+        .create_pool("double", factory.clone(), config(2, 2, 0.0))
+        .unwrap();
     // 40 rows in batches of 4: ten batches over two actors.
     let out = pool.infer(input(40), 40).await.unwrap();
     assert_doubled(&out, 40);
@@ -163,7 +165,9 @@ fn overlaps(visits: &[Visit]) -> (usize, bool) {
 async fn four_one_gpu_actors_on_two_gpus_run_two_at_a_time_on_distinct_devices() {
     let rt = runtime(2);
     let factory = TestFactory::new(Behaviour::Double(Duration::from_millis(60)));
-    let pool = rt.create_pool("gpu", factory.clone(), config(0, 4, 1.0)).unwrap();
+    let pool = rt
+        .create_pool("gpu", factory.clone(), config(0, 4, 1.0))
+        .unwrap();
     // 16 batches at once: the pool wants four actors, the node has two GPUs.
     let out = pool.infer(input(64), 64).await.unwrap();
     assert_doubled(&out, 64);
@@ -183,7 +187,9 @@ async fn four_one_gpu_actors_on_two_gpus_run_two_at_a_time_on_distinct_devices()
 async fn half_gpu_actors_share_one_device() {
     let rt = runtime(2);
     let factory = TestFactory::new(Behaviour::Double(Duration::from_millis(40)));
-    let pool = rt.create_pool("half", factory.clone(), config(2, 2, 0.5)).unwrap();
+    let pool = rt
+        .create_pool("half", factory.clone(), config(2, 2, 0.5))
+        .unwrap();
     pool.infer(input(16), 16).await.unwrap();
     let visits = factory.visits.lock().unwrap().clone();
     let mut actors: Vec<u64> = visits.iter().map(|v| v.actor).collect();
@@ -215,7 +221,9 @@ async fn an_actor_asking_for_more_gpus_than_exist_fails_at_once() {
 async fn a_batch_that_fails_once_succeeds_on_retry() {
     let rt = runtime(0);
     let factory = TestFactory::new(Behaviour::FailOnce);
-    let pool = rt.create_pool("flaky", factory.clone(), config(1, 1, 0.0)).unwrap();
+    let pool = rt
+        .create_pool("flaky", factory.clone(), config(1, 1, 0.0))
+        .unwrap();
     let out = pool.infer(input(4), 4).await.unwrap();
     assert_doubled(&out, 4);
     let s = pool.stats();
@@ -244,7 +252,9 @@ async fn a_batch_that_always_fails_gives_nulls_under_on_error_null() {
 async fn a_batch_that_always_fails_raises_a_clear_error_under_on_error_raise() {
     let rt = runtime(0);
     let factory = TestFactory::new(Behaviour::AlwaysFail);
-    let pool = rt.create_pool("broken", factory.clone(), config(1, 1, 0.0)).unwrap();
+    let pool = rt
+        .create_pool("broken", factory.clone(), config(1, 1, 0.0))
+        .unwrap();
     let e = pool.infer(input(4), 4).await.unwrap_err().to_string();
     assert!(e.contains("model broken"), "{e}");
     assert!(e.contains("after 3 attempts"), "{e}");
@@ -255,14 +265,19 @@ async fn a_batch_that_always_fails_raises_a_clear_error_under_on_error_raise() {
 async fn a_panicking_model_is_replaced_by_a_fresh_actor_and_the_work_finishes() {
     let rt = runtime(0);
     let factory = TestFactory::new(Behaviour::PanicOnce);
-    let pool = rt.create_pool("panicky", factory.clone(), config(1, 1, 0.0)).unwrap();
+    let pool = rt
+        .create_pool("panicky", factory.clone(), config(1, 1, 0.0))
+        .unwrap();
     let out = pool.infer(input(12), 12).await.unwrap();
     assert_doubled(&out, 12);
     let s = pool.stats();
     assert_eq!(s.replaced_actors, 1);
     assert_eq!(factory.builds(), 2, "the replacement built its own model");
     let visits = factory.visits.lock().unwrap().clone();
-    assert!(visits.iter().all(|v| v.actor != 1), "the panicked actor served nothing more");
+    assert!(
+        visits.iter().all(|v| v.actor != 1),
+        "the panicked actor served nothing more"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,12 +290,20 @@ async fn the_pool_grows_while_batches_wait_and_shrinks_when_idle() {
     };
     let pool = rt.create_pool("elastic", factory.clone(), cfg).unwrap();
     pool.infer(input(48), 48).await.unwrap();
-    assert_eq!(pool.stats().actors_peak, 3, "twelve waiting batches grow the pool to max");
+    assert_eq!(
+        pool.stats().actors_peak,
+        3,
+        "twelve waiting batches grow the pool to max"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while pool.stats().actors > 1 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(pool.stats().actors, 1, "idle actors stop, down to min_actors");
+    assert_eq!(
+        pool.stats().actors,
+        1,
+        "idle actors stop, down to min_actors"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,7 +25,13 @@ pub struct DemoArgs {
     /// Images to generate when no --input is given.
     #[arg(long, default_value_t = 48)]
     pub images: usize,
+    /// Text whose nearest captions (by embedding) the demo looks up at the end.
+    #[arg(long, default_value = "a boat on the water")]
+    pub query: String,
 }
+
+/// The embedding model the demo uses.
+const MODEL: &str = "all-MiniLM-L6-v2";
 
 /// Mean pixel value of each image: a stand-in for a model, as a batch function.
 fn brightness(args: &[ArrayRef]) -> regatta::datafusion::error::Result<ArrayRef> {
@@ -43,7 +49,7 @@ fn brightness(args: &[ArrayRef]) -> regatta::datafusion::error::Result<ArrayRef>
 pub async fn run(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
     let session = Session::local();
-    let steps = steps_bar(4, "data");
+    let steps = steps_bar(5, "data");
     let tmp = tempfile::Builder::new()
         .prefix("regatta-demo-")
         .tempdir()
@@ -81,6 +87,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             col("id"),
             col("caption"),
             col("caption").text_chunk(8, 2).alias("caption_chunks"),
+            col("caption").embed_text(MODEL).alias("caption_embedding"),
             col("width"),
             col("height"),
             bright.call(vec![col("small")]).alias("brightness"),
@@ -122,6 +129,17 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         .to_table_string(5)
         .await?;
     steps.inc(1);
+    steps.set_message("nearest neighbours");
+    let hits = session
+        .nearest_text(&out_s, "caption_embedding", &args.query, MODEL, 3)
+        .await?;
+    let hits = session
+        .from_batches(vec![hits])?
+        .select(vec![col("id"), col("caption"), col("_distance")])?
+        .to_table_string(3)
+        .await?;
+    let model = session.model_stats(MODEL);
+    steps.inc(1);
     steps.finish_and_clear();
 
     println!("regatta demo: image + text pipeline on the embedded engine");
@@ -149,6 +167,20 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             m.compute_nanos as f64 / 1e9
         );
     }
+    if let Some(m) = model {
+        println!(
+            "  {MODEL}: {} batches, {} actor(s), model loaded {} time(s), busy {:.2}s",
+            m.batches,
+            m.actors_peak,
+            m.builds,
+            m.busy_nanos as f64 / 1e9
+        );
+    }
     println!("{preview}");
+    println!(
+        "captions nearest to {:?} (Lance vector search over caption_embedding):",
+        args.query
+    );
+    println!("{hits}");
     Ok(())
 }

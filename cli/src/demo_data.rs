@@ -11,10 +11,25 @@ use regatta::Session;
 
 use crate::{CliError, Result};
 
-const WORDS: &[&str] = &[
-    "a", "small", "red", "boat", "on", "the", "calm", "sea", "under", "bright", "sky", "with",
-    "white", "sails", "near", "harbour", "wind", "crew", "racing", "blue", "waves", "morning",
-    "light", "over", "river", "dock", "gull", "flying", "high", "regatta",
+/// Caption parts: a subject and a setting, so captions differ in meaning and a
+/// nearest-neighbour query by meaning has a right answer.
+const SUBJECTS: &[&str] = &[
+    "a small sailing boat",
+    "a golden retriever puppy",
+    "a bowl of ramen noodles",
+    "a red vintage car",
+    "a snow-covered mountain peak",
+    "a tabby kitten",
+    "an old lighthouse",
+    "a bunch of sunflowers",
+];
+const SETTINGS: &[&str] = &[
+    "in the morning light",
+    "on a rainy afternoon",
+    "at sunset",
+    "seen from above",
+    "in a crowded city",
+    "next to a quiet lake",
 ];
 
 /// A tiny deterministic generator, so the demo's data is the same on every machine.
@@ -86,11 +101,9 @@ pub async fn generate(session: &Session, dir: &Path, n: usize) -> Result<String>
         img.save_with_format(&path, fmt)
             .map_err(|e| CliError::Output(format!("{}: {e}", path.display())))?;
         urls.push(format!("file://{}", path.display()));
-        let words = 5 + rng.below(20) as usize;
-        let caption: Vec<&str> = (0..words)
-            .map(|_| WORDS[rng.below(WORDS.len() as u64) as usize])
-            .collect();
-        captions.push(caption.join(" "));
+        let subject = SUBJECTS[rng.below(SUBJECTS.len() as u64) as usize];
+        let setting = SETTINGS[rng.below(SETTINGS.len() as u64) as usize];
+        captions.push(format!("{subject} {setting}"));
     }
     // Broken inputs the pipeline must survive: a JPEG cut inside its header, a text
     // file with an image name, and a file that does not exist.

@@ -75,15 +75,18 @@ fn pool(min: usize, max: usize, batch: usize) -> PoolConfig {
 
 fn numbers(session: &Session, n: i64) {
     let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
-    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(0..n))])
-        .unwrap();
+    let batch =
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(0..n))]).unwrap();
     let df = session.from_batches(vec![batch]).unwrap();
     session.register_dataframe("numbers", df).unwrap();
 }
 
 fn ints(batches: &[RecordBatch], column: usize) -> Vec<i64> {
     let b = concat(batches);
-    b.column(column).as_primitive::<Int64Type>().values().to_vec()
+    b.column(column)
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,9 +103,16 @@ async fn a_pool_of_two_builds_the_model_twice_and_a_second_query_builds_nothing(
     assert_eq!(factory.builds.load(Ordering::SeqCst), 2);
     let out = session.sql(q).await.unwrap().collect().await.unwrap();
     assert_eq!(ints(&out, 1), (1..=200).collect::<Vec<_>>());
-    assert_eq!(factory.builds.load(Ordering::SeqCst), 2, "the second query reuses the actors");
+    assert_eq!(
+        factory.builds.load(Ordering::SeqCst),
+        2,
+        "the second query reuses the actors"
+    );
     let rows = factory.batch_rows.lock().unwrap();
-    assert!(rows.iter().all(|&r| r <= 8), "the declared batch size is kept");
+    assert!(
+        rows.iter().all(|&r| r <= 8),
+        "the declared batch size is kept"
+    );
     assert_eq!(rows.iter().sum::<usize>(), 400);
 }
 
@@ -132,8 +142,12 @@ async fn chained_pools_each_run_with_their_own_batch_size_and_actors() {
     numbers(&session, 256);
     let slow = AddFactory::new(1, Duration::from_millis(4));
     let fast = AddFactory::new(10, Duration::ZERO);
-    session.register_model("slow", slow.clone(), pool(1, 2, 8)).unwrap();
-    session.register_model("fast", fast.clone(), pool(1, 1, 32)).unwrap();
+    session
+        .register_model("slow", slow.clone(), pool(1, 2, 8))
+        .unwrap();
+    session
+        .register_model("fast", fast.clone(), pool(1, 1, 32))
+        .unwrap();
     let df = session
         .sql("SELECT x, fast(slow(x)) AS y FROM numbers ORDER BY x")
         .await
@@ -156,8 +170,13 @@ async fn explain_analyze_reports_queue_depth_batch_latency_and_actors() {
     let session = Session::local();
     numbers(&session, 64);
     let factory = AddFactory::new(1, Duration::from_millis(5));
-    session.register_model("plus_one", factory, pool(1, 2, 8)).unwrap();
-    let df = session.sql("SELECT plus_one(x) FROM numbers").await.unwrap();
+    session
+        .register_model("plus_one", factory, pool(1, 2, 8))
+        .unwrap();
+    let df = session
+        .sql("SELECT plus_one(x) FROM numbers")
+        .await
+        .unwrap();
     let text = df.explain_analyze().await.unwrap();
     for metric in [
         "model_batches=8",
@@ -199,7 +218,10 @@ async fn a_failing_model_under_raise_fails_the_query_naming_the_model() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("model broken") && e.contains("weights are corrupt"), "{e}");
+    assert!(
+        e.contains("model broken") && e.contains("weights are corrupt"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,7 +232,10 @@ async fn an_unknown_model_is_a_plan_error_listing_the_known_ones() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("no-such-model") && e.contains("all-MiniLM-L6-v2"), "{e}");
+    assert!(
+        e.contains("no-such-model") && e.contains("all-MiniLM-L6-v2"),
+        "{e}"
+    );
 }
 
 fn captions(session: &Session) -> DataFrame {
@@ -240,7 +265,9 @@ fn captions(session: &Session) -> DataFrame {
 async fn embed_text_gives_unit_vectors_in_sql_and_dataframes_and_loads_the_model_once() {
     minilm_dir();
     let session = Session::local();
-    session.register_dataframe("captions", captions(&session)).unwrap();
+    session
+        .register_dataframe("captions", captions(&session))
+        .unwrap();
     let sql = session
         .sql("SELECT id, embed_text(caption, 'all-MiniLM-L6-v2') AS v FROM captions ORDER BY id")
         .await
@@ -291,12 +318,24 @@ async fn nearest_text_finds_the_caption_that_means_the_same() {
         .await
         .unwrap();
     let hits = session
-        .nearest_text(path, "embedding", "a puppy playing with a ball outside", "all-MiniLM-L6-v2", 2)
+        .nearest_text(
+            path,
+            "embedding",
+            "a puppy playing with a ball outside",
+            "all-MiniLM-L6-v2",
+            2,
+        )
         .await
         .unwrap();
     assert_eq!(hits.num_rows(), 2);
-    let ids = hits.column_by_name("id").unwrap().as_primitive::<Int64Type>();
+    let ids = hits
+        .column_by_name("id")
+        .unwrap()
+        .as_primitive::<Int64Type>();
     assert_eq!(ids.value(0), 1, "the dog caption is nearest");
-    let d = hits.column_by_name("_distance").unwrap().as_primitive::<Float32Type>();
+    let d = hits
+        .column_by_name("_distance")
+        .unwrap()
+        .as_primitive::<Float32Type>();
     assert!(d.value(0) <= d.value(1));
 }

@@ -171,8 +171,7 @@ pub fn minilm_dir() -> PathBuf {
         let dir = std::env::var_os("REGATTA_MINILM_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("../models/all-MiniLM-L6-v2")
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/all-MiniLM-L6-v2")
             });
         std::env::set_var("REGATTA_MINILM_DIR", &dir);
         dir

@@ -121,7 +121,10 @@ impl MiniLm {
 
     /// The Arrow type of an embedding column: `FixedSizeList<Float32, 384>`.
     pub fn output_type() -> DataType {
-        DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), DIM as i32)
+        DataType::FixedSizeList(
+            Arc::new(Field::new("item", DataType::Float32, true)),
+            DIM as i32,
+        )
     }
 
     /// Embeds a string column; null text gives a null embedding.
@@ -139,7 +142,10 @@ impl MiniLm {
                 values.extend_from_slice(v);
             }
         }
-        let nulls = text.nulls().cloned().map(|n| NullBuffer::new(n.inner().clone()));
+        let nulls = text
+            .nulls()
+            .cloned()
+            .map(|n| NullBuffer::new(n.inner().clone()));
         let field = Arc::new(Field::new("item", DataType::Float32, true));
         let list = FixedSizeListArray::try_new(
             field,
@@ -155,13 +161,20 @@ impl Model for MiniLm {
     fn process(&mut self, inputs: &[ArrayRef]) -> std::result::Result<ArrayRef, ModelError> {
         match inputs {
             [text] => self.embed_array(text),
-            _ => Err(format!("{} takes one text column, got {}", super::NAME, inputs.len()).into()),
+            _ => Err(format!(
+                "{} takes one text column, got {}",
+                super::NAME,
+                inputs.len()
+            )
+            .into()),
         }
     }
 }
 
 impl std::fmt::Debug for MiniLm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MiniLm").field("device", &self.device).finish()
+        f.debug_struct("MiniLm")
+            .field("device", &self.device)
+            .finish()
     }
 }

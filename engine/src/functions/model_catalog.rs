@@ -64,7 +64,12 @@ impl ModelCatalog {
             }
             inner.provider.clone()
         };
-        if let Some(pool) = provider.as_ref().map(|p| p.pool(name)).transpose()?.flatten() {
+        if let Some(pool) = provider
+            .as_ref()
+            .map(|p| p.pool(name))
+            .transpose()?
+            .flatten()
+        {
             return Ok(self.register(pool));
         }
         Err(DataFusionError::Plan(format!(

@@ -269,7 +269,8 @@ impl ModelMetrics {
             pools: pools.to_vec(),
             batches: MetricBuilder::new(set).counter("model_batches", partition),
             batch_latency: MetricBuilder::new(set).subset_time("model_batch_latency", partition),
-            batch_latency_max_ms: MetricBuilder::new(set).global_gauge("model_batch_latency_max_ms"),
+            batch_latency_max_ms: MetricBuilder::new(set)
+                .global_gauge("model_batch_latency_max_ms"),
             queue_depth_peak: MetricBuilder::new(set).global_gauge("model_queue_depth_peak"),
             actors_peak: MetricBuilder::new(set).global_gauge("model_actors_peak"),
             actors: MetricBuilder::new(set).global_gauge("model_actors"),
@@ -306,11 +307,7 @@ impl ModelMetrics {
 }
 
 impl PartitionMetrics {
-    fn new(
-        set: &ExecutionPlanMetricsSet,
-        partition: usize,
-        pools: &[Arc<dyn ModelPool>],
-    ) -> Self {
+    fn new(set: &ExecutionPlanMetricsSet, partition: usize, pools: &[Arc<dyn ModelPool>]) -> Self {
         Self {
             model: (!pools.is_empty()).then(|| ModelMetrics::new(set, partition, pools)),
             input_rows: MetricBuilder::new(set).counter("input_rows", partition),
