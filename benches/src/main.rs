@@ -16,7 +16,8 @@ mod workloads;
 #[derive(Debug, Parser)]
 #[command(name = "regatta-bench")]
 struct Args {
-    /// image | tpch_q1 | tpch_q3 | lance_take | embed_stub (or w1, w3a, w3b, w4, w5).
+    /// image | tpch_q1 | tpch_q3 | lance_take | embed_stub (or w1, w3a, w3b, w4, w5),
+    /// or embed_minilm (the real embedding model).
     #[arg(long)]
     workload: String,
     /// The generated data (gen_data.py --out DIR).
@@ -31,6 +32,9 @@ struct Args {
     /// Keep W1/W5 output directories instead of removing them.
     #[arg(long)]
     keep_output: bool,
+    /// Documents embed_minilm embeds (the first ones by id).
+    #[arg(long, default_value_t = 500)]
+    docs: usize,
     /// Accepted for command-line compatibility with the peer; unused.
     #[arg(long)]
     ray_address: Option<String>,
