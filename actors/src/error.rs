@@ -36,6 +36,9 @@ pub enum ActorError {
     /// Model files that are missing or unreadable, with the path at fault.
     #[error("{path}: {message}")]
     ModelFiles { path: String, message: String },
+    /// A resource override from the environment that is not a number.
+    #[error("{name}={value:?} is not a valid number")]
+    BadOverride { name: String, value: String },
     /// The actor system could not start or has stopped.
     #[error("actor system: {0}")]
     System(String),

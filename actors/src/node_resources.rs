@@ -16,6 +16,31 @@ pub struct ResourceOverrides {
     pub gpus: Option<u32>,
 }
 
+impl ResourceOverrides {
+    /// Overrides from `REGATTA_CPUS`, `REGATTA_MEMORY` (bytes) and `REGATTA_GPUS`;
+    /// unset variables leave detection alone. A bad value names the variable.
+    pub fn from_env() -> Result<Self> {
+        fn var<T: std::str::FromStr>(name: &str) -> Result<Option<T>> {
+            match std::env::var(name) {
+                Err(_) => Ok(None),
+                Ok(v) => v
+                    .trim()
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| ActorError::BadOverride {
+                        name: name.into(),
+                        value: v.clone(),
+                    }),
+            }
+        }
+        Ok(Self {
+            cpus: var("REGATTA_CPUS")?,
+            memory: var("REGATTA_MEMORY")?,
+            gpus: var("REGATTA_GPUS")?,
+        })
+    }
+}
+
 /// The node's CPUs, memory and GPUs, leased to actors; waiting requests are woken
 /// when a lease comes back.
 #[derive(Debug)]

@@ -46,6 +46,9 @@ pub struct WorkerConfig {
     pub memory_limit: String,
     /// `worker.spill_dirs`: where shuffle and spill files go.
     pub spill_dirs: Vec<PathBuf>,
+    /// `worker.gpus`: GPUs to offer actors; absent = what NVML finds. Declaring GPUs
+    /// on a machine without any tests placement logic (the devices are fake).
+    pub gpus: Option<u32>,
 }
 
 impl Default for WorkerConfig {
@@ -54,6 +57,7 @@ impl Default for WorkerConfig {
             cpus: 0,
             memory_limit: "4GiB".into(),
             spill_dirs: vec![std::env::temp_dir().join("regatta-spill")],
+            gpus: None,
         }
     }
 }
@@ -165,5 +169,15 @@ mod tests {
         );
         let e = ClusterConfig::parse("[driver]\naddresses = [\"nohost\"]\n", "c.toml").unwrap_err();
         assert!(e.to_string().contains("driver.addresses"), "{e}");
+    }
+
+    #[test]
+    fn gpus_are_detected_unless_declared() {
+        let c = ClusterConfig::parse("", "c.toml").unwrap();
+        assert_eq!(c.worker.gpus, None);
+        let c = ClusterConfig::parse("[worker]\ngpus = 2\n", "c.toml").unwrap();
+        assert_eq!(c.worker.gpus, Some(2));
+        let e = ClusterConfig::parse("[worker]\ngpus = -1\n", "c.toml").unwrap_err();
+        assert!(e.to_string().contains("gpus"), "{e}");
     }
 }

@@ -50,7 +50,8 @@ impl Session {
     /// A local session whose options come from `REGATTA_*` environment variables
     /// over the defaults ([`EngineOptions::from_env`]).
     pub fn local_from_env() -> Result<Self> {
-        Self::local_with(EngineOptions::from_env()?)
+        let resources = NodeResources::detect(ResourceOverrides::from_env()?);
+        Self::local_with_resources(EngineOptions::from_env()?, resources)
     }
 
     /// A local session with custom engine options (morsel size, concurrency, bounds).
