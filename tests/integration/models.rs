@@ -339,3 +339,44 @@ async fn nearest_text_finds_the_caption_that_means_the_same() {
         .as_primitive::<Float32Type>();
     assert!(d.value(0) <= d.value(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_finishes_when_its_model_panics_once() {
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    struct Fragile;
+    impl Model for Fragile {
+        fn process(&mut self, inputs: &[ArrayRef]) -> Result<ArrayRef, ModelError> {
+            if CALLS.fetch_add(1, Ordering::SeqCst) == 3 {
+                panic!("out of device memory");
+            }
+            let x = inputs[0].as_primitive::<Int64Type>();
+            Ok(Arc::new(x.unary::<_, Int64Type>(|v| v + 1)))
+        }
+    }
+    struct FragileFactory(AtomicUsize);
+    impl ModelFactory for FragileFactory {
+        fn output_type(&self) -> DataType {
+            DataType::Int64
+        }
+        fn build(&self, _ctx: &ActorContext) -> Result<Box<dyn Model>, ModelError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Box::new(Fragile))
+        }
+    }
+    let session = Session::local();
+    numbers(&session, 80);
+    let factory = Arc::new(FragileFactory(AtomicUsize::new(0)));
+    session
+        .register_model("fragile", factory.clone(), pool(1, 1, 8))
+        .unwrap();
+    let out = session
+        .sql("SELECT x, fragile(x) AS y FROM numbers ORDER BY x")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(ints(&out, 1), (1..=80).collect::<Vec<_>>());
+    assert_eq!(factory.0.load(Ordering::SeqCst), 2, "a fresh actor replaced the panicked one");
+    assert_eq!(session.model_stats("fragile").unwrap().replaced_actors, 1);
+}

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array};
-use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -142,16 +141,12 @@ impl MiniLm {
                 values.extend_from_slice(v);
             }
         }
-        let nulls = text
-            .nulls()
-            .cloned()
-            .map(|n| NullBuffer::new(n.inner().clone()));
         let field = Arc::new(Field::new("item", DataType::Float32, true));
         let list = FixedSizeListArray::try_new(
             field,
             DIM as i32,
             Arc::new(Float32Array::from(values)),
-            nulls,
+            text.nulls().cloned(),
         )?;
         Ok(Arc::new(list))
     }
