@@ -377,6 +377,39 @@ async fn a_query_finishes_when_its_model_panics_once() {
         .await
         .unwrap();
     assert_eq!(ints(&out, 1), (1..=80).collect::<Vec<_>>());
-    assert_eq!(factory.0.load(Ordering::SeqCst), 2, "a fresh actor replaced the panicked one");
+    assert_eq!(
+        factory.0.load(Ordering::SeqCst),
+        2,
+        "a fresh actor replaced the panicked one"
+    );
     assert_eq!(session.model_stats("fragile").unwrap().replaced_actors, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_models_side_by_side_get_an_operator_and_a_batch_size_each() {
+    let session = Session::local();
+    numbers(&session, 256);
+    let slow = AddFactory::new(1, Duration::from_millis(3));
+    let fast = AddFactory::new(10, Duration::ZERO);
+    session
+        .register_model("slow", slow.clone(), pool(1, 2, 8))
+        .unwrap();
+    session
+        .register_model("fast", fast.clone(), pool(1, 1, 32))
+        .unwrap();
+    let df = session
+        .sql("SELECT x, slow(x) AS a, fast(x) AS b FROM numbers ORDER BY x")
+        .await
+        .unwrap();
+    let plan = df.clone().explain().await.unwrap();
+    assert_eq!(plan.matches("MorselExec").count(), 2, "{plan}");
+    let out = df.collect().await.unwrap();
+    assert_eq!(ints(&out, 1), (1..257).collect::<Vec<_>>());
+    assert_eq!(ints(&out, 2), (10..266).collect::<Vec<_>>());
+    assert!(slow.batch_rows.lock().unwrap().iter().all(|&r| r <= 8));
+    let fast_rows = fast.batch_rows.lock().unwrap().clone();
+    assert!(
+        fast_rows.iter().any(|&r| r > 8),
+        "the fast model is fed its own batch size, not the slow one's: {fast_rows:?}"
+    );
 }

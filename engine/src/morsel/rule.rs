@@ -176,6 +176,51 @@ impl MorselRule {
                 })
                 .collect::<Result<Vec<_>>>()?;
         }
+        self.per_model_operators(exprs, input)
+    }
+
+    /// Top-level calls of different models get an operator each, chained, so each
+    /// pool runs with its own batch size, in-flight bound and pace (a slow image model
+    /// does not hold a text model's batches back).
+    fn per_model_operators(
+        &self,
+        mut exprs: Vec<ProjectionExpr>,
+        input: Arc<dyn ExecutionPlan>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut groups: Vec<(Arc<dyn ModelPool>, Vec<usize>)> = Vec::new();
+        for (i, pe) in exprs.iter().enumerate() {
+            let mut models = Vec::new();
+            collect_models(&pe.expr, &mut models);
+            if let [model] = models.as_slice() {
+                match groups.iter_mut().find(|(m, _)| Arc::ptr_eq(m, model)) {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((model.clone(), vec![i])),
+                }
+            }
+        }
+        let mut input = input;
+        for (g, (_, members)) in groups.iter().enumerate().rev().skip(1) {
+            let schema = input.schema();
+            let width = schema.fields().len();
+            let mut lower: Vec<ProjectionExpr> = schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| ProjectionExpr {
+                    expr: Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
+                    alias: f.name().clone(),
+                })
+                .collect();
+            for (k, &i) in members.iter().enumerate() {
+                let name = format!("__regatta_m{g}_{k}");
+                lower.push(ProjectionExpr {
+                    expr: exprs[i].expr.clone(),
+                    alias: name.clone(),
+                });
+                exprs[i].expr = Arc::new(Column::new(&name, width + k));
+            }
+            input = self.operator(lower, input)?;
+        }
         self.operator(exprs, input)
     }
 
