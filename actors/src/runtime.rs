@@ -89,10 +89,16 @@ impl ActorRuntime {
     /// when the node has GPUs, else one CPU actor (candle already uses every core).
     pub fn minilm_pool_config(&self) -> PoolConfig {
         let gpus = self.resources.total().gpus.floor() as usize;
+        // REGATTA_MINILM_BATCH_SIZE tunes rows per model call (benchmarks use it).
+        let batch_size = std::env::var("REGATTA_MINILM_BATCH_SIZE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or(64);
         let mut config = PoolConfig {
             min_actors: 1,
             max_actors: gpus.max(1),
-            batch_size: 64,
+            batch_size,
             ..PoolConfig::default()
         };
         if gpus > 0 {
