@@ -152,16 +152,6 @@ impl ActorPool {
     pub fn config(&self) -> &PoolConfig {
         &self.inner.config
     }
-
-    /// Runs the model over one batch of at most `batch_size` rows, with retries.
-    pub async fn run_batch(&self, inputs: Vec<ArrayRef>, rows: usize) -> Result<ArrayRef> {
-        self.inner.run_batch(inputs, rows).await
-    }
-
-    /// The pool's numbers so far.
-    pub fn stats(&self) -> ModelPoolStats {
-        self.inner.stats()
-    }
 }
 
 impl PoolInner {

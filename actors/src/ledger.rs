@@ -57,8 +57,8 @@ impl ResourceLedger {
         self.total
     }
 
-    /// Grants `request` now (`Ok(Some)`), not now but later (`Ok(None)`), or never (`Err`).
-    pub fn try_acquire(&mut self, request: Resources) -> Result<Option<Lease>> {
+    /// Fails if `request` is malformed or could never be granted, however long one waited.
+    pub fn check(&self, request: Resources) -> Result<()> {
         if request.gpus >= 1.0 && request.gpus.fract() > EPS {
             return Err(ActorError::BadGpuRequest(request.gpus));
         }
@@ -68,6 +68,12 @@ impl ResourceLedger {
                 total: self.total,
             });
         }
+        Ok(())
+    }
+
+    /// Grants `request` now (`Ok(Some)`), not now but later (`Ok(None)`), or never (`Err`).
+    pub fn try_acquire(&mut self, request: Resources) -> Result<Option<Lease>> {
+        self.check(request)?;
         if request.cpus > self.free_cpus + EPS || request.memory > self.free_memory {
             return Ok(None);
         }

@@ -81,14 +81,7 @@ impl NodeResources {
 
     /// Fails if `request` could never be granted here, however long one waited.
     pub fn check(&self, request: Resources) -> Result<()> {
-        let total = self.total();
-        if request.gpus >= 1.0 && request.gpus.fract() > 1e-9 {
-            return Err(ActorError::BadGpuRequest(request.gpus));
-        }
-        if !request.fits_in(&total) {
-            return Err(ActorError::NeverFits { request, total });
-        }
-        Ok(())
+        self.ledger().check(request)
     }
 
     /// Grants `request`, waiting while other holders have what it needs. Fails at

@@ -1,11 +1,10 @@
 //! W5's deterministic hash "embedding" (exact definition in WORKLOADS.md).
 
-use std::sync::Arc;
-
-use regatta::arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, StringArray};
+use regatta::arrow::array::{Array, ArrayRef, StringArray};
 use regatta::arrow::compute::cast;
-use regatta::arrow::datatypes::{DataType, Field};
+use regatta::arrow::datatypes::DataType;
 use regatta::datafusion::error::{DataFusionError, Result};
+use regatta::types;
 
 /// Dimensions of the stub embedding.
 pub const DIM: usize = 384;
@@ -60,22 +59,12 @@ pub fn embed_batch(args: &[ArrayRef]) -> Result<ArrayRef> {
             &mut values,
         );
     }
-    let field = Arc::new(Field::new("item", DataType::Float32, true));
-    let list = FixedSizeListArray::try_new(
-        field,
-        DIM as i32,
-        Arc::new(Float32Array::from(values)),
-        text.nulls().cloned(),
-    )?;
-    Ok(Arc::new(list))
+    Ok(types::embedding_array(values, DIM, text.nulls().cloned())?)
 }
 
 /// The return type of [`embed_batch`].
 pub fn embedding_type() -> DataType {
-    DataType::FixedSizeList(
-        Arc::new(Field::new("item", DataType::Float32, true)),
-        DIM as i32,
-    )
+    types::embedding_type(DIM as i32)
 }
 
 #[cfg(test)]

@@ -56,6 +56,23 @@ pub fn embedding_type(dim: i32) -> DataType {
     DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim)
 }
 
+/// An embedding column from `dim` floats per row, row after row; rows that are null
+/// in `nulls` still take `dim` (ignored) floats.
+pub fn embedding_array(
+    values: Vec<f32>,
+    dim: usize,
+    nulls: Option<NullBuffer>,
+) -> std::result::Result<ArrayRef, datafusion::arrow::error::ArrowError> {
+    let field = Arc::new(Field::new("item", DataType::Float32, true));
+    let list = datafusion::arrow::array::FixedSizeListArray::try_new(
+        field,
+        dim as i32,
+        Arc::new(datafusion::arrow::array::Float32Array::from(values)),
+        nulls,
+    )?;
+    Ok(Arc::new(list))
+}
+
 /// The Arrow type of a tensor column.
 pub fn tensor_type() -> DataType {
     DataType::Struct(tensor_fields())

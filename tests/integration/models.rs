@@ -73,6 +73,20 @@ fn pool(min: usize, max: usize, batch: usize) -> PoolConfig {
     }
 }
 
+/// Registers `slow` (+1 after `delay_ms`, batches of 8, up to 2 actors) and `fast`
+/// (+10 at once, batches of 32, one actor).
+fn slow_and_fast(session: &Session, delay_ms: u64) -> (Arc<AddFactory>, Arc<AddFactory>) {
+    let slow = AddFactory::new(1, Duration::from_millis(delay_ms));
+    let fast = AddFactory::new(10, Duration::ZERO);
+    session
+        .register_model("slow", slow.clone(), pool(1, 2, 8))
+        .unwrap();
+    session
+        .register_model("fast", fast.clone(), pool(1, 1, 32))
+        .unwrap();
+    (slow, fast)
+}
+
 fn numbers(session: &Session, n: i64) {
     let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
     let batch =
@@ -140,14 +154,7 @@ async fn model_output_keeps_row_order_without_a_sort() {
 async fn chained_pools_each_run_with_their_own_batch_size_and_actors() {
     let session = Session::local();
     numbers(&session, 256);
-    let slow = AddFactory::new(1, Duration::from_millis(4));
-    let fast = AddFactory::new(10, Duration::ZERO);
-    session
-        .register_model("slow", slow.clone(), pool(1, 2, 8))
-        .unwrap();
-    session
-        .register_model("fast", fast.clone(), pool(1, 1, 32))
-        .unwrap();
+    let (slow, fast) = slow_and_fast(&session, 4);
     let df = session
         .sql("SELECT x, fast(slow(x)) AS y FROM numbers ORDER BY x")
         .await
@@ -389,14 +396,7 @@ async fn a_query_finishes_when_its_model_panics_once() {
 async fn two_models_side_by_side_get_an_operator_and_a_batch_size_each() {
     let session = Session::local();
     numbers(&session, 256);
-    let slow = AddFactory::new(1, Duration::from_millis(3));
-    let fast = AddFactory::new(10, Duration::ZERO);
-    session
-        .register_model("slow", slow.clone(), pool(1, 2, 8))
-        .unwrap();
-    session
-        .register_model("fast", fast.clone(), pool(1, 1, 32))
-        .unwrap();
+    let (slow, fast) = slow_and_fast(&session, 3);
     let df = session
         .sql("SELECT x, slow(x) AS a, fast(x) AS b FROM numbers ORDER BY x")
         .await

@@ -1,13 +1,13 @@
 //! [`MiniLm`]: one loaded copy of the model and its tokenizer.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array};
-use arrow::datatypes::{DataType, Field};
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::datatypes::DataType;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
+use regatta_engine::types::{embedding_array, embedding_type};
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::{DIM, MAX_TOKENS};
@@ -111,19 +111,16 @@ impl MiniLm {
         let mean = summed.broadcast_div(&counts)?;
         let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
         let unit = mean.broadcast_div(&norms)?.to_device(&Device::Cpu)?;
-        let sorted: Vec<Vec<f32>> = unit.to_vec2()?;
+        let sorted: Vec<f32> = unit.flatten_all()?.to_vec1()?;
         for (r, &i) in order.iter().enumerate() {
-            out[i * DIM..(i + 1) * DIM].copy_from_slice(&sorted[r]);
+            out[i * DIM..(i + 1) * DIM].copy_from_slice(&sorted[r * DIM..(r + 1) * DIM]);
         }
         Ok(out)
     }
 
     /// The Arrow type of an embedding column: `FixedSizeList<Float32, 384>`.
     pub fn output_type() -> DataType {
-        DataType::FixedSizeList(
-            Arc::new(Field::new("item", DataType::Float32, true)),
-            DIM as i32,
-        )
+        embedding_type(DIM as i32)
     }
 
     /// Embeds a string column; null text gives a null embedding.
@@ -141,14 +138,7 @@ impl MiniLm {
                 values.extend_from_slice(v);
             }
         }
-        let field = Arc::new(Field::new("item", DataType::Float32, true));
-        let list = FixedSizeListArray::try_new(
-            field,
-            DIM as i32,
-            Arc::new(Float32Array::from(values)),
-            text.nulls().cloned(),
-        )?;
-        Ok(Arc::new(list))
+        Ok(embedding_array(values, DIM, text.nulls().cloned())?)
     }
 }
 

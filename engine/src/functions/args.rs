@@ -36,6 +36,11 @@ impl OnError {
     }
 }
 
+/// Every argument as an array of `rows` rows (constants are expanded).
+pub fn arrays(args: &[ColumnarValue], rows: usize) -> Result<Vec<ArrayRef>> {
+    args.iter().map(|a| a.to_array(rows)).collect()
+}
+
 /// The argument at `i` as an array of `rows` rows (constants are expanded).
 pub fn array_arg(args: &[ColumnarValue], i: usize, rows: usize) -> Result<ArrayRef> {
     args.get(i)

@@ -85,11 +85,7 @@ impl ScalarUDFImpl for BatchUdf {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let arrays = args
-            .args
-            .iter()
-            .map(|a| a.to_array(rows))
-            .collect::<Result<Vec<_>>>()?;
+        let arrays = super::args::arrays(&args.args, rows)?;
         let out = (self.func)(&arrays)?;
         if out.len() != rows {
             return Err(DataFusionError::Execution(format!(

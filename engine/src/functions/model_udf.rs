@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef};
+use datafusion::arrow::array::Array;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
@@ -67,11 +67,7 @@ impl ScalarUDFImpl for ModelUdf {
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let arrays = args
-            .args
-            .iter()
-            .map(|a| a.to_array(rows))
-            .collect::<Result<Vec<ArrayRef>>>()?;
+        let arrays = super::args::arrays(&args.args, rows)?;
         // The morsel operator calls this on a blocking thread, so waiting here holds
         // no async worker; the actors run on their own threads.
         let out = futures::executor::block_on(self.pool.infer(arrays, rows))?;
