@@ -5,6 +5,9 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::dataframe::DataFrame;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::FunctionRegistry as _;
 use datafusion::logical_expr::{Expr, ScalarUDF};
@@ -35,6 +38,24 @@ fn optimizer_rules(
         options.clone(),
     )));
     rules
+}
+
+/// The memory pool and spill directories of `options`.
+fn runtime_env(options: &EngineOptions) -> Arc<RuntimeEnv> {
+    let mut builder = RuntimeEnvBuilder::new();
+    if let Some(limit) = options.memory_limit {
+        builder = builder.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+    }
+    if !options.spill_dirs.is_empty() {
+        builder = builder.with_disk_manager_builder(
+            DiskManagerBuilder::default()
+                .with_mode(DiskManagerMode::Directories(options.spill_dirs.clone())),
+        );
+    }
+    // Building only fails for a bad disk manager; the default one always builds.
+    builder
+        .build_arc()
+        .unwrap_or_else(|_| Arc::new(RuntimeEnv::default()))
 }
 
 /// The single-node engine: cheap to clone, shared by every DataFrame of a session.
@@ -74,6 +95,7 @@ impl Engine {
             .with_information_schema(true);
         let state = SessionStateBuilder::new()
             .with_config(config)
+            .with_runtime_env(runtime_env(&options))
             .with_default_features()
             .with_physical_optimizer_rules(optimizer_rules(&registry, &options))
             .build();
@@ -141,6 +163,18 @@ impl Engine {
     /// The function calling model `name` (registered, or made by the provider).
     pub fn model(&self, name: &str) -> Result<Arc<ScalarUDF>> {
         self.models.udf(name).map_err(EngineError::from)
+    }
+
+    /// A morsel operator computing `exprs` over `input` with this engine's bounds:
+    /// how a worker rebuilds one that arrived in a shipped plan.
+    pub fn morsel_operator(
+        &self,
+        exprs: Vec<datafusion::physical_expr::projection::ProjectionExpr>,
+        input: Arc<dyn ExecutionPlan>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let projection =
+            datafusion::physical_plan::projection::ProjectionExec::try_new(exprs, input)?;
+        Ok(MorselRule::first(self.registry.clone(), self.options.clone()).operator_for(projection))
     }
 
     /// The DataFusion session underneath.

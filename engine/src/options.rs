@@ -27,6 +27,11 @@ pub struct EngineOptions {
     pub target_partitions: usize,
     /// Rows per batch for DataFusion's own operators.
     pub batch_size: usize,
+    /// Memory the spilling operators (sorts, aggregates, joins) may use together;
+    /// beyond it they spill to `spill_dirs`. None: unbounded.
+    pub memory_limit: Option<usize>,
+    /// Where spilling operators write; empty: the OS temp directory.
+    pub spill_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -44,6 +49,8 @@ impl Default for EngineOptions {
             max_connections: 32,
             target_partitions: cores,
             batch_size: 8192,
+            memory_limit: None,
+            spill_dirs: Vec::new(),
         }
     }
 }

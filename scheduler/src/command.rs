@@ -1,21 +1,86 @@
-//! The commands that change driver state.
+//! The commands that change driver state. Everything the driver decides or learns
+//! becomes one of these first, so replaying them rebuilds the state exactly.
 
-use regatta_common::JobId;
+use regatta_common::{JobId, Resources, StageId, WorkerId};
 use serde::{Deserialize, Serialize};
+
+/// One task: a stage's work on one input partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskKey {
+    pub job: JobId,
+    pub stage: StageId,
+    pub partition: u32,
+}
+
+impl std::fmt::Display for TaskKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/partition-{}", self.job, self.stage, self.partition)
+    }
+}
+
+/// A stage as planned: its tasks, the stages it reads and its serialized plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageSpec {
+    pub stage: StageId,
+    pub tasks: u32,
+    pub inputs: Vec<StageId>,
+    /// Partitions of its output, as the next stage reads them.
+    pub output_partitions: u32,
+    /// What one task asks of a worker.
+    pub demand: Resources,
+    /// datafusion-proto bytes of the stage's plan (a ShuffleWriteExec root).
+    pub plan: Vec<u8>,
+}
+
+/// A worker as it registered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSpec {
+    /// Its Arrow Flight shuffle server, `host:port`.
+    pub address: String,
+    pub host: String,
+    pub resources: Resources,
+}
+
+/// What one task wrote to one output partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputStats {
+    pub partition: u32,
+    pub rows: u64,
+    pub bytes: u64,
+}
 
 /// One change to the driver's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
-    /// A client submitted a job.
+    /// A job was accepted and planned; `stages` in dependency order, the last one
+    /// produces the result.
     SubmitJob {
         job: JobId,
         name: String,
-        tasks: u32,
+        stages: Vec<StageSpec>,
     },
-    /// A task of a running job finished.
-    TaskFinished { job: JobId },
-    /// A job failed for good.
+    /// A job failed for good (planning, or a task out of retries).
     FailJob { job: JobId, reason: String },
     /// A client cancelled a job.
     CancelJob { job: JobId },
+    /// The driver holds the job's result rows.
+    CompleteJob { job: JobId, rows: u64 },
+    WorkerJoined { worker: WorkerId, spec: WorkerSpec },
+    WorkerLost { worker: WorkerId, reason: String },
+    TaskAssigned { task: TaskKey, worker: WorkerId },
+    TaskFinished {
+        task: TaskKey,
+        worker: WorkerId,
+        attempt: u32,
+        outputs: Vec<OutputStats>,
+        spilled_bytes: u64,
+    },
+    TaskFailed {
+        task: TaskKey,
+        worker: WorkerId,
+        attempt: u32,
+        error: String,
+        /// The worker whose shuffle output the task could not read, if that was why.
+        lost_input: Option<WorkerId>,
+    },
 }

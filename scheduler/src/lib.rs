@@ -1,13 +1,21 @@
-//! The driver's state: a deterministic state machine changed only by [`Command`]s.
+//! The regatta driver: plans jobs into stages, places their tasks on workers by
+//! free CPU, GPU and memory and by where their input lies, follows them, recovers
+//! from lost workers, and serves clients over gRPC.
 //!
-//! Applying the same commands in the same order always gives the same state, so the
-//! distributed driver can log the commands and replicas (the Raft issue) can replay
-//! them. Stage planning, task assignment and the gRPC services build on this.
+//! Its state is a deterministic state machine ([`DriverState`]) changed only by
+//! [`Command`]s: every decision is made first, recorded as a command, then applied,
+//! so replicas that apply the same commands (the Raft issue) hold the same state.
 
+mod assign;
 mod command;
 mod error;
+mod job_state;
+mod stage_planner;
 mod state;
 
-pub use command::Command;
+pub use assign::next_assignments;
+pub use command::{Command, OutputStats, StageSpec, TaskKey, WorkerSpec};
 pub use error::{Result, SchedulerError};
-pub use state::{DriverState, JobState, JobStatus};
+pub use job_state::{JobState, JobStatus, StageState, TaskState, TaskStatus};
+pub use stage_planner::{split_into_stages, PlannedStage};
+pub use state::{DriverState, WorkerState, DEFAULT_MAX_TASK_FAILURES};

@@ -1,90 +1,208 @@
-//! Jobs and their progress.
+//! The driver's state: a deterministic state machine changed only by [`Command`]s.
 
-use std::collections::BTreeMap;
-use std::fmt;
+use std::collections::{BTreeMap, BTreeSet};
 
-use regatta_common::JobId;
+use regatta_common::{JobId, Resources, StageId, WorkerId};
 
-use crate::{Command, Result, SchedulerError};
+use crate::job_state::{JobState, JobStatus, StageState, TaskStatus};
+use crate::{Command, Result, SchedulerError, StageSpec, TaskKey, WorkerSpec};
 
-/// Where a job stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobStatus {
-    Running,
-    Succeeded,
-    Failed(String),
-    Cancelled,
+/// Attempts a task may fail by its own fault before its job fails.
+pub const DEFAULT_MAX_TASK_FAILURES: u32 = 4;
+/// Attempts a task may lose to vanished inputs (recomputed, so capped higher).
+const MAX_INPUT_FAILURES: u32 = 16;
+
+/// One worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerState {
+    pub spec: WorkerSpec,
+    pub alive: bool,
+    pub used: Resources,
+    pub running: BTreeSet<TaskKey>,
+    pub tasks_done: u64,
 }
 
-impl fmt::Display for JobStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Running => write!(f, "running"),
-            Self::Succeeded => write!(f, "succeeded"),
-            Self::Failed(r) => write!(f, "failed ({r})"),
-            Self::Cancelled => write!(f, "cancelled"),
+impl WorkerState {
+    /// What is left for more tasks.
+    pub fn free(&self) -> Resources {
+        let t = self.spec.resources;
+        Resources {
+            cpus: (t.cpus - self.used.cpus).max(0.0),
+            gpus: (t.gpus - self.used.gpus).max(0.0),
+            memory: t.memory.saturating_sub(self.used.memory),
         }
     }
 }
 
-/// One job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobState {
-    pub name: String,
-    pub tasks: u32,
-    pub finished_tasks: u32,
-    pub status: JobStatus,
-}
-
-/// Every job the driver knows, in id order (deterministic iteration).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Every job and worker the driver knows, in id order (deterministic iteration).
+#[derive(Debug, Clone, PartialEq)]
 pub struct DriverState {
     jobs: BTreeMap<JobId, JobState>,
+    workers: BTreeMap<WorkerId, WorkerState>,
+    max_task_failures: u32,
     applied: u64,
 }
 
+impl Default for DriverState {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_TASK_FAILURES)
+    }
+}
+
+fn add(a: Resources, b: Resources) -> Resources {
+    Resources {
+        cpus: a.cpus + b.cpus,
+        gpus: a.gpus + b.gpus,
+        memory: a.memory.saturating_add(b.memory),
+    }
+}
+
+fn sub(a: Resources, b: Resources) -> Resources {
+    Resources {
+        cpus: (a.cpus - b.cpus).max(0.0),
+        gpus: (a.gpus - b.gpus).max(0.0),
+        memory: a.memory.saturating_sub(b.memory),
+    }
+}
+
 impl DriverState {
+    /// An empty state whose tasks may fail `max_task_failures` times each.
+    pub fn new(max_task_failures: u32) -> Self {
+        Self {
+            jobs: BTreeMap::new(),
+            workers: BTreeMap::new(),
+            max_task_failures: max_task_failures.max(1),
+            applied: 0,
+        }
+    }
+
     /// Applies one command, or refuses it leaving the state unchanged.
     pub fn apply(&mut self, cmd: &Command) -> Result<()> {
         match cmd {
-            Command::SubmitJob { job, name, tasks } => {
-                if self.jobs.contains_key(job) {
-                    return Err(SchedulerError::DuplicateJob(*job));
+            Command::SubmitJob { job, name, stages } => self.submit(*job, name, stages)?,
+            Command::FailJob { job, reason } => {
+                self.end_job(*job, JobStatus::Failed(reason.clone()), "failed")?
+            }
+            Command::CancelJob { job } => self.end_job(*job, JobStatus::Cancelled, "cancelled")?,
+            Command::CompleteJob { job, rows } => {
+                let j = self.running_job(*job, "completed")?;
+                if !j.results_ready() {
+                    return Err(SchedulerError::InvalidCommand(format!(
+                        "{job} cannot complete before its result stage"
+                    )));
                 }
-                let status = if *tasks == 0 {
-                    JobStatus::Succeeded
-                } else {
-                    JobStatus::Running
-                };
-                self.jobs.insert(
-                    *job,
-                    JobState {
-                        name: name.clone(),
-                        tasks: *tasks,
-                        finished_tasks: 0,
-                        status,
+                j.rows_out = *rows;
+                j.status = JobStatus::Succeeded;
+            }
+            Command::WorkerJoined { worker, spec } => {
+                if self.workers.contains_key(worker) {
+                    return Err(SchedulerError::DuplicateWorker(*worker));
+                }
+                self.workers.insert(
+                    *worker,
+                    WorkerState {
+                        spec: spec.clone(),
+                        alive: true,
+                        used: Resources::default(),
+                        running: BTreeSet::new(),
+                        tasks_done: 0,
                     },
                 );
             }
-            Command::TaskFinished { job } => {
-                let j = self.running(*job, "advanced")?;
-                j.finished_tasks += 1;
-                if j.finished_tasks >= j.tasks {
-                    j.status = JobStatus::Succeeded;
+            Command::WorkerLost { worker, .. } => self.lose_worker(*worker)?,
+            Command::TaskAssigned { task, worker } => self.assign(*task, *worker)?,
+            Command::TaskFinished {
+                task,
+                worker,
+                attempt,
+                outputs,
+                spilled_bytes,
+            } => {
+                if self.release(*task, *worker, *attempt) {
+                    if let Some(w) = self.workers.get_mut(worker) {
+                        w.tasks_done += 1;
+                    }
+                    if let Some(j) = self.jobs.get_mut(&task.job) {
+                        j.shuffle_bytes += outputs.iter().map(|o| o.bytes).sum::<u64>();
+                        j.spilled_bytes += spilled_bytes;
+                        if let Some(s) = j.stages.get_mut(&task.stage) {
+                            if let Some(t) = s.tasks.get_mut(task.partition as usize) {
+                                t.status = TaskStatus::Done {
+                                    worker: *worker,
+                                    outputs: outputs.clone(),
+                                };
+                                s.done += 1;
+                            }
+                        }
+                    }
                 }
             }
-            Command::FailJob { job, reason } => {
-                self.running(*job, "failed")?.status = JobStatus::Failed(reason.clone());
-            }
-            Command::CancelJob { job } => {
-                self.running(*job, "cancelled")?.status = JobStatus::Cancelled;
+            Command::TaskFailed {
+                task,
+                worker,
+                attempt,
+                error,
+                lost_input,
+            } => {
+                if self.release(*task, *worker, *attempt) {
+                    self.fail_task(*task, *worker, error, lost_input.is_some());
+                }
             }
         }
         self.applied += 1;
         Ok(())
     }
 
-    fn running(&mut self, job: JobId, action: &'static str) -> Result<&mut JobState> {
+    fn submit(&mut self, job: JobId, name: &str, stages: &[StageSpec]) -> Result<()> {
+        if self.jobs.contains_key(&job) {
+            return Err(SchedulerError::DuplicateJob(job));
+        }
+        let Some(last) = stages.last() else {
+            return Err(SchedulerError::InvalidCommand(format!("{job} has no stages")));
+        };
+        let mut seen = BTreeSet::new();
+        for s in stages {
+            if s.tasks == 0 {
+                return Err(SchedulerError::InvalidCommand(format!(
+                    "{job}/{} has no tasks",
+                    s.stage
+                )));
+            }
+            if let Some(i) = s.inputs.iter().find(|i| !seen.contains(*i)) {
+                return Err(SchedulerError::InvalidCommand(format!(
+                    "{job}/{} reads {i}, which is not an earlier stage",
+                    s.stage
+                )));
+            }
+            if !seen.insert(s.stage) {
+                return Err(SchedulerError::InvalidCommand(format!(
+                    "{job} has {} twice",
+                    s.stage
+                )));
+            }
+        }
+        let final_stage = last.stage;
+        self.jobs.insert(
+            job,
+            JobState {
+                name: name.to_string(),
+                status: JobStatus::Running,
+                stages: stages
+                    .iter()
+                    .map(|s| (s.stage, StageState::new(s.clone())))
+                    .collect(),
+                final_stage,
+                retried_tasks: 0,
+                recomputed_outputs: 0,
+                spilled_bytes: 0,
+                shuffle_bytes: 0,
+                rows_out: 0,
+            },
+        );
+        Ok(())
+    }
+
+    fn running_job(&mut self, job: JobId, action: &'static str) -> Result<&mut JobState> {
         let j = self
             .jobs
             .get_mut(&job)
@@ -99,65 +217,202 @@ impl DriverState {
         Ok(j)
     }
 
+    fn end_job(&mut self, job: JobId, status: JobStatus, action: &'static str) -> Result<()> {
+        self.running_job(job, action)?.status = status;
+        for w in self.workers.values_mut() {
+            let gone: Vec<TaskKey> = w.running.iter().filter(|t| t.job == job).copied().collect();
+            for t in gone {
+                w.running.remove(&t);
+                if let Some(s) = self.jobs.get(&job).and_then(|j| j.stages.get(&t.stage)) {
+                    w.used = sub(w.used, s.spec.demand);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn assign(&mut self, task: TaskKey, worker: WorkerId) -> Result<()> {
+        let demand = {
+            let j = self
+                .jobs
+                .get(&task.job)
+                .ok_or(SchedulerError::UnknownJob(task.job))?;
+            if j.status != JobStatus::Running {
+                return Err(SchedulerError::InvalidTransition {
+                    job: task.job,
+                    status: j.status.to_string(),
+                    action: "assigned tasks",
+                });
+            }
+            let s = j
+                .stages
+                .get(&task.stage)
+                .ok_or_else(|| SchedulerError::InvalidCommand(format!("no stage for {task}")))?;
+            if !s.pending.contains(&task.partition) {
+                return Err(SchedulerError::InvalidCommand(format!(
+                    "{task} is not waiting for a worker"
+                )));
+            }
+            if !j.is_runnable(s) {
+                return Err(SchedulerError::InvalidCommand(format!(
+                    "{task} waits for its input stages"
+                )));
+            }
+            s.spec.demand
+        };
+        let w = self
+            .workers
+            .get_mut(&worker)
+            .filter(|w| w.alive)
+            .ok_or(SchedulerError::UnknownWorker(worker))?;
+        if !demand.fits_in(&w.free()) {
+            return Err(SchedulerError::InvalidCommand(format!(
+                "{task} does not fit on {worker}"
+            )));
+        }
+        w.used = add(w.used, demand);
+        w.running.insert(task);
+        if let Some(s) = self
+            .jobs
+            .get_mut(&task.job)
+            .and_then(|j| j.stages.get_mut(&task.stage))
+        {
+            s.pending.remove(&task.partition);
+            if let Some(t) = s.tasks.get_mut(task.partition as usize) {
+                t.launches += 1;
+                t.status = TaskStatus::Running {
+                    worker,
+                    attempt: t.launches,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees the worker's share of `task` if it is running there as `attempt`;
+    /// false for a stale report (an older attempt, a lost worker, an ended job).
+    fn release(&mut self, task: TaskKey, worker: WorkerId, attempt: u32) -> bool {
+        let Some(j) = self.jobs.get(&task.job) else {
+            return false;
+        };
+        let Some(s) = j.stages.get(&task.stage) else {
+            return false;
+        };
+        let current = matches!(
+            s.tasks.get(task.partition as usize).map(|t| &t.status),
+            Some(TaskStatus::Running { worker: w, attempt: a }) if *w == worker && *a == attempt
+        );
+        let demand = s.spec.demand;
+        let running = j.status == JobStatus::Running;
+        if let Some(w) = self.workers.get_mut(&worker) {
+            if current && w.running.remove(&task) {
+                w.used = sub(w.used, demand);
+            }
+        }
+        current && running
+    }
+
+    fn fail_task(&mut self, task: TaskKey, worker: WorkerId, error: &str, lost_input: bool) {
+        let max = self.max_task_failures;
+        let Some(j) = self.jobs.get_mut(&task.job) else {
+            return;
+        };
+        let Some(t) = j
+            .stages
+            .get_mut(&task.stage)
+            .and_then(|s| s.tasks.get_mut(task.partition as usize))
+        else {
+            return;
+        };
+        if lost_input {
+            t.input_failures += 1;
+        } else {
+            t.failures += 1;
+        }
+        t.last_error = Some((worker, error.to_string()));
+        let out_of_retries = t.failures >= max || t.input_failures >= MAX_INPUT_FAILURES;
+        let tries = t.failures + t.input_failures;
+        t.status = TaskStatus::Pending;
+        if out_of_retries {
+            let reason = format!("task {task} failed {tries} times; last on {worker}: {error}");
+            let _ = self.end_job(task.job, JobStatus::Failed(reason), "failed");
+            return;
+        }
+        j.retried_tasks += 1;
+        if let Some(s) = j.stages.get_mut(&task.stage) {
+            s.pending.insert(task.partition);
+        }
+    }
+
+    fn lose_worker(&mut self, worker: WorkerId) -> Result<()> {
+        let w = self
+            .workers
+            .get_mut(&worker)
+            .ok_or(SchedulerError::UnknownWorker(worker))?;
+        if !w.alive {
+            return Ok(());
+        }
+        w.alive = false;
+        w.used = Resources::default();
+        w.running.clear();
+        for j in self.jobs.values_mut() {
+            if j.status != JobStatus::Running {
+                continue;
+            }
+            let ids: Vec<StageId> = j.stages.keys().rev().copied().collect();
+            // Consumers first: a stage whose outputs are lost makes its inputs
+            // needed again.
+            for id in ids {
+                let needed = id == j.final_stage
+                    || j.stages
+                        .values()
+                        .any(|c| c.spec.inputs.contains(&id) && !c.is_done());
+                let Some(s) = j.stages.get_mut(&id) else {
+                    continue;
+                };
+                for (p, t) in s.tasks.iter_mut().enumerate() {
+                    match &t.status {
+                        TaskStatus::Running { worker: w, .. } if *w == worker => {
+                            t.status = TaskStatus::Pending;
+                            s.pending.insert(p as u32);
+                            j.retried_tasks += 1;
+                        }
+                        TaskStatus::Done { worker: w, .. } if *w == worker && needed => {
+                            t.status = TaskStatus::Pending;
+                            s.pending.insert(p as u32);
+                            s.done -= 1;
+                            j.recomputed_outputs += 1;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// A job by id.
     pub fn job(&self, job: JobId) -> Option<&JobState> {
         self.jobs.get(&job)
     }
 
+    /// Every job, in id order.
+    pub fn jobs(&self) -> impl Iterator<Item = (&JobId, &JobState)> {
+        self.jobs.iter()
+    }
+
+    /// A worker by id.
+    pub fn worker(&self, worker: WorkerId) -> Option<&WorkerState> {
+        self.workers.get(&worker)
+    }
+
+    /// Every worker, in id order.
+    pub fn workers(&self) -> impl Iterator<Item = (&WorkerId, &WorkerState)> {
+        self.workers.iter()
+    }
+
     /// Commands applied so far.
     pub fn applied(&self) -> u64 {
         self.applied
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn script() -> Vec<Command> {
-        vec![
-            Command::SubmitJob {
-                job: JobId(1),
-                name: "a".into(),
-                tasks: 2,
-            },
-            Command::SubmitJob {
-                job: JobId(2),
-                name: "b".into(),
-                tasks: 5,
-            },
-            Command::TaskFinished { job: JobId(1) },
-            Command::CancelJob { job: JobId(2) },
-            Command::TaskFinished { job: JobId(1) },
-        ]
-    }
-
-    #[test]
-    fn replaying_commands_gives_the_same_state() {
-        let (mut a, mut b) = (DriverState::default(), DriverState::default());
-        for c in script() {
-            a.apply(&c).unwrap();
-            b.apply(&c).unwrap();
-        }
-        assert_eq!(a, b);
-        assert_eq!(a.job(JobId(1)).unwrap().status, JobStatus::Succeeded);
-        assert_eq!(a.job(JobId(2)).unwrap().status, JobStatus::Cancelled);
-        assert_eq!(a.applied(), 5);
-    }
-
-    #[test]
-    fn invalid_commands_are_refused_without_change() {
-        let mut s = DriverState::default();
-        for c in script() {
-            s.apply(&c).unwrap();
-        }
-        let before = s.clone();
-        assert!(matches!(
-            s.apply(&Command::TaskFinished { job: JobId(9) }),
-            Err(SchedulerError::UnknownJob(_))
-        ));
-        let e = s.apply(&Command::CancelJob { job: JobId(1) }).unwrap_err();
-        assert!(e.to_string().contains("succeeded"), "{e}");
-        assert_eq!(s, before);
     }
 }

@@ -17,6 +17,28 @@ pub enum ShuffleError {
     },
     #[error("invalid shuffle request: {0}")]
     Invalid(String),
+    /// A map output could not be fetched from the worker holding it.
+    #[error("shuffle data of worker {worker} at {address} is unavailable: {message}")]
+    Fetch {
+        worker: u64,
+        address: String,
+        message: String,
+    },
+}
+
+impl ShuffleError {
+    /// The worker whose shuffle output could not be fetched, if `e` says so anywhere
+    /// in its chain (DataFusion wraps errors several times on their way up).
+    pub fn lost_worker(e: &(dyn std::error::Error + 'static)) -> Option<u64> {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(err) = cur {
+            if let Some(ShuffleError::Fetch { worker, .. }) = err.downcast_ref::<ShuffleError>() {
+                return Some(*worker);
+            }
+            cur = err.source();
+        }
+        None
+    }
 }
 
 /// Result alias of this crate.

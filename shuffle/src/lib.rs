@@ -1,16 +1,31 @@
-//! Shuffle files: a map task hash-partitions its output into compressed Arrow IPC
+//! The shuffle between stages: map tasks write partitioned, compressed Arrow IPC
 //! files under a spill directory, namespaced by job, stage and partition; reducers
-//! read one partition; a finished or cancelled job's files are removed together.
+//! read them locally or over Arrow Flight from the worker holding them; a finished
+//! or cancelled job's files are removed together.
 //!
-//! The Arrow Flight service that serves these files to other nodes comes with the
-//! cluster issue; this crate is the on-disk half it will stand on.
+//! Also here: the plan nodes that bound a stage ([`ShuffleWriteExec`] at its root,
+//! [`ShuffleReadExec`] at its leaves) and [`RegattaCodec`], which ships plans with
+//! these and regatta's other nodes through datafusion-proto.
 
+mod codec;
 mod error;
+mod fetch;
+mod flight_server;
 mod layout;
+mod read_exec;
 mod reader;
+mod write_exec;
 mod writer;
 
+pub use codec::RegattaCodec;
 pub use error::{Result, ShuffleError};
+pub use fetch::{MapLocation, ShuffleFetcher};
+pub use flight_server::ShuffleFlightService;
 pub use layout::ShuffleLayout;
-pub use reader::read_partition;
+pub use read_exec::{ShuffleInput, ShuffleReadExec};
+pub use reader::read_map_output;
+pub use write_exec::{ShufflePartitioning, ShuffleWriteExec};
 pub use writer::{PartitionOutput, ShuffleWriter};
+
+/// Re-exported for the crates that ship plans.
+pub use datafusion_proto;

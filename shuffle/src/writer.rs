@@ -1,17 +1,12 @@
-//! Hash-partitions a map task's batches into per-partition IPC files.
+//! Writes one map task's output into per-partition IPC files.
 
-use std::collections::hash_map::DefaultHasher;
 use std::fs::File;
-use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 
-use arrow::array::UInt32Array;
-use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow::ipc::CompressionType;
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
 use regatta_common::{JobId, StageId, TaskId};
 
 use crate::error::{arrow_err, io_err};
@@ -22,86 +17,59 @@ use crate::{Result, ShuffleError, ShuffleLayout};
 pub struct PartitionOutput {
     pub partition: u32,
     pub rows: u64,
+    pub bytes: u64,
     pub path: PathBuf,
 }
 
-/// Writes one map task's output, partitioned by the hash of key columns.
+/// Writes one map task's output, batch by batch, to the partition each batch
+/// belongs to. Files are written under a temporary name and renamed by
+/// [`finish`](Self::finish), so a reader never sees a half-written file and a retried
+/// task replaces its earlier attempt's output whole.
 pub struct ShuffleWriter {
     layout: ShuffleLayout,
     job: JobId,
     stage: StageId,
     task: TaskId,
     schema: SchemaRef,
-    keys: Vec<usize>,
-    converter: RowConverter,
     writers: Vec<Option<(FileWriter<File>, u64)>>,
 }
 
 impl ShuffleWriter {
-    /// A writer for `partitions` partitions hashing the columns at `keys`.
+    /// A writer for `partitions` output partitions.
     pub fn new(
         layout: ShuffleLayout,
         (job, stage, task): (JobId, StageId, TaskId),
         schema: SchemaRef,
-        keys: Vec<usize>,
         partitions: u32,
     ) -> Result<Self> {
-        if partitions == 0 || keys.is_empty() {
-            return Err(ShuffleError::Invalid(
-                "need at least one partition and one key column".into(),
-            ));
+        if partitions == 0 {
+            return Err(ShuffleError::Invalid("need at least one partition".into()));
         }
-        let fields = keys
-            .iter()
-            .map(|&k| {
-                schema
-                    .fields()
-                    .get(k)
-                    .map(|f| SortField::new(f.data_type().clone()))
-                    .ok_or_else(|| ShuffleError::Invalid(format!("key column {k} not in schema")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let converter =
-            RowConverter::new(fields).map_err(|e| ShuffleError::Invalid(e.to_string()))?;
         Ok(Self {
             layout,
             job,
             stage,
             task,
             schema,
-            keys,
-            converter,
             writers: (0..partitions).map(|_| None).collect(),
         })
     }
 
-    /// Routes every row of `batch` to its partition's file.
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        let n = self.writers.len() as u64;
-        let cols: Vec<_> = self.keys.iter().map(|&k| batch.column(k).clone()).collect();
-        let rows = self
-            .converter
-            .convert_columns(&cols)
-            .map_err(|e| ShuffleError::Invalid(e.to_string()))?;
-        let mut per_part: Vec<Vec<u32>> = vec![Vec::new(); self.writers.len()];
-        for (i, row) in rows.iter().enumerate() {
-            let mut h = DefaultHasher::new();
-            row.as_ref().hash(&mut h);
-            per_part[(h.finish() % n) as usize].push(i as u32);
-        }
-        for (p, idx) in per_part.into_iter().enumerate() {
-            if idx.is_empty() {
-                continue;
-            }
-            let part = take_record_batch(batch, &UInt32Array::from(idx))
-                .map_err(|e| ShuffleError::Invalid(e.to_string()))?;
-            self.append(p as u32, &part)?;
-        }
-        Ok(())
+    fn temp_path(&self, partition: u32) -> PathBuf {
+        self.layout
+            .file(self.job, self.stage, partition, self.task)
+            .with_extension("arrow.tmp")
     }
 
-    fn append(&mut self, partition: u32, batch: &RecordBatch) -> Result<()> {
-        let path = self.layout.file(self.job, self.stage, partition, self.task);
+    /// Appends `batch` to `partition`'s file.
+    pub fn append(&mut self, partition: u32, batch: &RecordBatch) -> Result<()> {
+        if partition as usize >= self.writers.len() {
+            return Err(ShuffleError::Invalid(format!(
+                "partition {partition} out of {}",
+                self.writers.len()
+            )));
+        }
+        let path = self.temp_path(partition);
         let slot = &mut self.writers[partition as usize];
         if slot.is_none() {
             if let Some(dir) = path.parent() {
@@ -122,19 +90,25 @@ impl ShuffleWriter {
         Ok(())
     }
 
-    /// Closes every file and lists what was written.
+    /// Closes every file, makes it visible, and lists what was written.
     pub fn finish(mut self) -> Result<Vec<PartitionOutput>> {
         let mut out = Vec::new();
-        for (p, slot) in self.writers.iter_mut().enumerate() {
-            if let Some((mut w, rows)) = slot.take() {
-                let path = self.layout.file(self.job, self.stage, p as u32, self.task);
-                w.finish().map_err(arrow_err(&path))?;
-                out.push(PartitionOutput {
-                    partition: p as u32,
-                    rows,
-                    path,
-                });
-            }
+        for p in 0..self.writers.len() {
+            let Some((mut w, rows)) = self.writers[p].take() else {
+                continue;
+            };
+            let tmp = self.temp_path(p as u32);
+            w.finish().map_err(arrow_err(&tmp))?;
+            drop(w);
+            let path = self.layout.file(self.job, self.stage, p as u32, self.task);
+            std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+            let bytes = std::fs::metadata(&path).map_err(io_err(&path))?.len();
+            out.push(PartitionOutput {
+                partition: p as u32,
+                rows,
+                bytes,
+                path,
+            });
         }
         Ok(out)
     }

@@ -16,6 +16,7 @@ pub mod vector_functions;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::ScalarUDF;
 
 pub use args::OnError;
@@ -78,5 +79,27 @@ pub fn builtin_functions(download: DownloadOptions) -> Vec<(ScalarUDF, Option<Fu
         out.push((ScalarUDF::new_from_impl(VectorFunction::new(op)), None));
     }
     out.push((ScalarUDF::new_from_impl(TextChunk::default()), None));
+    // The stand-in model of the benchmarks, built in so cluster workers have it too.
+    let image_mean = BatchUdf::new(IMAGE_MEAN, DataType::Float64, 64, image_mean);
+    let batch = image_mean.batch_size();
+    out.push((
+        ScalarUDF::new_from_impl(image_mean),
+        Some(FunctionCost::Batch(batch)),
+    ));
     out
+}
+
+/// Name of the built-in batch function giving each image's mean pixel value.
+pub const IMAGE_MEAN: &str = "image_mean";
+
+/// The mean of every pixel byte of each image, as float64 (null for null images).
+fn image_mean(
+    args: &[datafusion::arrow::array::ArrayRef],
+) -> datafusion::error::Result<datafusion::arrow::array::ArrayRef> {
+    let images = args.first().ok_or_else(|| {
+        datafusion::error::DataFusionError::Plan(format!("{IMAGE_MEAN} takes one image column"))
+    })?;
+    Ok(std::sync::Arc::new(
+        crate::types::ImageColumn::try_new(images.as_ref(), IMAGE_MEAN)?.mean_values()?,
+    ))
 }

@@ -132,6 +132,11 @@ impl MorselExec {
         &self.config
     }
 
+    /// The expressions this operator computes, with their output names.
+    pub fn exprs(&self) -> &[ProjectionExpr] {
+        &self.exprs
+    }
+
     /// Rows held right now (for live progress).
     pub fn rows_in_flight(&self) -> usize {
         self.shared.in_flight.current()

@@ -43,6 +43,21 @@ impl StreamingFilterExec {
     }
 }
 
+impl StreamingFilterExec {
+    /// A streaming filter of `input` by `predicate`, as a plain filter would be.
+    pub fn try_new(
+        predicate: Arc<dyn PhysicalExpr>,
+        input: Arc<dyn ExecutionPlan>,
+    ) -> datafusion::error::Result<Self> {
+        Ok(Self::from_filter(&FilterExec::try_new(predicate, input)?))
+    }
+
+    /// The rows this filter keeps.
+    pub fn predicate(&self) -> &Arc<dyn PhysicalExpr> {
+        &self.predicate
+    }
+}
+
 impl DisplayAs for StreamingFilterExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "StreamingFilterExec: {}", self.predicate)

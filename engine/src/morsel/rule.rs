@@ -224,6 +224,16 @@ impl MorselRule {
         self.operator(exprs, input)
     }
 
+    /// The morsel operator for an already split `projection` (one decoded from a
+    /// shipped plan), sized by this node's options; the projection itself when it
+    /// calls nothing expensive.
+    pub fn operator_for(&self, projection: ProjectionExec) -> Arc<dyn ExecutionPlan> {
+        match self.config_for(&projection) {
+            Some(cfg) => Arc::new(MorselExec::from_projection(&projection, cfg)),
+            None => Arc::new(projection),
+        }
+    }
+
     fn operator(
         &self,
         exprs: Vec<ProjectionExpr>,

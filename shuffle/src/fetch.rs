@@ -1,0 +1,122 @@
+//! Fetches map outputs: from the local spill directory when this node holds them,
+//! else over Arrow Flight from the worker that does.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::Ticket;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use prost::Message;
+use regatta_common::{JobId, StageId, TaskId};
+use regatta_proto::ShuffleTicket;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::{read_map_output, Result, ShuffleError, ShuffleLayout};
+
+/// Where one map task's output lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapLocation {
+    pub map_partition: u32,
+    pub worker: u64,
+    pub address: String,
+    /// The output partitions it wrote rows to.
+    pub partitions: Vec<u32>,
+}
+
+/// What a node needs to read shuffle data: its own files and its peers' servers.
+#[derive(Debug)]
+pub struct ShuffleFetcher {
+    local_worker: u64,
+    layout: ShuffleLayout,
+    token: String,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl ShuffleFetcher {
+    /// The fetcher of worker `local_worker`, whose files are under `layout`.
+    pub fn new(local_worker: u64, layout: ShuffleLayout, token: String) -> Self {
+        Self {
+            local_worker,
+            layout,
+            token,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn channel(&self, address: &str) -> Result<Channel> {
+        let mut map = self
+            .channels
+            .lock()
+            .map_err(|_| ShuffleError::Invalid("shuffle channel cache poisoned".into()))?;
+        if let Some(c) = map.get(address) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| ShuffleError::Invalid(format!("shuffle address {address}: {e}")))?
+            .connect_timeout(Duration::from_secs(3));
+        let channel = endpoint.connect_lazy();
+        map.insert(address.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// The batches `map` wrote for `partition` of `stage`.
+    pub async fn fetch(
+        &self,
+        (job, stage): (JobId, StageId),
+        map: &MapLocation,
+        partition: u32,
+    ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        if map.worker == self.local_worker {
+            let layout = self.layout.clone();
+            let task = TaskId(u64::from(map.map_partition));
+            let batches = tokio::task::spawn_blocking(move || {
+                read_map_output(&layout, (job, stage, task), partition)
+            })
+            .await
+            .map_err(|e| ShuffleError::Invalid(format!("shuffle read task: {e}")))??;
+            return Ok(futures::stream::iter(batches.into_iter().map(Ok)).boxed());
+        }
+        let lost = |message: String| ShuffleError::Fetch {
+            worker: map.worker,
+            address: map.address.clone(),
+            message,
+        };
+        let ticket = ShuffleTicket {
+            job_id: job.0,
+            stage_id: stage.0 as u32,
+            partition,
+            map_partition: map.map_partition,
+        };
+        let mut request = tonic::Request::new(Ticket {
+            ticket: ticket.encode_to_vec().into(),
+        });
+        let value = regatta_proto::bearer(&self.token)
+            .parse()
+            .map_err(|_| ShuffleError::Invalid("cluster token is not valid ASCII".into()))?;
+        request
+            .metadata_mut()
+            .insert(regatta_proto::TOKEN_HEADER, value);
+        let mut client = FlightServiceClient::new(self.channel(&map.address)?)
+            .max_decoding_message_size(usize::MAX);
+        let response = client
+            .do_get(request)
+            .await
+            .map_err(|s| lost(s.message().to_string()))?;
+        let worker = map.worker;
+        let address = map.address.clone();
+        let stream = FlightRecordBatchStream::new_from_flight_data(
+            response.into_inner().map_err(|s| s.into()),
+        )
+        .map_err(move |e| ShuffleError::Fetch {
+            worker,
+            address: address.clone(),
+            message: e.to_string(),
+        });
+        Ok(stream.boxed())
+    }
+}

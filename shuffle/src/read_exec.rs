@@ -1,0 +1,139 @@
+//! [`ShuffleReadExec`]: the leaf of a stage that reads an earlier stage's output.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+use futures::{StreamExt, TryStreamExt};
+use regatta_common::{JobId, StageId};
+
+use crate::{MapLocation, ShuffleFetcher};
+
+/// Where a task finds its inputs: every map output of the stage it reads.
+#[derive(Debug, Clone)]
+pub struct ShuffleInput {
+    pub maps: Vec<MapLocation>,
+    pub fetcher: Arc<ShuffleFetcher>,
+}
+
+/// Reads partition `p` of stage `stage`: every map output's file for `p`.
+#[derive(Debug)]
+pub struct ShuffleReadExec {
+    job: JobId,
+    stage: StageId,
+    schema: SchemaRef,
+    /// Known only on the worker that runs the task.
+    input: Option<ShuffleInput>,
+    properties: Arc<PlanProperties>,
+}
+
+impl ShuffleReadExec {
+    /// A reader of `partitions` partitions of `stage`'s output.
+    pub fn new(
+        (job, stage): (JobId, StageId),
+        schema: SchemaRef,
+        partitions: usize,
+        input: Option<ShuffleInput>,
+    ) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Self {
+            job,
+            stage,
+            schema,
+            input,
+            properties,
+        }
+    }
+
+    pub fn job(&self) -> JobId {
+        self.job
+    }
+
+    pub fn stage(&self) -> StageId {
+        self.stage
+    }
+
+    pub fn partitions(&self) -> usize {
+        self.properties.partitioning.partition_count()
+    }
+}
+
+impl DisplayAs for ShuffleReadExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "ShuffleReadExec: {}/{} partitions={}",
+            self.job,
+            self.stage,
+            self.partitions()
+        )
+    }
+}
+
+impl ExecutionPlan for ShuffleReadExec {
+    fn name(&self) -> &str {
+        "ShuffleReadExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let input = self.input.clone().ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "{}/{}: shuffle read without input locations",
+                self.job, self.stage
+            ))
+        })?;
+        let part = partition as u32;
+        let ids = (self.job, self.stage);
+        let maps: Vec<MapLocation> = input
+            .maps
+            .iter()
+            .filter(|m| m.partitions.contains(&part))
+            .cloned()
+            .collect();
+        let fetcher = input.fetcher.clone();
+        let stream = futures::stream::iter(maps)
+            .then(move |map| {
+                let fetcher = fetcher.clone();
+                async move { fetcher.fetch(ids, &map, part).await }
+            })
+            .try_flatten()
+            .map_err(|e| DataFusionError::External(Box::new(e)));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema.clone(),
+            stream,
+        )))
+    }
+}

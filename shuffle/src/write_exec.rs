@@ -1,0 +1,231 @@
+//! [`ShuffleWriteExec`]: the root of every stage; writes one task's output to
+//! shuffle files.
+
+use std::fmt;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, UInt32Array, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::repartition::BatchPartitioner;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+use futures::StreamExt;
+use regatta_common::{JobId, StageId, TaskId};
+
+use crate::{PartitionOutput, ShuffleError, ShuffleLayout, ShuffleWriter};
+
+/// How a stage's output is split for the next stage.
+#[derive(Debug, Clone)]
+pub enum ShufflePartitioning {
+    /// By the hash of key expressions into this many partitions.
+    Hash(Vec<Arc<dyn PhysicalExpr>>, usize),
+    /// Each task's output is its own partition (gathered by a coalesce or merge, or
+    /// the job's result).
+    PerTask,
+}
+
+/// Runs one partition of its input and writes it to shuffle files.
+#[derive(Debug)]
+pub struct ShuffleWriteExec {
+    job: JobId,
+    stage: StageId,
+    input: Arc<dyn ExecutionPlan>,
+    partitioning: ShufflePartitioning,
+    /// Where files go; only known on the worker that runs the task.
+    layout: Option<ShuffleLayout>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl ShuffleWriteExec {
+    /// A stage root writing `input`'s partitions for stage `stage` of `job`.
+    pub fn new(
+        (job, stage): (JobId, StageId),
+        input: Arc<dyn ExecutionPlan>,
+        partitioning: ShufflePartitioning,
+        layout: Option<ShuffleLayout>,
+    ) -> Self {
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(stats_schema()),
+            Partitioning::UnknownPartitioning(input.properties().output_partitioning().partition_count()),
+            EmissionType::Final,
+            Boundedness::Bounded,
+        ));
+        Self {
+            job,
+            stage,
+            input,
+            partitioning,
+            layout,
+            properties,
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+
+    pub fn job(&self) -> JobId {
+        self.job
+    }
+
+    pub fn stage(&self) -> StageId {
+        self.stage
+    }
+
+    pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.input
+    }
+
+    pub fn partitioning(&self) -> &ShufflePartitioning {
+        &self.partitioning
+    }
+
+    /// Partitions of the output: what the next stage's reader sees.
+    pub fn output_partitions(&self) -> usize {
+        match &self.partitioning {
+            ShufflePartitioning::Hash(_, n) => *n,
+            ShufflePartitioning::PerTask => self.input.properties().output_partitioning().partition_count(),
+        }
+    }
+
+    /// Runs input partition `partition` (one task) to completion and writes its
+    /// output. Returns what it wrote per output partition.
+    pub async fn write(
+        &self,
+        partition: usize,
+        ctx: Arc<TaskContext>,
+    ) -> DfResult<Vec<PartitionOutput>> {
+        let layout = self.layout.clone().ok_or_else(|| {
+            DataFusionError::Internal("shuffle write without a spill directory".into())
+        })?;
+        let task = TaskId(partition as u64);
+        let mut writer = ShuffleWriter::new(
+            layout,
+            (self.job, self.stage, task),
+            self.input.schema(),
+            self.output_partitions() as u32,
+        )
+        .map_err(external)?;
+        let timer = MetricBuilder::new(&self.metrics).subset_time("repart_time", partition);
+        let mut partitioner = match &self.partitioning {
+            ShufflePartitioning::Hash(exprs, n) => Some(BatchPartitioner::new_hash_partitioner(
+                exprs.clone(),
+                *n,
+                timer,
+            )?),
+            ShufflePartitioning::PerTask => None,
+        };
+        let mut stream = self.input.execute(partition, ctx)?;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            match partitioner.as_mut() {
+                Some(p) => p.partition(batch, |part, b| {
+                    writer.append(part as u32, &b).map_err(external)
+                })?,
+                None => writer
+                    .append(partition as u32, &batch)
+                    .map_err(external)?,
+            }
+        }
+        writer.finish().map_err(external)
+    }
+}
+
+fn external(e: ShuffleError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+/// The schema of what `execute` yields: one row per written partition.
+fn stats_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("partition", DataType::UInt32, false),
+        Field::new("rows", DataType::UInt64, false),
+        Field::new("bytes", DataType::UInt64, false),
+    ]))
+}
+
+impl DisplayAs for ShuffleWriteExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        match &self.partitioning {
+            ShufflePartitioning::Hash(exprs, n) => {
+                let keys: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
+                write!(
+                    f,
+                    "ShuffleWriteExec: {}/{} hash([{}], {n})",
+                    self.job,
+                    self.stage,
+                    keys.join(", ")
+                )
+            }
+            ShufflePartitioning::PerTask => {
+                write!(f, "ShuffleWriteExec: {}/{} per task", self.job, self.stage)
+            }
+        }
+    }
+}
+
+impl ExecutionPlan for ShuffleWriteExec {
+    fn name(&self) -> &str {
+        "ShuffleWriteExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let input = children.into_iter().next().ok_or_else(|| {
+            DataFusionError::Internal("ShuffleWriteExec needs one child".into())
+        })?;
+        Ok(Arc::new(Self::new(
+            (self.job, self.stage),
+            input,
+            self.partitioning.clone(),
+            self.layout.clone(),
+        )))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let me = Self::new(
+            (self.job, self.stage),
+            self.input.clone(),
+            self.partitioning.clone(),
+            self.layout.clone(),
+        );
+        let stream = futures::stream::once(async move {
+            let outputs = me.write(partition, context).await?;
+            let parts: UInt32Array = outputs.iter().map(|o| o.partition).collect();
+            let rows: UInt64Array = outputs.iter().map(|o| o.rows).collect();
+            let bytes: UInt64Array = outputs.iter().map(|o| o.bytes).collect();
+            Ok(RecordBatch::try_new(
+                stats_schema(),
+                vec![Arc::new(parts), Arc::new(rows), Arc::new(bytes)],
+            )?)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(stats_schema(), stream)))
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+}
