@@ -52,6 +52,11 @@ impl ActorRuntime {
         Ok(started)
     }
 
+    /// Models built (weights loaded) by every pool of this runtime, over its life.
+    pub fn model_builds(&self) -> u64 {
+        self.pools().values().map(|p| p.stats().builds).sum()
+    }
+
     fn pools(&self) -> MutexGuard<'_, HashMap<String, Arc<ActorPool>>> {
         self.pools.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -1,5 +1,7 @@
-//! The `regatta` command line: `demo`, `sql` and `explain` on the embedded engine.
+//! The `regatta` command line: `demo`, `sql` and `explain` on the embedded engine;
+//! `driver`, `worker`, `submit`, `jobs` and `cluster` for a self-hosted cluster.
 
+mod cluster_cmds;
 mod demo;
 mod demo_data;
 mod error;
@@ -29,6 +31,16 @@ pub enum Command {
     Sql(sql::SqlArgs),
     /// Show the plan of a SQL query (with --analyze: run it and show metrics).
     Explain(sql::ExplainArgs),
+    /// Run a cluster driver (job submission, scheduling) until killed.
+    Driver(cluster_cmds::DriverArgs),
+    /// Run a cluster worker that joins a driver.
+    Worker(cluster_cmds::WorkerArgs),
+    /// Run SQL on a cluster and print the rows.
+    Submit(cluster_cmds::SubmitArgs),
+    /// List, inspect, cancel or watch cluster jobs.
+    Jobs(cluster_cmds::JobsArgs),
+    /// Show the cluster's workers and their resources.
+    Cluster(cluster_cmds::ClusterArgs),
 }
 
 /// Runs a parsed command line.
@@ -43,6 +55,11 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Demo(a) => demo::run(a).await,
             Command::Sql(a) => sql::run_sql(a).await,
             Command::Explain(a) => sql::run_explain(a).await,
+            Command::Driver(a) => cluster_cmds::run_driver(a).await,
+            Command::Worker(a) => cluster_cmds::run_worker(a).await,
+            Command::Submit(a) => cluster_cmds::run_submit(a).await,
+            Command::Jobs(a) => cluster_cmds::run_jobs(a).await,
+            Command::Cluster(a) => cluster_cmds::run_cluster(a).await,
         }
     })
 }

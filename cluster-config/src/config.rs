@@ -11,20 +11,40 @@ use crate::{ConfigError, Result};
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
+    /// `[cluster]`: settings every process shares.
+    pub cluster: SharedConfig,
     /// `[driver]`: where clients and workers reach the driver.
     pub driver: DriverConfig,
     /// `[worker]`: defaults for every worker.
     pub worker: WorkerConfig,
 }
 
+/// `[cluster]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharedConfig {
+    /// `cluster.token`: the secret every client, worker and driver presents
+    /// (`REGATTA_TOKEN` overrides it). Required when the driver binds beyond loopback.
+    pub token: String,
+}
+
 /// `[driver]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DriverConfig {
-    /// `driver.addresses`: every driver replica, `host:port`.
+    /// `driver.addresses`: every driver replica, `host:port` (`REGATTA_DRIVER`
+    /// overrides it with one address).
     pub addresses: Vec<String>,
     /// `driver.bind`: address the driver listens on.
     pub bind: String,
+    /// `driver.heartbeat_interval_ms`: how often workers report in.
+    pub heartbeat_interval_ms: u64,
+    /// `driver.worker_timeout_ms`: silence after which a worker is declared lost.
+    pub worker_timeout_ms: u64,
+    /// `driver.max_task_failures`: attempts a task may fail before its job fails.
+    pub max_task_failures: u32,
+    /// `driver.task_memory`: memory one task reserves on its worker, e.g. `64MiB`.
+    pub task_memory: String,
 }
 
 impl Default for DriverConfig {
@@ -32,6 +52,10 @@ impl Default for DriverConfig {
         Self {
             addresses: vec!["127.0.0.1:7700".into()],
             bind: "127.0.0.1:7700".into(),
+            heartbeat_interval_ms: 500,
+            worker_timeout_ms: 3000,
+            max_task_failures: 4,
+            task_memory: "64MiB".into(),
         }
     }
 }
@@ -40,6 +64,9 @@ impl Default for DriverConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
+    /// `worker.bind`: where the worker's shuffle (Arrow Flight) server listens;
+    /// port 0 picks a free one.
+    pub bind: String,
     /// `worker.cpus`: cores to use (0 = all).
     pub cpus: u32,
     /// `worker.memory_limit`: e.g. `4GiB`; operators that spill honour it.
@@ -54,6 +81,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
+            bind: "127.0.0.1:0".into(),
             cpus: 0,
             memory_limit: "4GiB".into(),
             spill_dirs: vec![std::env::temp_dir().join("regatta-spill")],
@@ -74,12 +102,31 @@ impl ClusterConfig {
 
     /// Parses and checks TOML text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_string(),
             message: e.to_string().trim().replace('\n', " "),
         })?;
+        cfg.apply_env();
         cfg.validate(origin)?;
         Ok(cfg)
+    }
+
+    /// The defaults with environment overrides, checked (no file given).
+    pub fn from_env() -> Result<Self> {
+        let mut cfg = Self::default();
+        cfg.apply_env();
+        cfg.validate("environment")?;
+        Ok(cfg)
+    }
+
+    /// `REGATTA_TOKEN` and `REGATTA_DRIVER` replace the file's values.
+    fn apply_env(&mut self) {
+        if let Ok(t) = std::env::var("REGATTA_TOKEN") {
+            self.cluster.token = t;
+        }
+        if let Ok(d) = std::env::var("REGATTA_DRIVER") {
+            self.driver.addresses = vec![d];
+        }
     }
 
     fn validate(&self, origin: &str) -> Result<()> {
@@ -113,6 +160,40 @@ impl ClusterConfig {
                 ));
             }
         }
+        let loopback = |a: &str| {
+            let host = a.rsplit_once(':').map(|(h, _)| h).unwrap_or(a);
+            host == "localhost" || host.starts_with("127.") || host == "[::1]"
+        };
+        if self.cluster.token.is_empty() && !loopback(&self.driver.bind) {
+            return Err(invalid(
+                "cluster.token",
+                "",
+                "set a token: the driver binds beyond loopback",
+            ));
+        }
+        if self.driver.worker_timeout_ms <= self.driver.heartbeat_interval_ms {
+            return Err(invalid(
+                "driver.worker_timeout_ms",
+                &self.driver.worker_timeout_ms.to_string(),
+                "must exceed driver.heartbeat_interval_ms",
+            ));
+        }
+        if self.driver.heartbeat_interval_ms == 0 {
+            return Err(invalid("driver.heartbeat_interval_ms", "0", "must be at least 1"));
+        }
+        if self.driver.max_task_failures == 0 {
+            return Err(invalid("driver.max_task_failures", "0", "must be at least 1"));
+        }
+        ByteSize::parse(&self.driver.task_memory).map_err(|e| {
+            invalid("driver.task_memory", &self.driver.task_memory, &e.to_string())
+        })?;
+        if self.worker.bind.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+            return Err(invalid(
+                "worker.bind",
+                &self.worker.bind,
+                "use host:port (port 0 picks a free one)",
+            ));
+        }
         ByteSize::parse(&self.worker.memory_limit).map_err(|e| {
             invalid(
                 "worker.memory_limit",
@@ -128,6 +209,13 @@ impl ClusterConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Memory one task reserves, in bytes.
+    pub fn task_memory_bytes(&self) -> u64 {
+        ByteSize::parse(&self.driver.task_memory)
+            .map(|b| b.0)
+            .unwrap_or(64 << 20)
     }
 
     /// The worker memory limit in bytes.

@@ -7,5 +7,5 @@
 mod config;
 mod error;
 
-pub use config::{ClusterConfig, DriverConfig, WorkerConfig};
+pub use config::{ClusterConfig, DriverConfig, SharedConfig, WorkerConfig};
 pub use error::{ConfigError, Result};

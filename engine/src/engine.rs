@@ -89,10 +89,14 @@ impl Engine {
 
     fn build(options: EngineOptions) -> Self {
         let registry = FunctionRegistry::default();
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_target_partitions(options.target_partitions)
             .with_batch_size(options.batch_size)
             .with_information_schema(true);
+        config
+            .options_mut()
+            .execution
+            .enable_file_stream_work_stealing = options.scan_work_sharing;
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime_env(&options))

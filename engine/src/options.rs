@@ -32,6 +32,10 @@ pub struct EngineOptions {
     pub memory_limit: Option<usize>,
     /// Where spilling operators write; empty: the OS temp directory.
     pub spill_dirs: Vec<std::path::PathBuf>,
+    /// Lets the partitions of one file scan take each other's files. Off on cluster
+    /// workers: there each task runs one partition alone and must read only its own
+    /// files, or every task would read them all.
+    pub scan_work_sharing: bool,
 }
 
 impl Default for EngineOptions {
@@ -51,6 +55,7 @@ impl Default for EngineOptions {
             batch_size: 8192,
             memory_limit: None,
             spill_dirs: Vec::new(),
+            scan_work_sharing: true,
         }
     }
 }

@@ -15,3 +15,32 @@ pub const TOKEN_HEADER: &str = "authorization";
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
+
+/// Adds the cluster token to every outgoing call.
+#[derive(Debug, Clone)]
+pub struct TokenInterceptor {
+    value: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl TokenInterceptor {
+    /// An interceptor sending `token`; a token that is not visible ASCII sends
+    /// nothing, so the server refuses the call with a clear error.
+    pub fn new(token: &str) -> Self {
+        Self {
+            value: bearer(token).parse().ok(),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for TokenInterceptor {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.value {
+            request.metadata_mut().insert(TOKEN_HEADER, v.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A client channel with the token added to each call.
+pub type AuthChannel =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, TokenInterceptor>;

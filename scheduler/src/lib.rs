@@ -8,6 +8,7 @@
 
 mod assign;
 mod command;
+pub mod driver;
 mod error;
 mod job_state;
 mod stage_planner;

@@ -11,6 +11,7 @@ use regatta_engine::datafusion::prelude::{col, lit};
 use regatta_engine::io::{FileFormat, WriteMode};
 use regatta_engine::Engine;
 
+use crate::cluster::ClusterClient;
 use crate::{Execution, Result};
 
 /// A lazy DataFrame: operations build a plan; `collect`, `stream`, `show`, `count`
@@ -19,17 +20,56 @@ use crate::{Execution, Result};
 pub struct DataFrame {
     df: DfFrame,
     engine: Engine,
+    cluster: Option<ClusterClient>,
 }
 
 impl DataFrame {
-    pub(crate) fn new(df: DfFrame, engine: Engine) -> Self {
-        Self { df, engine }
+    pub(crate) fn new(df: DfFrame, engine: Engine, cluster: Option<ClusterClient>) -> Self {
+        Self {
+            df,
+            engine,
+            cluster,
+        }
     }
 
     fn with(self, df: DfFrame) -> Self {
         Self {
             df,
             engine: self.engine,
+            cluster: self.cluster,
+        }
+    }
+
+    /// Runs the plan on the cluster; None for a local DataFrame.
+    async fn run_remote(&self) -> Result<Option<Vec<RecordBatch>>> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(None);
+        };
+        let plan = self.df.logical_plan().clone();
+        let bytes = datafusion_proto::bytes::logical_plan_to_bytes(&plan).map_err(|e| {
+            crate::Error::InvalidArgument(format!(
+                "this DataFrame cannot be sent to a cluster: {e} (in-memory tables and \
+                 functions registered only in this process cannot run remotely; write the \
+                 data to Parquet, or register the function in the workers)"
+            ))
+        })?;
+        let request = regatta_proto::SubmitRequest {
+            name: String::new(),
+            plan: Some(regatta_proto::submit_request::Plan::LogicalPlan(bytes.to_vec())),
+            tables: Vec::new(),
+        };
+        Ok(Some(cluster.run(request).await?))
+    }
+
+    /// This DataFrame's rows as a local one (cluster DataFrames run first).
+    async fn localized(self) -> Result<Self> {
+        match self.run_remote().await? {
+            None => Ok(self),
+            Some(batches) => {
+                let schema = std::sync::Arc::new(self.df.schema().as_arrow().clone());
+                let df = self.engine.read_batches(schema, batches)?;
+                Ok(Self::new(df, self.engine, None))
+            }
         }
     }
 
@@ -188,12 +228,16 @@ impl DataFrame {
 
     /// Runs the query and returns every batch.
     pub async fn collect(self) -> Result<Vec<RecordBatch>> {
+        if let Some(rows) = self.run_remote().await? {
+            return Ok(rows);
+        }
         Ok(self.df.collect().await?)
     }
 
     /// Runs the query as a stream of batches, in bounded memory.
     pub async fn stream(self) -> Result<SendableRecordBatchStream> {
-        Ok(self.df.execute_stream().await?)
+        let me = self.localized().await?;
+        Ok(me.df.execute_stream().await?)
     }
 
     /// Runs the query as a stream and keeps its plan, so per-operator metrics can be
@@ -206,6 +250,9 @@ impl DataFrame {
 
     /// Counts the rows.
     pub async fn count(self) -> Result<usize> {
+        if let Some(rows) = self.run_remote().await? {
+            return Ok(rows.iter().map(|b| b.num_rows()).sum());
+        }
         Ok(self.df.count().await?)
     }
 
@@ -271,6 +318,7 @@ impl DataFrame {
 
     /// Writes in any format and mode (create, append, overwrite).
     pub async fn write(self, path: &str, format: FileFormat, mode: WriteMode) -> Result<u64> {
-        Ok(self.engine.write(self.df, path, format, mode).await?)
+        let me = self.localized().await?;
+        Ok(me.engine.write(me.df, path, format, mode).await?)
     }
 }

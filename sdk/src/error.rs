@@ -15,6 +15,23 @@ pub enum Error {
     /// A caller mistake the SDK catches before running anything.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The driver cannot be reached at `address`.
+    #[error("cannot reach the regatta driver at {address}: {message}")]
+    Unreachable { address: String, message: String },
+    /// The driver answered with an error.
+    #[error("driver at {address}: {code:?}: {message}")]
+    Cluster {
+        address: String,
+        code: tonic::Code,
+        message: String,
+    },
+    /// A cluster job ended without results.
+    #[error("job-{job} {status}: {message}")]
+    JobFailed {
+        job: u64,
+        status: String,
+        message: String,
+    },
 }
 
 impl From<DataFusionError> for Error {

@@ -14,12 +14,14 @@
 //! # }
 //! ```
 
+mod cluster;
 mod dataframe;
 mod error;
 mod execution;
 mod expr;
 mod session;
 
+pub use cluster::ClusterClient;
 pub use dataframe::DataFrame;
 pub use error::{Error, Result};
 pub use execution::{Execution, OperatorMetrics};
@@ -32,6 +34,7 @@ pub use regatta_engine::functions::{BatchUdf, OnError};
 pub use regatta_engine::image::ImageMode;
 pub use regatta_engine::io::{FileFormat, WriteMode};
 pub use regatta_engine::{types, EngineOptions};
+pub use regatta_proto as proto;
 
 /// Everything a pipeline usually needs, in one import.
 pub mod prelude {

@@ -1,5 +1,6 @@
 //! [`Session`]: where DataFrames come from.
 
+use crate::cluster::ClusterClient;
 use std::sync::Arc;
 
 use regatta_actors::{ActorRuntime, ModelFactory, NodeResources, PoolConfig, ResourceOverrides};
@@ -20,6 +21,8 @@ use crate::{DataFrame, Error, Result};
 pub struct Session {
     engine: Engine,
     actors: Arc<ActorRuntime>,
+    /// Set by [`Session::connect`]: queries run on this cluster.
+    cluster: Option<ClusterClient>,
 }
 
 impl Session {
@@ -44,7 +47,11 @@ impl Session {
     fn assemble(engine: Engine, resources: Arc<NodeResources>) -> Self {
         let actors = ActorRuntime::new(resources);
         engine.set_model_provider(actors.clone());
-        Self { engine, actors }
+        Self {
+            engine,
+            actors,
+            cluster: None,
+        }
     }
 
     /// A local session whose options come from `REGATTA_*` environment variables
@@ -140,7 +147,30 @@ impl Session {
     }
 
     fn wrap(&self, df: regatta_engine::datafusion::dataframe::DataFrame) -> DataFrame {
-        DataFrame::new(df, self.engine.clone())
+        DataFrame::new(df, self.engine.clone(), self.cluster.clone())
+    }
+
+    /// A session whose queries run on the cluster of the driver at `url`
+    /// (`http://host:port`), with the token in `REGATTA_TOKEN` (empty if unset).
+    /// DataFrames are built here exactly as on a local session; running one sends
+    /// its plan to the driver and streams the rows back. Files must be visible to
+    /// the workers at the same paths.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let token = std::env::var("REGATTA_TOKEN").unwrap_or_default();
+        Self::connect_with_token(url, &token).await
+    }
+
+    /// [`Session::connect`] with an explicit cluster token.
+    pub async fn connect_with_token(url: &str, token: &str) -> Result<Self> {
+        let cluster = ClusterClient::connect(url, token).await?;
+        let mut s = Self::local();
+        s.cluster = Some(cluster);
+        Ok(s)
+    }
+
+    /// The cluster this session runs on, if it is connected to one.
+    pub fn cluster(&self) -> Option<&ClusterClient> {
+        self.cluster.as_ref()
     }
 
     /// Reads Parquet from a file, a directory, a glob or a `file://` URL.

@@ -10,10 +10,10 @@ fn manifest(dir: &str) -> String {
 
 fn layer(crate_name: &str) -> Option<u32> {
     Some(match crate_name {
-        "regatta-common" => 0,
+        "regatta-common" | "regatta-proto" => 0,
         "regatta-cluster-config" | "regatta-engine" => 1,
         "regatta-shuffle" | "regatta-actors" => 2,
-        "regatta-scheduler" => 3,
+        "regatta-scheduler" | "regatta-worker" => 3,
         "regatta" => 4,
         "regatta-cli" | "regatta-bench" | "regatta-tests" => 5,
         _ => return None,
@@ -24,6 +24,8 @@ fn layer(crate_name: &str) -> Option<u32> {
 fn crates_depend_only_on_lower_layers() {
     let crates = [
         ("common", "regatta-common"),
+        ("proto", "regatta-proto"),
+        ("worker", "regatta-worker"),
         ("cluster-config", "regatta-cluster-config"),
         ("engine", "regatta-engine"),
         ("shuffle", "regatta-shuffle"),

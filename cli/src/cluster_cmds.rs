@@ -1,0 +1,285 @@
+//! `regatta driver | worker | submit | jobs | cluster`: running and using a
+//! self-hosted cluster.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use regatta::proto::{JobInfo, SubmitRequest, TableSource};
+use regatta::ClusterClient;
+use regatta_cluster_config::ClusterConfig;
+use regatta_scheduler::driver::{DriverHandle, DriverOptions, Planner};
+use regatta_worker::{Worker, WorkerOptions};
+
+use crate::{CliError, Result};
+
+/// Options every cluster command takes.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The cluster file (TOML); defaults plus REGATTA_TOKEN / REGATTA_DRIVER without one.
+    #[arg(long, short = 'c', global = true)]
+    pub config: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    fn load(&self) -> Result<ClusterConfig> {
+        let cfg = match &self.config {
+            Some(p) => ClusterConfig::load(p),
+            None => ClusterConfig::from_env(),
+        };
+        cfg.map_err(|e| CliError::Usage(e.to_string()))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DriverArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Listen here instead of `driver.bind`.
+    #[arg(long)]
+    pub bind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The driver to join instead of the first of `driver.addresses`.
+    #[arg(long)]
+    pub driver: Option<String>,
+    /// Where the shuffle server listens instead of `worker.bind`.
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Spill directory instead of `worker.spill_dirs`.
+    #[arg(long)]
+    pub spill_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The SQL to run.
+    pub sql: String,
+    /// Tables the SQL names: NAME=PATH (repeatable).
+    #[arg(long = "table", short = 't')]
+    pub tables: Vec<String>,
+    /// A name for the job.
+    #[arg(long, default_value = "")]
+    pub name: String,
+    /// Return once the job is accepted instead of waiting for its rows.
+    #[arg(long)]
+    pub detach: bool,
+    /// Output format for the rows.
+    #[arg(long, value_enum, default_value_t = crate::OutputFormat::Table)]
+    pub format: crate::OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(subcommand)]
+    pub action: Option<JobsAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// Every job (the default).
+    List,
+    /// One job's progress.
+    Status { job: u64 },
+    /// Cancel a running job.
+    Cancel { job: u64 },
+    /// Follow a job with a progress bar until it ends.
+    Watch { job: u64 },
+}
+
+fn driver_url(cfg: &ClusterConfig) -> String {
+    cfg.driver
+        .addresses
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:7700".into())
+}
+
+async fn client(args: &ClusterArgs) -> Result<ClusterClient> {
+    let cfg = args.load()?;
+    Ok(ClusterClient::connect(&driver_url(&cfg), &cfg.cluster.token).await?)
+}
+
+/// `regatta driver`: serves until killed.
+pub async fn run_driver(args: DriverArgs) -> Result<()> {
+    let cfg = args.cluster.load()?;
+    let bind = args.bind.unwrap_or_else(|| cfg.driver.bind.clone());
+    let options = DriverOptions {
+        token: cfg.cluster.token.clone(),
+        heartbeat_interval: Duration::from_millis(cfg.driver.heartbeat_interval_ms),
+        worker_timeout: Duration::from_millis(cfg.driver.worker_timeout_ms),
+        max_task_failures: cfg.driver.max_task_failures,
+        task_memory: cfg.task_memory_bytes(),
+    };
+    let models = regatta::models::ActorRuntime::new(regatta::models::NodeResources::detect(
+        regatta::models::ResourceOverrides::default(),
+    ));
+    let planner = Planner {
+        models: Some(models),
+    };
+    let handle = DriverHandle::start(&bind, options, planner)
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    // Tests and scripts read this line to learn the port.
+    println!("regatta driver listening on {}", handle.address);
+    handle.wait().await;
+    Ok(())
+}
+
+/// `regatta worker`: runs until the driver is lost.
+pub async fn run_worker(args: WorkerArgs) -> Result<()> {
+    let cfg = args.cluster.load()?;
+    let options = WorkerOptions {
+        driver: args.driver.unwrap_or_else(|| driver_url(&cfg)),
+        token: cfg.cluster.token.clone(),
+        bind: args.bind.unwrap_or_else(|| cfg.worker.bind.clone()),
+        cpus: (cfg.worker.cpus > 0).then_some(cfg.worker.cpus),
+        gpus: cfg.worker.gpus,
+        memory_limit: cfg.memory_limit_bytes(),
+        spill_dirs: match args.spill_dir {
+            Some(d) => vec![d],
+            None => cfg.worker.spill_dirs.clone(),
+        },
+        connect_timeout: Duration::from_secs(10),
+    };
+    let worker = Worker::start(options)
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    println!(
+        "regatta worker-{} serving shuffle data on {}",
+        worker.id, worker.shuffle_address
+    );
+    worker
+        .wait()
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// `regatta submit`: runs SQL on the cluster and prints the rows.
+pub async fn run_submit(args: SubmitArgs) -> Result<()> {
+    let client = client(&args.cluster).await?;
+    let tables = args
+        .tables
+        .iter()
+        .map(|t| {
+            let (name, path) = t
+                .split_once('=')
+                .ok_or_else(|| CliError::Usage(format!("--table {t:?}: use NAME=PATH")))?;
+            Ok(TableSource {
+                name: name.to_string(),
+                path: path.to_string(),
+                format: String::new(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let job = client
+        .submit(SubmitRequest {
+            name: args.name.clone(),
+            plan: Some(regatta::proto::submit_request::Plan::Sql(args.sql.clone())),
+            tables,
+        })
+        .await?;
+    eprintln!("submitted job-{}", job.job_id);
+    if args.detach {
+        println!("{}", job.job_id);
+        return Ok(());
+    }
+    let end = watch(&client, job.job_id).await?;
+    if end.status != "succeeded" {
+        return Err(CliError::Usage(format!(
+            "job-{} {}: {}",
+            end.job_id, end.status, end.error
+        )));
+    }
+    let batches = client.results(job.job_id).await?;
+    let mut out = std::io::stdout().lock();
+    crate::output::write_batches(&mut out, &batches, args.format)
+}
+
+async fn watch(client: &ClusterClient, job: u64) -> Result<JobInfo> {
+    let bar = crate::progress::steps_bar(0, &format!("job-{job}"));
+    let end = client
+        .watch(job, |i| {
+            bar.set_length(u64::from(i.tasks));
+            bar.set_position(u64::from(i.tasks_done));
+            bar.set_message(format!(
+                "stage {}/{} · {} running · {} retried · {} recomputed",
+                i.stages_done, i.stages, i.tasks_running, i.retried_tasks, i.recomputed_outputs
+            ));
+        })
+        .await?;
+    bar.finish_and_clear();
+    Ok(end)
+}
+
+fn print_job(i: &JobInfo) {
+    println!(
+        "job-{:<5} {:<10} {:<24} tasks {}/{} stages {}/{} retried {} recomputed {} rows {} spilled {} B {:.2}s{}",
+        i.job_id,
+        i.status,
+        i.name,
+        i.tasks_done,
+        i.tasks,
+        i.stages_done,
+        i.stages,
+        i.retried_tasks,
+        i.recomputed_outputs,
+        i.rows_out,
+        i.spilled_bytes,
+        i.elapsed_seconds,
+        if i.error.is_empty() {
+            String::new()
+        } else {
+            format!("  error: {}", i.error)
+        }
+    );
+}
+
+/// `regatta jobs`.
+pub async fn run_jobs(args: JobsArgs) -> Result<()> {
+    let client = client(&args.cluster).await?;
+    match args.action.unwrap_or(JobsAction::List) {
+        JobsAction::List => {
+            for j in client.jobs().await? {
+                print_job(&j);
+            }
+        }
+        JobsAction::Status { job } => print_job(&client.job(job).await?),
+        JobsAction::Cancel { job } => print_job(&client.cancel(job).await?),
+        JobsAction::Watch { job } => print_job(&watch(&client, job).await?),
+    }
+    Ok(())
+}
+
+/// `regatta cluster`: the workers and their resources.
+pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
+    let client = client(&args).await?;
+    for w in client.workers().await? {
+        let t = w.total.unwrap_or_default();
+        let u = w.used.unwrap_or_default();
+        println!(
+            "worker-{:<4} {:<6} {:<22} cpus {}/{} gpus {}/{} memory {}/{} MiB tasks running {} done {} models loaded {}",
+            w.worker_id,
+            if w.alive { "alive" } else { "lost" },
+            w.flight_address,
+            u.cpus,
+            t.cpus,
+            u.gpus,
+            t.gpus,
+            u.memory_bytes >> 20,
+            t.memory_bytes >> 20,
+            w.running_tasks,
+            w.tasks_done,
+            w.model_builds
+        );
+    }
+    Ok(())
+}

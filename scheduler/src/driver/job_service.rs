@@ -1,0 +1,212 @@
+//! The gRPC JobService: submit, follow, cancel and fetch jobs.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use datafusion::arrow::ipc::writer::StreamWriter;
+use futures::Stream;
+use regatta_common::{JobId, WorkerId};
+use regatta_proto::job_service_server::JobService;
+use regatta_proto::{
+    JobInfo, JobRequest, ListJobsRequest, ListJobsResponse, ListWorkersRequest,
+    ListWorkersResponse, Resources as ResourcesMsg, ResultChunk, SubmitRequest, WorkerInfo,
+};
+use tonic::{Request, Response, Status};
+
+use super::{Driver, Planner};
+use crate::SchedulerError;
+
+type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Serves clients.
+#[derive(Clone)]
+pub struct JobServiceImpl {
+    driver: Driver,
+    planner: Planner,
+}
+
+impl JobServiceImpl {
+    pub fn new(driver: Driver, planner: Planner) -> Self {
+        Self { driver, planner }
+    }
+
+    fn info(&self, job: u64) -> Result<JobInfo, Status> {
+        self.driver
+            .job_info(JobId(job))
+            .ok_or_else(|| Status::not_found(format!("job-{job} does not exist")))
+    }
+}
+
+fn resources_msg(r: regatta_common::Resources) -> ResourcesMsg {
+    ResourcesMsg {
+        cpus: r.cpus.round() as u32,
+        gpus: r.gpus.ceil() as u32,
+        memory_bytes: r.memory,
+    }
+}
+
+#[tonic::async_trait]
+impl JobService for JobServiceImpl {
+    async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<JobInfo>, Status> {
+        let request = request.into_inner();
+        let job = self.driver.new_job_id();
+        let cpus: f64 = self.driver.with_state(|s| {
+            s.workers()
+                .filter(|(_, w)| w.alive)
+                .map(|(_, w)| w.spec.resources.cpus)
+                .sum()
+        });
+        if cpus <= 0.0 {
+            return Err(Status::unavailable(
+                "no workers have registered with this driver yet; start `regatta worker`",
+            ));
+        }
+        let cmd = self
+            .planner
+            .plan(job, &request, cpus as usize, self.driver.options().task_memory)
+            .await
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.driver
+            .submit(cmd)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        log::info!("{job} submitted");
+        Ok(Response::new(self.info(job.0)?))
+    }
+
+    async fn get_job(&self, request: Request<JobRequest>) -> Result<Response<JobInfo>, Status> {
+        Ok(Response::new(self.info(request.into_inner().job_id)?))
+    }
+
+    async fn list_jobs(
+        &self,
+        _request: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        Ok(Response::new(ListJobsResponse {
+            jobs: self.driver.jobs(),
+        }))
+    }
+
+    async fn cancel_job(&self, request: Request<JobRequest>) -> Result<Response<JobInfo>, Status> {
+        let id = request.into_inner().job_id;
+        self.info(id)?;
+        match self.driver.cancel(JobId(id)) {
+            Ok(()) => {}
+            Err(SchedulerError::InvalidTransition { status, .. }) => {
+                return Err(Status::failed_precondition(format!(
+                    "job-{id} is {status} and cannot be cancelled"
+                )))
+            }
+            Err(e) => return Err(Status::internal(e.to_string())),
+        }
+        Ok(Response::new(self.info(id)?))
+    }
+
+    type WatchJobStream = BoxedStream<JobInfo>;
+
+    async fn watch_job(
+        &self,
+        request: Request<JobRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
+        let id = request.into_inner().job_id;
+        self.info(id)?;
+        let driver = self.driver.clone();
+        let stream = futures::stream::unfold(
+            (driver, None::<JobInfo>, false),
+            move |(driver, last, done)| async move {
+                if done {
+                    return None;
+                }
+                loop {
+                    let info = driver.job_info(JobId(id))?;
+                    let changed = last.as_ref().is_none_or(|l| {
+                        let mut a = l.clone();
+                        a.elapsed_seconds = info.elapsed_seconds;
+                        a != info
+                    });
+                    if changed {
+                        let terminal = info.status != "running";
+                        return Some((Ok(info.clone()), (driver, Some(info), terminal)));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    type FetchResultsStream = BoxedStream<ResultChunk>;
+
+    async fn fetch_results(
+        &self,
+        request: Request<JobRequest>,
+    ) -> Result<Response<Self::FetchResultsStream>, Status> {
+        let id = request.into_inner().job_id;
+        let info = self.info(id)?;
+        match info.status.as_str() {
+            "succeeded" => {}
+            "running" => {
+                return Err(Status::failed_precondition(format!(
+                    "job-{id} is still running; watch it until it ends"
+                )))
+            }
+            other => {
+                return Err(Status::failed_precondition(format!(
+                    "job-{id} {other}: {}",
+                    info.error
+                )))
+            }
+        }
+        let batches = self
+            .driver
+            .results(JobId(id))
+            .ok_or_else(|| Status::not_found(format!("job-{id} has no stored results")))?;
+        let chunks = batches
+            .into_iter()
+            .map(|b| {
+                let mut buf = Vec::new();
+                {
+                    let mut w = StreamWriter::try_new(&mut buf, &b.schema())
+                        .map_err(|e| Status::internal(e.to_string()))?;
+                    w.write(&b).map_err(|e| Status::internal(e.to_string()))?;
+                    w.finish().map_err(|e| Status::internal(e.to_string()))?;
+                }
+                Ok(ResultChunk { ipc_stream: buf })
+            })
+            .collect::<Vec<_>>();
+        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<ListWorkersRequest>,
+    ) -> Result<Response<ListWorkersResponse>, Status> {
+        let workers: Vec<(WorkerId, WorkerInfo)> = self.driver.with_state(|s| {
+            s.workers()
+                .map(|(id, w)| {
+                    (
+                        *id,
+                        WorkerInfo {
+                            worker_id: id.0,
+                            flight_address: w.spec.address.clone(),
+                            host: w.spec.host.clone(),
+                            total: Some(resources_msg(w.spec.resources)),
+                            used: Some(resources_msg(w.used)),
+                            alive: w.alive,
+                            running_tasks: w.running.len() as u32,
+                            tasks_done: w.tasks_done,
+                            model_builds: 0,
+                        },
+                    )
+                })
+                .collect()
+        });
+        let workers = workers
+            .into_iter()
+            .map(|(id, mut w)| {
+                w.model_builds = self.driver.model_builds(id);
+                w
+            })
+            .collect();
+        Ok(Response::new(ListWorkersResponse { workers }))
+    }
+}

@@ -1,0 +1,17 @@
+//! The driver process: gRPC services for clients and workers over the state machine.
+
+mod auth;
+mod core;
+mod job_service;
+mod options;
+mod planning;
+mod server;
+mod worker_control;
+
+pub use self::core::{info_of, Driver};
+pub use auth::TokenCheck;
+pub use job_service::JobServiceImpl;
+pub use options::DriverOptions;
+pub use planning::Planner;
+pub use server::DriverHandle;
+pub use worker_control::{OrderStream, WorkerControlImpl};

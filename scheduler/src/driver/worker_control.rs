@@ -1,0 +1,163 @@
+//! The gRPC WorkerControl service: workers register, take orders and report.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use regatta_common::{JobId, Resources, StageId, WorkerId};
+use regatta_proto::worker_control_server::WorkerControl;
+use regatta_proto::{
+    HeartbeatRequest, HeartbeatResponse, OrdersRequest, RegisterRequest, RegisterResponse,
+    ReportResponse, TaskReport, WorkerOrder,
+};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use super::Driver;
+use crate::{Command, OutputStats, TaskKey, WorkerSpec};
+
+/// Serves workers.
+#[derive(Clone)]
+pub struct WorkerControlImpl {
+    driver: Driver,
+}
+
+impl WorkerControlImpl {
+    pub fn new(driver: Driver) -> Self {
+        Self { driver }
+    }
+}
+
+/// A worker's order stream; when it ends (the worker died or disconnected) the
+/// worker is declared lost at once, without waiting for its heartbeats to stop.
+pub struct OrderStream {
+    rx: mpsc::Receiver<WorkerOrder>,
+    driver: Driver,
+    worker: WorkerId,
+}
+
+impl Stream for OrderStream {
+    type Item = Result<WorkerOrder, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|o| o.map(Ok))
+    }
+}
+
+impl Drop for OrderStream {
+    fn drop(&mut self) {
+        self.driver
+            .lose_worker(self.worker, "its connection to the driver closed");
+    }
+}
+
+#[tonic::async_trait]
+impl WorkerControl for WorkerControlImpl {
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<RegisterResponse>, Status> {
+        let r = request.into_inner();
+        let res = r
+            .resources
+            .ok_or_else(|| Status::invalid_argument("register: resources are missing"))?;
+        if res.cpus == 0 {
+            return Err(Status::invalid_argument(
+                "register: a worker must offer at least one CPU",
+            ));
+        }
+        if r.flight_address.is_empty() {
+            return Err(Status::invalid_argument(
+                "register: the worker's shuffle address is missing",
+            ));
+        }
+        let spec = WorkerSpec {
+            address: r.flight_address,
+            host: r.host,
+            resources: Resources {
+                cpus: f64::from(res.cpus),
+                gpus: f64::from(res.gpus),
+                memory: res.memory_bytes,
+            },
+        };
+        let worker = self
+            .driver
+            .register_worker(spec)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(RegisterResponse {
+            worker_id: worker.0,
+            heartbeat_interval_ms: self.driver.options().heartbeat_interval.as_millis() as u32,
+        }))
+    }
+
+    type OrdersStream = OrderStream;
+
+    async fn orders(
+        &self,
+        request: Request<OrdersRequest>,
+    ) -> Result<Response<Self::OrdersStream>, Status> {
+        let worker = WorkerId(request.into_inner().worker_id);
+        let rx = self.driver.connect_worker(worker).map_err(|_| {
+            Status::not_found(format!("{worker} is not registered (or was lost); register again"))
+        })?;
+        Ok(Response::new(OrderStream {
+            rx,
+            driver: self.driver.clone(),
+            worker,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        let h = request.into_inner();
+        let known = self.driver.heartbeat(WorkerId(h.worker_id), h.model_builds);
+        Ok(Response::new(HeartbeatResponse { known }))
+    }
+
+    async fn report_task(
+        &self,
+        request: Request<TaskReport>,
+    ) -> Result<Response<ReportResponse>, Status> {
+        let r = request.into_inner();
+        let key = r
+            .key
+            .ok_or_else(|| Status::invalid_argument("report: the task key is missing"))?;
+        let task = TaskKey {
+            job: JobId(key.job_id),
+            stage: StageId(u64::from(key.stage_id)),
+            partition: key.partition,
+        };
+        let worker = WorkerId(r.worker_id);
+        let cmd = if r.ok {
+            Command::TaskFinished {
+                task,
+                worker,
+                attempt: key.attempt,
+                outputs: r
+                    .outputs
+                    .iter()
+                    .map(|o| OutputStats {
+                        partition: o.partition,
+                        rows: o.rows,
+                        bytes: o.bytes,
+                    })
+                    .collect(),
+                spilled_bytes: r.spilled_bytes,
+            }
+        } else {
+            log::warn!("{task} failed on {worker}: {}", r.error);
+            Command::TaskFailed {
+                task,
+                worker,
+                attempt: key.attempt,
+                error: r.error,
+                lost_input: (r.lost_input_worker != 0).then_some(WorkerId(r.lost_input_worker)),
+            }
+        };
+        // A report about an ended job or an older attempt changes nothing.
+        let _ = self.driver.apply(cmd);
+        Ok(Response::new(ReportResponse {}))
+    }
+}

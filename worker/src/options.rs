@@ -1,0 +1,39 @@
+//! How a worker runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A worker's settings (the CLI fills them from the cluster file).
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// The driver, `host:port`.
+    pub driver: String,
+    pub token: String,
+    /// Where the shuffle (Arrow Flight) server listens; port 0 picks one.
+    pub bind: String,
+    /// CPUs to offer; None detects.
+    pub cpus: Option<u32>,
+    /// GPUs to offer; None asks NVML.
+    pub gpus: Option<u32>,
+    /// Memory the spilling operators may use, in bytes; also what is offered.
+    pub memory_limit: u64,
+    /// Shuffle files go under the first; operators spill to all of them.
+    pub spill_dirs: Vec<PathBuf>,
+    /// How long to keep trying to reach the driver at start-up.
+    pub connect_timeout: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        Self {
+            driver: "127.0.0.1:7700".into(),
+            token: String::new(),
+            bind: "127.0.0.1:0".into(),
+            cpus: None,
+            gpus: None,
+            memory_limit: 4 << 30,
+            spill_dirs: vec![std::env::temp_dir().join("regatta-spill")],
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}

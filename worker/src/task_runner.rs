@@ -1,0 +1,126 @@
+//! Runs one task: decodes its stage plan, runs its partition, writes its output.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec;
+use regatta_common::{JobId, StageId};
+use regatta_engine::datafusion::error::DataFusionError;
+use regatta_engine::datafusion::physical_plan::ExecutionPlan;
+use regatta_engine::Engine;
+use regatta_proto::{PartitionStats, TaskAssignment, TaskReport};
+use regatta_shuffle::{
+    MapLocation, RegattaCodec, ShuffleError, ShuffleFetcher, ShuffleInput, ShuffleLayout,
+    ShuffleWriteExec,
+};
+
+/// What every task of one worker shares.
+pub struct TaskRunner {
+    pub worker: u64,
+    pub engine: Engine,
+    pub layout: ShuffleLayout,
+    pub fetcher: Arc<ShuffleFetcher>,
+}
+
+impl TaskRunner {
+    /// Runs `task` and says how it went.
+    pub async fn run(&self, task: TaskAssignment) -> TaskReport {
+        let key = task.key;
+        match self.execute(task).await {
+            Ok((outputs, spilled_bytes)) => TaskReport {
+                worker_id: self.worker,
+                key,
+                ok: true,
+                outputs,
+                spilled_bytes,
+                ..TaskReport::default()
+            },
+            Err(e) => TaskReport {
+                worker_id: self.worker,
+                key,
+                ok: false,
+                lost_input_worker: ShuffleError::lost_worker(&e).unwrap_or(0),
+                error: e.to_string(),
+                ..TaskReport::default()
+            },
+        }
+    }
+
+    async fn execute(
+        &self,
+        task: TaskAssignment,
+    ) -> Result<(Vec<PartitionStats>, u64), DataFusionError> {
+        let key = task
+            .key
+            .ok_or_else(|| DataFusionError::Plan("task without a key".into()))?;
+        let inputs: HashMap<StageId, ShuffleInput> = task
+            .inputs
+            .into_iter()
+            .map(|i| {
+                let maps = i
+                    .outputs
+                    .into_iter()
+                    .map(|m| MapLocation {
+                        map_partition: m.map_partition,
+                        worker: m.worker_id,
+                        address: m.flight_address,
+                        partitions: m.partitions,
+                    })
+                    .collect();
+                (
+                    StageId(u64::from(i.stage_id)),
+                    ShuffleInput {
+                        maps,
+                        fetcher: self.fetcher.clone(),
+                    },
+                )
+            })
+            .collect();
+        let codec = RegattaCodec::for_task(self.engine.clone(), self.layout.clone(), inputs);
+        let ctx = self.engine.context().task_ctx();
+        let plan = physical_plan_from_bytes_with_extension_codec(&task.plan, &ctx, &codec)?;
+        log::debug!(
+            "task {}/{}/{}:\n{}",
+            key.job_id,
+            key.stage_id,
+            key.partition,
+            regatta_engine::datafusion::physical_plan::displayable(plan.as_ref()).indent(true)
+        );
+        let root = plan.downcast_ref::<ShuffleWriteExec>().ok_or_else(|| {
+            DataFusionError::Plan("a stage plan must end in a shuffle write".into())
+        })?;
+        if root.job() != JobId(key.job_id) {
+            return Err(DataFusionError::Plan(format!(
+                "stage plan of {} sent for job-{}",
+                root.job(),
+                key.job_id
+            )));
+        }
+        let outputs = root.write(key.partition as usize, ctx).await?;
+        log::debug!(
+            "task {}/{}/{} wrote {:?}",
+            key.job_id,
+            key.stage_id,
+            key.partition,
+            outputs.iter().map(|o| (o.partition, o.rows)).collect::<Vec<_>>()
+        );
+        let stats = outputs
+            .iter()
+            .map(|o| PartitionStats {
+                partition: o.partition,
+                rows: o.rows,
+                bytes: o.bytes,
+            })
+            .collect();
+        Ok((stats, spilled_bytes(&plan)))
+    }
+}
+
+/// Bytes every operator of `plan` spilled.
+fn spilled_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    let own = plan
+        .metrics()
+        .and_then(|m| m.spilled_bytes())
+        .unwrap_or(0) as u64;
+    own + plan.children().iter().map(|c| spilled_bytes(c)).sum::<u64>()
+}

@@ -1,0 +1,273 @@
+//! [`Worker`]: one per node. Registers with the driver, runs the tasks it is sent on
+//! the local engine, hosts the model actor pools and serves its shuffle files.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use regatta_actors::{ActorRuntime, NodeResources, ResourceOverrides};
+use regatta_common::JobId;
+use regatta_engine::{Engine, EngineOptions};
+use regatta_proto::worker_control_client::WorkerControlClient;
+use regatta_proto::{
+    worker_order, AuthChannel, HeartbeatRequest, OrdersRequest, RegisterRequest, Resources,
+    TokenInterceptor,
+};
+use regatta_shuffle::{ShuffleFetcher, ShuffleFlightService, ShuffleLayout};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Endpoint;
+
+use crate::task_runner::TaskRunner;
+use crate::{Result, WorkerError, WorkerOptions};
+
+/// A running worker. Dropping it stops everything it runs.
+pub struct Worker {
+    pub id: u64,
+    pub shuffle_address: SocketAddr,
+    pub layout: ShuffleLayout,
+    tasks: JoinSet<Result<()>>,
+}
+
+impl Worker {
+    /// Starts the shuffle server, registers with the driver and starts taking tasks.
+    pub async fn start(options: WorkerOptions) -> Result<Self> {
+        let spill_root = options
+            .spill_dirs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| std::env::temp_dir().join("regatta-spill"));
+        let layout = ShuffleLayout::new(spill_root.join("shuffle"));
+        let leftovers = layout.clear()?;
+        if leftovers > 0 {
+            log::info!(
+                "removed {leftovers} leftover shuffle directories under {}",
+                layout.root().display()
+            );
+        }
+        let resources = NodeResources::detect(ResourceOverrides {
+            cpus: options.cpus.map(f64::from),
+            memory: Some(options.memory_limit),
+            gpus: options.gpus,
+        });
+        let total = resources.total();
+        let cpus = (total.cpus.round() as usize).max(1);
+        let engine = Engine::new(EngineOptions {
+            memory_limit: Some(options.memory_limit as usize),
+            spill_dirs: options
+                .spill_dirs
+                .iter()
+                .map(|d| d.join("operators"))
+                .collect(),
+            cpu_concurrency: cpus,
+            target_partitions: cpus,
+            scan_work_sharing: false,
+            ..EngineOptions::default()
+        })?;
+        for d in &options.spill_dirs {
+            let _ = std::fs::create_dir_all(d.join("operators"));
+        }
+        let actors = ActorRuntime::new(resources);
+        engine.set_model_provider(actors.clone());
+
+        let listener = TcpListener::bind(&options.bind)
+            .await
+            .map_err(|source| WorkerError::Bind {
+                address: options.bind.clone(),
+                source,
+            })?;
+        let shuffle_address = listener.local_addr().map_err(|source| WorkerError::Bind {
+            address: options.bind.clone(),
+            source,
+        })?;
+        let mut tasks = JoinSet::new();
+        let flight = FlightServiceServer::new(ShuffleFlightService::new(
+            layout.clone(),
+            options.token.clone(),
+        ))
+        .max_encoding_message_size(usize::MAX);
+        tasks.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(flight)
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await
+                .map_err(|e| WorkerError::Driver {
+                    address: shuffle_address.to_string(),
+                    message: format!("shuffle server stopped: {e}"),
+                })
+        });
+
+        let mut client = connect(&options).await?;
+        let refused = |s: tonic::Status| WorkerError::Refused {
+            address: options.driver.clone(),
+            message: s.message().to_string(),
+        };
+        let registered = client
+            .register(RegisterRequest {
+                flight_address: shuffle_address.to_string(),
+                host: shuffle_address.ip().to_string(),
+                resources: Some(Resources {
+                    cpus: cpus as u32,
+                    gpus: total.gpus as u32,
+                    memory_bytes: total.memory,
+                }),
+            })
+            .await
+            .map_err(refused)?
+            .into_inner();
+        let id = registered.worker_id;
+        let mut orders = client
+            .orders(OrdersRequest { worker_id: id })
+            .await
+            .map_err(refused)?
+            .into_inner();
+        log::info!(
+            "worker-{id} registered with {} ({cpus} CPUs, shuffle on {shuffle_address})",
+            options.driver
+        );
+
+        let interval = Duration::from_millis(u64::from(registered.heartbeat_interval_ms.max(50)));
+        let mut hb_client = client.clone();
+        let hb_actors = actors.clone();
+        let driver = options.driver.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                let reply = hb_client
+                    .heartbeat(HeartbeatRequest {
+                        worker_id: id,
+                        running_tasks: 0,
+                        model_builds: hb_actors.model_builds(),
+                    })
+                    .await;
+                match reply {
+                    Ok(r) if r.get_ref().known => {}
+                    Ok(_) => {
+                        return Err(WorkerError::LostDriver {
+                            address: driver,
+                            message: "the driver declared this worker lost".into(),
+                        })
+                    }
+                    Err(s) => {
+                        return Err(WorkerError::LostDriver {
+                            address: driver,
+                            message: s.message().to_string(),
+                        })
+                    }
+                }
+            }
+        });
+
+        let runner = Arc::new(TaskRunner {
+            worker: id,
+            engine,
+            layout: layout.clone(),
+            fetcher: Arc::new(ShuffleFetcher::new(id, layout.clone(), options.token.clone())),
+        });
+        let driver = options.driver.clone();
+        let jobs_layout = layout.clone();
+        tasks.spawn(async move {
+            let mut jobs: HashMap<JobId, JoinSet<()>> = HashMap::new();
+            loop {
+                let order = match orders.message().await {
+                    Ok(Some(o)) => o,
+                    Ok(None) => {
+                        return Err(WorkerError::LostDriver {
+                            address: driver,
+                            message: "the driver closed the order stream".into(),
+                        })
+                    }
+                    Err(s) => {
+                        return Err(WorkerError::LostDriver {
+                            address: driver,
+                            message: s.message().to_string(),
+                        })
+                    }
+                };
+                // Forget jobs whose tasks are all done.
+                jobs.retain(|_, set| {
+                    while set.try_join_next().is_some() {}
+                    !set.is_empty()
+                });
+                match order.order {
+                    Some(worker_order::Order::Task(task)) => {
+                        let job = JobId(task.key.as_ref().map(|k| k.job_id).unwrap_or(0));
+                        let runner = runner.clone();
+                        let mut reporter = client.clone();
+                        jobs.entry(job).or_default().spawn(async move {
+                            let report = runner.run(task).await;
+                            if let Err(s) = reporter.report_task(report).await {
+                                log::warn!("reporting a task: {}", s.message());
+                            }
+                        });
+                    }
+                    Some(worker_order::Order::EndJob(job)) => {
+                        let job = JobId(job);
+                        let started = Instant::now();
+                        if let Some(mut set) = jobs.remove(&job) {
+                            set.shutdown().await;
+                        }
+                        if let Err(e) = jobs_layout.remove_job(job) {
+                            log::warn!("removing the files of {job}: {e}");
+                        }
+                        log::info!("{job} ended here in {:?}", started.elapsed());
+                    }
+                    None => {}
+                }
+            }
+        });
+        Ok(Self {
+            id,
+            shuffle_address,
+            layout,
+            tasks,
+        })
+    }
+
+    /// Runs until the driver is lost or a service fails; returns why.
+    pub async fn wait(mut self) -> Result<()> {
+        match self.tasks.join_next().await {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => Err(WorkerError::LostDriver {
+                address: String::new(),
+                message: format!("a worker task stopped: {e}"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Connects to the driver, retrying until the start-up timeout.
+async fn connect(options: &WorkerOptions) -> Result<WorkerControlClient<AuthChannel>> {
+    let unreachable = |message: String| WorkerError::Driver {
+        address: options.driver.clone(),
+        message,
+    };
+    let endpoint = Endpoint::from_shared(format!("http://{}", options.driver))
+        .map_err(|e| unreachable(e.to_string()))?
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(2));
+    let deadline = Instant::now() + options.connect_timeout;
+    loop {
+        match endpoint.connect().await {
+            Ok(channel) => {
+                return Ok(WorkerControlClient::with_interceptor(
+                    channel,
+                    TokenInterceptor::new(&options.token),
+                ))
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(unreachable(format!(
+                    "{e} (gave up after {:?})",
+                    options.connect_timeout
+                )))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
