@@ -71,7 +71,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub detach: bool,
     /// Output format for the rows.
-    #[arg(long, value_enum, default_value_t = crate::OutputFormat::Table)]
+    #[arg(long, short = 'f', value_enum, default_value_t = crate::OutputFormat::Table)]
     pub format: crate::OutputFormat,
 }
 
