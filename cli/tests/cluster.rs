@@ -34,7 +34,10 @@ fn start(mut cmd: Command, marker: &str) -> (Proc, String) {
     let mut lines = BufReader::new(out).lines();
     let proc = Proc(child);
     loop {
-        let line = lines.next().expect("process exited before it was ready").unwrap();
+        let line = lines
+            .next()
+            .expect("process exited before it was ready")
+            .unwrap();
         if line.contains(marker) {
             return (proc, line);
         }
@@ -128,7 +131,9 @@ fn a_three_worker_cluster_gives_the_local_engines_rows() {
     let l = format!("lineitem={}/*.parquet", d.path().join("lineitem").display());
     let o = format!("orders={}/*.parquet", d.path().join("orders").display());
     for q in QUERIES {
-        let local = ok(regatta().args(["sql", "-f", "csv", "-t", &l, "-t", &o]).arg(q));
+        let local = ok(regatta()
+            .args(["sql", "-f", "csv", "-t", &l, "-t", &o])
+            .arg(q));
         let remote = ok(regatta()
             .args(["submit", "-f", "csv", "-t", &l, "-t", &o])
             .env("REGATTA_DRIVER", &c.driver)
@@ -169,14 +174,20 @@ fn bad_input_gets_clear_errors() {
             .args(["jobs", "status", "999"])
             .env("REGATTA_DRIVER", &c.driver),
     );
-    assert!(!success && err.contains("NotFound") && err.contains("job-999"), "{err}");
+    assert!(
+        !success && err.contains("NotFound") && err.contains("job-999"),
+        "{err}"
+    );
     // A query naming a missing table is InvalidArgument, naming it.
     let (success, _, err) = output(
         regatta()
             .args(["submit", "SELECT * FROM nowhere"])
             .env("REGATTA_DRIVER", &c.driver),
     );
-    assert!(!success && err.contains("InvalidArgument") && err.contains("nowhere"), "{err}");
+    assert!(
+        !success && err.contains("InvalidArgument") && err.contains("nowhere"),
+        "{err}"
+    );
     // A dead driver address is named.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -188,10 +199,21 @@ fn bad_input_gets_clear_errors() {
     assert!(!success && err.contains(&dead), "{err}");
     // A cluster file with an unknown key or a bad value names the key.
     let bad = d.path().join("bad.toml");
-    std::fs::write(&bad, "[driver]\nbind = \"127.0.0.1:0\"\nworker_timout_ms = 5\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[driver]\nbind = \"127.0.0.1:0\"\nworker_timout_ms = 5\n",
+    )
+    .unwrap();
     let (success, _, err) = output(regatta().args(["driver", "-c"]).arg(&bad));
     assert!(!success && err.contains("worker_timout_ms"), "{err}");
-    std::fs::write(&bad, "[driver]\nworker_timeout_ms = 100\nheartbeat_interval_ms = 500\n").unwrap();
+    std::fs::write(
+        &bad,
+        "[driver]\nworker_timeout_ms = 100\nheartbeat_interval_ms = 500\n",
+    )
+    .unwrap();
     let (success, _, err) = output(regatta().args(["driver", "-c"]).arg(&bad));
-    assert!(!success && err.contains("driver.worker_timeout_ms"), "{err}");
+    assert!(
+        !success && err.contains("driver.worker_timeout_ms"),
+        "{err}"
+    );
 }

@@ -179,15 +179,32 @@ impl ClusterConfig {
             ));
         }
         if self.driver.heartbeat_interval_ms == 0 {
-            return Err(invalid("driver.heartbeat_interval_ms", "0", "must be at least 1"));
+            return Err(invalid(
+                "driver.heartbeat_interval_ms",
+                "0",
+                "must be at least 1",
+            ));
         }
         if self.driver.max_task_failures == 0 {
-            return Err(invalid("driver.max_task_failures", "0", "must be at least 1"));
+            return Err(invalid(
+                "driver.max_task_failures",
+                "0",
+                "must be at least 1",
+            ));
         }
         ByteSize::parse(&self.driver.task_memory).map_err(|e| {
-            invalid("driver.task_memory", &self.driver.task_memory, &e.to_string())
+            invalid(
+                "driver.task_memory",
+                &self.driver.task_memory,
+                &e.to_string(),
+            )
         })?;
-        if self.worker.bind.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+        if self
+            .worker
+            .bind
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
             return Err(invalid(
                 "worker.bind",
                 &self.worker.bind,

@@ -33,7 +33,10 @@ impl TokenInterceptor {
 }
 
 impl tonic::service::Interceptor for TokenInterceptor {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(v) = &self.value {
             request.metadata_mut().insert(TOKEN_HEADER, v.clone());
         }

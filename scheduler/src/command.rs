@@ -14,7 +14,11 @@ pub struct TaskKey {
 
 impl std::fmt::Display for TaskKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}/partition-{}", self.job, self.stage, self.partition)
+        write!(
+            f,
+            "{}/{}/partition-{}",
+            self.job, self.stage, self.partition
+        )
     }
 }
 
@@ -60,14 +64,31 @@ pub enum Command {
         stages: Vec<StageSpec>,
     },
     /// A job failed for good (planning, or a task out of retries).
-    FailJob { job: JobId, reason: String },
+    FailJob {
+        job: JobId,
+        reason: String,
+    },
     /// A client cancelled a job.
-    CancelJob { job: JobId },
+    CancelJob {
+        job: JobId,
+    },
     /// The driver holds the job's result rows.
-    CompleteJob { job: JobId, rows: u64 },
-    WorkerJoined { worker: WorkerId, spec: WorkerSpec },
-    WorkerLost { worker: WorkerId, reason: String },
-    TaskAssigned { task: TaskKey, worker: WorkerId },
+    CompleteJob {
+        job: JobId,
+        rows: u64,
+    },
+    WorkerJoined {
+        worker: WorkerId,
+        spec: WorkerSpec,
+    },
+    WorkerLost {
+        worker: WorkerId,
+        reason: String,
+    },
+    TaskAssigned {
+        task: TaskKey,
+        worker: WorkerId,
+    },
     TaskFinished {
         task: TaskKey,
         worker: WorkerId,

@@ -45,7 +45,10 @@ impl fmt::Display for JobStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskStatus {
     Pending,
-    Running { worker: WorkerId, attempt: u32 },
+    Running {
+        worker: WorkerId,
+        attempt: u32,
+    },
     Done {
         worker: WorkerId,
         outputs: Vec<OutputStats>,

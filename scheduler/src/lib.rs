@@ -20,3 +20,6 @@ pub use error::{Result, SchedulerError};
 pub use job_state::{JobState, JobStatus, StageState, TaskState, TaskStatus};
 pub use stage_planner::{split_into_stages, PlannedStage};
 pub use state::{DriverState, WorkerState, DEFAULT_MAX_TASK_FAILURES};
+
+#[cfg(test)]
+mod state_tests;

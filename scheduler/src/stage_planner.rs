@@ -78,7 +78,10 @@ impl Splitter {
             inputs.extend(i);
         }
         if let Some(r) = plan.downcast_ref::<RepartitionExec>() {
-            let child = children.into_iter().next().unwrap_or_else(|| r.input().clone());
+            let child = children
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| r.input().clone());
             return match r.partitioning() {
                 Partitioning::Hash(keys, n) => {
                     let read = self.new_stage(

@@ -158,7 +158,9 @@ impl DriverState {
             return Err(SchedulerError::DuplicateJob(job));
         }
         let Some(last) = stages.last() else {
-            return Err(SchedulerError::InvalidCommand(format!("{job} has no stages")));
+            return Err(SchedulerError::InvalidCommand(format!(
+                "{job} has no stages"
+            )));
         };
         let mut seen = BTreeSet::new();
         for s in stages {

@@ -69,7 +69,12 @@ impl ClusterClient {
     }
 
     /// Submits SQL over `tables` (name, path); returns the accepted job.
-    pub async fn submit_sql(&self, name: &str, sql: &str, tables: &[(&str, &str)]) -> Result<JobInfo> {
+    pub async fn submit_sql(
+        &self,
+        name: &str,
+        sql: &str,
+        tables: &[(&str, &str)],
+    ) -> Result<JobInfo> {
         self.submit(SubmitRequest {
             name: name.to_string(),
             plan: Some(submit_request::Plan::Sql(sql.to_string())),

@@ -55,7 +55,9 @@ impl DataFrame {
         })?;
         let request = regatta_proto::SubmitRequest {
             name: String::new(),
-            plan: Some(regatta_proto::submit_request::Plan::LogicalPlan(bytes.to_vec())),
+            plan: Some(regatta_proto::submit_request::Plan::LogicalPlan(
+                bytes.to_vec(),
+            )),
             tables: Vec::new(),
         };
         Ok(Some(cluster.run(request).await?))

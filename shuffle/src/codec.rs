@@ -21,9 +21,7 @@ use regatta_common::{JobId, StageId};
 use regatta_engine::morsel::{MorselExec, StreamingFilterExec};
 use regatta_engine::Engine;
 use regatta_proto::plan_node::Node;
-use regatta_proto::{
-    MorselNode, PlanNode, ShuffleReadNode, ShuffleWriteNode, StreamingFilterNode,
-};
+use regatta_proto::{MorselNode, PlanNode, ShuffleReadNode, ShuffleWriteNode, StreamingFilterNode};
 
 use crate::{ShuffleInput, ShuffleLayout, ShufflePartitioning, ShuffleReadExec, ShuffleWriteExec};
 

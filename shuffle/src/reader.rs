@@ -58,7 +58,11 @@ mod tests {
         assert_eq!(out.len(), 3);
         assert!(out.iter().all(|o| o.rows == 10 && o.bytes > 0));
         let b = read_map_output(&layout, ids, 2).unwrap();
-        let k = b[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        let k = b[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         assert_eq!(k.len(), 10);
         assert!(k.values().iter().all(|&v| v == 2));
         assert!(read_map_output(&layout, ids, 3).unwrap().is_empty());

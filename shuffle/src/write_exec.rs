@@ -55,7 +55,9 @@ impl ShuffleWriteExec {
     ) -> Self {
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(stats_schema()),
-            Partitioning::UnknownPartitioning(input.properties().output_partitioning().partition_count()),
+            Partitioning::UnknownPartitioning(
+                input.properties().output_partitioning().partition_count(),
+            ),
             EmissionType::Final,
             Boundedness::Bounded,
         ));
@@ -90,7 +92,11 @@ impl ShuffleWriteExec {
     pub fn output_partitions(&self) -> usize {
         match &self.partitioning {
             ShufflePartitioning::Hash(_, n) => *n,
-            ShufflePartitioning::PerTask => self.input.properties().output_partitioning().partition_count(),
+            ShufflePartitioning::PerTask => self
+                .input
+                .properties()
+                .output_partitioning()
+                .partition_count(),
         }
     }
 
@@ -113,14 +119,13 @@ impl ShuffleWriteExec {
         )
         .map_err(external)?;
         let timer = MetricBuilder::new(&self.metrics).subset_time("repart_time", partition);
-        let mut partitioner = match &self.partitioning {
-            ShufflePartitioning::Hash(exprs, n) => Some(BatchPartitioner::new_hash_partitioner(
-                exprs.clone(),
-                *n,
-                timer,
-            )?),
-            ShufflePartitioning::PerTask => None,
-        };
+        let mut partitioner =
+            match &self.partitioning {
+                ShufflePartitioning::Hash(exprs, n) => Some(
+                    BatchPartitioner::new_hash_partitioner(exprs.clone(), *n, timer)?,
+                ),
+                ShufflePartitioning::PerTask => None,
+            };
         let mut stream = self.input.execute(partition, ctx)?;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
@@ -131,9 +136,7 @@ impl ShuffleWriteExec {
                 Some(p) => p.partition(batch, |part, b| {
                     writer.append(part as u32, &b).map_err(external)
                 })?,
-                None => writer
-                    .append(partition as u32, &batch)
-                    .map_err(external)?,
+                None => writer.append(partition as u32, &batch).map_err(external)?,
             }
         }
         writer.finish().map_err(external)
@@ -190,9 +193,10 @@ impl ExecutionPlan for ShuffleWriteExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let input = children.into_iter().next().ok_or_else(|| {
-            DataFusionError::Internal("ShuffleWriteExec needs one child".into())
-        })?;
+        let input = children
+            .into_iter()
+            .next()
+            .ok_or_else(|| DataFusionError::Internal("ShuffleWriteExec needs one child".into()))?;
         Ok(Arc::new(Self::new(
             (self.job, self.stage),
             input,
@@ -222,7 +226,10 @@ impl ExecutionPlan for ShuffleWriteExec {
                 vec![Arc::new(parts), Arc::new(rows), Arc::new(bytes)],
             )?)
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(stats_schema(), stream)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            stats_schema(),
+            stream,
+        )))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

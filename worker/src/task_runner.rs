@@ -102,7 +102,10 @@ impl TaskRunner {
             key.job_id,
             key.stage_id,
             key.partition,
-            outputs.iter().map(|o| (o.partition, o.rows)).collect::<Vec<_>>()
+            outputs
+                .iter()
+                .map(|o| (o.partition, o.rows))
+                .collect::<Vec<_>>()
         );
         let stats = outputs
             .iter()
@@ -118,9 +121,10 @@ impl TaskRunner {
 
 /// Bytes every operator of `plan` spilled.
 fn spilled_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
-    let own = plan
-        .metrics()
-        .and_then(|m| m.spilled_bytes())
-        .unwrap_or(0) as u64;
-    own + plan.children().iter().map(|c| spilled_bytes(c)).sum::<u64>()
+    let own = plan.metrics().and_then(|m| m.spilled_bytes()).unwrap_or(0) as u64;
+    own + plan
+        .children()
+        .iter()
+        .map(|c| spilled_bytes(c))
+        .sum::<u64>()
 }

@@ -73,12 +73,13 @@ impl Worker {
         let actors = ActorRuntime::new(resources);
         engine.set_model_provider(actors.clone());
 
-        let listener = TcpListener::bind(&options.bind)
-            .await
-            .map_err(|source| WorkerError::Bind {
-                address: options.bind.clone(),
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(&options.bind)
+                .await
+                .map_err(|source| WorkerError::Bind {
+                    address: options.bind.clone(),
+                    source,
+                })?;
         let shuffle_address = listener.local_addr().map_err(|source| WorkerError::Bind {
             address: options.bind.clone(),
             source,
@@ -166,7 +167,11 @@ impl Worker {
             worker: id,
             engine,
             layout: layout.clone(),
-            fetcher: Arc::new(ShuffleFetcher::new(id, layout.clone(), options.token.clone())),
+            fetcher: Arc::new(ShuffleFetcher::new(
+                id,
+                layout.clone(),
+                options.token.clone(),
+            )),
         });
         let driver = options.driver.clone();
         let jobs_layout = layout.clone();

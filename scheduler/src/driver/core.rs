@@ -226,8 +226,7 @@ impl Driver {
 
     /// One round of placement: decide, record, send.
     pub async fn schedule_round(&self) -> usize {
-        let connected: BTreeSet<WorkerId> =
-            lock(&self.inner.live).orders.keys().copied().collect();
+        let connected: BTreeSet<WorkerId> = lock(&self.inner.live).orders.keys().copied().collect();
         let mut sent = 0;
         let picks = self.with_state(|s| next_assignments(s, ROUND_LIMIT));
         for (task, worker) in picks {
@@ -331,8 +330,12 @@ impl Driver {
 
     /// Starts fetching the rows of every job whose result stage is complete.
     fn collect_ready_results(&self) {
-        let ready: Vec<JobId> =
-            self.with_state(|s| s.jobs().filter(|(_, j)| j.results_ready()).map(|(id, _)| *id).collect());
+        let ready: Vec<JobId> = self.with_state(|s| {
+            s.jobs()
+                .filter(|(_, j)| j.results_ready())
+                .map(|(id, _)| *id)
+                .collect()
+        });
         for job in ready {
             if !lock(&self.inner.live).collecting.insert(job) {
                 continue;
@@ -359,24 +362,25 @@ impl Driver {
 
     async fn fetch_results(&self, job: JobId) -> Result<Vec<RecordBatch>> {
         use futures::TryStreamExt;
-        let (stage, maps) = self.with_state(|s| {
-            let j = s.job(job)?;
-            let maps: Vec<MapLocation> = j
-                .map_outputs(j.final_stage)
-                .into_iter()
-                .map(|(map, worker, partitions)| MapLocation {
-                    map_partition: map,
-                    worker: worker.0,
-                    address: s
-                        .worker(worker)
-                        .map(|w| w.spec.address.clone())
-                        .unwrap_or_default(),
-                    partitions,
-                })
-                .collect();
-            Some((j.final_stage, maps))
-        })
-        .ok_or(SchedulerError::UnknownJob(job))?;
+        let (stage, maps) = self
+            .with_state(|s| {
+                let j = s.job(job)?;
+                let maps: Vec<MapLocation> = j
+                    .map_outputs(j.final_stage)
+                    .into_iter()
+                    .map(|(map, worker, partitions)| MapLocation {
+                        map_partition: map,
+                        worker: worker.0,
+                        address: s
+                            .worker(worker)
+                            .map(|w| w.spec.address.clone())
+                            .unwrap_or_default(),
+                        partitions,
+                    })
+                    .collect();
+                Some((j.final_stage, maps))
+            })
+            .ok_or(SchedulerError::UnknownJob(job))?;
         let mut out = Vec::new();
         for map in maps {
             if !map.partitions.contains(&map.map_partition) {

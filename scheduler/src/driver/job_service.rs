@@ -63,7 +63,12 @@ impl JobService for JobServiceImpl {
         }
         let cmd = self
             .planner
-            .plan(job, &request, cpus as usize, self.driver.options().task_memory)
+            .plan(
+                job,
+                &request,
+                cpus as usize,
+                self.driver.options().task_memory,
+            )
             .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.driver

@@ -82,7 +82,11 @@ impl Planner {
                     .map_err(|e| SchedulerError::Plan(format!("malformed logical plan: {e}")))?;
                 ctx.execute_logical_plan(plan).await?
             }
-            None => return Err(SchedulerError::Plan("the request has no plan or SQL".into())),
+            None => {
+                return Err(SchedulerError::Plan(
+                    "the request has no plan or SQL".into(),
+                ))
+            }
         };
         let physical = engine.physical_plan(df).await?;
         let codec = RegattaCodec::encoder();

@@ -22,9 +22,9 @@ pub struct DriverHandle {
 impl DriverHandle {
     /// Binds `bind` (port 0 picks one) and serves until dropped.
     pub async fn start(bind: &str, options: DriverOptions, planner: Planner) -> Result<Self> {
-        let listener = TcpListener::bind(bind).await.map_err(|e| {
-            SchedulerError::Plan(format!("driver cannot listen on {bind}: {e}"))
-        })?;
+        let listener = TcpListener::bind(bind)
+            .await
+            .map_err(|e| SchedulerError::Plan(format!("driver cannot listen on {bind}: {e}")))?;
         let address = listener
             .local_addr()
             .map_err(|e| SchedulerError::Plan(format!("driver address: {e}")))?;

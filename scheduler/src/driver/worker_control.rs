@@ -98,7 +98,9 @@ impl WorkerControl for WorkerControlImpl {
     ) -> Result<Response<Self::OrdersStream>, Status> {
         let worker = WorkerId(request.into_inner().worker_id);
         let rx = self.driver.connect_worker(worker).map_err(|_| {
-            Status::not_found(format!("{worker} is not registered (or was lost); register again"))
+            Status::not_found(format!(
+                "{worker} is not registered (or was lost); register again"
+            ))
         })?;
         Ok(Response::new(OrderStream {
             rx,

@@ -1,0 +1,192 @@
+//! The state machine: replay, recovery from a lost worker, placement.
+
+use regatta_common::{JobId, Resources, StageId, WorkerId};
+
+use crate::job_state::{JobStatus, TaskStatus};
+use crate::{next_assignments, Command, DriverState, OutputStats, StageSpec, TaskKey, WorkerSpec};
+
+fn stage(id: u64, tasks: u32, inputs: Vec<u64>, gpus: f64) -> StageSpec {
+    StageSpec {
+        stage: StageId(id),
+        tasks,
+        inputs: inputs.into_iter().map(StageId).collect(),
+        output_partitions: 2,
+        demand: Resources {
+            cpus: 1.0,
+            gpus,
+            memory: 1 << 20,
+        },
+        plan: Vec::new(),
+    }
+}
+
+fn worker(id: u64, cpus: f64, gpus: f64) -> Command {
+    Command::WorkerJoined {
+        worker: WorkerId(id),
+        spec: WorkerSpec {
+            address: format!("127.0.0.1:{id}"),
+            host: "127.0.0.1".into(),
+            resources: Resources {
+                cpus,
+                gpus,
+                memory: 1 << 30,
+            },
+        },
+    }
+}
+
+/// Assigns everything placeable and finishes it, as a driver would.
+fn run_round(s: &mut DriverState, log: &mut Vec<Command>) -> usize {
+    let picks = next_assignments(s, 1000);
+    for (task, w) in &picks {
+        let c = Command::TaskAssigned {
+            task: *task,
+            worker: *w,
+        };
+        s.apply(&c).unwrap();
+        log.push(c);
+    }
+    for (task, w) in &picks {
+        let c = Command::TaskFinished {
+            task: *task,
+            worker: *w,
+            attempt: s.job(task.job).unwrap().stages[&task.stage].tasks[task.partition as usize]
+                .launches,
+            outputs: vec![OutputStats {
+                partition: task.partition % 2,
+                rows: 10,
+                bytes: 100,
+            }],
+            spilled_bytes: 0,
+        };
+        let _ = s.apply(&c);
+        log.push(c);
+    }
+    picks.len()
+}
+
+#[test]
+fn a_lost_worker_reruns_its_tasks_and_recomputes_needed_outputs_and_replays() {
+    let mut s = DriverState::default();
+    let mut log = vec![worker(1, 2.0, 0.0), worker(2, 2.0, 0.0)];
+    log.push(Command::SubmitJob {
+        job: JobId(1),
+        name: "j".into(),
+        stages: vec![stage(1, 4, vec![], 0.0), stage(2, 2, vec![1], 0.0)],
+    });
+    for c in &log {
+        s.apply(c).unwrap();
+    }
+    // Stage 1 runs on both workers; stage 2 waits for it.
+    assert_eq!(run_round(&mut s, &mut log), 4);
+    let j = s.job(JobId(1)).unwrap();
+    assert!(j.stages[&StageId(1)].is_done());
+    // Worker 1 dies before stage 2 ran: its stage-1 outputs are still needed.
+    let lost = Command::WorkerLost {
+        worker: WorkerId(1),
+        reason: "killed".into(),
+    };
+    s.apply(&lost).unwrap();
+    log.push(lost);
+    let j = s.job(JobId(1)).unwrap();
+    assert_eq!(j.recomputed_outputs, 2, "two map outputs lived on worker 1");
+    assert!(!j.stages[&StageId(1)].is_done());
+    // They are recomputed on worker 2, then stage 2 runs, all on worker 2.
+    while run_round(&mut s, &mut log) > 0 {}
+    let j = s.job(JobId(1)).unwrap();
+    assert!(j.results_ready());
+    for st in j.stages.values() {
+        for t in &st.tasks {
+            assert!(matches!(t.status, TaskStatus::Done { worker, .. } if worker == WorkerId(2)));
+        }
+    }
+    let done = Command::CompleteJob {
+        job: JobId(1),
+        rows: 20,
+    };
+    s.apply(&done).unwrap();
+    log.push(done);
+    assert_eq!(s.job(JobId(1)).unwrap().status, JobStatus::Succeeded);
+    // Replaying the log gives the same state.
+    let mut replay = DriverState::default();
+    for c in &log {
+        let _ = replay.apply(c);
+    }
+    assert_eq!(replay, s);
+}
+
+#[test]
+fn a_task_out_of_retries_fails_its_job_naming_task_worker_and_cause() {
+    let mut s = DriverState::new(2);
+    s.apply(&worker(1, 1.0, 0.0)).unwrap();
+    s.apply(&Command::SubmitJob {
+        job: JobId(7),
+        name: "j".into(),
+        stages: vec![stage(1, 1, vec![], 0.0)],
+    })
+    .unwrap();
+    let task = TaskKey {
+        job: JobId(7),
+        stage: StageId(1),
+        partition: 0,
+    };
+    for attempt in 1..=2 {
+        s.apply(&Command::TaskAssigned {
+            task,
+            worker: WorkerId(1),
+        })
+        .unwrap();
+        s.apply(&Command::TaskFailed {
+            task,
+            worker: WorkerId(1),
+            attempt,
+            error: "disk full".into(),
+            lost_input: None,
+        })
+        .unwrap();
+    }
+    match &s.job(JobId(7)).unwrap().status {
+        JobStatus::Failed(r) => {
+            assert!(
+                r.contains("job-7/stage-1/partition-0")
+                    && r.contains("worker-1")
+                    && r.contains("disk full"),
+                "{r}"
+            )
+        }
+        other => panic!("{other}"),
+    }
+    // Its resources are free again.
+    assert_eq!(s.worker(WorkerId(1)).unwrap().used.cpus, 0.0);
+}
+
+#[test]
+fn placement_respects_cpus_and_gpus() {
+    let mut s = DriverState::default();
+    s.apply(&worker(1, 2.0, 0.0)).unwrap();
+    s.apply(&worker(2, 1.0, 1.0)).unwrap();
+    s.apply(&Command::SubmitJob {
+        job: JobId(1),
+        name: "gpu".into(),
+        stages: vec![stage(1, 3, vec![], 1.0)],
+    })
+    .unwrap();
+    // Only worker 2 has a GPU, and only one: one task now, none on worker 1.
+    let picks = next_assignments(&s, 100);
+    assert_eq!(picks.len(), 1);
+    assert_eq!(picks[0].1, WorkerId(2));
+    // CPU tasks fill the CPUs and no more.
+    s.apply(&Command::SubmitJob {
+        job: JobId(2),
+        name: "cpu".into(),
+        stages: vec![stage(1, 10, vec![], 0.0)],
+    })
+    .unwrap();
+    // The GPU task takes worker 2's only CPU: CPU tasks fill worker 1's two.
+    let picks = next_assignments(&s, 100);
+    assert_eq!(picks.len(), 1 + 2, "{picks:?}");
+    assert!(
+        picks[1..].iter().all(|(_, w)| *w == WorkerId(1)),
+        "{picks:?}"
+    );
+}
