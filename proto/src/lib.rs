@@ -8,6 +8,9 @@
 
 tonic::include_proto!("regatta.v1");
 
+mod token_check;
+pub use token_check::TokenCheck;
+
 /// The metadata key carrying the cluster token on every call.
 pub const TOKEN_HEADER: &str = "authorization";
 

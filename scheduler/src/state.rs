@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use regatta_common::{JobId, Resources, StageId, WorkerId};
+use regatta_shuffle::MapLocation;
 
 use crate::job_state::{JobState, JobStatus, StageState, TaskStatus};
 use crate::{Command, Result, SchedulerError, StageSpec, TaskKey, WorkerSpec};
@@ -406,6 +407,26 @@ impl DriverState {
     /// A worker by id.
     pub fn worker(&self, worker: WorkerId) -> Option<&WorkerState> {
         self.workers.get(&worker)
+    }
+
+    /// Where every finished task of `stage` of `job` left its output.
+    pub fn map_locations(&self, job: JobId, stage: StageId) -> Vec<MapLocation> {
+        let Some(j) = self.jobs.get(&job) else {
+            return Vec::new();
+        };
+        j.map_outputs(stage)
+            .into_iter()
+            .map(|(map, worker, partitions)| MapLocation {
+                map_partition: map,
+                worker: worker.0,
+                address: self
+                    .workers
+                    .get(&worker)
+                    .map(|w| w.spec.address.clone())
+                    .unwrap_or_default(),
+                partitions,
+            })
+            .collect()
     }
 
     /// Every worker, in id order.

@@ -31,8 +31,9 @@ pub struct MapLocation {
 /// What a node needs to read shuffle data: its own files and its peers' servers.
 #[derive(Debug)]
 pub struct ShuffleFetcher {
-    local_worker: u64,
-    layout: ShuffleLayout,
+    /// This node's worker id and spill directory; None where no shuffle files live
+    /// (the driver).
+    local: Option<(u64, ShuffleLayout)>,
     token: String,
     channels: Mutex<HashMap<String, Channel>>,
 }
@@ -41,8 +42,16 @@ impl ShuffleFetcher {
     /// The fetcher of worker `local_worker`, whose files are under `layout`.
     pub fn new(local_worker: u64, layout: ShuffleLayout, token: String) -> Self {
         Self {
-            local_worker,
-            layout,
+            local: Some((local_worker, layout)),
+            token,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A fetcher that reads everything over Flight (for the driver).
+    pub fn remote(token: String) -> Self {
+        Self {
+            local: None,
             token,
             channels: Mutex::new(HashMap::new()),
         }
@@ -71,8 +80,8 @@ impl ShuffleFetcher {
         map: &MapLocation,
         partition: u32,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
-        if map.worker == self.local_worker {
-            let layout = self.layout.clone();
+        if let Some((_, layout)) = self.local.as_ref().filter(|(w, _)| *w == map.worker) {
+            let layout = layout.clone();
             let task = TaskId(u64::from(map.map_partition));
             let batches = tokio::task::spawn_blocking(move || {
                 read_map_output(&layout, (job, stage, task), partition)

@@ -12,7 +12,7 @@ use futures::stream::{self, Stream};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use regatta_common::{JobId, StageId, TaskId};
-use regatta_proto::ShuffleTicket;
+use regatta_proto::{ShuffleTicket, TokenCheck};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{read_map_output, ShuffleLayout};
@@ -24,21 +24,14 @@ type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'sta
 #[derive(Debug, Clone)]
 pub struct ShuffleFlightService {
     layout: ShuffleLayout,
-    token: String,
+    token: TokenCheck,
 }
 
 impl ShuffleFlightService {
     pub fn new(layout: ShuffleLayout, token: String) -> Self {
-        Self { layout, token }
-    }
-
-    fn check_token<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let want = regatta_proto::bearer(&self.token);
-        match request.metadata().get(regatta_proto::TOKEN_HEADER) {
-            Some(v) if v.as_bytes() == want.as_bytes() => Ok(()),
-            _ => Err(Status::unauthenticated(
-                "shuffle request refused: wrong or missing cluster token",
-            )),
+        Self {
+            layout,
+            token: TokenCheck::new(&token),
         }
     }
 }
@@ -98,7 +91,7 @@ impl FlightService for ShuffleFlightService {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        self.check_token(&request)?;
+        self.token.verify(request.metadata())?;
         let ticket = ShuffleTicket::decode(request.into_inner().ticket)
             .map_err(|e| Status::invalid_argument(format!("bad shuffle ticket: {e}")))?;
         let layout = self.layout.clone();

@@ -33,7 +33,7 @@ pub enum ShufflePartitioning {
 }
 
 /// Runs one partition of its input and writes it to shuffle files.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ShuffleWriteExec {
     job: JobId,
     stage: StageId,
@@ -210,12 +210,7 @@ impl ExecutionPlan for ShuffleWriteExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        let me = Self::new(
-            (self.job, self.stage),
-            self.input.clone(),
-            self.partitioning.clone(),
-            self.layout.clone(),
-        );
+        let me = self.clone();
         let stream = futures::stream::once(async move {
             let outputs = me.write(partition, context).await?;
             let parts: UInt32Array = outputs.iter().map(|o| o.partition).collect();

@@ -9,6 +9,8 @@ pub enum WorkerError {
     Refused { address: String, message: String },
     #[error("lost the driver at {address}: {message}")]
     LostDriver { address: String, message: String },
+    #[error("the worker stopped: {0}")]
+    Stopped(String),
     #[error("shuffle server cannot listen on {address}: {source}")]
     Bind {
         address: String,

@@ -95,9 +95,8 @@ impl Worker {
                 .add_service(flight)
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await
-                .map_err(|e| WorkerError::Driver {
-                    address: shuffle_address.to_string(),
-                    message: format!("shuffle server stopped: {e}"),
+                .map_err(|e| {
+                    WorkerError::Stopped(format!("shuffle server on {shuffle_address}: {e}"))
                 })
         });
 
@@ -237,10 +236,7 @@ impl Worker {
     pub async fn wait(mut self) -> Result<()> {
         match self.tasks.join_next().await {
             Some(Ok(r)) => r,
-            Some(Err(e)) => Err(WorkerError::LostDriver {
-                address: String::new(),
-                message: format!("a worker task stopped: {e}"),
-            }),
+            Some(Err(e)) => Err(WorkerError::Stopped(format!("a worker task ended: {e}"))),
             None => Ok(()),
         }
     }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use datafusion::arrow::record_batch::RecordBatch;
 use regatta_common::{JobId, StageId, WorkerId};
 use regatta_proto::{worker_order, JobInfo, MapOutput, StageInput, TaskAssignment, WorkerOrder};
-use regatta_shuffle::{MapLocation, ShuffleFetcher, ShuffleLayout};
+use regatta_shuffle::ShuffleFetcher;
 use tokio::sync::{mpsc, Notify};
 
 use super::DriverOptions;
@@ -55,11 +55,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Driver {
     pub fn new(options: DriverOptions) -> Self {
-        let fetcher = ShuffleFetcher::new(
-            u64::MAX,
-            ShuffleLayout::new(std::env::temp_dir()),
-            options.token.clone(),
-        );
+        let fetcher = ShuffleFetcher::remote(options.token.clone());
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(DriverState::new(options.max_task_failures)),
@@ -265,17 +261,14 @@ impl Driver {
                 .iter()
                 .map(|input| StageInput {
                     stage_id: input.0 as u32,
-                    outputs: job
-                        .map_outputs(*input)
+                    outputs: s
+                        .map_locations(task.job, *input)
                         .into_iter()
-                        .map(|(map, worker, partitions)| MapOutput {
-                            map_partition: map,
-                            worker_id: worker.0,
-                            flight_address: s
-                                .worker(worker)
-                                .map(|w| w.spec.address.clone())
-                                .unwrap_or_default(),
-                            partitions,
+                        .map(|m| MapOutput {
+                            map_partition: m.map_partition,
+                            worker_id: m.worker,
+                            flight_address: m.address,
+                            partitions: m.partitions,
                         })
                         .collect(),
                 })
@@ -364,21 +357,8 @@ impl Driver {
         use futures::TryStreamExt;
         let (stage, maps) = self
             .with_state(|s| {
-                let j = s.job(job)?;
-                let maps: Vec<MapLocation> = j
-                    .map_outputs(j.final_stage)
-                    .into_iter()
-                    .map(|(map, worker, partitions)| MapLocation {
-                        map_partition: map,
-                        worker: worker.0,
-                        address: s
-                            .worker(worker)
-                            .map(|w| w.spec.address.clone())
-                            .unwrap_or_default(),
-                        partitions,
-                    })
-                    .collect();
-                Some((j.final_stage, maps))
+                let stage = s.job(job)?.final_stage;
+                Some((stage, s.map_locations(job, stage)))
             })
             .ok_or(SchedulerError::UnknownJob(job))?;
         let mut out = Vec::new();

@@ -1,6 +1,5 @@
 //! The driver process: gRPC services for clients and workers over the state machine.
 
-mod auth;
 mod core;
 mod job_service;
 mod options;
@@ -9,7 +8,6 @@ mod server;
 mod worker_control;
 
 pub use self::core::{info_of, Driver};
-pub use auth::TokenCheck;
 pub use job_service::JobServiceImpl;
 pub use options::DriverOptions;
 pub use planning::Planner;

@@ -21,22 +21,12 @@ pub struct Planner {
     pub models: Option<Arc<dyn ModelProvider>>,
 }
 
+/// A table's format: as named, else guessed from its path, else Parquet.
 fn format_of(name: &str, path: &str, format: &str) -> Result<FileFormat> {
-    let f = if format.is_empty() {
-        path.rsplit('.').next().unwrap_or("")
-    } else {
-        format
-    };
-    match f.to_ascii_lowercase().as_str() {
-        "parquet" => Ok(FileFormat::Parquet),
-        "csv" => Ok(FileFormat::Csv),
-        "json" | "ndjson" => Ok(FileFormat::Json),
-        "lance" => Ok(FileFormat::Lance),
-        _ if format.is_empty() => Ok(FileFormat::Parquet),
-        other => Err(SchedulerError::Plan(format!(
-            "table {name}: unknown format {other:?}; use parquet, csv, json or lance"
-        ))),
+    if format.is_empty() {
+        return Ok(FileFormat::from_path(path).unwrap_or(FileFormat::Parquet));
     }
+    FileFormat::parse(format).map_err(|e| SchedulerError::Plan(format!("table {name}: {e}")))
 }
 
 impl Planner {

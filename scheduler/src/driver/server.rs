@@ -9,7 +9,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use super::{Driver, DriverOptions, JobServiceImpl, Planner, TokenCheck, WorkerControlImpl};
+use regatta_proto::TokenCheck;
+
+use super::{Driver, DriverOptions, JobServiceImpl, Planner, WorkerControlImpl};
 use crate::{Result, SchedulerError};
 
 /// A running driver; dropping it stops the services and loops.

@@ -1,8 +1,9 @@
 //! The cluster token check every service runs before a call.
 
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Status};
 
-/// An interceptor refusing calls without `Bearer <token>`.
+/// Refuses calls without `Bearer <token>`.
 #[derive(Debug, Clone)]
 pub struct TokenCheck {
     want: String,
@@ -11,14 +12,14 @@ pub struct TokenCheck {
 impl TokenCheck {
     pub fn new(token: &str) -> Self {
         Self {
-            want: regatta_proto::bearer(token),
+            want: crate::bearer(token),
         }
     }
 
-    /// Passes the request on when it carries the token.
-    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
-        match request.metadata().get(regatta_proto::TOKEN_HEADER) {
-            Some(v) if v.as_bytes() == self.want.as_bytes() => Ok(request),
+    /// Ok when `metadata` carries the token.
+    pub fn verify(&self, metadata: &MetadataMap) -> Result<(), Status> {
+        match metadata.get(crate::TOKEN_HEADER) {
+            Some(v) if v.as_bytes() == self.want.as_bytes() => Ok(()),
             Some(_) => Err(Status::unauthenticated(
                 "wrong cluster token: use the token in the cluster file's [cluster] token",
             )),
@@ -26,5 +27,11 @@ impl TokenCheck {
                 "no cluster token: pass the token in the cluster file's [cluster] token",
             )),
         }
+    }
+
+    /// An interceptor: passes the request on when it carries the token.
+    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.verify(request.metadata())?;
+        Ok(request)
     }
 }
