@@ -23,9 +23,14 @@ struct Args {
     /// The generated data (gen_data.py --out DIR).
     #[arg(long, default_value = "/tmp/regatta-bench-data")]
     data: String,
-    /// Only `native` (the in-process engine) exists for now.
+    /// `native` (the in-process engine) or `cluster` (a running regatta cluster,
+    /// see `--driver`; W1, W3a and W3b).
     #[arg(long, default_value = "native")]
     runner: String,
+    /// The driver for `--runner cluster` (`HOST:PORT` or `http://HOST:PORT`);
+    /// default: `REGATTA_DRIVER`.
+    #[arg(long)]
+    driver: Option<String>,
     /// Where output directories are made (default: the system temp dir).
     #[arg(long)]
     out_root: Option<String>,

@@ -49,8 +49,8 @@ LIMIT 10";
 
 /// Runs the workload `args.workload`.
 pub async fn run(args: &Args) -> Res<Value> {
-    if args.runner != "native" {
-        return Err(format!("runner {:?} is not available yet; use native", args.runner).into());
+    if args.runner != "native" && args.runner != "cluster" {
+        return Err(format!("unknown runner {:?}; use native or cluster", args.runner).into());
     }
     let name = match args.workload.as_str() {
         "w1" => "image",
@@ -60,11 +60,17 @@ pub async fn run(args: &Args) -> Res<Value> {
         "w5" => "embed_stub",
         other => other,
     };
+    if args.runner == "cluster" && !matches!(name, "image" | "tpch_q1" | "tpch_q3") {
+        return Err(format!(
+            "{name} runs only on the native runner; the cluster runs image, tpch_q1 and tpch_q3"
+        )
+        .into());
+    }
     let data = Path::new(&args.data);
     let (rows, secs, mut extra) = match name {
         "image" => w1_image(args, data).await?,
-        "tpch_q1" => tpch(data, Q1, &["lineitem"]).await?,
-        "tpch_q3" => tpch(data, Q3, &["customer", "orders", "lineitem"]).await?,
+        "tpch_q1" => tpch(args, data, Q1, &["lineitem"]).await?,
+        "tpch_q3" => tpch(args, data, Q3, &["customer", "orders", "lineitem"]).await?,
         "lance_take" => w4_lance_take(data).await?,
         "embed_stub" => w5_embed(args, data).await?,
         "embed_minilm" => embed_minilm(args, data).await?,
@@ -87,6 +93,25 @@ pub async fn run(args: &Args) -> Res<Value> {
         obj.append(more);
     }
     Ok(rec)
+}
+
+/// The session a workload runs on: the in-process engine, or the cluster whose
+/// driver `--driver` (or `REGATTA_DRIVER`) names, with the token in `REGATTA_TOKEN`.
+async fn session(args: &Args) -> Res<Session> {
+    if args.runner != "cluster" {
+        return Ok(Session::local_from_env()?);
+    }
+    let driver = args
+        .driver
+        .clone()
+        .or_else(|| std::env::var("REGATTA_DRIVER").ok())
+        .ok_or("--runner cluster needs --driver http://HOST:PORT (or REGATTA_DRIVER)")?;
+    let url = if driver.contains("://") {
+        driver
+    } else {
+        format!("http://{driver}")
+    };
+    Ok(Session::connect(&url).await?)
 }
 
 fn out_dir(args: &Args, name: &str) -> Res<PathBuf> {
@@ -125,7 +150,7 @@ fn finish_output(args: &Args, dir: &Path, extra: &mut Value) {
 
 async fn w1_image(args: &Args, data: &Path) -> Res<(u64, f64, Value)> {
     let od = out_dir(args, "w1")?;
-    let session = Session::local_from_env()?;
+    let session = session(args).await?;
     let t0 = Instant::now();
     // The stand-in model: the built-in batch function giving each image's mean.
     let mean_pixels = session.engine().function("image_mean")?;
@@ -173,8 +198,8 @@ async fn w1_image(args: &Args, data: &Path) -> Res<(u64, f64, Value)> {
     Ok((rows, secs, extra))
 }
 
-async fn tpch(data: &Path, sql: &str, tables: &[&str]) -> Res<(u64, f64, Value)> {
-    let session = Session::local_from_env()?;
+async fn tpch(args: &Args, data: &Path, sql: &str, tables: &[&str]) -> Res<(u64, f64, Value)> {
+    let session = session(args).await?;
     for t in tables {
         let p = data.join("tpch").join(format!("{t}.parquet"));
         session

@@ -266,7 +266,7 @@ pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
         let t = w.total.unwrap_or_default();
         let u = w.used.unwrap_or_default();
         println!(
-            "worker-{:<4} {:<6} {:<22} cpus {}/{} gpus {}/{} memory {}/{} MiB tasks running {} done {} models loaded {}",
+            "worker-{:<4} {:<6} {:<22} cpus {}/{} gpus {}/{} memory {}/{} MiB tasks running {} reported {} done {} models loaded {}",
             w.worker_id,
             if w.alive { "alive" } else { "lost" },
             w.flight_address,
@@ -277,6 +277,7 @@ pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
             u.memory_bytes >> 20,
             t.memory_bytes >> 20,
             w.running_tasks,
+            w.reported_running,
             w.tasks_done,
             w.model_builds
         );

@@ -1,86 +1,11 @@
 //! A real driver and three real worker processes on 127.0.0.1: queries give the
 //! same rows as the local engine, and bad input gets clear errors.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
-const TOKEN: &str = "test-token";
-
-fn regatta() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_regatta"));
-    c.env("REGATTA_TOKEN", TOKEN).env_remove("REGATTA_DRIVER");
-    c
-}
-
-/// A child process killed when the test ends, pass or fail.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts a process and returns it with the first stdout line containing `marker`.
-fn start(mut cmd: Command, marker: &str) -> (Proc, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(out).lines();
-    let proc = Proc(child);
-    loop {
-        let line = lines
-            .next()
-            .expect("process exited before it was ready")
-            .unwrap();
-        if line.contains(marker) {
-            return (proc, line);
-        }
-    }
-}
-
-struct Cluster {
-    driver: String,
-    _procs: Vec<Proc>,
-}
-
-fn cluster(spill: &Path) -> Cluster {
-    let mut cmd = regatta();
-    cmd.args(["driver", "--bind", "127.0.0.1:0"]);
-    let (driver, line) = start(cmd, "listening on");
-    let address = line.rsplit(' ').next().unwrap().to_string();
-    let mut procs = vec![driver];
-    for i in 0..3 {
-        let mut cmd = regatta();
-        cmd.args(["worker", "--driver", &address, "--spill-dir"])
-            .arg(spill.join(format!("w{i}")));
-        procs.push(start(cmd, "serving shuffle data").0);
-    }
-    Cluster {
-        driver: address,
-        _procs: procs,
-    }
-}
-
-fn output(cmd: &mut Command) -> (bool, String, String) {
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let (success, out, err) = output(cmd);
-    assert!(success, "{out}\n{err}");
-    out
-}
+use common::{cluster, local_csv, ok, output, regatta, tpch_tables, Q1, Q3};
 
 /// Two tables, each in two Parquet files, written by the local engine.
 fn tables(dir: &Path) {
@@ -128,16 +53,12 @@ fn a_three_worker_cluster_gives_the_local_engines_rows() {
     let d = tempfile::tempdir().unwrap();
     tables(d.path());
     let c = cluster(&d.path().join("spill"));
+    assert!(c.spill.ends_with("spill"));
     let l = format!("lineitem={}/*.parquet", d.path().join("lineitem").display());
     let o = format!("orders={}/*.parquet", d.path().join("orders").display());
     for q in QUERIES {
-        let local = ok(regatta()
-            .args(["sql", "-f", "csv", "-t", &l, "-t", &o])
-            .arg(q));
-        let remote = ok(regatta()
-            .args(["submit", "-f", "csv", "-t", &l, "-t", &o])
-            .env("REGATTA_DRIVER", &c.driver)
-            .arg(q));
+        let local = local_csv(&[l.clone(), o.clone()], q);
+        let remote = c.csv(&[l.clone(), o.clone()], q);
         assert_eq!(local, remote, "{q}");
         assert!(local.lines().count() > 1, "{local}");
     }
@@ -147,12 +68,18 @@ fn a_three_worker_cluster_gives_the_local_engines_rows() {
     let workers = ok(regatta().args(["cluster"]).env("REGATTA_DRIVER", &c.driver));
     assert_eq!(workers.matches("alive").count(), 3, "{workers}");
     std::thread::sleep(std::time::Duration::from_millis(500));
-    for i in 0..3 {
-        let shuffle = d.path().join("spill").join(format!("w{i}")).join("shuffle");
-        let left: Vec<_> = std::fs::read_dir(&shuffle)
-            .map(|r| r.filter_map(|e| e.ok()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "{}: {left:?}", shuffle.display());
+    assert!(c.shuffle_dirs().is_empty(), "{:?}", c.shuffle_dirs());
+}
+
+#[test]
+fn tpch_q1_and_q3_on_the_cluster_give_the_local_engines_rows() {
+    let d = tempfile::tempdir().unwrap();
+    let tables = tpch_tables(d.path(), 20_000, 3);
+    let c = cluster(&d.path().join("spill"));
+    for q in [Q1, Q3] {
+        let local = local_csv(&tables, q);
+        assert!(local.lines().count() > 3, "{local}");
+        assert_eq!(local, c.csv(&tables, q), "{q}");
     }
 }
 
@@ -186,6 +113,29 @@ fn bad_input_gets_clear_errors() {
     );
     assert!(
         !success && err.contains("InvalidArgument") && err.contains("nowhere"),
+        "{err}"
+    );
+    // Plan bytes that are not a plan are InvalidArgument too.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(async {
+            let client =
+                regatta::ClusterClient::connect(&format!("http://{}", c.driver), common::TOKEN)
+                    .await?;
+            client
+                .submit(regatta::proto::SubmitRequest {
+                    name: "garbage".into(),
+                    plan: Some(regatta::proto::submit_request::Plan::LogicalPlan(
+                        b"not a plan".to_vec(),
+                    )),
+                    tables: vec![],
+                })
+                .await
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, regatta::Error::Cluster { .. })
+            && err.to_string().contains("InvalidArgument"),
         "{err}"
     );
     // A dead driver address is named.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use regatta_common::{Resources, WorkerId};
 
 use crate::job_state::{JobState, JobStatus, StageState};
-use crate::{DriverState, TaskKey};
+use crate::{DriverState, TaskKey, WorkerState};
 
 /// Up to `limit` assignments: jobs first come first served; within a job, stages
 /// whose inputs are complete, partitions in order. Each task goes to a live worker
@@ -17,10 +17,11 @@ use crate::{DriverState, TaskKey};
 /// more than fits, so its queue stays short and late tasks can still go to whichever
 /// worker frees up first.
 pub fn next_assignments(state: &DriverState, limit: usize) -> Vec<(TaskKey, WorkerId)> {
-    let mut free: BTreeMap<WorkerId, Resources> = state
+    // Each live worker's free resources, and what a task takes there.
+    let mut free: BTreeMap<WorkerId, (Resources, &WorkerState)> = state
         .workers()
         .filter(|(_, w)| w.alive)
-        .map(|(id, w)| (*id, w.free()))
+        .map(|(id, w)| (*id, (w.free(), w)))
         .collect();
     let mut out = Vec::new();
     if free.is_empty() {
@@ -35,7 +36,8 @@ pub fn next_assignments(state: &DriverState, limit: usize) -> Vec<(TaskKey, Work
                 continue;
             }
             let demand = stage.spec.demand;
-            if !free.values().any(|f| demand.fits_in(f)) {
+            let fits = |(f, w): &(Resources, &WorkerState)| w.share_of(demand).fits_in(f);
+            if !free.values().any(fits) {
                 continue;
             }
             for &partition in &stage.pending {
@@ -45,8 +47,8 @@ pub fn next_assignments(state: &DriverState, limit: usize) -> Vec<(TaskKey, Work
                 let local = input_bytes_by_worker(job, stage, partition);
                 let best = free
                     .iter()
-                    .filter(|(_, f)| demand.fits_in(f))
-                    .max_by(|(a_id, a), (b_id, b)| {
+                    .filter(|(_, fw)| fits(fw))
+                    .max_by(|(a_id, (a, _)), (b_id, (b, _))| {
                         let la = local.get(a_id).copied().unwrap_or(0);
                         let lb = local.get(b_id).copied().unwrap_or(0);
                         la.cmp(&lb)
@@ -57,10 +59,11 @@ pub fn next_assignments(state: &DriverState, limit: usize) -> Vec<(TaskKey, Work
                 let Some(worker) = best else {
                     break;
                 };
-                if let Some(f) = free.get_mut(&worker) {
-                    f.cpus -= demand.cpus;
-                    f.gpus -= demand.gpus;
-                    f.memory = f.memory.saturating_sub(demand.memory);
+                if let Some((f, w)) = free.get_mut(&worker) {
+                    let share = w.share_of(demand);
+                    f.cpus -= share.cpus;
+                    f.gpus -= share.gpus;
+                    f.memory = f.memory.saturating_sub(share.memory);
                 }
                 out.push((
                     TaskKey {

@@ -25,6 +25,15 @@ pub struct WorkerState {
 
 impl WorkerState {
     /// What is left for more tasks.
+    /// What a task demanding `demand` takes here: a worker with less memory than
+    /// a task's share runs such tasks one at a time instead of never.
+    pub fn share_of(&self, demand: Resources) -> Resources {
+        Resources {
+            memory: demand.memory.min(self.spec.resources.memory),
+            ..demand
+        }
+    }
+
     pub fn free(&self) -> Resources {
         let t = self.spec.resources;
         Resources {
@@ -227,7 +236,7 @@ impl DriverState {
             for t in gone {
                 w.running.remove(&t);
                 if let Some(s) = self.jobs.get(&job).and_then(|j| j.stages.get(&t.stage)) {
-                    w.used = sub(w.used, s.spec.demand);
+                    w.used = sub(w.used, w.share_of(s.spec.demand));
                 }
             }
         }
@@ -268,12 +277,13 @@ impl DriverState {
             .get_mut(&worker)
             .filter(|w| w.alive)
             .ok_or(SchedulerError::UnknownWorker(worker))?;
-        if !demand.fits_in(&w.free()) {
+        let share = w.share_of(demand);
+        if !share.fits_in(&w.free()) {
             return Err(SchedulerError::InvalidCommand(format!(
                 "{task} does not fit on {worker}"
             )));
         }
-        w.used = add(w.used, demand);
+        w.used = add(w.used, share);
         w.running.insert(task);
         if let Some(s) = self
             .jobs
@@ -309,7 +319,7 @@ impl DriverState {
         let running = j.status == JobStatus::Running;
         if let Some(w) = self.workers.get_mut(&worker) {
             if current && w.running.remove(&task) {
-                w.used = sub(w.used, demand);
+                w.used = sub(w.used, w.share_of(demand));
             }
         }
         current && running

@@ -190,3 +190,56 @@ fn placement_respects_cpus_and_gpus() {
         "{picks:?}"
     );
 }
+
+#[test]
+fn a_worker_with_less_memory_than_a_task_share_runs_one_task_at_a_time() {
+    let mut s = DriverState::default();
+    s.apply(&Command::WorkerJoined {
+        worker: WorkerId(1),
+        spec: WorkerSpec {
+            address: "127.0.0.1:1".into(),
+            host: "127.0.0.1".into(),
+            resources: Resources {
+                cpus: 4.0,
+                gpus: 0.0,
+                memory: 1 << 19, // half a task's 1 MiB
+            },
+        },
+    })
+    .unwrap();
+    s.apply(&Command::SubmitJob {
+        job: JobId(1),
+        name: "small".into(),
+        stages: vec![stage(1, 3, vec![], 0.0)],
+    })
+    .unwrap();
+    let picks = next_assignments(&s, 100);
+    assert_eq!(picks.len(), 1, "{picks:?}");
+    let c = Command::TaskAssigned {
+        task: picks[0].0,
+        worker: WorkerId(1),
+    };
+    s.apply(&c).unwrap();
+    assert_eq!(s.worker(WorkerId(1)).unwrap().used.memory, 1 << 19);
+    assert!(next_assignments(&s, 100).is_empty());
+    let mut log = Vec::new();
+    // Finishing it frees the worker for the next, until all three ran.
+    s.apply(&Command::TaskFinished {
+        task: picks[0].0,
+        worker: WorkerId(1),
+        attempt: 1,
+        outputs: vec![],
+        spilled_bytes: 0,
+    })
+    .unwrap();
+    assert_eq!(s.worker(WorkerId(1)).unwrap().used.memory, 0);
+    assert_eq!(run_round(&mut s, &mut log), 1);
+    assert_eq!(run_round(&mut s, &mut log), 1);
+    let tasks = &s.job(JobId(1)).unwrap().stages[&StageId(1)].tasks;
+    assert!(
+        tasks
+            .iter()
+            .all(|t| matches!(t.status, TaskStatus::Done { .. })),
+        "{tasks:?}"
+    );
+}

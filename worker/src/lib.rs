@@ -8,6 +8,7 @@ mod error;
 mod options;
 mod task_runner;
 mod worker;
+mod yield_exec;
 
 pub use error::{Result, WorkerError};
 pub use options::WorkerOptions;

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::yield_exec::YieldExec;
 use datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec;
 use regatta_common::{JobId, StageId};
 use regatta_engine::datafusion::error::DataFusionError;
@@ -79,6 +80,7 @@ impl TaskRunner {
         let codec = RegattaCodec::for_task(self.engine.clone(), self.layout.clone(), inputs);
         let ctx = self.engine.context().task_ctx();
         let plan = physical_plan_from_bytes_with_extension_codec(&task.plan, &ctx, &codec)?;
+        let plan = YieldExec::wrap_below_root(plan)?;
         log::debug!(
             "task {}/{}/{}:\n{}",
             key.job_id,

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use regatta_engine::{Engine, EngineOptions};
 use regatta_proto::worker_control_client::WorkerControlClient;
 use regatta_proto::{
     worker_order, AuthChannel, HeartbeatRequest, OrdersRequest, RegisterRequest, Resources,
-    TokenInterceptor,
+    TaskReport, TokenInterceptor,
 };
 use regatta_shuffle::{ShuffleFetcher, ShuffleFlightService, ShuffleLayout};
 use tokio::net::TcpListener;
@@ -30,6 +31,47 @@ pub struct Worker {
     pub shuffle_address: SocketAddr,
     pub layout: ShuffleLayout,
     tasks: JoinSet<Result<()>>,
+    _task_runtime: TaskRuntime,
+}
+
+/// The runtime tasks run on, apart from the one serving heartbeats, orders and
+/// shuffle reads: a CPU-bound operator that rarely yields must not starve the
+/// heartbeat (the driver would declare the worker lost).
+struct TaskRuntime(Option<tokio::runtime::Runtime>);
+
+impl TaskRuntime {
+    fn new(threads: usize) -> Result<Self> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("regatta-task")
+            .enable_all()
+            .build()
+            .map(|rt| Self(Some(rt)))
+            .map_err(|e| WorkerError::Stopped(format!("cannot start the task runtime: {e}")))
+    }
+
+    fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.0.as_ref().map(|rt| rt.handle().clone())
+    }
+}
+
+impl Drop for TaskRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which async code may not do; let it wind down.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A task on the task runtime, aborted when its relay on the control runtime is
+/// (a job's end aborts the relays).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Worker {
@@ -70,6 +112,10 @@ impl Worker {
         for d in &options.spill_dirs {
             let _ = std::fs::create_dir_all(d.join("operators"));
         }
+        let task_runtime = TaskRuntime::new(cpus)?;
+        let task_handle = task_runtime
+            .handle()
+            .ok_or_else(|| WorkerError::Stopped("the task runtime is gone".into()))?;
         let actors = ActorRuntime::new(resources);
         engine.set_model_provider(actors.clone());
 
@@ -130,6 +176,8 @@ impl Worker {
         );
 
         let interval = Duration::from_millis(u64::from(registered.heartbeat_interval_ms.max(50)));
+        let running = Arc::new(AtomicU32::new(0));
+        let hb_running = running.clone();
         let mut hb_client = client.clone();
         let hb_actors = actors.clone();
         let driver = options.driver.clone();
@@ -140,7 +188,7 @@ impl Worker {
                 let reply = hb_client
                     .heartbeat(HeartbeatRequest {
                         worker_id: id,
-                        running_tasks: 0,
+                        running_tasks: hb_running.load(Ordering::Relaxed),
                         model_builds: hb_actors.model_builds(),
                     })
                     .await;
@@ -202,8 +250,26 @@ impl Worker {
                         let job = JobId(task.key.as_ref().map(|k| k.job_id).unwrap_or(0));
                         let runner = runner.clone();
                         let mut reporter = client.clone();
+                        let counted = RunningTask::new(&running);
+                        let key = task.key;
+                        let worker = runner.worker;
+                        let run = task_handle.spawn(async move {
+                            // Counted until it ends or is aborted (dropped).
+                            let _counted = counted;
+                            runner.run(task).await
+                        });
                         jobs.entry(job).or_default().spawn(async move {
-                            let report = runner.run(task).await;
+                            let mut run = AbortOnDrop(run);
+                            let report = match (&mut run.0).await {
+                                Ok(report) => report,
+                                Err(e) => TaskReport {
+                                    worker_id: worker,
+                                    key,
+                                    ok: false,
+                                    error: format!("the task stopped: {e}"),
+                                    ..TaskReport::default()
+                                },
+                            };
                             if let Err(s) = reporter.report_task(report).await {
                                 log::warn!("reporting a task: {}", s.message());
                             }
@@ -229,6 +295,7 @@ impl Worker {
             shuffle_address,
             layout,
             tasks,
+            _task_runtime: task_runtime,
         })
     }
 
@@ -239,6 +306,22 @@ impl Worker {
             Some(Err(e)) => Err(WorkerError::Stopped(format!("a worker task ended: {e}"))),
             None => Ok(()),
         }
+    }
+}
+
+/// One task in the worker's running count, for as long as it lives.
+struct RunningTask(Arc<AtomicU32>);
+
+impl RunningTask {
+    fn new(count: &Arc<AtomicU32>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count.clone())
+    }
+}
+
+impl Drop for RunningTask {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

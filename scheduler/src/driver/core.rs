@@ -24,11 +24,20 @@ const ROUND_LIMIT: usize = 4096;
 struct Live {
     orders: HashMap<WorkerId, mpsc::Sender<WorkerOrder>>,
     last_seen: HashMap<WorkerId, Instant>,
-    model_builds: HashMap<WorkerId, u64>,
+    reports: HashMap<WorkerId, WorkerReport>,
     started: HashMap<JobId, Instant>,
     finished: HashMap<JobId, Instant>,
     results: HashMap<JobId, Vec<RecordBatch>>,
     collecting: BTreeSet<JobId>,
+}
+
+/// What a worker said about itself at its last heartbeat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Models it has loaded over its life.
+    pub model_builds: u64,
+    /// Tasks it is running (aborted ones are gone from this count).
+    pub running_tasks: u32,
 }
 
 /// The driver, shared by its services and loops.
@@ -123,12 +132,12 @@ impl Driver {
     }
 
     /// A heartbeat; false when the worker is unknown or was declared lost.
-    pub fn heartbeat(&self, worker: WorkerId, model_builds: u64) -> bool {
+    pub fn heartbeat(&self, worker: WorkerId, report: WorkerReport) -> bool {
         let alive = self.with_state(|s| s.worker(worker).is_some_and(|w| w.alive));
         if alive {
             let mut live = lock(&self.inner.live);
             live.last_seen.insert(worker, Instant::now());
-            live.model_builds.insert(worker, model_builds);
+            live.reports.insert(worker, report);
         }
         alive
     }
@@ -147,13 +156,13 @@ impl Driver {
         });
     }
 
-    /// Models `worker` has loaded, as it last said.
-    pub fn model_builds(&self, worker: WorkerId) -> u64 {
+    /// What `worker` said at its last heartbeat.
+    pub fn worker_report(&self, worker: WorkerId) -> WorkerReport {
         lock(&self.inner.live)
-            .model_builds
+            .reports
             .get(&worker)
             .copied()
-            .unwrap_or(0)
+            .unwrap_or_default()
     }
 
     // ------------------------------------------------------------ jobs

@@ -200,6 +200,7 @@ impl JobService for JobServiceImpl {
                             running_tasks: w.running.len() as u32,
                             tasks_done: w.tasks_done,
                             model_builds: 0,
+                            reported_running: 0,
                         },
                     )
                 })
@@ -208,7 +209,9 @@ impl JobService for JobServiceImpl {
         let workers = workers
             .into_iter()
             .map(|(id, mut w)| {
-                w.model_builds = self.driver.model_builds(id);
+                let report = self.driver.worker_report(id);
+                w.model_builds = report.model_builds;
+                w.reported_running = report.running_tasks;
                 w
             })
             .collect();

@@ -7,7 +7,7 @@ mod planning;
 mod server;
 mod worker_control;
 
-pub use self::core::{info_of, Driver};
+pub use self::core::{info_of, Driver, WorkerReport};
 pub use job_service::JobServiceImpl;
 pub use options::DriverOptions;
 pub use planning::Planner;

@@ -13,7 +13,7 @@ use regatta_proto::{
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::Driver;
+use super::{Driver, WorkerReport};
 use crate::{Command, OutputStats, TaskKey, WorkerSpec};
 
 /// Serves workers.
@@ -114,7 +114,13 @@ impl WorkerControl for WorkerControlImpl {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let h = request.into_inner();
-        let known = self.driver.heartbeat(WorkerId(h.worker_id), h.model_builds);
+        let known = self.driver.heartbeat(
+            WorkerId(h.worker_id),
+            WorkerReport {
+                model_builds: h.model_builds,
+                running_tasks: h.running_tasks,
+            },
+        );
         Ok(Response::new(HeartbeatResponse { known }))
     }
 

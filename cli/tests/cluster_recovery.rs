@@ -1,0 +1,156 @@
+//! A real driver and worker processes on 127.0.0.1 under stress: a worker killed
+//! mid-job, a cancelled job, many jobs in a row, and too little memory.
+
+mod common;
+
+use std::io::Read;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{cluster, cluster_with, local_csv, tpch_tables, WorkerSetup, Q1, Q3};
+
+/// These tests time what workers do; run them one at a time so they do not slow
+/// each other down on a small machine.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[test]
+fn a_worker_killed_in_the_middle_of_w3b_costs_retries_not_the_answer() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let tables = tpch_tables(d.path(), 150_000, 6);
+    let expected = local_csv(&tables, Q3);
+    let mut c = cluster(&d.path().join("spill"));
+
+    // The client waits for the job and prints its rows, while the worker dies.
+    let mut submit = c.cli();
+    submit.args(["submit", "-f", "csv"]);
+    for t in &tables {
+        submit.args(["-t", t]);
+    }
+    let mut client = submit
+        .arg(Q3)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Once the first stage is done, its outputs are spread over the workers and the
+    // later stages still need them.
+    let at_kill = c.wait_for(1, Duration::from_secs(60), |j| j.stages_done >= 1);
+    assert_eq!(
+        at_kill.status, "running",
+        "finished before the kill: {at_kill:?}"
+    );
+    c.workers[0].0.kill().unwrap(); // SIGKILL
+
+    let mut rows = String::new();
+    client
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut rows)
+        .unwrap();
+    assert!(client.wait().unwrap().success());
+    assert_eq!(rows, expected);
+
+    let end = c.job(1);
+    assert_eq!(end.status, "succeeded", "{}", end.line);
+    assert!(end.retried >= 1, "no retried tasks: {}", end.line);
+    assert!(end.recomputed >= 1, "no recomputed outputs: {}", end.line);
+    let workers = c.workers();
+    assert_eq!(
+        workers.iter().filter(|w| !w.alive).count(),
+        1,
+        "{workers:?}"
+    );
+}
+
+#[test]
+fn cancelling_stops_tasks_everywhere_within_2s_and_20_jobs_leave_nothing() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let tables = tpch_tables(d.path(), 30_000, 6);
+    let c = cluster(&d.path().join("spill"));
+
+    // A join of every customer with every line: far too long to finish.
+    let job = c.submit_detached(
+        &tables,
+        "SELECT count(*) FROM customer, lineitem WHERE c_custkey * 7 % 1000 < l_quantity",
+    );
+    assert_eq!(job, 1);
+    // Wait until every worker says it is running some of it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let w = c.workers();
+        if w.iter().all(|w| w.reported > 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tasks never ran everywhere: {w:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !c.shuffle_dirs().is_empty(),
+        "the running job wrote no shuffle files"
+    );
+
+    let cancelled = Instant::now();
+    let j = common::JobLine::parse(&common::ok(c.cli().args(["jobs", "cancel", "1"])));
+    assert_eq!(j.status, "cancelled", "{}", j.line);
+    // Every worker says it runs nothing (heartbeats come every 500 ms), and the job's
+    // shuffle files are gone.
+    loop {
+        let w = c.workers();
+        let idle = w.iter().all(|w| w.reported == 0 && w.running == 0);
+        if idle && c.shuffle_dirs().is_empty() {
+            eprintln!("idle everywhere {:?} after the cancel", cancelled.elapsed());
+            break;
+        }
+        assert!(
+            cancelled.elapsed() < Duration::from_secs(2),
+            "still running {:?} after cancel: {w:?} {:?}",
+            cancelled.elapsed(),
+            c.shuffle_dirs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Twenty more jobs, each with a shuffle, and nothing stays behind.
+    let expected = local_csv(&tables, Q1);
+    for i in 0..20 {
+        assert_eq!(c.csv(&tables, Q1), expected, "job {}", i + 2);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(c.spill_files().is_empty(), "{:?}", c.spill_files());
+    let jobs = common::ok(c.cli().arg("jobs"));
+    assert_eq!(jobs.matches("succeeded").count(), 20, "{jobs}");
+}
+
+#[test]
+fn a_group_by_orderkey_over_a_small_memory_limit_spills_and_is_right() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let tables = tpch_tables(d.path(), 100_000, 3);
+    let sql = "SELECT count(*) AS orders, sum(lines) AS lines, sum(qty) AS qty, \
+               sum(length(comments)) AS comment_bytes FROM ( \
+               SELECT l_orderkey, count(*) AS lines, sum(l_quantity) AS qty, \
+               string_agg(l_comment, '|') AS comments FROM lineitem GROUP BY l_orderkey)";
+    let expected = local_csv(&tables, sql);
+    let c = cluster_with(
+        &d.path().join("spill"),
+        WorkerSetup {
+            count: 2,
+            cpus: 2,
+            memory_limit: Some("8MiB"),
+        },
+    );
+    assert_eq!(c.csv(&tables, sql), expected);
+    let j = c.job(1);
+    assert!(j.spilled_bytes > 0, "nothing spilled: {}", j.line);
+}

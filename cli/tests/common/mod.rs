@@ -1,0 +1,406 @@
+//! Shared by the cluster tests: real driver and worker processes on 127.0.0.1, and
+//! small data sets written by the local engine.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "test-token";
+
+/// The `regatta` binary with the test token and no driver from the environment.
+pub fn regatta() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_regatta"));
+    c.env("REGATTA_TOKEN", TOKEN).env_remove("REGATTA_DRIVER");
+    c
+}
+
+/// A child process killed when the test ends, pass or fail.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a process and returns it with the first stdout line containing `marker`.
+pub fn start(mut cmd: Command, marker: &str) -> (Proc, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    let proc = Proc(child);
+    loop {
+        let line = lines
+            .next()
+            .expect("process exited before it was ready")
+            .unwrap();
+        if line.contains(marker) {
+            return (proc, line);
+        }
+    }
+}
+
+/// A driver and its workers, stopped when dropped.
+pub struct Cluster {
+    pub driver: String,
+    pub spill: PathBuf,
+    pub driver_proc: Proc,
+    pub workers: Vec<Proc>,
+}
+
+/// Worker settings for [`cluster_with`].
+#[derive(Clone)]
+pub struct WorkerSetup {
+    pub count: usize,
+    pub cpus: u32,
+    /// `worker.memory_limit` (e.g. "256MiB"); the default when None.
+    pub memory_limit: Option<&'static str>,
+}
+
+impl Default for WorkerSetup {
+    fn default() -> Self {
+        Self {
+            count: 3,
+            cpus: 2,
+            memory_limit: None,
+        }
+    }
+}
+
+/// A driver and three workers with 2 CPUs each, spilling under `spill/w<i>`.
+pub fn cluster(spill: &Path) -> Cluster {
+    cluster_with(spill, WorkerSetup::default())
+}
+
+pub fn cluster_with(spill: &Path, setup: WorkerSetup) -> Cluster {
+    let mut cmd = regatta();
+    cmd.args(["driver", "--bind", "127.0.0.1:0"]);
+    let (driver_proc, line) = start(cmd, "listening on");
+    let address = line.rsplit(' ').next().unwrap().to_string();
+    let mut workers = Vec::new();
+    for i in 0..setup.count {
+        let dir = spill.join(format!("w{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.with_extension("toml");
+        let mut toml = format!("[worker]\ncpus = {}\n", setup.cpus);
+        if let Some(limit) = setup.memory_limit {
+            toml.push_str(&format!("memory_limit = \"{limit}\"\n"));
+        }
+        std::fs::write(&config, toml).unwrap();
+        let mut cmd = regatta();
+        cmd.args(["worker", "-c"])
+            .arg(&config)
+            .args(["--driver", &address, "--spill-dir"])
+            .arg(&dir);
+        workers.push(start(cmd, "serving shuffle data").0);
+    }
+    Cluster {
+        driver: address,
+        spill: spill.to_path_buf(),
+        driver_proc,
+        workers,
+    }
+}
+
+impl Cluster {
+    /// `regatta` aimed at this cluster's driver.
+    pub fn cli(&self) -> Command {
+        let mut c = regatta();
+        c.env("REGATTA_DRIVER", &self.driver);
+        c
+    }
+
+    /// Submits `sql` without waiting; returns the job number.
+    pub fn submit_detached(&self, tables: &[String], sql: &str) -> u64 {
+        let mut cmd = self.cli();
+        cmd.args(["submit", "--detach"]);
+        for t in tables {
+            cmd.args(["-t", t]);
+        }
+        ok(cmd.arg(sql)).trim().parse().unwrap()
+    }
+
+    /// `regatta jobs status N`, parsed.
+    pub fn job(&self, job: u64) -> JobLine {
+        JobLine::parse(&ok(self.cli().args(["jobs", "status", &job.to_string()])))
+    }
+
+    /// Polls job `job` (which may not be submitted yet) until `done` holds of it, or
+    /// panics after `timeout`.
+    pub fn wait_for(
+        &self,
+        job: u64,
+        timeout: Duration,
+        done: impl Fn(&JobLine) -> bool,
+    ) -> JobLine {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (success, out, err) = output(self.cli().args(["jobs", "status", &job.to_string()]));
+            let seen = if success {
+                let j = JobLine::parse(&out);
+                if done(&j) {
+                    return j;
+                }
+                j.line
+            } else {
+                assert!(err.contains("NotFound"), "{err}");
+                err
+            };
+            assert!(Instant::now() < deadline, "timed out waiting on {seen}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `regatta cluster`, parsed: one entry per worker.
+    pub fn workers(&self) -> Vec<WorkerLine> {
+        ok(self.cli().arg("cluster"))
+            .lines()
+            .map(WorkerLine::parse)
+            .collect()
+    }
+
+    /// Files (not directories) left under the workers' spill directories.
+    pub fn spill_files(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.spill.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_none_or(|x| x != "toml") {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    /// Job directories left under the workers' shuffle roots.
+    pub fn shuffle_dirs(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.spill)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let shuffle = e.path().join("shuffle");
+            out.extend(
+                std::fs::read_dir(&shuffle)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        }
+        out
+    }
+}
+
+/// One `regatta jobs` line: `job-N STATUS NAME tasks a/b stages c/d retried r
+/// recomputed m rows n spilled s B 1.23s`.
+#[derive(Debug, Clone)]
+pub struct JobLine {
+    pub line: String,
+    pub status: String,
+    pub tasks_done: u32,
+    pub stages_done: u32,
+    pub retried: u32,
+    pub recomputed: u32,
+    pub spilled_bytes: u64,
+}
+
+/// The number after `key` in `line` (`a/b` gives a).
+fn after(line: &str, key: &str) -> u64 {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let i = words
+        .iter()
+        .position(|w| *w == key)
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    words[i + 1].split('/').next().unwrap().parse().unwrap()
+}
+
+impl JobLine {
+    pub fn parse(line: &str) -> Self {
+        let line = line.trim().to_string();
+        let status = line.split_whitespace().nth(1).unwrap().to_string();
+        Self {
+            status,
+            tasks_done: after(&line, "tasks") as u32,
+            stages_done: after(&line, "stages") as u32,
+            retried: after(&line, "retried") as u32,
+            recomputed: after(&line, "recomputed") as u32,
+            spilled_bytes: after(&line, "spilled"),
+            line,
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        !matches!(self.status.as_str(), "queued" | "running")
+    }
+}
+
+/// One `regatta cluster` line.
+#[derive(Debug, Clone)]
+pub struct WorkerLine {
+    pub line: String,
+    pub alive: bool,
+    /// Tasks the driver has placed there.
+    pub running: u32,
+    /// Tasks the worker says it runs.
+    pub reported: u32,
+    pub models_loaded: u64,
+}
+
+impl WorkerLine {
+    pub fn parse(line: &str) -> Self {
+        Self {
+            alive: line.split_whitespace().nth(1) == Some("alive"),
+            running: after(line, "running") as u32,
+            reported: after(line, "reported") as u32,
+            models_loaded: after(line, "loaded"),
+            line: line.to_string(),
+        }
+    }
+}
+
+pub fn output(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+pub fn ok(cmd: &mut Command) -> String {
+    let (success, out, err) = output(cmd);
+    assert!(success, "{out}\n{err}");
+    out
+}
+
+/// Writes `sql`'s rows as `files` Parquet files `dir/<table>/part-<i>.parquet`, row
+/// `r` going to file `key % files`; returns `table=dir/<table>/*.parquet` for `-t`.
+pub fn table(dir: &Path, table: &str, key: &str, files: usize, sql: &str) -> String {
+    let tdir = dir.join(table);
+    std::fs::create_dir_all(&tdir).unwrap();
+    for part in 0..files {
+        let path = tdir.join(format!("part-{part}.parquet"));
+        let copy = format!(
+            "COPY (SELECT * FROM ({sql}) WHERE {key} % {files} = {part}) TO '{}' STORED AS PARQUET",
+            path.display()
+        );
+        ok(regatta().args(["sql"]).arg(copy));
+    }
+    format!("{table}={}/*.parquet", tdir.display())
+}
+
+/// TPC-H shaped `customer`, `orders` and `lineitem` (four lines per order) with the
+/// columns W3a (Q1) and W3b (Q3) read; returns their `-t` arguments.
+pub fn tpch_tables(dir: &Path, orders: u64, files: usize) -> Vec<String> {
+    let customers = (orders / 10).max(10);
+    // Days since 1970 of 1992-01-01, TPC-H's first date.
+    let day0 = 8035;
+    vec![
+        table(
+            dir,
+            "customer",
+            "c_custkey",
+            files,
+            &format!(
+                "SELECT value AS c_custkey, CASE value % 5 WHEN 0 THEN 'BUILDING' \
+                 WHEN 1 THEN 'AUTOMOBILE' WHEN 2 THEN 'MACHINERY' WHEN 3 THEN 'HOUSEHOLD' \
+                 ELSE 'FURNITURE' END AS c_mktsegment FROM generate_series(1, {customers})"
+            ),
+        ),
+        table(
+            dir,
+            "orders",
+            "o_orderkey",
+            files,
+            &format!(
+                "SELECT value AS o_orderkey, (value * 17) % {customers} + 1 AS o_custkey, \
+                 arrow_cast(CAST({day0} + (value * 13) % 2400 AS INT), 'Date32') AS o_orderdate, \
+                 CAST(value % 2 AS INT) AS o_shippriority FROM generate_series(1, {orders})"
+            ),
+        ),
+        table(
+            dir,
+            "lineitem",
+            "l_orderkey",
+            files,
+            &format!(
+                "SELECT value / 4 + 1 AS l_orderkey, value % 4 + 1 AS l_linenumber, \
+                 CAST((value * 7) % 50 + 1 AS DECIMAL(15,2)) AS l_quantity, \
+                 CAST(((value * 7919) % 9000000) / 100.0 AS DECIMAL(15,2)) AS l_extendedprice, \
+                 CAST((value % 11) / 100.0 AS DECIMAL(15,2)) AS l_discount, \
+                 CAST((value % 9) / 100.0 AS DECIMAL(15,2)) AS l_tax, \
+                 CASE value % 3 WHEN 0 THEN 'A' WHEN 1 THEN 'N' ELSE 'R' END AS l_returnflag, \
+                 CASE WHEN value % 7 < 4 THEN 'O' ELSE 'F' END AS l_linestatus, \
+                 arrow_cast(CAST({day0} + (value * 31) % 2557 AS INT), 'Date32') AS l_shipdate, \
+                 concat('carefully ', (value * 7) % 1000003, ' final deposits wake') AS l_comment \
+                 FROM generate_series(0, {} - 1)",
+                orders * 4
+            ),
+        ),
+    ]
+}
+
+/// W3a: TPC-H Q1, as `shared/bench` runs it.
+pub const Q1: &str = "SELECT l_returnflag, l_linestatus,
+       sum(l_quantity) AS sum_qty,
+       sum(l_extendedprice) AS sum_base_price,
+       sum(l_extendedprice * (1 - l_discount)) AS sum_disc_price,
+       sum(l_extendedprice * (1 - l_discount) * (1 + l_tax)) AS sum_charge,
+       avg(l_quantity) AS avg_qty,
+       avg(l_extendedprice) AS avg_price,
+       avg(l_discount) AS avg_disc,
+       count(*) AS count_order
+FROM lineitem
+WHERE l_shipdate <= DATE '1998-09-02'
+GROUP BY l_returnflag, l_linestatus
+ORDER BY l_returnflag, l_linestatus";
+
+/// W3b: TPC-H Q3, as `shared/bench` runs it.
+pub const Q3: &str = "SELECT l_orderkey,
+       sum(l_extendedprice * (1 - l_discount)) AS revenue,
+       o_orderdate, o_shippriority
+FROM customer, orders, lineitem
+WHERE c_mktsegment = 'BUILDING'
+  AND c_custkey = o_custkey
+  AND l_orderkey = o_orderkey
+  AND o_orderdate < DATE '1995-03-15'
+  AND l_shipdate > DATE '1995-03-15'
+GROUP BY l_orderkey, o_orderdate, o_shippriority
+ORDER BY revenue DESC, o_orderdate
+LIMIT 10";
+
+/// `sql` on the local engine, as CSV.
+pub fn local_csv(tables: &[String], sql: &str) -> String {
+    let mut cmd = regatta();
+    cmd.args(["sql", "-f", "csv"]);
+    for t in tables {
+        cmd.args(["-t", t]);
+    }
+    ok(cmd.arg(sql))
+}
+
+impl Cluster {
+    /// `sql` on the cluster, as CSV.
+    pub fn csv(&self, tables: &[String], sql: &str) -> String {
+        let mut cmd = self.cli();
+        cmd.args(["submit", "-f", "csv"]);
+        for t in tables {
+            cmd.args(["-t", t]);
+        }
+        ok(cmd.arg(sql))
+    }
+}
