@@ -10,6 +10,7 @@ mod embed_stub;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod rss;
+mod schedule;
 mod workloads;
 
 /// One benchmark run.
@@ -17,7 +18,8 @@ mod workloads;
 #[command(name = "regatta-bench")]
 struct Args {
     /// image | tpch_q1 | tpch_q3 | lance_take | embed_stub (or w1, w3a, w3b, w4, w5),
-    /// or embed_minilm (the real embedding model).
+    /// embed_minilm (the real embedding model) or schedule (the driver's throughput
+    /// with no-op tasks).
     #[arg(long)]
     workload: String,
     /// The generated data (gen_data.py --out DIR).
@@ -40,6 +42,12 @@ struct Args {
     /// Documents embed_minilm embeds (the first ones by id).
     #[arg(long, default_value_t = 500)]
     docs: usize,
+    /// Tasks of the `schedule` workload's no-op job.
+    #[arg(long, default_value_t = 20_000)]
+    tasks: u32,
+    /// No-op workers of the `schedule` workload.
+    #[arg(long, default_value_t = 4)]
+    workers: u32,
     /// Accepted for command-line compatibility with the peer; unused.
     #[arg(long)]
     ray_address: Option<String>,

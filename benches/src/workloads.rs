@@ -17,8 +17,8 @@ use serde_json::{json, Map, Value};
 use crate::embed_stub;
 use crate::Args;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type Res<T> = std::result::Result<T, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type Res<T> = std::result::Result<T, BoxError>;
 
 const Q1: &str = "SELECT l_returnflag, l_linestatus,
        sum(l_quantity) AS sum_qty,
@@ -60,6 +60,10 @@ pub async fn run(args: &Args) -> Res<Value> {
         "w5" => "embed_stub",
         other => other,
     };
+    if name == "schedule" {
+        let (rows, secs, extra) = crate::schedule::schedule(args.tasks, args.workers).await?;
+        return Ok(record(args, name, rows, secs, extra));
+    }
     if args.runner == "cluster" && !matches!(name, "image" | "tpch_q1" | "tpch_q3") {
         return Err(format!(
             "{name} runs only on the native runner; the cluster runs image, tpch_q1 and tpch_q3"
@@ -67,7 +71,7 @@ pub async fn run(args: &Args) -> Res<Value> {
         .into());
     }
     let data = Path::new(&args.data);
-    let (rows, secs, mut extra) = match name {
+    let (rows, secs, extra) = match name {
         "image" => w1_image(args, data).await?,
         "tpch_q1" => tpch(args, data, Q1, &["lineitem"]).await?,
         "tpch_q3" => tpch(args, data, Q3, &["customer", "orders", "lineitem"]).await?,
@@ -81,6 +85,11 @@ pub async fn run(args: &Args) -> Res<Value> {
             .into())
         }
     };
+    Ok(record(args, name, rows, secs, extra))
+}
+
+/// The JSON line of one run.
+fn record(args: &Args, name: &str, rows: u64, secs: f64, mut extra: Value) -> Value {
     let mut rec = json!({
         "workload": name,
         "runner": args.runner,
@@ -92,7 +101,7 @@ pub async fn run(args: &Args) -> Res<Value> {
     if let (Some(obj), Some(more)) = (rec.as_object_mut(), extra.as_object_mut()) {
         obj.append(more);
     }
-    Ok(rec)
+    rec
 }
 
 /// The session a workload runs on: the in-process engine, or the cluster whose

@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use regatta_common::ByteSize;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{ConfigError, Result};
 
 /// The whole cluster file.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
     /// `[cluster]`: settings every process shares.
@@ -20,7 +20,7 @@ pub struct ClusterConfig {
 }
 
 /// `[cluster]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SharedConfig {
     /// `cluster.token`: the secret every client, worker and driver presents
@@ -29,7 +29,7 @@ pub struct SharedConfig {
 }
 
 /// `[driver]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DriverConfig {
     /// `driver.addresses`: every driver replica, `host:port` (`REGATTA_DRIVER`
@@ -61,7 +61,7 @@ impl Default for DriverConfig {
 }
 
 /// `[worker]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerConfig {
     /// `worker.bind`: where the worker's shuffle (Arrow Flight) server listens;

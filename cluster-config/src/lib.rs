@@ -1,11 +1,11 @@
 //! The cluster file: one TOML document describing drivers, workers and their limits.
 //!
-//! Unknown keys and bad values are refused with the key named. The full set of keys
-//! (TLS, Ray, environment overrides) grows with the cluster issue; these are the ones
-//! the local engine and a single worker already use.
+//! Unknown keys and bad values are refused with the key named. Every key is listed,
+//! with its default, in `docs/config.md`, generated from [`reference`].
 
 mod config;
 mod error;
+pub mod reference;
 
 pub use config::{ClusterConfig, DriverConfig, SharedConfig, WorkerConfig};
 pub use error::{ConfigError, Result};

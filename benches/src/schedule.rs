@@ -1,0 +1,144 @@
+//! `--workload schedule`: the driver's scheduling throughput with no-op tasks.
+//!
+//! A real driver (its gRPC services on 127.0.0.1, its scheduling loop and state
+//! machine) and `--workers` workers that do nothing but answer each task order with
+//! a success report over real gRPC, and heartbeat. The job is one stage of
+//! `--tasks` tasks; what is timed is submission to the last task recorded done, so
+//! it measures placement, order delivery and report handling, not task work.
+
+use std::time::{Duration, Instant};
+
+use regatta_common::{JobId, Resources, StageId};
+use regatta_proto::worker_control_client::WorkerControlClient;
+use regatta_proto::{
+    worker_order, HeartbeatRequest, OrdersRequest, RegisterRequest, TaskReport, TokenInterceptor,
+};
+use regatta_scheduler::driver::{DriverHandle, DriverOptions, Planner};
+use regatta_scheduler::{Command, StageSpec};
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+use tonic::transport::Endpoint;
+
+use crate::workloads::Res;
+
+/// Each no-op worker offers this many CPUs, so every task can be in flight.
+const WORKER_CPUS: u32 = 4096;
+
+pub async fn schedule(tasks: u32, workers: u32) -> Res<(u64, f64, Value)> {
+    let handle = DriverHandle::start(
+        "127.0.0.1:0",
+        DriverOptions::default(),
+        Planner { models: None },
+    )
+    .await?;
+    let address = handle.address;
+    // Owned here: dropping the set stops the no-op workers.
+    let mut fleet = JoinSet::new();
+    for _ in 0..workers {
+        let channel = Endpoint::from_shared(format!("http://{address}"))?
+            .connect()
+            .await?;
+        let mut client = WorkerControlClient::with_interceptor(channel, TokenInterceptor::new(""));
+        let id = client
+            .register(RegisterRequest {
+                flight_address: "127.0.0.1:9".into(),
+                host: "127.0.0.1".into(),
+                resources: Some(regatta_proto::Resources {
+                    cpus: WORKER_CPUS,
+                    gpus: 0,
+                    memory_bytes: u64::from(WORKER_CPUS) << 26,
+                }),
+            })
+            .await?
+            .into_inner()
+            .worker_id;
+        let mut orders = client
+            .orders(OrdersRequest { worker_id: id })
+            .await?
+            .into_inner();
+        let mut beat = client.clone();
+        fleet.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                let _ = beat
+                    .heartbeat(HeartbeatRequest {
+                        worker_id: id,
+                        ..HeartbeatRequest::default()
+                    })
+                    .await;
+            }
+        });
+        fleet.spawn(async move {
+            let mut reports = JoinSet::new();
+            while let Ok(Some(order)) = orders.message().await {
+                if let Some(worker_order::Order::Task(task)) = order.order {
+                    let mut c = client.clone();
+                    reports.spawn(async move {
+                        let _ = c
+                            .report_task(TaskReport {
+                                worker_id: id,
+                                key: task.key,
+                                ok: true,
+                                ..TaskReport::default()
+                            })
+                            .await;
+                    });
+                    while reports.try_join_next().is_some() {}
+                }
+            }
+        });
+    }
+    let driver = handle.driver.clone();
+    let job = driver.new_job_id();
+    let t0 = Instant::now();
+    driver.submit(Command::SubmitJob {
+        job,
+        name: "no-op".into(),
+        stages: vec![StageSpec {
+            stage: StageId(1),
+            tasks,
+            inputs: vec![],
+            output_partitions: 1,
+            demand: Resources {
+                cpus: 1.0,
+                gpus: 0.0,
+                memory: 64 << 20,
+            },
+            plan: Vec::new(),
+        }],
+    })?;
+    let done = wait_done(&driver, job, tasks).await?;
+    let secs = t0.elapsed().as_secs_f64();
+    let extra = json!({
+        "tasks": tasks,
+        "workers": workers,
+        "tasks_per_s": (f64::from(tasks) / secs).round(),
+        "job_status": done,
+    });
+    drop(fleet);
+    drop(handle);
+    Ok((u64::from(tasks), secs, extra))
+}
+
+/// Waits until every task of `job` is recorded done; returns the job's status.
+async fn wait_done(
+    driver: &regatta_scheduler::driver::Driver,
+    job: JobId,
+    tasks: u32,
+) -> Res<String> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let info = driver.job_info(job).ok_or("the job vanished")?;
+        if info.tasks_done >= tasks {
+            return Ok(info.status);
+        }
+        if !info.error.is_empty() {
+            return Err(format!("the no-op job failed: {}", info.error).into());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{}/{tasks} tasks done after 300 s", info.tasks_done).into());
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+}

@@ -1,0 +1,175 @@
+//! The reference of every cluster-file key, rendered as `docs/config.md`.
+//!
+//! The defaults come from the config types themselves; a test checks that every
+//! key they have is documented here, that every key here is accepted, and that
+//! `docs/config.md` is this text.
+
+use crate::ClusterConfig;
+
+/// One key of the cluster file.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDoc {
+    /// `section.key`.
+    pub key: &'static str,
+    /// What a value looks like.
+    pub kind: &'static str,
+    /// A value the parser accepts, for the key's own test.
+    pub example: &'static str,
+    /// The environment variable that replaces it, if any.
+    pub env: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+/// Every key, in the order the reference lists them.
+pub const KEYS: &[KeyDoc] = &[
+    KeyDoc {
+        key: "cluster.token",
+        kind: "string",
+        example: "\"s3cret\"",
+        env: Some("REGATTA_TOKEN"),
+        doc: "The secret every client, worker and driver presents (gRPC metadata \
+              `authorization: Bearer ...`). Required when the driver binds beyond loopback.",
+    },
+    KeyDoc {
+        key: "driver.addresses",
+        kind: "list of host:port",
+        example: "[\"10.0.0.1:7700\"]",
+        env: Some("REGATTA_DRIVER (one address)"),
+        doc: "Where clients and workers reach the driver (every replica once drivers \
+              are replicated).",
+    },
+    KeyDoc {
+        key: "driver.bind",
+        kind: "host:port",
+        example: "\"127.0.0.1:7701\"",
+        env: None,
+        doc: "The address the driver listens on (`regatta driver --bind` overrides it).",
+    },
+    KeyDoc {
+        key: "driver.heartbeat_interval_ms",
+        kind: "integer ≥ 1",
+        example: "250",
+        env: None,
+        doc: "How often workers report in.",
+    },
+    KeyDoc {
+        key: "driver.worker_timeout_ms",
+        kind: "integer > heartbeat_interval_ms",
+        example: "5000",
+        env: None,
+        doc: "Silence after which a worker is declared lost: its running tasks run \
+              again elsewhere and the shuffle outputs it held that are still needed are \
+              recomputed. A worker whose connection drops is declared lost at once.",
+    },
+    KeyDoc {
+        key: "driver.max_task_failures",
+        kind: "integer ≥ 1",
+        example: "2",
+        env: None,
+        doc: "Attempts a task may fail by its own fault before its job fails; the error \
+              names the task, the worker and the cause.",
+    },
+    KeyDoc {
+        key: "driver.task_memory",
+        kind: "size (`64MiB`, `1GiB`, ...)",
+        example: "\"128MiB\"",
+        env: None,
+        doc: "Memory one task reserves on its worker when placed. A worker with less \
+              memory than this runs one task at a time.",
+    },
+    KeyDoc {
+        key: "worker.bind",
+        kind: "host:port",
+        example: "\"127.0.0.1:7800\"",
+        env: None,
+        doc: "Where the worker's shuffle (Arrow Flight) server listens; port 0 picks a \
+              free one (`regatta worker --bind` overrides it).",
+    },
+    KeyDoc {
+        key: "worker.cpus",
+        kind: "integer",
+        example: "8",
+        env: None,
+        doc: "Cores the worker offers and uses; 0 means all of the machine's.",
+    },
+    KeyDoc {
+        key: "worker.memory_limit",
+        kind: "size",
+        example: "\"16GiB\"",
+        env: None,
+        doc: "The worker's memory budget: task placement counts against it, and \
+              operators that can spill (sorts, aggregates, joins) spill rather than \
+              exceed it.",
+    },
+    KeyDoc {
+        key: "worker.spill_dirs",
+        kind: "list of paths",
+        example: "[\"/mnt/ssd/regatta\"]",
+        env: None,
+        doc: "Where shuffle files (`<first>/shuffle/<job>/<stage>/part-N/`) and operator \
+              spills (`<each>/operators`) go. Shuffle files go when their job ends or is \
+              cancelled, and leftovers when the worker starts (`regatta worker \
+              --spill-dir` overrides the list).",
+    },
+    KeyDoc {
+        key: "worker.gpus",
+        kind: "integer",
+        example: "2",
+        env: None,
+        doc: "GPUs offered to model actors; unset means what NVML finds. GPUs declared on \
+              a machine without any are fake: use them to test placement.",
+    },
+];
+
+/// The default of `key` as TOML text, or `None` when it has none (unset).
+fn default_of(defaults: &toml::Table, key: &str) -> Option<String> {
+    let (section, name) = key.split_once('.')?;
+    let v = defaults.get(section)?.as_table()?.get(name)?;
+    let text = v.to_string();
+    // The spill directory default is under the machine's temp dir.
+    let tmp = std::env::temp_dir().display().to_string();
+    Some(text.replace(&tmp, "$TMPDIR"))
+}
+
+/// Every key the config types have, as `section.key`, from their defaults.
+pub fn keys_with_defaults() -> Vec<String> {
+    let Ok(defaults) = toml::Table::try_from(ClusterConfig::default()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (section, v) in &defaults {
+        if let Some(t) = v.as_table() {
+            out.extend(t.keys().map(|k| format!("{section}.{k}")));
+        }
+    }
+    out
+}
+
+/// `docs/config.md`.
+pub fn reference_markdown() -> String {
+    let defaults = toml::Table::try_from(ClusterConfig::default()).unwrap_or_default();
+    let mut s = String::from(
+        "# Cluster configuration\n\n\
+         <!-- Generated from cluster-config/src/reference.rs and the config types' \
+         defaults; `REGATTA_BLESS=1 cargo test -p regatta-cluster-config` rewrites it, \
+         and the same test fails when it is out of date. -->\n\n\
+         One TOML file describes a cluster; `regatta driver -c FILE` and `regatta worker \
+         -c FILE` read it, and every key is optional. An unknown key or a bad value is \
+         refused with the file, the key, the value and what is allowed.\n\n\
+         ```toml\n[cluster]\ntoken = \"s3cret\"\n\n[driver]\naddresses = [\"10.0.0.1:7700\"]\n\
+         bind = \"0.0.0.0:7700\"\n\n[worker]\nmemory_limit = \"16GiB\"\nspill_dirs = \
+         [\"/mnt/ssd/regatta\"]\n```\n\n\
+         | key | value | default | environment | meaning |\n|---|---|---|---|---|\n",
+    );
+    for k in KEYS {
+        let default = default_of(&defaults, k.key)
+            .map(|d| format!("`{d}`"))
+            .unwrap_or_else(|| "unset".into());
+        let env = k.env.map(|e| format!("`{e}`")).unwrap_or_default();
+        s.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            k.key, k.kind, default, env, k.doc
+        ));
+    }
+    s
+}

@@ -1,0 +1,40 @@
+//! `docs/config.md` documents every key of the config types, and is current.
+
+use regatta_cluster_config::reference::{keys_with_defaults, reference_markdown, KEYS};
+use regatta_cluster_config::ClusterConfig;
+
+#[test]
+fn every_key_of_the_config_types_is_documented() {
+    let documented: Vec<&str> = KEYS.iter().map(|k| k.key).collect();
+    let keys = keys_with_defaults();
+    assert!(keys.len() > 5, "{keys:?}");
+    for k in &keys {
+        assert!(documented.contains(&k.as_str()), "{k} has no entry in KEYS");
+    }
+}
+
+#[test]
+fn every_documented_key_is_accepted_with_its_example() {
+    for k in KEYS {
+        let (section, name) = k.key.split_once('.').unwrap();
+        let text = format!("[{section}]\n{name} = {}\n", k.example);
+        if let Err(e) = ClusterConfig::parse(&text, "example.toml") {
+            panic!("{}: {e}", k.key);
+        }
+    }
+}
+
+#[test]
+fn docs_config_md_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/config.md");
+    let want = reference_markdown();
+    if std::env::var_os("REGATTA_BLESS").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "{} is out of date: run `REGATTA_BLESS=1 cargo test -p regatta-cluster-config`",
+        path.display()
+    );
+}
