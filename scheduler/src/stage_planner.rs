@@ -6,6 +6,12 @@
 //! one task. Round-robin repartitions only spread work inside one process, so they
 //! go: a stage runs one task per input partition instead. Every task of a stage then
 //! runs one partition of its plan, independently of the others.
+//!
+//! A morsel operator (downloads, decoding, models) over a scan with fewer partitions
+//! than the cluster has cores gets a spread stage under it: the scan's rows are
+//! dealt over that many partitions, so the expensive work uses every worker, as the
+//! local engine's operators use every core of one machine. Not under a sorted scan:
+//! the plan above may rely on its order.
 
 use std::sync::Arc;
 
@@ -14,6 +20,7 @@ use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use regatta_common::{JobId, StageId};
+use regatta_engine::morsel::MorselExec;
 use regatta_shuffle::{ShufflePartitioning, ShuffleReadExec, ShuffleWriteExec};
 
 use crate::Result;
@@ -38,10 +45,16 @@ impl PlannedStage {
 }
 
 /// Splits `plan` of `job` into stages, in dependency order; the last produces the
-/// job's result, one partition per task, read in partition order.
-pub fn split_into_stages(job: JobId, plan: Arc<dyn ExecutionPlan>) -> Result<Vec<PlannedStage>> {
+/// job's result, one partition per task, read in partition order. `cores` is the
+/// cluster's: morsel operators are spread over that many tasks.
+pub fn split_into_stages(
+    job: JobId,
+    plan: Arc<dyn ExecutionPlan>,
+    cores: usize,
+) -> Result<Vec<PlannedStage>> {
     let mut splitter = Splitter {
         job,
+        cores,
         stages: Vec::new(),
     };
     let (root, inputs) = splitter.visit(plan)?;
@@ -61,6 +74,7 @@ pub fn split_into_stages(job: JobId, plan: Arc<dyn ExecutionPlan>) -> Result<Vec
 
 struct Splitter {
     job: JobId,
+    cores: usize,
     stages: Vec<PlannedStage>,
 }
 
@@ -95,6 +109,23 @@ impl Splitter {
                 // Round-robin (and anything else) only spreads rows within a process.
                 _ => Ok((child, inputs)),
             };
+        }
+        if plan.downcast_ref::<MorselExec>().is_some() && self.cores > 1 && inputs.is_empty() {
+            if let [child] = children.as_slice() {
+                let n = child.properties().output_partitioning().partition_count();
+                // Dealing rows out loses a sorted scan's order, which the plan above
+                // may rely on.
+                let sorted = child.properties().output_ordering().is_some();
+                if n < self.cores && !sorted {
+                    let (read, stage) = self.new_stage(
+                        child.clone(),
+                        inputs,
+                        ShufflePartitioning::Spread(self.cores),
+                        self.cores,
+                    );
+                    return Ok((plan.with_new_children(vec![read])?, vec![stage]));
+                }
+            }
         }
         let gathers = plan.downcast_ref::<CoalescePartitionsExec>().is_some()
             || plan.downcast_ref::<SortPreservingMergeExec>().is_some();

@@ -111,7 +111,9 @@ impl PhysicalExtensionCodec for RegattaCodec {
         match node {
             Node::ShuffleWrite(w) => {
                 let input = one_input(inputs, "ShuffleWriteExec")?;
-                let partitioning = if w.hash_keys.is_empty() {
+                let partitioning = if w.spread {
+                    ShufflePartitioning::Spread(w.partitions as usize)
+                } else if w.hash_keys.is_empty() {
                     ShufflePartitioning::PerTask
                 } else {
                     let schema = input.schema();
@@ -180,13 +182,16 @@ impl PhysicalExtensionCodec for RegattaCodec {
                         .map(|k| self.expr_bytes(k))
                         .collect::<DfResult<Vec<_>>>()?,
                 ),
-                ShufflePartitioning::PerTask => (w.output_partitions() as u32, Vec::new()),
+                ShufflePartitioning::PerTask | ShufflePartitioning::Spread(_) => {
+                    (w.output_partitions() as u32, Vec::new())
+                }
             };
             Node::ShuffleWrite(ShuffleWriteNode {
                 job_id: w.job().0,
                 stage_id: w.stage().0 as u32,
                 partitions,
                 hash_keys,
+                spread: matches!(w.partitioning(), ShufflePartitioning::Spread(_)),
             })
         } else if let Some(r) = node.downcast_ref::<ShuffleReadExec>() {
             let schema = SchemaNode::try_from(r.schema().as_ref())?;

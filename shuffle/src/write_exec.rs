@@ -30,6 +30,10 @@ pub enum ShufflePartitioning {
     /// Each task's output is its own partition (gathered by a coalesce or merge, or
     /// the job's result).
     PerTask,
+    /// Rows dealt round-robin, in slices of each batch, over this many partitions:
+    /// spreads a scan with few partitions over more tasks for the expensive
+    /// operators above it.
+    Spread(usize),
 }
 
 /// Runs one partition of its input and writes it to shuffle files.
@@ -91,7 +95,7 @@ impl ShuffleWriteExec {
     /// Partitions of the output: what the next stage's reader sees.
     pub fn output_partitions(&self) -> usize {
         match &self.partitioning {
-            ShufflePartitioning::Hash(_, n) => *n,
+            ShufflePartitioning::Hash(_, n) | ShufflePartitioning::Spread(n) => *n,
             ShufflePartitioning::PerTask => self
                 .input
                 .properties()
@@ -124,19 +128,35 @@ impl ShuffleWriteExec {
                 ShufflePartitioning::Hash(exprs, n) => Some(
                     BatchPartitioner::new_hash_partitioner(exprs.clone(), *n, timer)?,
                 ),
-                ShufflePartitioning::PerTask => None,
+                ShufflePartitioning::PerTask | ShufflePartitioning::Spread(_) => None,
             };
+        let spread = match &self.partitioning {
+            ShufflePartitioning::Spread(n) => Some((*n).max(1)),
+            _ => None,
+        };
+        // Tasks start dealing at different partitions, so small inputs spread too.
+        let mut next = partition;
         let mut stream = self.input.execute(partition, ctx)?;
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             if batch.num_rows() == 0 {
                 continue;
             }
-            match partitioner.as_mut() {
-                Some(p) => p.partition(batch, |part, b| {
+            match (partitioner.as_mut(), spread) {
+                (Some(p), _) => p.partition(batch, |part, b| {
                     writer.append(part as u32, &b).map_err(external)
                 })?,
-                None => writer.append(partition as u32, &batch).map_err(external)?,
+                (None, Some(n)) => {
+                    // Rows, not batches, are dealt: a small scan is often one batch.
+                    let rows = batch.num_rows();
+                    let chunk = rows.div_ceil(n);
+                    for offset in (0..rows).step_by(chunk) {
+                        let slice = batch.slice(offset, chunk.min(rows - offset));
+                        writer.append((next % n) as u32, &slice).map_err(external)?;
+                        next += 1;
+                    }
+                }
+                (None, None) => writer.append(partition as u32, &batch).map_err(external)?,
             }
         }
         writer.finish().map_err(external)
@@ -171,6 +191,13 @@ impl DisplayAs for ShuffleWriteExec {
             }
             ShufflePartitioning::PerTask => {
                 write!(f, "ShuffleWriteExec: {}/{} per task", self.job, self.stage)
+            }
+            ShufflePartitioning::Spread(n) => {
+                write!(
+                    f,
+                    "ShuffleWriteExec: {}/{} spread({n})",
+                    self.job, self.stage
+                )
             }
         }
     }

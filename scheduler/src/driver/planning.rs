@@ -85,7 +85,7 @@ impl Planner {
             gpus: 0.0,
             memory: task_memory,
         };
-        let stages = split_into_stages(job, physical)?
+        let stages = split_into_stages(job, physical, partitions)?
             .into_iter()
             .map(|s| {
                 let tasks = s.tasks();
