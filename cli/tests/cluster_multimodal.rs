@@ -53,6 +53,10 @@ fn w1_on_the_cluster_gives_the_local_engines_labels() {
     assert_eq!(local.lines().count(), 1 + 20, "{local}");
     let c = cluster(&d.path().join("spill"));
     assert_eq!(c.csv(&tables, W1), local);
+    // The three files were dealt out over the cluster's six cores: a spread stage
+    // (3 tasks), six tasks of image work, one that merges them in order.
+    let j = c.job(1);
+    assert!(j.line.contains("tasks 10/10 stages 3/3"), "{}", j.line);
 }
 
 /// Embeddings of `sql`'s rows as (id, vector), from JSON lines.
