@@ -53,6 +53,8 @@ struct Inner {
     next_job: AtomicU64,
     next_worker: AtomicU64,
     wake: Notify,
+    /// Counts applied commands, so watchers wake on every change.
+    changes: tokio::sync::watch::Sender<u64>,
     fetcher: ShuffleFetcher,
 }
 
@@ -73,6 +75,7 @@ impl Driver {
                 next_job: AtomicU64::new(1),
                 next_worker: AtomicU64::new(1),
                 wake: Notify::new(),
+                changes: tokio::sync::watch::Sender::new(0),
                 fetcher,
             }),
         }
@@ -86,7 +89,13 @@ impl Driver {
     pub fn apply(&self, cmd: Command) -> Result<()> {
         lock(&self.inner.state).apply(&cmd)?;
         self.inner.wake.notify_one();
+        self.inner.changes.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// Wakes on every change of the state.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
     }
 
     /// Reads the state.

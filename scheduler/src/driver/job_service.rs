@@ -115,13 +115,15 @@ impl JobService for JobServiceImpl {
         let id = request.into_inner().job_id;
         self.info(id)?;
         let driver = self.driver.clone();
+        let changes = driver.changes();
         let stream = futures::stream::unfold(
-            (driver, None::<JobInfo>, false),
-            move |(driver, last, done)| async move {
+            (driver, changes, None::<JobInfo>, false),
+            move |(driver, mut changes, last, done)| async move {
                 if done {
                     return None;
                 }
                 loop {
+                    changes.mark_unchanged();
                     let info = driver.job_info(JobId(id))?;
                     let changed = last.as_ref().is_none_or(|l| {
                         let mut a = l.clone();
@@ -130,9 +132,10 @@ impl JobService for JobServiceImpl {
                     });
                     if changed {
                         let terminal = info.status != "running";
-                        return Some((Ok(info.clone()), (driver, Some(info), terminal)));
+                        return Some((Ok(info.clone()), (driver, changes, Some(info), terminal)));
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // The next change, or a second for the elapsed time's sake.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
                 }
             },
         );
