@@ -75,6 +75,9 @@ fn python_style(v: &serde_json::Value) -> String {
 
 fn main() {
     let args = Args::parse();
+    // Diagnostics on stderr with RUST_LOG=...; quiet otherwise.
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("off"))
+        .try_init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .max_blocking_threads(32)
         .enable_all()

@@ -24,6 +24,9 @@ use crate::workloads::Res;
 /// Each no-op worker offers this many CPUs, so every task can be in flight.
 const WORKER_CPUS: u32 = 4096;
 
+/// Reports one no-op worker has in flight at most.
+const MAX_REPORTS_IN_FLIGHT: usize = 256;
+
 pub async fn schedule(tasks: u32, workers: u32) -> Res<(u64, f64, Value)> {
     let handle = DriverHandle::start(
         "127.0.0.1:0",
@@ -61,7 +64,8 @@ pub async fn schedule(tasks: u32, workers: u32) -> Res<(u64, f64, Value)> {
         let beat_channel = Endpoint::from_shared(format!("http://{address}"))?
             .connect()
             .await?;
-        let mut beat = WorkerControlClient::with_interceptor(beat_channel, TokenInterceptor::new(""));
+        let mut beat =
+            WorkerControlClient::with_interceptor(beat_channel, TokenInterceptor::new(""));
         fleet.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
@@ -78,6 +82,11 @@ pub async fn schedule(tasks: u32, workers: u32) -> Res<(u64, f64, Value)> {
             let mut reports = JoinSet::new();
             while let Ok(Some(order)) = orders.message().await {
                 if let Some(worker_order::Order::Task(task)) = order.order {
+                    // Bounded, as a real worker's cores bound it: thousands of
+                    // concurrent calls on one connection make HTTP/2 give up on it.
+                    while reports.len() >= MAX_REPORTS_IN_FLIGHT {
+                        let _ = reports.join_next().await;
+                    }
                     let mut c = client.clone();
                     reports.spawn(async move {
                         let _ = c

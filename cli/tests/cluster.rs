@@ -95,6 +95,14 @@ fn bad_input_gets_clear_errors() {
             .env("REGATTA_TOKEN", "wrong"),
     );
     assert!(!success && err.contains("wrong cluster token"), "{err}");
+    // So is a worker.
+    let (success, _, err) = output(
+        regatta()
+            .args(["worker", "--driver", &c.driver, "--spill-dir"])
+            .arg(d.path().join("intruder"))
+            .env("REGATTA_TOKEN", "wrong"),
+    );
+    assert!(!success && err.contains("wrong cluster token"), "{err}");
     // An unknown job is NotFound.
     let (success, _, err) = output(
         regatta()

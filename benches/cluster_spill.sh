@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# A group-by over SF1 lineitem by l_orderkey on a driver and two workers with a
+# 256 MiB memory limit each: it must finish by spilling and give the local engine's
+# answer. Prints both answers and the job's line (with its spilled bytes).
+#
+#   bash benches/cluster_spill.sh            # LIMIT=256MiB DATA=/tmp/regatta-bench-data
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+source "$ROOT/scripts/env.sh"
+CLI="${CLI:-${CARGO_TARGET_DIR:-$ROOT/target}/release/regatta}"
+DATA="${DATA:-/tmp/regatta-bench-data}"
+LIMIT="${LIMIT:-256MiB}"
+OUT="$(mktemp -d /tmp/regatta-cluster-spill.XXXXXX)"
+export REGATTA_TOKEN="spill-$RANDOM$RANDOM"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$OUT"; }
+trap cleanup EXIT
+
+# Every order's lines with their comments joined: far more state than 256 MiB.
+SQL="SELECT count(*) AS orders, sum(lines) AS lines, sum(qty) AS qty, sum(length(comments)) AS comment_bytes
+FROM (SELECT l_orderkey, count(*) AS lines, sum(l_quantity) AS qty, string_agg(l_comment, '|') AS comments
+      FROM lineitem GROUP BY l_orderkey)"
+T="lineitem=$DATA/tpch/lineitem.parquet"
+
+"$CLI" driver --bind 127.0.0.1:0 > "$OUT/driver.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q "listening on" "$OUT/driver.log" && break; sleep 0.1; done
+DRIVER="$(grep -m1 "listening on" "$OUT/driver.log" | awk '{print $NF}')"
+for i in 1 2; do
+  printf '[worker]\ncpus = 1\nmemory_limit = "%s"\n' "$LIMIT" > "$OUT/w$i.toml"
+  "$CLI" worker -c "$OUT/w$i.toml" --driver "$DRIVER" --spill-dir "$OUT/spill$i" > "$OUT/w$i.log" 2>&1 &
+  pids+=($!)
+done
+sleep 2
+echo "== local engine (no limit)"
+"$CLI" sql -f csv -t "$T" "$SQL" | tee "$OUT/local.csv"
+echo "== driver + 2 workers, $LIMIT each"
+REGATTA_DRIVER="$DRIVER" "$CLI" submit -f csv -t "$T" "$SQL" | tee "$OUT/cluster.csv"
+REGATTA_DRIVER="$DRIVER" "$CLI" jobs
+if cmp -s "$OUT/local.csv" "$OUT/cluster.csv"; then echo "SAME ANSWER"; else echo "DIFFERENT ANSWERS"; exit 1; fi
