@@ -17,9 +17,10 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$OUT"; }
 trap cleanup EXIT
 
-# Every order's lines with their comments joined: far more state than 256 MiB.
-SQL="SELECT count(*) AS orders, sum(lines) AS lines, sum(qty) AS qty, sum(length(comments)) AS comment_bytes
-FROM (SELECT l_orderkey, count(*) AS lines, sum(l_quantity) AS qty, string_agg(l_comment, '|') AS comments
+# Every order's lines with their text joined: more state than 256 MiB per worker.
+SQL="SELECT count(*) AS orders, sum(lines) AS lines, sum(qty) AS qty, sum(length(notes)) AS note_bytes
+FROM (SELECT l_orderkey, count(*) AS lines, sum(l_quantity) AS qty,
+             string_agg(concat(l_comment, ' ', l_shipinstruct, ' ', l_shipmode, ' ', reverse(l_comment)), '|') AS notes
       FROM lineitem GROUP BY l_orderkey)"
 T="lineitem=$DATA/tpch/lineitem.parquet"
 

@@ -40,22 +40,27 @@ fn optimizer_rules(
     rules
 }
 
-/// The memory pool and spill directories of `options`.
-fn runtime_env(options: &EngineOptions) -> Arc<RuntimeEnv> {
+/// The memory pool and spill directories of `options`; the directories are made
+/// here. An error rather than a quiet fallback: a runtime without the pool would
+/// ignore the memory limit.
+fn runtime_env(options: &EngineOptions) -> Result<Arc<RuntimeEnv>> {
     let mut builder = RuntimeEnvBuilder::new();
     if let Some(limit) = options.memory_limit {
         builder = builder.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
     }
     if !options.spill_dirs.is_empty() {
+        for d in &options.spill_dirs {
+            std::fs::create_dir_all(d).map_err(|source| EngineError::Io {
+                path: d.display().to_string(),
+                source,
+            })?;
+        }
         builder = builder.with_disk_manager_builder(
             DiskManagerBuilder::default()
                 .with_mode(DiskManagerMode::Directories(options.spill_dirs.clone())),
         );
     }
-    // Building only fails for a bad disk manager; the default one always builds.
-    builder
-        .build_arc()
-        .unwrap_or_else(|_| Arc::new(RuntimeEnv::default()))
+    Ok(builder.build_arc()?)
 }
 
 /// The single-node engine: cheap to clone, shared by every DataFrame of a session.
@@ -78,16 +83,17 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// An engine with the default options.
     pub fn with_defaults() -> Self {
-        Self::build(EngineOptions::default())
+        Self::build(EngineOptions::default(), Arc::new(RuntimeEnv::default()))
     }
 
     /// An engine with `options`, which are checked first.
     pub fn new(options: EngineOptions) -> Result<Self> {
         options.validate()?;
-        Ok(Self::build(options))
+        let runtime = runtime_env(&options)?;
+        Ok(Self::build(options, runtime))
     }
 
-    fn build(options: EngineOptions) -> Self {
+    fn build(options: EngineOptions, runtime: Arc<RuntimeEnv>) -> Self {
         let registry = FunctionRegistry::default();
         let mut config = SessionConfig::new()
             .with_target_partitions(options.target_partitions)
@@ -99,7 +105,7 @@ impl Engine {
             .enable_file_stream_work_stealing = options.scan_work_sharing;
         let state = SessionStateBuilder::new()
             .with_config(config)
-            .with_runtime_env(runtime_env(&options))
+            .with_runtime_env(runtime)
             .with_default_features()
             .with_physical_optimizer_rules(optimizer_rules(&registry, &options))
             .build();

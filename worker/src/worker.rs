@@ -109,9 +109,6 @@ impl Worker {
             scan_work_sharing: false,
             ..EngineOptions::default()
         })?;
-        for d in &options.spill_dirs {
-            let _ = std::fs::create_dir_all(d.join("operators"));
-        }
         let task_runtime = TaskRuntime::new(cpus)?;
         let task_handle = task_runtime
             .handle()
