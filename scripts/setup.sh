@@ -23,3 +23,10 @@ if ! command -v mold >/dev/null 2>&1; then
   echo "setup: installing mold (faster linking; optional)" >&2
   apt_install mold || echo "setup: mold not installed; linking with the default linker" >&2
 fi
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "setup: installing openssl (the TLS test makes its certificates with it)" >&2
+  apt_install openssl || {
+    echo "setup: could not install openssl; the TLS test needs it" >&2
+    exit 1
+  }
+fi

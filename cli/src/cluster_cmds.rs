@@ -105,7 +105,24 @@ fn driver_url(cfg: &ClusterConfig) -> String {
 
 async fn client(args: &ClusterArgs) -> Result<ClusterClient> {
     let cfg = args.load()?;
-    Ok(ClusterClient::connect(&driver_url(&cfg), &cfg.cluster.token).await?)
+    let tls = cfg.tls().map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok(match tls {
+        Some(tls) => {
+            ClusterClient::connect_with_ca(&driver_url(&cfg), &cfg.cluster.token, Some(&tls.ca))
+                .await?
+        }
+        None => ClusterClient::connect(&driver_url(&cfg), &cfg.cluster.token).await?,
+    })
+}
+
+/// The cluster's TLS, when its file sets it.
+fn cluster_tls(cfg: &ClusterConfig) -> Result<Option<regatta::proto::ClusterTls>> {
+    let tls = cfg.tls().map_err(|e| CliError::Usage(e.to_string()))?;
+    Ok(tls.map(|t| regatta::proto::ClusterTls {
+        cert_pem: t.cert,
+        key_pem: t.key,
+        ca_pem: t.ca,
+    }))
 }
 
 /// `regatta driver`: serves until killed.
@@ -118,6 +135,7 @@ pub async fn run_driver(args: DriverArgs) -> Result<()> {
         worker_timeout: Duration::from_millis(cfg.driver.worker_timeout_ms),
         max_task_failures: cfg.driver.max_task_failures,
         task_memory: cfg.task_memory_bytes(),
+        tls: cluster_tls(&cfg)?,
     };
     let models = regatta::models::ActorRuntime::new(regatta::models::NodeResources::detect(
         regatta::models::ResourceOverrides::default(),
@@ -149,6 +167,7 @@ pub async fn run_worker(args: WorkerArgs) -> Result<()> {
             None => cfg.worker.spill_dirs.clone(),
         },
         connect_timeout: Duration::from_secs(10),
+        tls: cluster_tls(&cfg)?,
     };
     let worker = Worker::start(options)
         .await

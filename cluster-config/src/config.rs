@@ -26,6 +26,20 @@ pub struct SharedConfig {
     /// `cluster.token`: the secret every client, worker and driver presents
     /// (`REGATTA_TOKEN` overrides it). Required when the driver binds beyond loopback.
     pub token: String,
+    /// `cluster.tls_cert`: PEM certificate every driver and worker serves with.
+    pub tls_cert: Option<PathBuf>,
+    /// `cluster.tls_key`: its PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// `cluster.tls_ca`: PEM CA certificate every client trusts.
+    pub tls_ca: Option<PathBuf>,
+}
+
+/// The PEM contents of the cluster's TLS files.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    pub ca: Vec<u8>,
 }
 
 /// `[driver]`.
@@ -218,6 +232,21 @@ impl ClusterConfig {
                 &e.to_string(),
             )
         })?;
+        let tls = [
+            ("cluster.tls_cert", &self.cluster.tls_cert),
+            ("cluster.tls_key", &self.cluster.tls_key),
+            ("cluster.tls_ca", &self.cluster.tls_ca),
+        ];
+        let set = tls.iter().filter(|(_, v)| v.is_some()).count();
+        if set != 0 && set != tls.len() {
+            if let Some((key, _)) = tls.iter().find(|(_, v)| v.is_none()) {
+                return Err(invalid(
+                    key,
+                    "",
+                    "set all of cluster.tls_cert, tls_key and tls_ca, or none",
+                ));
+            }
+        }
         if self.worker.spill_dirs.is_empty() {
             return Err(invalid(
                 "worker.spill_dirs",
@@ -226,6 +255,31 @@ impl ClusterConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The TLS files' contents, when the cluster uses TLS; an error names the key
+    /// and file that cannot be read.
+    pub fn tls(&self) -> Result<Option<TlsFiles>> {
+        let (Some(cert), Some(key), Some(ca)) = (
+            &self.cluster.tls_cert,
+            &self.cluster.tls_key,
+            &self.cluster.tls_ca,
+        ) else {
+            return Ok(None);
+        };
+        let read = |key: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| ConfigError::Invalid {
+                path: "cluster file".into(),
+                key: key.to_string(),
+                value: path.display().to_string(),
+                allowed: format!("a readable PEM file ({e})"),
+            })
+        };
+        Ok(Some(TlsFiles {
+            cert: read("cluster.tls_cert", cert)?,
+            key: read("cluster.tls_key", key)?,
+            ca: read("cluster.tls_ca", ca)?,
+        }))
     }
 
     /// Memory one task reserves, in bytes.

@@ -7,5 +7,5 @@ mod config;
 mod error;
 pub mod reference;
 
-pub use config::{ClusterConfig, DriverConfig, SharedConfig, WorkerConfig};
+pub use config::{ClusterConfig, DriverConfig, SharedConfig, TlsFiles, WorkerConfig};
 pub use error::{ConfigError, Result};

@@ -31,6 +31,30 @@ pub const KEYS: &[KeyDoc] = &[
               `authorization: Bearer ...`). Required when the driver binds beyond loopback.",
     },
     KeyDoc {
+        key: "cluster.tls_cert",
+        kind: "path",
+        example: "\"/etc/regatta/node.pem\"",
+        env: None,
+        doc: "PEM certificate every driver and worker serves gRPC and Arrow Flight with \
+              (its names must cover the addresses clients dial). Set all three TLS keys \
+              or none; without them connections are plain HTTP/2.",
+    },
+    KeyDoc {
+        key: "cluster.tls_key",
+        kind: "path",
+        example: "\"/etc/regatta/node.key\"",
+        env: None,
+        doc: "The PEM private key of `cluster.tls_cert`.",
+    },
+    KeyDoc {
+        key: "cluster.tls_ca",
+        kind: "path",
+        example: "\"/etc/regatta/ca.pem\"",
+        env: Some("REGATTA_TLS_CA (SDK clients)"),
+        doc: "The PEM CA certificate clients, workers and the driver trust when they \
+              connect.",
+    },
+    KeyDoc {
         key: "driver.addresses",
         kind: "list of host:port",
         example: "[\"10.0.0.1:7700\"]",

@@ -17,7 +17,16 @@ fn every_key_of_the_config_types_is_documented() {
 fn every_documented_key_is_accepted_with_its_example() {
     for k in KEYS {
         let (section, name) = k.key.split_once('.').unwrap();
-        let text = format!("[{section}]\n{name} = {}\n", k.example);
+        let mut text = format!("[{section}]\n{name} = {}\n", k.example);
+        // The TLS keys go together.
+        if name.starts_with("tls_") {
+            for other in KEYS.iter().filter(|o| o.key.starts_with("cluster.tls_")) {
+                if other.key != k.key {
+                    let other_name = other.key.split_once('.').unwrap().1;
+                    text.push_str(&format!("{other_name} = {}\n", other.example));
+                }
+            }
+        }
         if let Err(e) = ClusterConfig::parse(&text, "example.toml") {
             panic!("{}: {e}", k.key);
         }

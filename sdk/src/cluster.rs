@@ -10,7 +10,6 @@ use regatta_proto::{
     submit_request, AuthChannel, JobInfo, JobRequest, ListJobsRequest, ListWorkersRequest,
     SubmitRequest, TableSource, TokenInterceptor, WorkerInfo,
 };
-use tonic::transport::Endpoint;
 
 use crate::{Error, Result};
 
@@ -23,18 +22,38 @@ pub struct ClusterClient {
 
 impl ClusterClient {
     /// Connects to the driver at `url` (`http://host:port` or `host:port`) with the
-    /// cluster token.
+    /// cluster token. When `REGATTA_TLS_CA` names a PEM file, the connection is TLS
+    /// and the driver's certificate must be signed by that CA.
     pub async fn connect(url: &str, token: &str) -> Result<Self> {
-        let url = if url.contains("://") {
-            url.to_string()
-        } else {
-            format!("http://{url}")
+        let ca = match std::env::var_os("REGATTA_TLS_CA") {
+            Some(path) => Some(std::fs::read(&path).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "REGATTA_TLS_CA {}: {e}",
+                    std::path::Path::new(&path).display()
+                ))
+            })?),
+            None => None,
         };
+        Self::connect_with_ca(url, token, ca.as_deref()).await
+    }
+
+    /// [`ClusterClient::connect`] over TLS trusting `ca_pem` (PEM), or plain
+    /// HTTP/2 when it is None.
+    pub async fn connect_with_ca(url: &str, token: &str, ca_pem: Option<&[u8]>) -> Result<Self> {
+        let tls = ca_pem.map(regatta_proto::client_trusting);
+        let host_port = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .unwrap_or(url);
+        let url = format!(
+            "{}://{host_port}",
+            if tls.is_some() { "https" } else { "http" }
+        );
         let unreachable = |message: String| Error::Unreachable {
             address: url.clone(),
             message,
         };
-        let channel = Endpoint::from_shared(url.clone())
+        let channel = regatta_proto::endpoint(&url, tls.as_ref())
             .map_err(|e| unreachable(format!("not a valid address: {e}")))?
             .connect_timeout(Duration::from_secs(5))
             .connect()

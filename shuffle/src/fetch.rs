@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use prost::Message;
 use regatta_common::{JobId, StageId, TaskId};
 use regatta_proto::ShuffleTicket;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig};
 
 use crate::{read_map_output, Result, ShuffleError, ShuffleLayout};
 
@@ -35,6 +35,8 @@ pub struct ShuffleFetcher {
     /// (the driver).
     local: Option<(u64, ShuffleLayout)>,
     token: String,
+    /// TLS for Flight calls, when the cluster uses it.
+    tls: Option<ClientTlsConfig>,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
@@ -44,6 +46,7 @@ impl ShuffleFetcher {
         Self {
             local: Some((local_worker, layout)),
             token,
+            tls: None,
             channels: Mutex::new(HashMap::new()),
         }
     }
@@ -53,8 +56,15 @@ impl ShuffleFetcher {
         Self {
             local: None,
             token,
+            tls: None,
             channels: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Calls other nodes over TLS.
+    pub fn with_tls(mut self, tls: Option<ClientTlsConfig>) -> Self {
+        self.tls = tls;
+        self
     }
 
     fn channel(&self, address: &str) -> Result<Channel> {
@@ -65,8 +75,8 @@ impl ShuffleFetcher {
         if let Some(c) = map.get(address) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| ShuffleError::Invalid(format!("shuffle address {address}: {e}")))?
+        let endpoint = regatta_proto::endpoint(address, self.tls.as_ref())
+            .map_err(|e| ShuffleError::Invalid(format!("shuffle address {e}")))?
             .connect_timeout(Duration::from_secs(3));
         let channel = endpoint.connect_lazy();
         map.insert(address.to_string(), channel.clone());

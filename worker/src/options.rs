@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use regatta_proto::ClusterTls;
+
 /// A worker's settings (the CLI fills them from the cluster file).
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -21,6 +23,8 @@ pub struct WorkerOptions {
     pub spill_dirs: Vec<PathBuf>,
     /// How long to keep trying to reach the driver at start-up.
     pub connect_timeout: Duration,
+    /// TLS for the shuffle server and every call, when the cluster uses it.
+    pub tls: Option<ClusterTls>,
 }
 
 impl Default for WorkerOptions {
@@ -34,6 +38,7 @@ impl Default for WorkerOptions {
             memory_limit: 4 << 30,
             spill_dirs: vec![std::env::temp_dir().join("regatta-spill")],
             connect_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }

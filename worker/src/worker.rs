@@ -20,7 +20,6 @@ use regatta_shuffle::{ShuffleFetcher, ShuffleFlightService, ShuffleLayout};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Endpoint;
 
 use crate::task_runner::TaskRunner;
 use crate::{Result, WorkerError, WorkerOptions};
@@ -133,8 +132,16 @@ impl Worker {
             options.token.clone(),
         ))
         .max_encoding_message_size(usize::MAX);
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &options.tls {
+            server = server.tls_config(tls.server()).map_err(|e| {
+                WorkerError::Stopped(format!(
+                    "shuffle server TLS (cluster.tls_cert/tls_key): {e}"
+                ))
+            })?;
+        }
         tasks.spawn(async move {
-            tonic::transport::Server::builder()
+            server
                 .add_service(flight)
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await
@@ -211,11 +218,10 @@ impl Worker {
             worker: id,
             engine,
             layout: layout.clone(),
-            fetcher: Arc::new(ShuffleFetcher::new(
-                id,
-                layout.clone(),
-                options.token.clone(),
-            )),
+            fetcher: Arc::new(
+                ShuffleFetcher::new(id, layout.clone(), options.token.clone())
+                    .with_tls(options.tls.as_ref().map(|t| t.client())),
+            ),
         });
         let driver = options.driver.clone();
         let jobs_layout = layout.clone();
@@ -328,8 +334,9 @@ async fn connect(options: &WorkerOptions) -> Result<WorkerControlClient<AuthChan
         address: options.driver.clone(),
         message,
     };
-    let endpoint = Endpoint::from_shared(format!("http://{}", options.driver))
-        .map_err(|e| unreachable(e.to_string()))?
+    let tls = options.tls.as_ref().map(|t| t.client());
+    let endpoint = regatta_proto::endpoint(&options.driver, tls.as_ref())
+        .map_err(unreachable)?
         .connect_timeout(Duration::from_secs(2))
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(2));

@@ -66,7 +66,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Driver {
     pub fn new(options: DriverOptions) -> Self {
-        let fetcher = ShuffleFetcher::remote(options.token.clone());
+        let fetcher = ShuffleFetcher::remote(options.token.clone())
+            .with_tls(options.tls.as_ref().map(|t| t.client()));
         Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(DriverState::new(options.max_task_failures)),

@@ -15,6 +15,8 @@ pub struct DriverOptions {
     pub max_task_failures: u32,
     /// Memory one task reserves on its worker, in bytes.
     pub task_memory: u64,
+    /// TLS for the driver's services and its calls to workers.
+    pub tls: Option<regatta_proto::ClusterTls>,
 }
 
 impl Default for DriverOptions {
@@ -25,6 +27,7 @@ impl Default for DriverOptions {
             worker_timeout: Duration::from_secs(3),
             max_task_failures: crate::DEFAULT_MAX_TASK_FAILURES,
             task_memory: 64 << 20,
+            tls: None,
         }
     }
 }

@@ -45,9 +45,15 @@ impl DriverHandle {
             WorkerControlImpl::new(driver.clone()),
             move |r| check.check(r),
         );
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &options.tls {
+            server = server.tls_config(tls.server()).map_err(|e| {
+                SchedulerError::Plan(format!("driver TLS (cluster.tls_cert/tls_key): {e}"))
+            })?;
+        }
         let mut tasks = JoinSet::new();
         tasks.spawn(async move {
-            let served = tonic::transport::Server::builder()
+            let served = server
                 .http2_keepalive_interval(Some(Duration::from_secs(1)))
                 .http2_keepalive_timeout(Some(Duration::from_secs(2)))
                 .add_service(jobs)

@@ -1,0 +1,54 @@
+//! [`ClusterTls`]: TLS for every gRPC connection of a cluster (client ↔ driver,
+//! worker ↔ driver, worker ↔ worker shuffle), from PEM files.
+
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig};
+
+/// One certificate and key that every driver and worker serves with, and the CA
+/// that signed it, which every client trusts. Absent: plain HTTP/2.
+#[derive(Clone)]
+pub struct ClusterTls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    pub ca_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClusterTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.write_str("ClusterTls { .. }")
+    }
+}
+
+impl ClusterTls {
+    /// What servers present.
+    pub fn server(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+    }
+
+    /// What clients check servers against.
+    pub fn client(&self) -> ClientTlsConfig {
+        client_trusting(&self.ca_pem)
+    }
+}
+
+/// A client config trusting the CA in `ca_pem`.
+pub fn client_trusting(ca_pem: &[u8]) -> ClientTlsConfig {
+    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem))
+}
+
+/// An endpoint for `address` (`host:port`, or a URL), over TLS when `tls` is given.
+pub fn endpoint(address: &str, tls: Option<&ClientTlsConfig>) -> Result<Endpoint, String> {
+    let host_port = address
+        .strip_prefix("http://")
+        .or_else(|| address.strip_prefix("https://"))
+        .unwrap_or(address);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint = Endpoint::from_shared(format!("{scheme}://{host_port}"))
+        .map_err(|e| format!("{address}: {e}"))?;
+    match tls {
+        Some(t) => endpoint
+            .tls_config(t.clone())
+            .map_err(|e| format!("{address}: TLS: {e}")),
+        None => Ok(endpoint),
+    }
+}
