@@ -27,28 +27,9 @@ for f in "$BIN" "$CLI"; do
 done
 export REGATTA_TOKEN="bench-$RANDOM$RANDOM"
 
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-"$CLI" driver --bind 127.0.0.1:0 > "$OUT/driver.log" 2> "$OUT/driver.err" &
-pids+=($!)
-for _ in $(seq 1 100); do grep -q "listening on" "$OUT/driver.log" && break; sleep 0.1; done
-DRIVER="$(grep -m1 "listening on" "$OUT/driver.log" | awk '{print $NF}')"
-[[ -n "$DRIVER" ]] || { echo "the driver did not start; see $OUT/driver.err" >&2; exit 1; }
-for i in 1 2; do
-  printf '[worker]\ncpus = 1\nmemory_limit = "4GiB"\n' > "$OUT/worker$i.toml"
-  "$CLI" worker -c "$OUT/worker$i.toml" --driver "$DRIVER" --spill-dir "$OUT/spill$i" \
-    > "$OUT/worker$i.log" 2> "$OUT/worker$i.err" &
-  pids+=($!)
-done
-for _ in $(seq 1 100); do
-  [[ "$(grep -c "serving shuffle" "$OUT"/worker*.log 2>/dev/null | awk -F: '{s+=$2} END {print s}')" == 2 ]] && break
-  sleep 0.1
-done
+source "$HERE/cluster_lib.sh"
+trap stop_cluster EXIT
+start_cluster "$OUT" 4GiB
 echo "driver $DRIVER, 2 workers; results in $OUT" >&2
 
 run() {  # run LABEL WORKLOAD [args...]: one run, its JSON line appended to $OUT/runs.jsonl

@@ -13,8 +13,8 @@ DATA="${DATA:-/tmp/regatta-bench-data}"
 LIMIT="${LIMIT:-256MiB}"
 OUT="$(mktemp -d /tmp/regatta-cluster-spill.XXXXXX)"
 export REGATTA_TOKEN="spill-$RANDOM$RANDOM"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$OUT"; }
+source "$HERE/cluster_lib.sh"
+cleanup() { stop_cluster; rm -rf "$OUT"; }
 trap cleanup EXIT
 
 # Every order's lines with their text joined: more state than 256 MiB per worker.
@@ -24,16 +24,7 @@ FROM (SELECT l_orderkey, count(*) AS lines, sum(l_quantity) AS qty,
       FROM lineitem GROUP BY l_orderkey)"
 T="lineitem=$DATA/tpch/lineitem.parquet"
 
-"$CLI" driver --bind 127.0.0.1:0 > "$OUT/driver.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 100); do grep -q "listening on" "$OUT/driver.log" && break; sleep 0.1; done
-DRIVER="$(grep -m1 "listening on" "$OUT/driver.log" | awk '{print $NF}')"
-for i in 1 2; do
-  printf '[worker]\ncpus = 1\nmemory_limit = "%s"\n' "$LIMIT" > "$OUT/w$i.toml"
-  "$CLI" worker -c "$OUT/w$i.toml" --driver "$DRIVER" --spill-dir "$OUT/spill$i" > "$OUT/w$i.log" 2>&1 &
-  pids+=($!)
-done
-sleep 2
+start_cluster "$OUT" "$LIMIT"
 echo "== local engine (no limit)"
 "$CLI" sql -f csv -t "$T" "$SQL" | tee "$OUT/local.csv"
 echo "== driver + 2 workers, $LIMIT each"

@@ -6,12 +6,14 @@
 //! `--tasks` tasks; what is timed is submission to the last task recorded done, so
 //! it measures placement, order delivery and report handling, not task work.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use regatta_common::{JobId, Resources, StageId};
 use regatta_proto::worker_control_client::WorkerControlClient;
 use regatta_proto::{
-    worker_order, HeartbeatRequest, OrdersRequest, RegisterRequest, TaskReport, TokenInterceptor,
+    worker_order, AuthChannel, HeartbeatRequest, OrdersRequest, RegisterRequest, TaskReport,
+    TokenInterceptor,
 };
 use regatta_scheduler::driver::{DriverHandle, DriverOptions, Planner};
 use regatta_scheduler::{Command, StageSpec};
@@ -38,10 +40,7 @@ pub async fn schedule(tasks: u32, workers: u32) -> Res<(u64, f64, Value)> {
     // Owned here: dropping the set stops the no-op workers.
     let mut fleet = JoinSet::new();
     for _ in 0..workers {
-        let channel = Endpoint::from_shared(format!("http://{address}"))?
-            .connect()
-            .await?;
-        let mut client = WorkerControlClient::with_interceptor(channel, TokenInterceptor::new(""));
+        let mut client = connect(address).await?;
         let id = client
             .register(RegisterRequest {
                 flight_address: "127.0.0.1:9".into(),
@@ -61,11 +60,7 @@ pub async fn schedule(tasks: u32, workers: u32) -> Res<(u64, f64, Value)> {
             .into_inner();
         // Heartbeats on a connection of their own, so they never queue behind the
         // flood of reports (a late heartbeat would get the worker declared lost).
-        let beat_channel = Endpoint::from_shared(format!("http://{address}"))?
-            .connect()
-            .await?;
-        let mut beat =
-            WorkerControlClient::with_interceptor(beat_channel, TokenInterceptor::new(""));
+        let mut beat = connect(address).await?;
         fleet.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
@@ -133,6 +128,17 @@ pub async fn schedule(tasks: u32, workers: u32) -> Res<(u64, f64, Value)> {
     drop(fleet);
     drop(handle);
     Ok((u64::from(tasks), secs, extra))
+}
+
+/// A worker-control client of the driver at `address`, on a connection of its own.
+async fn connect(address: SocketAddr) -> Res<WorkerControlClient<AuthChannel>> {
+    let channel = Endpoint::from_shared(format!("http://{address}"))?
+        .connect()
+        .await?;
+    Ok(WorkerControlClient::with_interceptor(
+        channel,
+        TokenInterceptor::new(""),
+    ))
 }
 
 /// Waits until every task of `job` is recorded done; returns the job's status.

@@ -29,9 +29,7 @@ fn a_worker_killed_in_the_middle_of_w3b_costs_retries_not_the_answer() {
     // The client waits for the job and prints its rows, while the worker dies.
     let mut submit = c.cli();
     submit.args(["submit", "-f", "csv"]);
-    for t in &tables {
-        submit.args(["-t", t]);
-    }
+    common::with_tables(&mut submit, &tables);
     let mut client = submit
         .arg(Q3)
         .stdout(Stdio::piped())

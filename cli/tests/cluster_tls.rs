@@ -104,9 +104,7 @@ fn a_tls_cluster_serves_clients_that_trust_its_ca_and_refuses_plain_ones() {
         .args(["submit", "-f", "csv", "-c"])
         .arg(&config)
         .env("REGATTA_DRIVER", &address);
-    for t in &tables {
-        submit.args(["-t", t]);
-    }
+    common::with_tables(&mut submit, &tables);
     assert_eq!(ok(submit.arg(Q1)), local_csv(&tables, Q1));
 
     // Without the CA the client speaks plain HTTP/2 to a TLS server: refused, named.

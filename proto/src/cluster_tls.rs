@@ -36,14 +36,19 @@ pub fn client_trusting(ca_pem: &[u8]) -> ClientTlsConfig {
     ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem))
 }
 
-/// An endpoint for `address` (`host:port`, or a URL), over TLS when `tls` is given.
-pub fn endpoint(address: &str, tls: Option<&ClientTlsConfig>) -> Result<Endpoint, String> {
+/// The URL of `address` (`host:port`, or a URL of either scheme): `https://` when
+/// `tls`, else `http://`.
+pub fn url(address: &str, tls: bool) -> String {
     let host_port = address
         .strip_prefix("http://")
         .or_else(|| address.strip_prefix("https://"))
         .unwrap_or(address);
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let endpoint = Endpoint::from_shared(format!("{scheme}://{host_port}"))
+    format!("{}://{host_port}", if tls { "https" } else { "http" })
+}
+
+/// An endpoint for `address` (`host:port`, or a URL), over TLS when `tls` is given.
+pub fn endpoint(address: &str, tls: Option<&ClientTlsConfig>) -> Result<Endpoint, String> {
+    let endpoint = Endpoint::from_shared(url(address, tls.is_some()))
         .map_err(|e| format!("{address}: {e}"))?;
     match tls {
         Some(t) => endpoint

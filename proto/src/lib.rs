@@ -10,7 +10,7 @@ tonic::include_proto!("regatta.v1");
 
 mod cluster_tls;
 mod token_check;
-pub use cluster_tls::{client_trusting, endpoint, ClusterTls};
+pub use cluster_tls::{client_trusting, endpoint, url, ClusterTls};
 pub use token_check::TokenCheck;
 
 /// The metadata key carrying the cluster token on every call.

@@ -41,14 +41,7 @@ impl ClusterClient {
     /// HTTP/2 when it is None.
     pub async fn connect_with_ca(url: &str, token: &str, ca_pem: Option<&[u8]>) -> Result<Self> {
         let tls = ca_pem.map(regatta_proto::client_trusting);
-        let host_port = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"))
-            .unwrap_or(url);
-        let url = format!(
-            "{}://{host_port}",
-            if tls.is_some() { "https" } else { "http" }
-        );
+        let url = regatta_proto::url(url, tls.is_some());
         let unreachable = |message: String| Error::Unreachable {
             address: url.clone(),
             message,

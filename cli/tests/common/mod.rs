@@ -122,10 +122,10 @@ impl Cluster {
     pub fn submit_detached(&self, tables: &[String], sql: &str) -> u64 {
         let mut cmd = self.cli();
         cmd.args(["submit", "--detach"]);
-        for t in tables {
-            cmd.args(["-t", t]);
-        }
-        ok(cmd.arg(sql)).trim().parse().unwrap()
+        ok(with_tables(&mut cmd, tables).arg(sql))
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// `regatta jobs status N`, parsed.
@@ -387,10 +387,15 @@ LIMIT 10";
 pub fn local_csv(tables: &[String], sql: &str) -> String {
     let mut cmd = regatta();
     cmd.args(["sql", "-f", "csv"]);
+    ok(with_tables(&mut cmd, tables).arg(sql))
+}
+
+/// `cmd` with a `-t NAME=PATH` for each of `tables`.
+pub fn with_tables<'a>(cmd: &'a mut Command, tables: &[String]) -> &'a mut Command {
     for t in tables {
         cmd.args(["-t", t]);
     }
-    ok(cmd.arg(sql))
+    cmd
 }
 
 impl Cluster {
@@ -398,9 +403,6 @@ impl Cluster {
     pub fn csv(&self, tables: &[String], sql: &str) -> String {
         let mut cmd = self.cli();
         cmd.args(["submit", "-f", "csv"]);
-        for t in tables {
-            cmd.args(["-t", t]);
-        }
-        ok(cmd.arg(sql))
+        ok(with_tables(&mut cmd, tables).arg(sql))
     }
 }
