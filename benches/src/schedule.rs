@@ -50,6 +50,7 @@ pub async fn schedule(tasks: u32, workers: u32) -> Res<(u64, f64, Value)> {
                     gpus: 0,
                     memory_bytes: u64::from(WORKER_CPUS) << 26,
                 }),
+                ..Default::default()
             })
             .await?
             .into_inner()
@@ -116,6 +117,7 @@ pub async fn schedule(tasks: u32, workers: u32) -> Res<(u64, f64, Value)> {
             },
             plan: Vec::new(),
         }],
+        output: None,
     })?;
     let done = wait_done(&driver, job, tasks).await?;
     let secs = t0.elapsed().as_secs_f64();

@@ -73,6 +73,13 @@ pub struct SubmitArgs {
     /// Output format for the rows.
     #[arg(long, short = 'f', value_enum, default_value_t = crate::OutputFormat::Table)]
     pub format: crate::OutputFormat,
+    /// Write the result to this Parquet file or Lance dataset (it must not exist)
+    /// instead of returning the rows; the leader commits it exactly once.
+    #[arg(long, short = 'o')]
+    pub output: Option<String>,
+    /// `parquet` or `lance` for --output (default: guessed from the path).
+    #[arg(long, default_value = "")]
+    pub output_format: String,
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +211,8 @@ pub async fn run_submit(args: SubmitArgs) -> Result<()> {
             name: args.name.clone(),
             plan: Some(regatta::proto::submit_request::Plan::Sql(args.sql.clone())),
             tables,
+            output_path: args.output.clone().unwrap_or_default(),
+            output_format: args.output_format.clone(),
         })
         .await?;
     eprintln!("submitted job-{}", job.job_id);

@@ -137,6 +137,7 @@ fn bad_input_gets_clear_errors() {
                         b"not a plan".to_vec(),
                     )),
                     tables: vec![],
+                    ..Default::default()
                 })
                 .await
         })

@@ -53,6 +53,15 @@ pub struct OutputStats {
     pub bytes: u64,
 }
 
+/// Where a job writes its result, committed once by the leader after its tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOutput {
+    /// A Parquet file or a Lance dataset that must not exist yet.
+    pub path: String,
+    /// `parquet` or `lance`.
+    pub format: String,
+}
+
 /// One change to the driver's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
@@ -62,6 +71,8 @@ pub enum Command {
         job: JobId,
         name: String,
         stages: Vec<StageSpec>,
+        /// Where the result goes; `None` keeps it with the driver for clients.
+        output: Option<JobOutput>,
     },
     /// A job failed for good (planning, or a task out of retries).
     FailJob {
@@ -72,10 +83,12 @@ pub enum Command {
     CancelJob {
         job: JobId,
     },
-    /// The driver holds the job's result rows.
+    /// The job's result is in: its rows as Arrow IPC (empty when they were
+    /// written to the job's output), replicated so any driver can serve them.
     CompleteJob {
         job: JobId,
         rows: u64,
+        result: Vec<u8>,
     },
     WorkerJoined {
         worker: WorkerId,
@@ -104,4 +117,14 @@ pub enum Command {
         /// The worker whose shuffle output the task could not read, if that was why.
         lost_input: Option<WorkerId>,
     },
+    /// A task its worker does not know of (the order was lost with a leader), to
+    /// be placed again without counting against it.
+    TaskRequeued {
+        task: TaskKey,
+        worker: WorkerId,
+        attempt: u32,
+    },
+    /// Several commands applied in order, each on its own (one log entry for a
+    /// whole scheduling round).
+    Batch(Vec<Command>),
 }

@@ -36,6 +36,18 @@ pub enum SchedulerError {
     },
     #[error("{0}")]
     Config(#[from] regatta_cluster_config::ConfigError),
+    /// This driver is not the leader; `leader` is its address when known.
+    #[error("this driver is not the leader{}", leader.as_deref().map(|l| format!("; the leader is at {l}")).unwrap_or_else(|| "; no leader is elected yet".into()))]
+    NotLeader { leader: Option<String> },
+    /// The replicated log or snapshot could not be read or written.
+    #[error("driver storage {path}: {message}")]
+    Storage { path: String, message: String },
+    /// Peers refused this driver (another cluster, another token).
+    #[error("{0}")]
+    Refused(String),
+    /// Raft failed (quorum lost, shutting down).
+    #[error("replication: {0}")]
+    Replication(String),
 }
 
 /// Result alias of this crate.

@@ -4,11 +4,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use regatta_common::{StageId, WorkerId};
+use serde::{Deserialize, Serialize};
 
 use crate::{OutputStats, StageSpec};
 
 /// Where a job stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobStatus {
     Running,
     Succeeded,
@@ -42,7 +43,7 @@ impl fmt::Display for JobStatus {
 }
 
 /// Where one task stands.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TaskStatus {
     Pending,
     Running {
@@ -56,7 +57,7 @@ pub enum TaskStatus {
 }
 
 /// One task.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskState {
     pub status: TaskStatus,
     /// Attempts launched so far.
@@ -69,7 +70,7 @@ pub struct TaskState {
 }
 
 /// One stage.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageState {
     pub spec: StageSpec,
     pub tasks: Vec<TaskState>,
@@ -104,7 +105,7 @@ impl StageState {
 }
 
 /// One job.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobState {
     pub name: String,
     pub status: JobStatus,
@@ -116,6 +117,10 @@ pub struct JobState {
     pub spilled_bytes: u64,
     pub shuffle_bytes: u64,
     pub rows_out: u64,
+    /// Where the result is written, if anywhere.
+    pub output: Option<crate::JobOutput>,
+    /// The result rows as Arrow IPC once the job succeeded (empty if written out).
+    pub result: Vec<u8>,
 }
 
 impl JobState {

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use regatta_common::{JobId, Resources, StageId, WorkerId};
 use regatta_shuffle::MapLocation;
+use serde::{Deserialize, Serialize};
 
 use crate::job_state::{JobState, JobStatus, StageState, TaskStatus};
 use crate::{Command, Result, SchedulerError, StageSpec, TaskKey, WorkerSpec};
@@ -14,7 +15,7 @@ pub const DEFAULT_MAX_TASK_FAILURES: u32 = 4;
 const MAX_INPUT_FAILURES: u32 = 16;
 
 /// One worker.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerState {
     pub spec: WorkerSpec,
     pub alive: bool,
@@ -45,7 +46,7 @@ impl WorkerState {
 }
 
 /// Every job and worker the driver knows, in id order (deterministic iteration).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriverState {
     jobs: BTreeMap<JobId, JobState>,
     workers: BTreeMap<WorkerId, WorkerState>,
@@ -89,12 +90,17 @@ impl DriverState {
     /// Applies one command, or refuses it leaving the state unchanged.
     pub fn apply(&mut self, cmd: &Command) -> Result<()> {
         match cmd {
-            Command::SubmitJob { job, name, stages } => self.submit(*job, name, stages)?,
+            Command::SubmitJob {
+                job,
+                name,
+                stages,
+                output,
+            } => self.submit(*job, name, stages, output.clone())?,
             Command::FailJob { job, reason } => {
                 self.end_job(*job, JobStatus::Failed(reason.clone()), "failed")?
             }
             Command::CancelJob { job } => self.end_job(*job, JobStatus::Cancelled, "cancelled")?,
-            Command::CompleteJob { job, rows } => {
+            Command::CompleteJob { job, rows, result } => {
                 let j = self.running_job(*job, "completed")?;
                 if !j.results_ready() {
                     return Err(SchedulerError::InvalidCommand(format!(
@@ -102,6 +108,7 @@ impl DriverState {
                     )));
                 }
                 j.rows_out = *rows;
+                j.result = result.clone();
                 j.status = JobStatus::Succeeded;
             }
             Command::WorkerJoined { worker, spec } => {
@@ -158,12 +165,53 @@ impl DriverState {
                     self.fail_task(*task, *worker, error, lost_input.is_some());
                 }
             }
+            Command::TaskRequeued {
+                task,
+                worker,
+                attempt,
+            } => {
+                if self.release(*task, *worker, *attempt) {
+                    self.requeue(*task);
+                }
+            }
+            Command::Batch(cmds) => {
+                // Each command stands alone: one refused does not undo the others.
+                for c in cmds {
+                    let _ = self.apply(c);
+                }
+                return Ok(());
+            }
         }
         self.applied += 1;
         Ok(())
     }
 
-    fn submit(&mut self, job: JobId, name: &str, stages: &[StageSpec]) -> Result<()> {
+    /// Applies a batch, saying for each command whether it was refused and why.
+    pub fn apply_batch(&mut self, cmds: &[Command]) -> Vec<Option<String>> {
+        cmds.iter()
+            .map(|c| self.apply(c).err().map(|e| e.to_string()))
+            .collect()
+    }
+
+    fn requeue(&mut self, task: TaskKey) {
+        if let Some(j) = self.jobs.get_mut(&task.job) {
+            if let Some(s) = j.stages.get_mut(&task.stage) {
+                if let Some(t) = s.tasks.get_mut(task.partition as usize) {
+                    t.status = TaskStatus::Pending;
+                    s.pending.insert(task.partition);
+                    j.retried_tasks += 1;
+                }
+            }
+        }
+    }
+
+    fn submit(
+        &mut self,
+        job: JobId,
+        name: &str,
+        stages: &[StageSpec],
+        output: Option<crate::JobOutput>,
+    ) -> Result<()> {
         if self.jobs.contains_key(&job) {
             return Err(SchedulerError::DuplicateJob(job));
         }
@@ -209,6 +257,8 @@ impl DriverState {
                 spilled_bytes: 0,
                 shuffle_bytes: 0,
                 rows_out: 0,
+                output,
+                result: Vec::new(),
             },
         );
         Ok(())
@@ -442,6 +492,16 @@ impl DriverState {
     /// Every worker, in id order.
     pub fn workers(&self) -> impl Iterator<Item = (&WorkerId, &WorkerState)> {
         self.workers.iter()
+    }
+
+    /// The id after the highest job id ever used.
+    pub fn next_job_id(&self) -> JobId {
+        JobId(self.jobs.keys().next_back().map_or(1, |j| j.0 + 1))
+    }
+
+    /// The id after the highest worker id ever used.
+    pub fn next_worker_id(&self) -> WorkerId {
+        WorkerId(self.workers.keys().next_back().map_or(1, |w| w.0 + 1))
     }
 
     /// Commands applied so far.

@@ -73,6 +73,7 @@ fn a_lost_worker_reruns_its_tasks_and_recomputes_needed_outputs_and_replays() {
         job: JobId(1),
         name: "j".into(),
         stages: vec![stage(1, 4, vec![], 0.0), stage(2, 2, vec![1], 0.0)],
+        output: None,
     });
     for c in &log {
         s.apply(c).unwrap();
@@ -103,6 +104,7 @@ fn a_lost_worker_reruns_its_tasks_and_recomputes_needed_outputs_and_replays() {
     let done = Command::CompleteJob {
         job: JobId(1),
         rows: 20,
+        result: vec![1, 2, 3],
     };
     s.apply(&done).unwrap();
     log.push(done);
@@ -123,6 +125,7 @@ fn a_task_out_of_retries_fails_its_job_naming_task_worker_and_cause() {
         job: JobId(7),
         name: "j".into(),
         stages: vec![stage(1, 1, vec![], 0.0)],
+        output: None,
     })
     .unwrap();
     let task = TaskKey {
@@ -169,6 +172,7 @@ fn placement_respects_cpus_and_gpus() {
         job: JobId(1),
         name: "gpu".into(),
         stages: vec![stage(1, 3, vec![], 1.0)],
+        output: None,
     })
     .unwrap();
     // Only worker 2 has a GPU, and only one: one task now, none on worker 1.
@@ -180,6 +184,7 @@ fn placement_respects_cpus_and_gpus() {
         job: JobId(2),
         name: "cpu".into(),
         stages: vec![stage(1, 10, vec![], 0.0)],
+        output: None,
     })
     .unwrap();
     // The GPU task takes worker 2's only CPU: CPU tasks fill worker 1's two.
@@ -211,6 +216,7 @@ fn a_worker_with_less_memory_than_a_task_share_runs_one_task_at_a_time() {
         job: JobId(1),
         name: "small".into(),
         stages: vec![stage(1, 3, vec![], 0.0)],
+        output: None,
     })
     .unwrap();
     let picks = next_assignments(&s, 100);

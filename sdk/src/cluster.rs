@@ -98,6 +98,7 @@ impl ClusterClient {
                     format: String::new(),
                 })
                 .collect(),
+            ..Default::default()
         })
         .await
     }

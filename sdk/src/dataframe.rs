@@ -59,6 +59,7 @@ impl DataFrame {
                 bytes.to_vec(),
             )),
             tables: Vec::new(),
+            ..Default::default()
         };
         Ok(Some(cluster.run(request).await?))
     }

@@ -164,6 +164,7 @@ impl Worker {
                     gpus: total.gpus as u32,
                     memory_bytes: total.memory,
                 }),
+                ..Default::default()
             })
             .await
             .map_err(refused)?

@@ -302,6 +302,7 @@ impl Driver {
                     }),
                     plan: stage.spec.plan.clone(),
                     inputs,
+                    term: 0,
                 })),
             })
         })
@@ -360,7 +361,14 @@ impl Driver {
                     Ok(batches) => {
                         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
                         lock(&me.inner.live).results.insert(job, batches);
-                        if me.apply(Command::CompleteJob { job, rows }).is_ok() {
+                        if me
+                            .apply(Command::CompleteJob {
+                                job,
+                                rows,
+                                result: Vec::new(),
+                            })
+                            .is_ok()
+                        {
                             me.end_job_on_workers(job);
                         }
                     }

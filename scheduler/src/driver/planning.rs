@@ -106,6 +106,11 @@ impl Planner {
         } else {
             request.name.clone()
         };
-        Ok(Command::SubmitJob { job, name, stages })
+        Ok(Command::SubmitJob {
+            job,
+            name,
+            stages,
+            output: None,
+        })
     }
 }

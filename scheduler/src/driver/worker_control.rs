@@ -87,6 +87,7 @@ impl WorkerControl for WorkerControlImpl {
         Ok(Response::new(RegisterResponse {
             worker_id: worker.0,
             heartbeat_interval_ms: self.driver.options().heartbeat_interval.as_millis() as u32,
+            term: 0,
         }))
     }
 

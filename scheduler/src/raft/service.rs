@@ -1,0 +1,161 @@
+//! [`ReplicationService`]: the gRPC side of a driver replica: Raft's messages
+//! from peers, the cluster check a starting peer makes, and membership admin.
+
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::BasicNode;
+use regatta_proto::driver_replication_server::DriverReplication;
+use regatta_proto::{
+    AddDriverRequest, DriverInfo, HelloRequest, HelloResponse, ListDriversRequest,
+    ListDriversResponse, RaftMessage, RemoveDriverRequest,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use super::{NodeId, Replica};
+
+/// Serves one replica's peers and admins.
+#[derive(Clone)]
+pub struct ReplicationService {
+    replica: Replica,
+}
+
+impl ReplicationService {
+    pub fn new(replica: Replica) -> Self {
+        Self { replica }
+    }
+}
+
+fn decode<T: DeserializeOwned>(msg: RaftMessage, what: &str) -> Result<T, Status> {
+    bincode::deserialize(&msg.payload)
+        .map_err(|e| Status::invalid_argument(format!("malformed Raft {what} message: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
+    let payload = bincode::serialize(value)
+        .map_err(|e| Status::internal(format!("encoding a Raft reply: {e}")))?;
+    Ok(Response::new(RaftMessage { payload }))
+}
+
+#[tonic::async_trait]
+impl DriverReplication for ReplicationService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let req = decode(request.into_inner(), "append-entries")?;
+        let reply: Result<_, RaftError<NodeId>> = self.replica.raft().append_entries(req).await;
+        encode(&reply)
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let req = decode(request.into_inner(), "vote")?;
+        let reply: Result<_, RaftError<NodeId>> = self.replica.raft().vote(req).await;
+        encode(&reply)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let req = decode(request.into_inner(), "install-snapshot")?;
+        let reply: Result<_, RaftError<NodeId, InstallSnapshotError>> =
+            self.replica.raft().install_snapshot(req).await;
+        encode(&reply)
+    }
+
+    async fn hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloResponse>, Status> {
+        let h = request.into_inner();
+        let mine = &self.replica.options().cluster_id;
+        if &h.cluster_id != mine {
+            return Err(Status::failed_precondition(format!(
+                "driver {} at {} belongs to cluster '{}', not '{}': check cluster.id on both",
+                self.replica.id(),
+                self.replica.options().address,
+                mine,
+                h.cluster_id
+            )));
+        }
+        Ok(Response::new(HelloResponse {
+            cluster_id: mine.clone(),
+            node_id: self.replica.id(),
+            me: Some(self.replica.info()),
+        }))
+    }
+
+    async fn list_drivers(
+        &self,
+        _request: Request<ListDriversRequest>,
+    ) -> Result<Response<ListDriversResponse>, Status> {
+        Ok(Response::new(self.replica.list_drivers().await))
+    }
+
+    async fn add_driver(
+        &self,
+        request: Request<AddDriverRequest>,
+    ) -> Result<Response<ListDriversResponse>, Status> {
+        let r = request.into_inner();
+        if r.node_id == 0 || r.address.is_empty() {
+            return Err(Status::invalid_argument(
+                "add driver: give a node id above 0 and its address",
+            ));
+        }
+        self.replica.require_leader()?;
+        let raft = self.replica.raft();
+        // A learner first, so it catches up before it counts toward a quorum.
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            raft.add_learner(r.node_id, BasicNode::new(&r.address), true),
+        )
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "driver {} at {} did not catch up within 30 s: is it running?",
+                r.node_id, r.address
+            ))
+        })?
+        .map_err(|e| Status::failed_precondition(format!("add driver {}: {e}", r.node_id)))?;
+        let mut voters: std::collections::BTreeSet<NodeId> = self.replica.voters();
+        voters.insert(r.node_id);
+        raft.change_membership(voters, false)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("add driver {}: {e}", r.node_id)))?;
+        Ok(Response::new(self.replica.list_drivers().await))
+    }
+
+    async fn remove_driver(
+        &self,
+        request: Request<RemoveDriverRequest>,
+    ) -> Result<Response<ListDriversResponse>, Status> {
+        let id = request.into_inner().node_id;
+        self.replica.require_leader()?;
+        let mut voters = self.replica.voters();
+        if !voters.remove(&id) {
+            return Err(Status::not_found(format!("driver {id} is not a member")));
+        }
+        if voters.is_empty() {
+            return Err(Status::failed_precondition("cannot remove the last driver"));
+        }
+        self.replica
+            .raft()
+            .change_membership(voters, false)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("remove driver {id}: {e}")))?;
+        Ok(Response::new(self.replica.list_drivers().await))
+    }
+}
+
+/// The info of a replica that did not answer.
+pub fn unreachable(node_id: NodeId, address: &str) -> DriverInfo {
+    DriverInfo {
+        node_id,
+        address: address.to_string(),
+        role: "unreachable".into(),
+        ..DriverInfo::default()
+    }
+}
