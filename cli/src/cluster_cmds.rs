@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use regatta::proto::{JobInfo, SubmitRequest, TableSource};
 use regatta::ClusterClient;
 use regatta_cluster_config::ClusterConfig;
-use regatta_scheduler::driver::{DriverHandle, DriverOptions, Planner};
+use regatta_scheduler::driver::{DriverHandle, DriverOptions, Planner, ReplicationOptions};
 use regatta_worker::{Worker, WorkerOptions};
 
 use crate::{CliError, Result};
@@ -38,6 +38,17 @@ pub struct DriverArgs {
     /// Listen here instead of `driver.bind`.
     #[arg(long)]
     pub bind: Option<String>,
+    /// This replica's Raft id: its position (from 1) in `driver.addresses`
+    /// (default: the position of the bind address there, else 1).
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// Keep the Raft log and snapshots here instead of `driver.data_dir`/node-N.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Start as a new replica that waits to be added with `regatta drivers add`
+    /// instead of as one of `driver.addresses`.
+    #[arg(long)]
+    pub join: bool,
 }
 
 #[derive(Debug, Args)]
@@ -102,12 +113,68 @@ pub enum JobsAction {
     Watch { job: u64 },
 }
 
+/// Every driver replica, comma-separated: clients and workers follow the leader.
 fn driver_url(cfg: &ClusterConfig) -> String {
-    cfg.driver
-        .addresses
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "127.0.0.1:7700".into())
+    if cfg.driver.addresses.is_empty() {
+        return "127.0.0.1:7700".into();
+    }
+    cfg.driver.addresses.join(",")
+}
+
+/// How `regatta driver` replicates, from its flags and the cluster file; `None`
+/// for a lone driver without a data dir.
+fn replication(
+    args: &DriverArgs,
+    cfg: &ClusterConfig,
+    bind: &str,
+) -> Result<Option<ReplicationOptions>> {
+    let addresses = &cfg.driver.addresses;
+    let replicated = addresses.len() > 1
+        || args.data_dir.is_some()
+        || cfg.driver.data_dir.is_some()
+        || args.join;
+    if !replicated {
+        return Ok(None);
+    }
+    let node_id = match args.node_id {
+        Some(0) => return Err(CliError::Usage("--node-id counts from 1".into())),
+        Some(n) => n,
+        None => addresses
+            .iter()
+            .position(|a| a == bind)
+            .map_or(1, |i| i as u64 + 1),
+    };
+    let members = if args.join {
+        Default::default()
+    } else {
+        addresses
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i as u64 + 1, a.clone()))
+            .collect()
+    };
+    let data_dir = match (&args.data_dir, &cfg.driver.data_dir) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => d.join(format!("node-{node_id}")),
+        (None, None) => {
+            return Err(CliError::Usage(
+                "a replicated driver needs driver.data_dir or --data-dir".into(),
+            ))
+        }
+    };
+    Ok(Some(ReplicationOptions {
+        node_id,
+        members,
+        advertise: if args.join {
+            bind.to_string()
+        } else {
+            String::new()
+        },
+        data_dir,
+        cluster_id: cfg.cluster.id.clone(),
+        heartbeat: Duration::from_millis(cfg.driver.raft_heartbeat_ms),
+        cuts: Default::default(),
+    }))
 }
 
 async fn client(args: &ClusterArgs) -> Result<ClusterClient> {
@@ -135,7 +202,7 @@ fn cluster_tls(cfg: &ClusterConfig) -> Result<Option<regatta::proto::ClusterTls>
 /// `regatta driver`: serves until killed.
 pub async fn run_driver(args: DriverArgs) -> Result<()> {
     let cfg = args.cluster.load()?;
-    let bind = args.bind.unwrap_or_else(|| cfg.driver.bind.clone());
+    let bind = args.bind.clone().unwrap_or_else(|| cfg.driver.bind.clone());
     let options = DriverOptions {
         token: cfg.cluster.token.clone(),
         heartbeat_interval: Duration::from_millis(cfg.driver.heartbeat_interval_ms),
@@ -143,6 +210,7 @@ pub async fn run_driver(args: DriverArgs) -> Result<()> {
         max_task_failures: cfg.driver.max_task_failures,
         task_memory: cfg.task_memory_bytes(),
         tls: cluster_tls(&cfg)?,
+        replication: replication(&args, &cfg, &bind)?,
     };
     let models = regatta::models::ActorRuntime::new(regatta::models::NodeResources::detect(
         regatta::models::ResourceOverrides::default(),
@@ -150,11 +218,15 @@ pub async fn run_driver(args: DriverArgs) -> Result<()> {
     let planner = Planner {
         models: Some(models),
     };
+    let replicated = options.replication.as_ref().map(|r| r.node_id);
     let handle = DriverHandle::start(&bind, options, planner)
         .await
         .map_err(|e| CliError::Usage(e.to_string()))?;
     // Tests and scripts read this line to learn the port.
-    println!("regatta driver listening on {}", handle.address);
+    match replicated {
+        Some(id) => println!("regatta driver {id} listening on {}", handle.address),
+        None => println!("regatta driver listening on {}", handle.address),
+    }
     handle.wait().await;
     Ok(())
 }
@@ -308,6 +380,89 @@ pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
             w.reported_running,
             w.tasks_done,
             w.model_builds
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct DriversArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(subcommand)]
+    pub action: Option<DriversAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DriversAction {
+    /// Every replica with its role, term and log position (the default).
+    List,
+    /// Add a replica (started with `regatta driver --join`) as a voter.
+    Add { node_id: u64, address: String },
+    /// Remove a replica from the voters.
+    Remove { node_id: u64 },
+}
+
+/// `regatta drivers`: the driver replicas and their membership.
+pub async fn run_drivers(args: DriversArgs) -> Result<()> {
+    use regatta::proto::driver_replication_client::DriverReplicationClient;
+    use regatta::proto::{AddDriverRequest, ListDriversRequest, RemoveDriverRequest};
+    let cfg = args.cluster.load()?;
+    let tls = cfg.tls().map_err(|e| CliError::Usage(e.to_string()))?;
+    let tls = tls.map(|t| regatta::proto::client_trusting(&t.ca));
+    let drivers = regatta::proto::Drivers::new(
+        regatta::proto::Drivers::split(&driver_url(&cfg)),
+        &cfg.cluster.token,
+        tls,
+    )
+    .map_err(CliError::Usage)?;
+    let failed = |s: regatta::proto::Status| {
+        CliError::Usage(format!("drivers at {}: {}", driver_url(&cfg), s.message()))
+    };
+    let listed = match args.action.unwrap_or(DriversAction::List) {
+        DriversAction::List => drivers
+            .call(|ch| async move {
+                DriverReplicationClient::new(ch)
+                    .list_drivers(ListDriversRequest {})
+                    .await
+            })
+            .await
+            .map_err(failed)?,
+        DriversAction::Add { node_id, address } => drivers
+            .call(|ch| {
+                let address = address.clone();
+                async move {
+                    DriverReplicationClient::new(ch)
+                        .add_driver(AddDriverRequest { node_id, address })
+                        .await
+                }
+            })
+            .await
+            .map_err(failed)?,
+        DriversAction::Remove { node_id } => drivers
+            .call(|ch| async move {
+                DriverReplicationClient::new(ch)
+                    .remove_driver(RemoveDriverRequest { node_id })
+                    .await
+            })
+            .await
+            .map_err(failed)?,
+    }
+    .into_inner();
+    println!(
+        "{:<8} {:<22} {:<12} {:>6} {:>10} {:>10} voter",
+        "driver", "address", "role", "term", "last_log", "applied"
+    );
+    for d in listed.drivers {
+        println!(
+            "{:<8} {:<22} {:<12} {:>6} {:>10} {:>10} {}",
+            format!("node-{}", d.node_id),
+            d.address,
+            d.role,
+            d.term,
+            d.last_log_index,
+            d.applied_index,
+            if d.voter { "yes" } else { "no" }
         );
     }
     Ok(())

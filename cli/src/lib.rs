@@ -41,6 +41,8 @@ pub enum Command {
     Jobs(cluster_cmds::JobsArgs),
     /// Show the cluster's workers and their resources.
     Cluster(cluster_cmds::ClusterArgs),
+    /// List, add or remove driver replicas (role, term, log position).
+    Drivers(cluster_cmds::DriversArgs),
 }
 
 /// Runs a parsed command line.
@@ -60,6 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Submit(a) => cluster_cmds::run_submit(a).await,
             Command::Jobs(a) => cluster_cmds::run_jobs(a).await,
             Command::Cluster(a) => cluster_cmds::run_cluster(a).await,
+            Command::Drivers(a) => cluster_cmds::run_drivers(a).await,
         }
     })
 }

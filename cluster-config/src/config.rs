@@ -20,7 +20,7 @@ pub struct ClusterConfig {
 }
 
 /// `[cluster]`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SharedConfig {
     /// `cluster.token`: the secret every client, worker and driver presents
@@ -32,6 +32,20 @@ pub struct SharedConfig {
     pub tls_key: Option<PathBuf>,
     /// `cluster.tls_ca`: PEM CA certificate every client trusts.
     pub tls_ca: Option<PathBuf>,
+    /// `cluster.id`: the cluster's name; driver replicas of another id are refused.
+    pub id: String,
+}
+
+impl Default for SharedConfig {
+    fn default() -> Self {
+        Self {
+            token: String::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            id: "regatta".into(),
+        }
+    }
 }
 
 /// The PEM contents of the cluster's TLS files.
@@ -59,6 +73,12 @@ pub struct DriverConfig {
     pub max_task_failures: u32,
     /// `driver.task_memory`: memory one task reserves on its worker, e.g. `64MiB`.
     pub task_memory: String,
+    /// `driver.data_dir`: where replicated drivers keep their Raft log and
+    /// snapshots (each under `node-N`); required with more than one address.
+    pub data_dir: Option<PathBuf>,
+    /// `driver.raft_heartbeat_ms`: the leader's heartbeat to its peers; a dead
+    /// leader is replaced after 3 to 6 of them.
+    pub raft_heartbeat_ms: u64,
 }
 
 impl Default for DriverConfig {
@@ -70,6 +90,8 @@ impl Default for DriverConfig {
             worker_timeout_ms: 3000,
             max_task_failures: 4,
             task_memory: "64MiB".into(),
+            data_dir: None,
+            raft_heartbeat_ms: 100,
         }
     }
 }
@@ -150,6 +172,29 @@ impl ClusterConfig {
             value: value.to_string(),
             allowed: allowed.to_string(),
         };
+        if self.driver.addresses.len() > 1 && self.driver.data_dir.is_none() {
+            return Err(invalid(
+                "driver.data_dir",
+                "",
+                "set a directory: replicated drivers keep their Raft log there",
+            ));
+        }
+        if self.driver.raft_heartbeat_ms == 0 {
+            return Err(invalid("driver.raft_heartbeat_ms", "0", "an integer ≥ 1"));
+        }
+        if self.cluster.id.is_empty()
+            || !self
+                .cluster
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid(
+                "cluster.id",
+                &self.cluster.id,
+                "letters, digits, '-', '_' or '.'",
+            ));
+        }
         if self.driver.addresses.is_empty() {
             return Err(invalid(
                 "driver.addresses",

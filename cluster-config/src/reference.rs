@@ -55,6 +55,14 @@ pub const KEYS: &[KeyDoc] = &[
               connect.",
     },
     KeyDoc {
+        key: "cluster.id",
+        kind: "string (letters, digits, `-_.`)",
+        example: "\"prod-eu\"",
+        env: None,
+        doc: "The cluster's name. A driver replica whose peers have another id is \
+              refused at start and does not join; job outputs are tagged with it.",
+    },
+    KeyDoc {
         key: "driver.addresses",
         kind: "list of host:port",
         example: "[\"10.0.0.1:7700\"]",
@@ -100,6 +108,24 @@ pub const KEYS: &[KeyDoc] = &[
         env: None,
         doc: "Memory one task reserves on its worker when placed. A worker with less \
               memory than this runs one task at a time.",
+    },
+    KeyDoc {
+        key: "driver.data_dir",
+        kind: "path",
+        example: "\"/var/lib/regatta\"",
+        env: None,
+        doc: "Where replicated drivers keep their Raft log and snapshots, each under \
+              `node-N` (`regatta driver --data-dir` overrides it). Required when \
+              `driver.addresses` lists more than one replica; a lone driver keeps its \
+              state in memory unless this is set.",
+    },
+    KeyDoc {
+        key: "driver.raft_heartbeat_ms",
+        kind: "integer ≥ 1",
+        example: "50",
+        env: None,
+        doc: "How often the leading driver replica heartbeats its peers. A leader that \
+              dies is replaced after 3 to 6 heartbeats without it.",
     },
     KeyDoc {
         key: "worker.bind",

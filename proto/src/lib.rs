@@ -9,9 +9,12 @@
 tonic::include_proto!("regatta.v1");
 
 mod cluster_tls;
+mod drivers;
 mod token_check;
 pub use cluster_tls::{client_trusting, endpoint, url, ClusterTls};
+pub use drivers::{is_retryable, Drivers, LEADER_HEADER};
 pub use token_check::TokenCheck;
+pub use tonic::Status;
 
 /// The metadata key carrying the cluster token on every call.
 pub const TOKEN_HEADER: &str = "authorization";

@@ -1,27 +1,38 @@
 //! [`ClusterClient`]: submits jobs to a regatta driver over gRPC and follows them.
 
 use std::io::Cursor;
+use std::sync::Arc;
 use std::time::Duration;
 
 use regatta_engine::arrow::ipc::reader::StreamReader;
 use regatta_engine::arrow::record_batch::RecordBatch;
 use regatta_proto::job_service_client::JobServiceClient;
 use regatta_proto::{
-    submit_request, AuthChannel, JobInfo, JobRequest, ListJobsRequest, ListWorkersRequest,
-    SubmitRequest, TableSource, TokenInterceptor, WorkerInfo,
+    submit_request, AuthChannel, Drivers, JobInfo, JobRequest, ListJobsRequest, ListWorkersRequest,
+    SubmitRequest, TableSource, WorkerInfo,
 };
 
 use crate::{Error, Result};
 
-/// A connection to one driver. Cheap to clone.
-#[derive(Debug, Clone)]
+/// A connection to a driver, or to the replicas of a replicated one: calls go to
+/// the leader and follow it when it changes. Cheap to clone.
+#[derive(Clone)]
 pub struct ClusterClient {
     address: String,
-    client: JobServiceClient<AuthChannel>,
+    drivers: Arc<Drivers>,
+}
+
+impl std::fmt::Debug for ClusterClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterClient")
+            .field("address", &self.address)
+            .finish()
+    }
 }
 
 impl ClusterClient {
-    /// Connects to the driver at `url` (`http://host:port` or `host:port`) with the
+    /// Connects to the driver at `url` (`http://host:port` or `host:port`; a
+    /// comma-separated list names every replica of a replicated driver) with the
     /// cluster token. When `REGATTA_TLS_CA` names a PEM file, the connection is TLS
     /// and the driver's certificate must be signed by that CA.
     pub async fn connect(url: &str, token: &str) -> Result<Self> {
@@ -41,33 +52,46 @@ impl ClusterClient {
     /// HTTP/2 when it is None.
     pub async fn connect_with_ca(url: &str, token: &str, ca_pem: Option<&[u8]>) -> Result<Self> {
         let tls = ca_pem.map(regatta_proto::client_trusting);
-        let url = regatta_proto::url(url, tls.is_some());
+        let addresses: Vec<String> = Drivers::split(url)
+            .iter()
+            .map(|a| regatta_proto::url(a, tls.is_some()))
+            .collect();
+        let shown = addresses.join(",");
         let unreachable = |message: String| Error::Unreachable {
-            address: url.clone(),
+            address: shown.clone(),
             message,
         };
-        let channel = regatta_proto::endpoint(&url, tls.as_ref())
-            .map_err(|e| unreachable(format!("not a valid address: {e}")))?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(|e| unreachable(describe(&e)))?;
-        let client = JobServiceClient::with_interceptor(channel, TokenInterceptor::new(token))
-            .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20);
+        // One replica must answer now, so a wrong address fails here, clearly.
+        let mut reasons = Vec::new();
+        for a in &addresses {
+            let endpoint = regatta_proto::endpoint(a, tls.as_ref())
+                .map_err(|e| unreachable(format!("not a valid address: {e}")))?
+                .connect_timeout(Duration::from_secs(5));
+            match endpoint.connect().await {
+                Ok(_) => {
+                    reasons.clear();
+                    break;
+                }
+                Err(e) => reasons.push(format!("{a}: {}", describe(&e))),
+            }
+        }
+        if !reasons.is_empty() {
+            return Err(unreachable(reasons.join("; ")));
+        }
+        let drivers = Drivers::new(addresses, token, tls).map_err(unreachable)?;
         Ok(Self {
-            address: url,
-            client,
+            address: shown,
+            drivers: Arc::new(drivers),
         })
     }
 
-    /// The driver's address.
+    /// The driver's address (every replica's, comma-separated).
     pub fn address(&self) -> &str {
         &self.address
     }
 
     fn status(&self, s: tonic::Status) -> Error {
-        if s.code() == tonic::Code::Unavailable && s.message().contains("transport") {
+        if regatta_proto::is_retryable(&s) {
             return Error::Unreachable {
                 address: self.address.clone(),
                 message: s.message().to_string(),
@@ -78,6 +102,23 @@ impl ClusterClient {
             code: s.code(),
             message: s.message().to_string(),
         }
+    }
+
+    /// Calls the leading driver's JobService.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: Fn(JobServiceClient<AuthChannel>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.drivers
+            .call(|ch| {
+                f(JobServiceClient::new(ch)
+                    .max_decoding_message_size(256 << 20)
+                    .max_encoding_message_size(256 << 20))
+            })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| self.status(s))
     }
 
     /// Submits SQL over `tables` (name, path); returns the accepted job.
@@ -105,64 +146,73 @@ impl ClusterClient {
 
     /// Submits any request.
     pub async fn submit(&self, request: SubmitRequest) -> Result<JobInfo> {
-        let mut c = self.client.clone();
-        Ok(c.submit(request)
-            .await
-            .map_err(|s| self.status(s))?
-            .into_inner())
+        self.call(|mut c| {
+            let r = request.clone();
+            async move { c.submit(r).await }
+        })
+        .await
     }
 
     /// A job's progress.
     pub async fn job(&self, job: u64) -> Result<JobInfo> {
-        let mut c = self.client.clone();
-        Ok(c.get_job(JobRequest { job_id: job })
+        self.call(|mut c| async move { c.get_job(JobRequest { job_id: job }).await })
             .await
-            .map_err(|s| self.status(s))?
-            .into_inner())
     }
 
     /// Every job the driver knows.
     pub async fn jobs(&self) -> Result<Vec<JobInfo>> {
-        let mut c = self.client.clone();
-        Ok(c.list_jobs(ListJobsRequest {})
-            .await
-            .map_err(|s| self.status(s))?
-            .into_inner()
+        Ok(self
+            .call(|mut c| async move { c.list_jobs(ListJobsRequest {}).await })
+            .await?
             .jobs)
     }
 
     /// Cancels a job.
     pub async fn cancel(&self, job: u64) -> Result<JobInfo> {
-        let mut c = self.client.clone();
-        Ok(c.cancel_job(JobRequest { job_id: job })
+        self.call(|mut c| async move { c.cancel_job(JobRequest { job_id: job }).await })
             .await
-            .map_err(|s| self.status(s))?
-            .into_inner())
     }
 
     /// The workers and their resources.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
-        let mut c = self.client.clone();
-        Ok(c.list_workers(ListWorkersRequest {})
-            .await
-            .map_err(|s| self.status(s))?
-            .into_inner()
+        Ok(self
+            .call(|mut c| async move { c.list_workers(ListWorkersRequest {}).await })
+            .await?
             .workers)
     }
 
     /// Follows a job until it ends, calling `progress` on every change; returns the
     /// last state.
     pub async fn watch(&self, job: u64, mut progress: impl FnMut(&JobInfo)) -> Result<JobInfo> {
-        let mut c = self.client.clone();
-        let mut stream = c
-            .watch_job(JobRequest { job_id: job })
-            .await
-            .map_err(|s| self.status(s))?
-            .into_inner();
-        let mut last = None;
-        while let Some(info) = stream.message().await.map_err(|s| self.status(s))? {
-            progress(&info);
-            last = Some(info);
+        let mut last: Option<JobInfo> = None;
+        // A leader change ends the stream; the watch goes on at the new leader.
+        let deadline_per_gap = self.drivers.patience;
+        let mut gap_since = std::time::Instant::now();
+        loop {
+            let mut stream = self
+                .call(|mut c| async move { c.watch_job(JobRequest { job_id: job }).await })
+                .await?;
+            loop {
+                match stream.message().await {
+                    Ok(Some(info)) => {
+                        progress(&info);
+                        last = Some(info);
+                        gap_since = std::time::Instant::now();
+                    }
+                    Ok(None) => break,
+                    Err(s) if regatta_proto::is_retryable(&s) => {
+                        self.drivers.follow(&s);
+                        break;
+                    }
+                    Err(s) => return Err(self.status(s)),
+                }
+            }
+            if last.as_ref().is_some_and(|l| l.status != "running")
+                || gap_since.elapsed() > deadline_per_gap
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         match last {
             Some(l) if l.status != "running" => Ok(l),
@@ -175,12 +225,9 @@ impl ClusterClient {
 
     /// The result rows of a finished job.
     pub async fn results(&self, job: u64) -> Result<Vec<RecordBatch>> {
-        let mut c = self.client.clone();
-        let mut stream = c
-            .fetch_results(JobRequest { job_id: job })
-            .await
-            .map_err(|s| self.status(s))?
-            .into_inner();
+        let mut stream = self
+            .call(|mut c| async move { c.fetch_results(JobRequest { job_id: job }).await })
+            .await?;
         let mut out = Vec::new();
         while let Some(chunk) = stream.message().await.map_err(|s| self.status(s))? {
             let reader = StreamReader::try_new(Cursor::new(chunk.ipc_stream), None)?;

@@ -4,6 +4,7 @@
 //! Flight. Shuffle files live under its spill directory, namespaced by job, and go
 //! when the job ends, is cancelled, or (leftovers) when the worker starts.
 
+mod driver_link;
 mod error;
 mod options;
 mod task_runner;

@@ -13,14 +13,14 @@ use regatta_common::JobId;
 use regatta_engine::{Engine, EngineOptions};
 use regatta_proto::worker_control_client::WorkerControlClient;
 use regatta_proto::{
-    worker_order, AuthChannel, HeartbeatRequest, OrdersRequest, RegisterRequest, Resources,
-    TaskReport, TokenInterceptor,
+    worker_order, Drivers, HeartbeatRequest, OrdersRequest, Resources, TaskReport,
 };
 use regatta_shuffle::{ShuffleFetcher, ShuffleFlightService, ShuffleLayout};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::driver_link::DriverLink;
 use crate::task_runner::TaskRunner;
 use crate::{Result, WorkerError, WorkerOptions};
 
@@ -150,71 +150,28 @@ impl Worker {
                 })
         });
 
-        let mut client = connect(&options).await?;
-        let refused = |s: tonic::Status| WorkerError::Refused {
-            address: options.driver.clone(),
-            message: s.message().to_string(),
-        };
-        let registered = client
-            .register(RegisterRequest {
-                flight_address: shuffle_address.to_string(),
-                host: shuffle_address.ip().to_string(),
-                resources: Some(Resources {
-                    cpus: cpus as u32,
-                    gpus: total.gpus as u32,
-                    memory_bytes: total.memory,
-                }),
-                ..Default::default()
-            })
-            .await
-            .map_err(refused)?
-            .into_inner();
+        let tls = options.tls.as_ref().map(|t| t.client());
+        let mut drivers = Drivers::new(Drivers::split(&options.driver), &options.token, tls)
+            .map_err(|message| WorkerError::Driver {
+                address: options.driver.clone(),
+                message,
+            })?;
+        drivers.patience = options.connect_timeout;
+        let link = Arc::new(DriverLink::new(
+            drivers,
+            shuffle_address.to_string(),
+            Resources {
+                cpus: cpus as u32,
+                gpus: total.gpus as u32,
+                memory_bytes: total.memory,
+            },
+        ));
+        let registered = link.register().await?;
         let id = registered.worker_id;
-        let mut orders = client
-            .orders(OrdersRequest { worker_id: id })
-            .await
-            .map_err(refused)?
-            .into_inner();
         log::info!(
             "worker-{id} registered with {} ({cpus} CPUs, shuffle on {shuffle_address})",
-            options.driver
+            link.drivers.current()
         );
-
-        let interval = Duration::from_millis(u64::from(registered.heartbeat_interval_ms.max(50)));
-        let running = Arc::new(AtomicU32::new(0));
-        let hb_running = running.clone();
-        let mut hb_client = client.clone();
-        let hb_actors = actors.clone();
-        let driver = options.driver.clone();
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            loop {
-                tick.tick().await;
-                let reply = hb_client
-                    .heartbeat(HeartbeatRequest {
-                        worker_id: id,
-                        running_tasks: hb_running.load(Ordering::Relaxed),
-                        model_builds: hb_actors.model_builds(),
-                    })
-                    .await;
-                match reply {
-                    Ok(r) if r.get_ref().known => {}
-                    Ok(_) => {
-                        return Err(WorkerError::LostDriver {
-                            address: driver,
-                            message: "the driver declared this worker lost".into(),
-                        })
-                    }
-                    Err(s) => {
-                        return Err(WorkerError::LostDriver {
-                            address: driver,
-                            message: s.message().to_string(),
-                        })
-                    }
-                }
-            }
-        });
-
         let runner = Arc::new(TaskRunner {
             worker: id,
             engine,
@@ -224,76 +181,17 @@ impl Worker {
                     .with_tls(options.tls.as_ref().map(|t| t.client())),
             ),
         });
-        let driver = options.driver.clone();
-        let jobs_layout = layout.clone();
-        tasks.spawn(async move {
-            let mut jobs: HashMap<JobId, JoinSet<()>> = HashMap::new();
-            loop {
-                let order = match orders.message().await {
-                    Ok(Some(o)) => o,
-                    Ok(None) => {
-                        return Err(WorkerError::LostDriver {
-                            address: driver,
-                            message: "the driver closed the order stream".into(),
-                        })
-                    }
-                    Err(s) => {
-                        return Err(WorkerError::LostDriver {
-                            address: driver,
-                            message: s.message().to_string(),
-                        })
-                    }
-                };
-                // Forget jobs whose tasks are all done.
-                jobs.retain(|_, set| {
-                    while set.try_join_next().is_some() {}
-                    !set.is_empty()
-                });
-                match order.order {
-                    Some(worker_order::Order::Task(task)) => {
-                        let job = JobId(task.key.as_ref().map(|k| k.job_id).unwrap_or(0));
-                        let runner = runner.clone();
-                        let mut reporter = client.clone();
-                        let counted = RunningTask::new(&running);
-                        let key = task.key;
-                        let worker = runner.worker;
-                        let run = task_handle.spawn(async move {
-                            // Counted until it ends or is aborted (dropped).
-                            let _counted = counted;
-                            runner.run(task).await
-                        });
-                        jobs.entry(job).or_default().spawn(async move {
-                            let mut run = AbortOnDrop(run);
-                            let report = match (&mut run.0).await {
-                                Ok(report) => report,
-                                Err(e) => TaskReport {
-                                    worker_id: worker,
-                                    key,
-                                    ok: false,
-                                    error: format!("the task stopped: {e}"),
-                                    ..TaskReport::default()
-                                },
-                            };
-                            if let Err(s) = reporter.report_task(report).await {
-                                log::warn!("reporting a task: {}", s.message());
-                            }
-                        });
-                    }
-                    Some(worker_order::Order::EndJob(job)) => {
-                        let job = JobId(job);
-                        let started = Instant::now();
-                        if let Some(mut set) = jobs.remove(&job) {
-                            set.shutdown().await;
-                        }
-                        if let Err(e) = jobs_layout.remove_job(job) {
-                            log::warn!("removing the files of {job}: {e}");
-                        }
-                        log::info!("{job} ended here in {:?}", started.elapsed());
-                    }
-                    None => {}
-                }
-            }
-        });
+        let session = Session {
+            link,
+            runner,
+            task_handle,
+            layout: layout.clone(),
+            running: Arc::new(AtomicU32::new(0)),
+            actors,
+            jobs: HashMap::new(),
+        };
+        let interval = Duration::from_millis(u64::from(registered.heartbeat_interval_ms.max(50)));
+        tasks.spawn(session.serve(interval));
         Ok(Self {
             id,
             shuffle_address,
@@ -329,34 +227,153 @@ impl Drop for RunningTask {
     }
 }
 
-/// Connects to the driver, retrying until the start-up timeout.
-async fn connect(options: &WorkerOptions) -> Result<WorkerControlClient<AuthChannel>> {
-    let unreachable = |message: String| WorkerError::Driver {
-        address: options.driver.clone(),
-        message,
-    };
-    let tls = options.tls.as_ref().map(|t| t.client());
-    let endpoint = regatta_proto::endpoint(&options.driver, tls.as_ref())
-        .map_err(unreachable)?
-        .connect_timeout(Duration::from_secs(2))
-        .http2_keep_alive_interval(Duration::from_secs(1))
-        .keep_alive_timeout(Duration::from_secs(2));
-    let deadline = Instant::now() + options.connect_timeout;
-    loop {
-        match endpoint.connect().await {
-            Ok(channel) => {
-                return Ok(WorkerControlClient::with_interceptor(
-                    channel,
-                    TokenInterceptor::new(&options.token),
-                ))
+/// The worker's side of its driver: orders in, heartbeats and reports out,
+/// registering again with each new leader.
+struct Session {
+    link: Arc<DriverLink>,
+    runner: Arc<TaskRunner>,
+    task_handle: tokio::runtime::Handle,
+    layout: ShuffleLayout,
+    running: Arc<AtomicU32>,
+    actors: Arc<ActorRuntime>,
+    /// Tasks by job; they outlive a leader change.
+    jobs: HashMap<JobId, JoinSet<()>>,
+}
+
+impl Session {
+    async fn serve(mut self, mut interval: Duration) -> Result<()> {
+        loop {
+            let why = self.follow_leader(interval).await;
+            log::warn!(
+                "worker-{}: lost the leading driver ({why}); looking for the leader",
+                self.link.id()
+            );
+            let again = self
+                .link
+                .register()
+                .await
+                .map_err(|e| WorkerError::LostDriver {
+                    address: self.link.drivers.addresses().join(","),
+                    message: e.to_string(),
+                })?;
+            interval = Duration::from_millis(u64::from(again.heartbeat_interval_ms.max(50)));
+            log::info!(
+                "worker-{} registered with {} in term {}",
+                again.worker_id,
+                self.link.drivers.current(),
+                again.term
+            );
+        }
+    }
+
+    /// Takes orders from the current leader until it stops answering; says why.
+    async fn follow_leader(&mut self, interval: Duration) -> String {
+        let address = self.link.drivers.current();
+        let channel = match self.link.drivers.channel(&address) {
+            Ok(c) => c,
+            Err(s) => return s.message().to_string(),
+        };
+        let mut client = WorkerControlClient::new(channel);
+        let id = self.link.id();
+        let mut orders = match client.orders(OrdersRequest { worker_id: id }).await {
+            Ok(o) => o.into_inner(),
+            Err(s) => {
+                self.link.drivers.follow(&s);
+                return s.message().to_string();
             }
-            Err(e) if Instant::now() >= deadline => {
-                return Err(unreachable(format!(
-                    "{e} (gave up after {:?})",
-                    options.connect_timeout
-                )))
+        };
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let reply = client
+                        .heartbeat(HeartbeatRequest {
+                            worker_id: id,
+                            running_tasks: self.running.load(Ordering::Relaxed),
+                            model_builds: self.actors.model_builds(),
+                        })
+                        .await;
+                    match reply {
+                        Ok(r) if r.get_ref().known => {}
+                        Ok(_) => return "the driver declared this worker lost".into(),
+                        Err(s) => {
+                            self.link.drivers.follow(&s);
+                            return s.message().to_string();
+                        }
+                    }
+                }
+                order = orders.message() => match order {
+                    Ok(Some(o)) => self.take(o).await,
+                    Ok(None) => return "the driver closed the order stream".into(),
+                    Err(s) => {
+                        self.link.drivers.follow(&s);
+                        return s.message().to_string();
+                    }
+                }
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+
+    async fn take(&mut self, order: regatta_proto::WorkerOrder) {
+        // Forget jobs whose tasks are all done.
+        self.jobs.retain(|_, set| {
+            while set.try_join_next().is_some() {}
+            !set.is_empty()
+        });
+        match order.order {
+            Some(worker_order::Order::Task(task)) => {
+                let Some(key) = task.key else {
+                    log::warn!("an order without a task key was ignored");
+                    return;
+                };
+                if !self.link.accept(&key, task.term) {
+                    log::warn!(
+                        "refused job-{}/stage-{}/partition-{} from a deposed leader (term {})",
+                        key.job_id,
+                        key.stage_id,
+                        key.partition,
+                        task.term
+                    );
+                    return;
+                }
+                let job = JobId(key.job_id);
+                let runner = self.runner.clone();
+                let link = self.link.clone();
+                let counted = RunningTask::new(&self.running);
+                let worker = runner.worker;
+                let run = self.task_handle.spawn(async move {
+                    // Counted until it ends or is aborted (dropped).
+                    let _counted = counted;
+                    runner.run(task).await
+                });
+                self.jobs.entry(job).or_default().spawn(async move {
+                    let mut run = AbortOnDrop(run);
+                    let report = match (&mut run.0).await {
+                        Ok(report) => report,
+                        Err(e) => TaskReport {
+                            worker_id: worker,
+                            key: Some(key),
+                            ok: false,
+                            error: format!("the task stopped: {e}"),
+                            ..TaskReport::default()
+                        },
+                    };
+                    link.report(report).await;
+                });
+            }
+            Some(worker_order::Order::EndJob(job)) => {
+                self.link.forget_job(job);
+                let job = JobId(job);
+                let started = Instant::now();
+                if let Some(mut set) = self.jobs.remove(&job) {
+                    set.shutdown().await;
+                }
+                if let Err(e) = self.layout.remove_job(job) {
+                    log::warn!("removing the files of {job}: {e}");
+                }
+                log::info!("{job} ended here in {:?}", started.elapsed());
+            }
+            None => {}
         }
     }
 }

@@ -111,3 +111,9 @@ pub async fn nearest(input: &str, column: &str, query: &[f32], k: usize) -> Resu
     scan.nearest(column, &q, k).map_err(lance_err(&uri))?;
     scan.try_into_batch().await.map_err(lance_err(&uri))
 }
+
+/// The schema metadata of the dataset at `input` (what its writer tagged it with).
+pub async fn schema_metadata(input: &str) -> Result<std::collections::HashMap<String, String>> {
+    let ds = open(input).await?;
+    Ok(ds.schema().metadata.clone())
+}

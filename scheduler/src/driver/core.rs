@@ -1,23 +1,35 @@
 //! [`Driver`]: the state machine plus what only the live process knows (worker
-//! connections, heartbeats, results), and the loops that move jobs along.
+//! connections, heartbeats), and the loops that move jobs along.
+//!
+//! Every change goes through [`Driver::propose`]: applied at once on a lone
+//! driver, or committed through Raft on a replicated one, where only the leader
+//! proposes, schedules and collects.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::record_batch::RecordBatch;
 use regatta_common::{JobId, StageId, WorkerId};
 use regatta_proto::{worker_order, JobInfo, MapOutput, StageInput, TaskAssignment, WorkerOrder};
 use regatta_shuffle::ShuffleFetcher;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::mpsc;
+use tonic::Status;
 
+use super::results::{decode_ipc, encode_ipc, write_output};
 use super::DriverOptions;
-use crate::job_state::{JobState, JobStatus};
-use crate::{next_assignments, Command, DriverState, Result, SchedulerError, TaskKey};
+use crate::job_state::{JobState, JobStatus, TaskStatus};
+use crate::raft::Replica;
+use crate::{
+    next_assignments, Command, DriverState, Result, SchedulerError, SharedState, TaskKey,
+    WorkerSpec,
+};
 
 /// Assignments made per scheduling round.
 const ROUND_LIMIT: usize = 4096;
+/// How long a replicated command may wait for a quorum.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the driver knows beyond its replicated state.
 #[derive(Default)]
@@ -27,8 +39,9 @@ struct Live {
     reports: HashMap<WorkerId, WorkerReport>,
     started: HashMap<JobId, Instant>,
     finished: HashMap<JobId, Instant>,
-    results: HashMap<JobId, Vec<RecordBatch>>,
     collecting: BTreeSet<JobId>,
+    /// The term this driver last led in; 0 while it does not lead.
+    leading: u64,
 }
 
 /// What a worker said about itself at its last heartbeat.
@@ -40,6 +53,14 @@ pub struct WorkerReport {
     pub running_tasks: u32,
 }
 
+/// How commands reach the state.
+enum Consensus {
+    /// One driver: applied at once, kept in memory.
+    Local,
+    /// Replicated through Raft.
+    Raft(Replica),
+}
+
 /// The driver, shared by its services and loops.
 #[derive(Clone)]
 pub struct Driver {
@@ -48,35 +69,45 @@ pub struct Driver {
 
 struct Inner {
     options: DriverOptions,
-    state: Mutex<DriverState>,
+    shared: Arc<SharedState>,
+    consensus: Consensus,
     live: Mutex<Live>,
     next_job: AtomicU64,
     next_worker: AtomicU64,
-    wake: Notify,
-    /// Counts applied commands, so watchers wake on every change.
-    changes: tokio::sync::watch::Sender<u64>,
     fetcher: ShuffleFetcher,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves consistent data here (commands apply
-    // whole or not at all), so a poisoned lock is still usable.
+    // A panic while holding the lock leaves consistent data here, so a poisoned
+    // lock is still usable.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Driver {
+    /// A lone driver, its state in memory.
     pub fn new(options: DriverOptions) -> Self {
+        let shared = Arc::new(SharedState::new(DriverState::new(
+            options.max_task_failures,
+        )));
+        Self::with(options, shared, Consensus::Local)
+    }
+
+    /// A driver replica: `shared` is the state `replica` applies commits to.
+    pub fn replicated(options: DriverOptions, shared: Arc<SharedState>, replica: Replica) -> Self {
+        Self::with(options, shared, Consensus::Raft(replica))
+    }
+
+    fn with(options: DriverOptions, shared: Arc<SharedState>, consensus: Consensus) -> Self {
         let fetcher = ShuffleFetcher::remote(options.token.clone())
             .with_tls(options.tls.as_ref().map(|t| t.client()));
         Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(DriverState::new(options.max_task_failures)),
+                shared,
                 options,
+                consensus,
                 live: Mutex::new(Live::default()),
                 next_job: AtomicU64::new(1),
                 next_worker: AtomicU64::new(1),
-                wake: Notify::new(),
-                changes: tokio::sync::watch::Sender::new(0),
                 fetcher,
             }),
         }
@@ -86,42 +117,139 @@ impl Driver {
         &self.inner.options
     }
 
-    /// Applies `cmd` and wakes the scheduling loop.
-    pub fn apply(&self, cmd: Command) -> Result<()> {
-        lock(&self.inner.state).apply(&cmd)?;
-        self.inner.wake.notify_one();
-        self.inner.changes.send_modify(|n| *n += 1);
-        Ok(())
+    /// The Raft replica, when replicated.
+    pub fn replica(&self) -> Option<&Replica> {
+        match &self.inner.consensus {
+            Consensus::Raft(r) => Some(r),
+            Consensus::Local => None,
+        }
+    }
+
+    /// True when this driver may schedule (always, for a lone one).
+    pub fn is_leader(&self) -> bool {
+        self.replica().is_none_or(Replica::is_leader)
+    }
+
+    /// The leader's term (0 for a lone driver); orders carry it.
+    pub fn term(&self) -> u64 {
+        self.replica().map_or(0, Replica::term)
+    }
+
+    /// Refuses a call on a replica that does not lead, naming the leader.
+    pub fn require_leader(&self) -> std::result::Result<(), Status> {
+        match self.replica() {
+            Some(r) => r.require_leader(),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies `cmd` (through Raft when replicated); for each command in it, why
+    /// it was refused, `None` where it was applied.
+    pub async fn propose(&self, cmd: Command) -> Result<Vec<Option<String>>> {
+        match &self.inner.consensus {
+            Consensus::Local => Ok(self.inner.shared.apply_all(&cmd)),
+            Consensus::Raft(r) => Ok(r.commit(cmd, COMMIT_TIMEOUT).await?.0),
+        }
+    }
+
+    /// Applies one command; a refusal is an error.
+    pub async fn apply(&self, cmd: Command) -> Result<()> {
+        if let (Consensus::Local, false) = (&self.inner.consensus, matches!(cmd, Command::Batch(_)))
+        {
+            // Keeps the refusal's own error variant.
+            return self.inner.shared.apply(&cmd);
+        }
+        match self.propose(cmd).await?.into_iter().flatten().next() {
+            Some(refused) => Err(SchedulerError::InvalidCommand(refused)),
+            None => Ok(()),
+        }
     }
 
     /// Wakes on every change of the state.
     pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.changes.subscribe()
+        self.inner.shared.subscribe()
     }
 
     /// Reads the state.
     pub fn with_state<R>(&self, f: impl FnOnce(&DriverState) -> R) -> R {
-        f(&lock(&self.inner.state))
+        self.inner.shared.read(f)
     }
 
+    /// A job id never used before (ids live in the replicated state, so a new
+    /// leader continues after the last one its predecessor handed out).
     pub fn new_job_id(&self) -> JobId {
+        let floor = self.with_state(|s| s.next_job_id().0);
+        self.inner.next_job.fetch_max(floor, Ordering::SeqCst);
         JobId(self.inner.next_job.fetch_add(1, Ordering::SeqCst))
     }
 
+    fn new_worker_id(&self) -> WorkerId {
+        let floor = self.with_state(|s| s.next_worker_id().0);
+        self.inner.next_worker.fetch_max(floor, Ordering::SeqCst);
+        WorkerId(self.inner.next_worker.fetch_add(1, Ordering::SeqCst))
+    }
+
     /// Records a newly planned job and its start time.
-    pub fn submit(&self, cmd: Command) -> Result<()> {
+    pub async fn submit(&self, cmd: Command) -> Result<()> {
         if let Command::SubmitJob { job, .. } = &cmd {
             lock(&self.inner.live).started.insert(*job, Instant::now());
         }
-        self.apply(cmd)
+        self.apply(cmd).await
     }
 
     // ------------------------------------------------------------ workers
 
-    /// Registers a worker; returns its id.
-    pub fn register_worker(&self, spec: crate::WorkerSpec) -> Result<WorkerId> {
-        let worker = WorkerId(self.inner.next_worker.fetch_add(1, Ordering::SeqCst));
-        self.apply(Command::WorkerJoined { worker, spec })?;
+    /// Registers a worker; returns its id. A worker that was registered before
+    /// (with a previous leader) keeps its id and its running tasks; tasks the
+    /// state puts on it that it does not report are placed again.
+    pub async fn register_worker(
+        &self,
+        spec: WorkerSpec,
+        previous: Option<WorkerId>,
+        running: &[(TaskKey, u32)],
+    ) -> Result<WorkerId> {
+        if let Some(worker) = previous {
+            let known = self.with_state(|s| s.worker(worker).is_some_and(|w| w.alive));
+            if known {
+                let reported: BTreeSet<(TaskKey, u32)> = running.iter().copied().collect();
+                let orphans: Vec<Command> = self.with_state(|s| {
+                    s.worker(worker)
+                        .map(|w| {
+                            w.running
+                                .iter()
+                                .filter_map(|t| {
+                                    let attempt = running_attempt(s, *t, worker)?;
+                                    (!reported.contains(&(*t, attempt))).then_some(
+                                        Command::TaskRequeued {
+                                            task: *t,
+                                            worker,
+                                            attempt,
+                                        },
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                });
+                if !orphans.is_empty() {
+                    log::info!(
+                        "{worker} came back without {} of its tasks; placing them again",
+                        orphans.len()
+                    );
+                    self.propose(Command::Batch(orphans)).await?;
+                }
+                lock(&self.inner.live)
+                    .last_seen
+                    .insert(worker, Instant::now());
+                log::info!(
+                    "{worker} registered again, adopting its {} running tasks",
+                    running.len()
+                );
+                return Ok(worker);
+            }
+        }
+        let worker = self.new_worker_id();
+        self.apply(Command::WorkerJoined { worker, spec }).await?;
         lock(&self.inner.live)
             .last_seen
             .insert(worker, Instant::now());
@@ -137,7 +265,7 @@ impl Driver {
         }
         let (tx, rx) = mpsc::channel(1024);
         lock(&self.inner.live).orders.insert(worker, tx);
-        self.inner.wake.notify_one();
+        self.inner.shared.wake();
         Ok(rx)
     }
 
@@ -153,17 +281,19 @@ impl Driver {
     }
 
     /// Declares `worker` lost (its connection closed or it fell silent).
-    pub fn lose_worker(&self, worker: WorkerId, reason: &str) {
+    pub async fn lose_worker(&self, worker: WorkerId, reason: &str) {
         let alive = self.with_state(|s| s.worker(worker).is_some_and(|w| w.alive));
-        if !alive {
+        if !alive || !self.is_leader() {
             return;
         }
         log::warn!("{worker} lost: {reason}");
         lock(&self.inner.live).orders.remove(&worker);
-        let _ = self.apply(Command::WorkerLost {
-            worker,
-            reason: reason.to_string(),
-        });
+        let _ = self
+            .apply(Command::WorkerLost {
+                worker,
+                reason: reason.to_string(),
+            })
+            .await;
     }
 
     /// What `worker` said at its last heartbeat.
@@ -178,8 +308,8 @@ impl Driver {
     // ------------------------------------------------------------ jobs
 
     /// Cancels a running job and tells every worker to drop its work.
-    pub fn cancel(&self, job: JobId) -> Result<()> {
-        self.apply(Command::CancelJob { job })?;
+    pub async fn cancel(&self, job: JobId) -> Result<()> {
+        self.apply(Command::CancelJob { job }).await?;
         self.end_job_on_workers(job);
         Ok(())
     }
@@ -218,9 +348,18 @@ impl Driver {
         ids.into_iter().filter_map(|j| self.job_info(j)).collect()
     }
 
+    /// The result rows of a finished job, as Arrow IPC.
+    pub fn result_ipc(&self, job: JobId) -> Option<Vec<u8>> {
+        self.with_state(|s| {
+            s.job(job)
+                .filter(|j| j.status == JobStatus::Succeeded)
+                .map(|j| j.result.clone())
+        })
+    }
+
     /// The result rows of a finished job.
     pub fn results(&self, job: JobId) -> Option<Vec<RecordBatch>> {
-        lock(&self.inner.live).results.get(&job).cloned()
+        decode_ipc(&self.result_ipc(job)?).ok()
     }
 
     // ------------------------------------------------------------ loops
@@ -229,29 +368,96 @@ impl Driver {
     pub async fn schedule_loop(self) {
         loop {
             let _ = tokio::time::timeout(
-                std::time::Duration::from_millis(200),
-                self.inner.wake.notified(),
+                Duration::from_millis(200),
+                self.inner.shared.wait_for_change(),
             )
             .await;
+            if !self.is_leader() {
+                continue;
+            }
             self.schedule_round().await;
             self.collect_ready_results();
             self.end_failed_jobs();
         }
     }
 
-    /// One round of placement: decide, record, send.
+    /// Follows this replica's leadership: on election, waits until every earlier
+    /// command is applied and gives each known worker a fresh timeout to come back;
+    /// when deposed, drops its worker streams so workers go find the new leader.
+    pub async fn leadership_loop(self) {
+        let Some(replica) = self.replica().cloned() else {
+            return;
+        };
+        let mut metrics = replica.raft().metrics();
+        loop {
+            let leads = replica.is_leader();
+            let term = replica.term();
+            let was = lock(&self.inner.live).leading;
+            if leads && was != term {
+                match replica.raft().ensure_linearizable().await {
+                    Ok(_) => {
+                        let alive: Vec<WorkerId> = self.with_state(|s| {
+                            s.workers()
+                                .filter(|(_, w)| w.alive)
+                                .map(|(id, _)| *id)
+                                .collect()
+                        });
+                        let mut live = lock(&self.inner.live);
+                        let now = Instant::now();
+                        for w in alive {
+                            live.last_seen.insert(w, now);
+                        }
+                        live.leading = term;
+                        log::info!("driver {} leads in term {term}", replica.id());
+                        self.inner.shared.wake();
+                    }
+                    Err(e) => log::info!("driver {}: not leading after all: {e}", replica.id()),
+                }
+            } else if !leads && was != 0 {
+                log::info!("driver {} no longer leads", replica.id());
+                let mut live = lock(&self.inner.live);
+                live.leading = 0;
+                live.orders.clear();
+                live.last_seen.clear();
+                live.collecting.clear();
+            }
+            // Metrics change on every Raft event; the tick catches a lapsed quorum.
+            let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
+        }
+    }
+
+    /// One round of placement: decide, commit, send.
     pub async fn schedule_round(&self) -> usize {
         let connected: BTreeSet<WorkerId> = lock(&self.inner.live).orders.keys().copied().collect();
+        let picks: Vec<(TaskKey, WorkerId)> = self
+            .with_state(|s| next_assignments(s, ROUND_LIMIT))
+            .into_iter()
+            .filter(|(_, w)| connected.contains(w))
+            .collect();
+        if picks.is_empty() {
+            return 0;
+        }
+        let term = self.term();
+        let batch = picks
+            .iter()
+            .map(|(task, worker)| Command::TaskAssigned {
+                task: *task,
+                worker: *worker,
+            })
+            .collect();
+        let outcomes = match self.propose(Command::Batch(batch)).await {
+            Ok(o) => o,
+            Err(e) => {
+                log::warn!("placing tasks: {e}");
+                return 0;
+            }
+        };
         let mut sent = 0;
-        let picks = self.with_state(|s| next_assignments(s, ROUND_LIMIT));
-        for (task, worker) in picks {
-            if !connected.contains(&worker) {
+        for ((task, worker), refused) in picks.into_iter().zip(outcomes) {
+            if refused.is_some() {
                 continue;
             }
-            if self.apply(Command::TaskAssigned { task, worker }).is_err() {
-                continue;
-            }
-            let Some(order) = self.assignment(task) else {
+            let Some(order) = self.assignment(task, term) else {
                 continue;
             };
             let tx = lock(&self.inner.live).orders.get(&worker).cloned();
@@ -262,14 +468,14 @@ impl Driver {
             if delivered {
                 sent += 1;
             } else {
-                self.lose_worker(worker, "its order stream closed");
+                self.lose_worker(worker, "its order stream closed").await;
             }
         }
         sent
     }
 
     /// The order that runs `task`: its stage plan and where its inputs are.
-    fn assignment(&self, task: TaskKey) -> Option<WorkerOrder> {
+    fn assignment(&self, task: TaskKey, term: u64) -> Option<WorkerOrder> {
         self.with_state(|s| {
             let job = s.job(task.job)?;
             let stage = job.stages.get(&task.stage)?;
@@ -302,14 +508,17 @@ impl Driver {
                     }),
                     plan: stage.spec.plan.clone(),
                     inputs,
-                    term: 0,
+                    term,
                 })),
             })
         })
     }
 
     /// Declares lost every worker silent for longer than the timeout.
-    pub fn check_heartbeats(&self) {
+    pub async fn check_heartbeats(&self) {
+        if !self.is_leader() {
+            return;
+        }
         let timeout = self.inner.options.worker_timeout;
         let silent: Vec<WorkerId> = lock(&self.inner.live)
             .last_seen
@@ -319,7 +528,8 @@ impl Driver {
             .collect();
         for w in silent {
             lock(&self.inner.live).last_seen.remove(&w);
-            self.lose_worker(w, &format!("no heartbeat for {timeout:?}"));
+            self.lose_worker(w, &format!("no heartbeat for {timeout:?}"))
+                .await;
         }
     }
 
@@ -341,7 +551,8 @@ impl Driver {
         }
     }
 
-    /// Starts fetching the rows of every job whose result stage is complete.
+    /// Starts collecting the rows of every job whose result stage is complete:
+    /// kept in the replicated state, or written to the job's output first.
     fn collect_ready_results(&self) {
         let ready: Vec<JobId> = self.with_state(|s| {
             s.jobs()
@@ -355,29 +566,42 @@ impl Driver {
             }
             let me = self.clone();
             tokio::spawn(async move {
-                let outcome = me.fetch_results(job).await;
+                let outcome = me.finish_job(job).await;
                 lock(&me.inner.live).collecting.remove(&job);
-                match outcome {
-                    Ok(batches) => {
-                        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-                        lock(&me.inner.live).results.insert(job, batches);
-                        if me
-                            .apply(Command::CompleteJob {
-                                job,
-                                rows,
-                                result: Vec::new(),
-                            })
-                            .is_ok()
-                        {
-                            me.end_job_on_workers(job);
-                        }
-                    }
-                    // A lost worker makes its outputs pending again; the next round
-                    // recomputes them and collection starts over.
-                    Err(e) => log::warn!("{job}: collecting results: {e}"),
+                // A lost worker makes its outputs pending again; the next round
+                // recomputes them and collection starts over.
+                if let Err(e) = outcome {
+                    log::warn!("{job}: collecting results: {e}");
                 }
             });
         }
+    }
+
+    async fn finish_job(&self, job: JobId) -> Result<()> {
+        let batches = self.fetch_results(job).await?;
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let output = self.with_state(|s| s.job(job).and_then(|j| j.output.clone()));
+        let result = match output {
+            Some(out) => {
+                if !self.is_leader() {
+                    return Err(SchedulerError::NotLeader { leader: None });
+                }
+                let tag = format!("{}/{job}", self.cluster_id());
+                write_output(&out, &tag, batches).await?;
+                Vec::new()
+            }
+            None => encode_ipc(&batches)?,
+        };
+        self.apply(Command::CompleteJob { job, rows, result })
+            .await?;
+        self.end_job_on_workers(job);
+        Ok(())
+    }
+
+    /// The cluster id outputs are tagged with.
+    fn cluster_id(&self) -> String {
+        self.replica()
+            .map_or_else(|| "regatta".to_string(), |r| r.options().cluster_id.clone())
     }
 
     async fn fetch_results(&self, job: JobId) -> Result<Vec<RecordBatch>> {
@@ -411,6 +635,20 @@ impl Driver {
     /// The final stage of `job`, for tests and tools.
     pub fn final_stage(&self, job: JobId) -> Option<StageId> {
         self.with_state(|s| s.job(job).map(|j| j.final_stage))
+    }
+}
+
+/// The attempt `task` runs as on `worker`, if it runs there.
+fn running_attempt(s: &DriverState, task: TaskKey, worker: WorkerId) -> Option<u32> {
+    let t = s
+        .job(task.job)?
+        .stages
+        .get(&task.stage)?
+        .tasks
+        .get(task.partition as usize)?;
+    match t.status {
+        TaskStatus::Running { worker: w, attempt } if w == worker => Some(attempt),
+        _ => None,
     }
 }
 

@@ -3,7 +3,6 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use datafusion::arrow::ipc::writer::StreamWriter;
 use futures::Stream;
 use regatta_common::{JobId, WorkerId};
 use regatta_proto::job_service_server::JobService;
@@ -48,6 +47,7 @@ fn resources_msg(r: regatta_common::Resources) -> ResourcesMsg {
 #[tonic::async_trait]
 impl JobService for JobServiceImpl {
     async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<JobInfo>, Status> {
+        self.driver.require_leader()?;
         let request = request.into_inner();
         let job = self.driver.new_job_id();
         let cpus: f64 = self.driver.with_state(|s| {
@@ -71,14 +71,20 @@ impl JobService for JobServiceImpl {
             )
             .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.driver
-            .submit(cmd)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Acknowledged only once committed: a job the client was told about
+        // survives the leader.
+        self.driver.submit(cmd).await.map_err(|e| match e {
+            SchedulerError::NotLeader { .. } | SchedulerError::Replication(_) => {
+                Status::unavailable(e.to_string())
+            }
+            e => Status::invalid_argument(e.to_string()),
+        })?;
         log::info!("{job} submitted");
         Ok(Response::new(self.info(job.0)?))
     }
 
     async fn get_job(&self, request: Request<JobRequest>) -> Result<Response<JobInfo>, Status> {
+        self.driver.require_leader()?;
         Ok(Response::new(self.info(request.into_inner().job_id)?))
     }
 
@@ -86,20 +92,30 @@ impl JobService for JobServiceImpl {
         &self,
         _request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
+        self.driver.require_leader()?;
         Ok(Response::new(ListJobsResponse {
             jobs: self.driver.jobs(),
         }))
     }
 
     async fn cancel_job(&self, request: Request<JobRequest>) -> Result<Response<JobInfo>, Status> {
+        self.driver.require_leader()?;
         let id = request.into_inner().job_id;
         self.info(id)?;
-        match self.driver.cancel(JobId(id)) {
+        match self.driver.cancel(JobId(id)).await {
             Ok(()) => {}
             Err(SchedulerError::InvalidTransition { status, .. }) => {
                 return Err(Status::failed_precondition(format!(
                     "job-{id} is {status} and cannot be cancelled"
                 )))
+            }
+            Err(SchedulerError::InvalidCommand(why)) => {
+                return Err(Status::failed_precondition(format!(
+                    "job-{id} cannot be cancelled: {why}"
+                )))
+            }
+            Err(e @ (SchedulerError::NotLeader { .. } | SchedulerError::Replication(_))) => {
+                return Err(Status::unavailable(e.to_string()))
             }
             Err(e) => return Err(Status::internal(e.to_string())),
         }
@@ -112,6 +128,7 @@ impl JobService for JobServiceImpl {
         &self,
         request: Request<JobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
+        self.driver.require_leader()?;
         let id = request.into_inner().job_id;
         self.info(id)?;
         let driver = self.driver.clone();
@@ -123,6 +140,11 @@ impl JobService for JobServiceImpl {
                     return None;
                 }
                 loop {
+                    if !driver.is_leader() {
+                        // Ends the watch; the client picks it up at the new leader.
+                        let gone = Status::unavailable("this driver no longer leads");
+                        return Some((Err(gone), (driver, changes, last, true)));
+                    }
                     changes.mark_unchanged();
                     let info = driver.job_info(JobId(id))?;
                     let changed = last.as_ref().is_none_or(|l| {
@@ -148,6 +170,7 @@ impl JobService for JobServiceImpl {
         &self,
         request: Request<JobRequest>,
     ) -> Result<Response<Self::FetchResultsStream>, Status> {
+        self.driver.require_leader()?;
         let id = request.into_inner().job_id;
         let info = self.info(id)?;
         match info.status.as_str() {
@@ -164,23 +187,16 @@ impl JobService for JobServiceImpl {
                 )))
             }
         }
-        let batches = self
+        let ipc = self
             .driver
-            .results(JobId(id))
+            .result_ipc(JobId(id))
             .ok_or_else(|| Status::not_found(format!("job-{id} has no stored results")))?;
-        let chunks = batches
-            .into_iter()
-            .map(|b| {
-                let mut buf = Vec::new();
-                {
-                    let mut w = StreamWriter::try_new(&mut buf, &b.schema())
-                        .map_err(|e| Status::internal(e.to_string()))?;
-                    w.write(&b).map_err(|e| Status::internal(e.to_string()))?;
-                    w.finish().map_err(|e| Status::internal(e.to_string()))?;
-                }
-                Ok(ResultChunk { ipc_stream: buf })
-            })
-            .collect::<Vec<_>>();
+        // A job that wrote its output, or had no rows, sends nothing.
+        let chunks: Vec<Result<ResultChunk, Status>> = if ipc.is_empty() {
+            Vec::new()
+        } else {
+            vec![Ok(ResultChunk { ipc_stream: ipc })]
+        };
         Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
 
@@ -188,6 +204,7 @@ impl JobService for JobServiceImpl {
         &self,
         _request: Request<ListWorkersRequest>,
     ) -> Result<Response<ListWorkersResponse>, Status> {
+        self.driver.require_leader()?;
         let workers: Vec<(WorkerId, WorkerInfo)> = self.driver.with_state(|s| {
             s.workers()
                 .map(|(id, w)| {

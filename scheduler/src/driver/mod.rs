@@ -4,12 +4,14 @@ mod core;
 mod job_service;
 mod options;
 mod planning;
+mod results;
 mod server;
 mod worker_control;
 
 pub use self::core::{info_of, Driver, WorkerReport};
 pub use job_service::JobServiceImpl;
-pub use options::DriverOptions;
+pub use options::{DriverOptions, ReplicationOptions};
 pub use planning::Planner;
+pub use results::{decode_ipc, encode_ipc, JOB_TAG};
 pub use server::DriverHandle;
 pub use worker_control::{OrderStream, WorkerControlImpl};

@@ -17,6 +17,29 @@ pub struct DriverOptions {
     pub task_memory: u64,
     /// TLS for the driver's services and its calls to workers.
     pub tls: Option<regatta_proto::ClusterTls>,
+    /// Replicate the state through Raft with other drivers; `None` runs alone.
+    pub replication: Option<ReplicationOptions>,
+}
+
+/// How a driver replicates its state.
+#[derive(Debug, Clone)]
+pub struct ReplicationOptions {
+    /// This replica's Raft id.
+    pub node_id: u64,
+    /// The first members by id (their gRPC addresses), this one included; empty
+    /// for a replica that waits to be added (`regatta drivers add`).
+    pub members: std::collections::BTreeMap<u64, String>,
+    /// The address others reach this replica at; empty takes its member address
+    /// (or the bound one).
+    pub advertise: String,
+    /// Where its Raft log and snapshots live.
+    pub data_dir: std::path::PathBuf,
+    /// Replicas of another cluster are refused.
+    pub cluster_id: String,
+    /// Raft's heartbeat; a leader is replaced within about 3 to 6 of them.
+    pub heartbeat: Duration,
+    /// Cut links, for partition tests.
+    pub cuts: std::sync::Arc<crate::raft::LinkCuts>,
 }
 
 impl Default for DriverOptions {
@@ -28,6 +51,7 @@ impl Default for DriverOptions {
             max_task_failures: crate::DEFAULT_MAX_TASK_FAILURES,
             task_memory: 64 << 20,
             tls: None,
+            replication: None,
         }
     }
 }

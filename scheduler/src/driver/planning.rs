@@ -106,11 +106,27 @@ impl Planner {
         } else {
             request.name.clone()
         };
+        let output = if request.output_path.is_empty() {
+            None
+        } else {
+            let out = crate::JobOutput {
+                path: request.output_path.clone(),
+                format: request.output_format.clone(),
+            };
+            super::results::output_format(&out)?;
+            if std::path::Path::new(&out.path).exists() {
+                return Err(SchedulerError::Plan(format!(
+                    "output {} already exists; a job writes only to a new path",
+                    out.path
+                )));
+            }
+            Some(out)
+        };
         Ok(Command::SubmitJob {
             job,
             name,
             stages,
-            output: None,
+            output,
         })
     }
 }

@@ -11,8 +11,15 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use regatta_proto::TokenCheck;
 
-use super::{Driver, DriverOptions, JobServiceImpl, Planner, WorkerControlImpl};
+use regatta_proto::driver_replication_server::DriverReplicationServer;
+
+use super::{
+    Driver, DriverOptions, JobServiceImpl, Planner, ReplicationOptions, WorkerControlImpl,
+};
+use crate::raft::{Replica, ReplicaOptions, ReplicationService};
+use crate::{DriverState, SharedState};
 use crate::{Result, SchedulerError};
+use std::sync::Arc;
 
 /// A running driver; dropping it stops the services and loops.
 pub struct DriverHandle {
@@ -30,7 +37,18 @@ impl DriverHandle {
         let address = listener
             .local_addr()
             .map_err(|e| SchedulerError::Plan(format!("driver address: {e}")))?;
-        let driver = Driver::new(options.clone());
+        let (driver, replica) = match &options.replication {
+            None => (Driver::new(options.clone()), None),
+            Some(r) => {
+                let replica = start_replica(r, &options, address).await?;
+                let shared = replica.1;
+                let replica = replica.0;
+                (
+                    Driver::replicated(options.clone(), shared, replica.clone()),
+                    Some(replica),
+                )
+            }
+        };
         let check = TokenCheck::new(&options.token);
         let jobs = tonic::service::interceptor::InterceptedService::new(
             JobServiceServer::new(JobServiceImpl::new(driver.clone(), planner))
@@ -41,10 +59,19 @@ impl DriverHandle {
                 move |r| c.check(r)
             },
         );
-        let workers = WorkerControlServer::with_interceptor(
-            WorkerControlImpl::new(driver.clone()),
-            move |r| check.check(r),
-        );
+        let workers =
+            WorkerControlServer::with_interceptor(WorkerControlImpl::new(driver.clone()), {
+                let c = check.clone();
+                move |r| c.check(r)
+            });
+        let replication = replica.clone().map(|r| {
+            tonic::service::interceptor::InterceptedService::new(
+                DriverReplicationServer::new(ReplicationService::new(r))
+                    .max_decoding_message_size(256 << 20)
+                    .max_encoding_message_size(256 << 20),
+                move |req| check.check(req),
+            )
+        });
         let mut server = tonic::transport::Server::builder();
         if let Some(tls) = &options.tls {
             server = server.tls_config(tls.server()).map_err(|e| {
@@ -58,19 +85,26 @@ impl DriverHandle {
                 .http2_keepalive_timeout(Some(Duration::from_secs(2)))
                 .add_service(jobs)
                 .add_service(workers)
+                .add_optional_service(replication)
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await;
             if let Err(e) = served {
                 log::error!("driver server stopped: {e}");
             }
         });
+        if let Some(replica) = &replica {
+            // Peers that refuse this replica stop it before it takes any part.
+            replica.check_peers().await?;
+            replica.initialize_if_new().await?;
+            tasks.spawn(driver.clone().leadership_loop());
+        }
         tasks.spawn(driver.clone().schedule_loop());
         let d = driver.clone();
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(250));
             loop {
                 tick.tick().await;
-                d.check_heartbeats();
+                d.check_heartbeats().await;
             }
         });
         log::info!("driver listening on {address}");
@@ -85,4 +119,47 @@ impl DriverHandle {
     pub async fn wait(mut self) {
         let _ = self.tasks.join_next().await;
     }
+}
+
+/// Opens this driver's Raft replica (its state restored from disk).
+async fn start_replica(
+    r: &ReplicationOptions,
+    options: &DriverOptions,
+    bound: SocketAddr,
+) -> Result<(Replica, Arc<SharedState>)> {
+    let address = if !r.advertise.is_empty() {
+        r.advertise.clone()
+    } else {
+        r.members
+            .get(&r.node_id)
+            .cloned()
+            .unwrap_or_else(|| bound.to_string())
+    };
+    if !r.members.is_empty() && !r.members.contains_key(&r.node_id) {
+        return Err(SchedulerError::Refused(format!(
+            "driver {} is not among the first members {:?}; start it with members empty \
+             and add it with `regatta drivers add`",
+            r.node_id,
+            r.members.keys().collect::<Vec<_>>()
+        )));
+    }
+    let shared = Arc::new(SharedState::new(DriverState::new(
+        options.max_task_failures,
+    )));
+    let replica = Replica::start(
+        ReplicaOptions {
+            node_id: r.node_id,
+            address,
+            members: r.members.clone(),
+            data_dir: r.data_dir.clone(),
+            cluster_id: r.cluster_id.clone(),
+            token: options.token.clone(),
+            tls: options.tls.as_ref().map(|t| t.client()),
+            heartbeat: r.heartbeat,
+            cuts: r.cuts.clone(),
+        },
+        shared.clone(),
+    )
+    .await?;
+    Ok((replica, shared))
 }

@@ -46,8 +46,15 @@ impl Stream for OrderStream {
 
 impl Drop for OrderStream {
     fn drop(&mut self) {
-        self.driver
-            .lose_worker(self.worker, "its connection to the driver closed");
+        let driver = self.driver.clone();
+        let worker = self.worker;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                driver
+                    .lose_worker(worker, "its connection to the driver closed")
+                    .await
+            });
+        }
     }
 }
 
@@ -57,6 +64,7 @@ impl WorkerControl for WorkerControlImpl {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
+        self.driver.require_leader()?;
         let r = request.into_inner();
         let res = r
             .resources
@@ -80,14 +88,18 @@ impl WorkerControl for WorkerControlImpl {
                 memory: res.memory_bytes,
             },
         };
+        let previous = (r.previous_worker_id != 0).then_some(WorkerId(r.previous_worker_id));
+        let running: Vec<(TaskKey, u32)> =
+            r.running.iter().map(|k| (task_key(k), k.attempt)).collect();
         let worker = self
             .driver
-            .register_worker(spec)
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .register_worker(spec, previous, &running)
+            .await
+            .map_err(unavailable)?;
         Ok(Response::new(RegisterResponse {
             worker_id: worker.0,
             heartbeat_interval_ms: self.driver.options().heartbeat_interval.as_millis() as u32,
-            term: 0,
+            term: self.driver.term(),
         }))
     }
 
@@ -97,6 +109,7 @@ impl WorkerControl for WorkerControlImpl {
         &self,
         request: Request<OrdersRequest>,
     ) -> Result<Response<Self::OrdersStream>, Status> {
+        self.driver.require_leader()?;
         let worker = WorkerId(request.into_inner().worker_id);
         let rx = self.driver.connect_worker(worker).map_err(|_| {
             Status::not_found(format!(
@@ -114,6 +127,7 @@ impl WorkerControl for WorkerControlImpl {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
+        self.driver.require_leader()?;
         let h = request.into_inner();
         let known = self.driver.heartbeat(
             WorkerId(h.worker_id),
@@ -129,15 +143,12 @@ impl WorkerControl for WorkerControlImpl {
         &self,
         request: Request<TaskReport>,
     ) -> Result<Response<ReportResponse>, Status> {
+        self.driver.require_leader()?;
         let r = request.into_inner();
         let key = r
             .key
             .ok_or_else(|| Status::invalid_argument("report: the task key is missing"))?;
-        let task = TaskKey {
-            job: JobId(key.job_id),
-            stage: StageId(u64::from(key.stage_id)),
-            partition: key.partition,
-        };
+        let task = task_key(&key);
         let worker = WorkerId(r.worker_id);
         let cmd = if r.ok {
             Command::TaskFinished {
@@ -165,8 +176,24 @@ impl WorkerControl for WorkerControlImpl {
                 lost_input: (r.lost_input_worker != 0).then_some(WorkerId(r.lost_input_worker)),
             }
         };
-        // A report about an ended job or an older attempt changes nothing.
-        let _ = self.driver.apply(cmd);
-        Ok(Response::new(ReportResponse {}))
+        // A report about an ended job or an older attempt changes nothing; a
+        // report that was not committed (no quorum, deposed) is sent again.
+        match self.driver.propose(cmd).await {
+            Ok(_) => Ok(Response::new(ReportResponse {})),
+            Err(e) => Err(unavailable(e)),
+        }
     }
+}
+
+fn task_key(k: &regatta_proto::TaskKey) -> TaskKey {
+    TaskKey {
+        job: JobId(k.job_id),
+        stage: StageId(u64::from(k.stage_id)),
+        partition: k.partition,
+    }
+}
+
+/// A failure the worker should retry, against whichever driver leads then.
+fn unavailable(e: crate::SchedulerError) -> Status {
+    Status::unavailable(e.to_string())
 }

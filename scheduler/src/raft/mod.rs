@@ -12,9 +12,9 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 pub use log_store::DiskLogStore;
-pub use network::PeerNetwork;
-pub use replica::{Replica, ReplicaOptions};
-pub use service::ReplicationService;
+pub use network::{LinkCuts, PeerNetwork};
+pub use replica::{Replica, ReplicaOptions, LEADER_HEADER};
+pub use service::{ReplicationService, CLUSTER_HEADER};
 pub use state_machine::DiskStateMachine;
 
 use crate::Command;

@@ -54,15 +54,23 @@ impl LinkCuts {
 #[derive(Clone)]
 pub struct PeerNetwork {
     me: NodeId,
+    cluster: String,
     token: String,
     tls: Option<ClientTlsConfig>,
     cuts: Arc<LinkCuts>,
 }
 
 impl PeerNetwork {
-    pub fn new(me: NodeId, token: &str, tls: Option<ClientTlsConfig>, cuts: Arc<LinkCuts>) -> Self {
+    pub fn new(
+        me: NodeId,
+        cluster: &str,
+        token: &str,
+        tls: Option<ClientTlsConfig>,
+        cuts: Arc<LinkCuts>,
+    ) -> Self {
         Self {
             me,
+            cluster: cluster.to_string(),
             token: token.to_string(),
             tls,
             cuts,
@@ -88,6 +96,7 @@ impl RaftNetworkFactory<DriverRaft> for PeerNetwork {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         PeerClient {
             me: self.me,
+            cluster: self.cluster.clone(),
             target,
             address: node.addr.clone(),
             client: self.client(&node.addr),
@@ -99,6 +108,7 @@ impl RaftNetworkFactory<DriverRaft> for PeerNetwork {
 /// Raft's connection to one peer.
 pub struct PeerClient {
     me: NodeId,
+    cluster: String,
     target: NodeId,
     address: String,
     client: Result<DriverReplicationClient<AuthChannel>, String>,
@@ -157,7 +167,10 @@ impl PeerClient {
             }
         };
         let mut client = client;
-        let msg = RaftMessage { payload };
+        let mut msg = tonic::Request::new(RaftMessage { payload });
+        if let Ok(v) = self.cluster.parse() {
+            msg.metadata_mut().insert(super::CLUSTER_HEADER, v);
+        }
         let sent = tokio::time::timeout(option.hard_ttl(), async move {
             match rpc {
                 Rpc::Append => client.append_entries(msg).await,

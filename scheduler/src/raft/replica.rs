@@ -19,7 +19,7 @@ use crate::shared_state::SharedState;
 use crate::{Command, Result, SchedulerError};
 
 /// The metadata key on a redirect that names the leader's address.
-pub const LEADER_HEADER: &str = "regatta-leader";
+pub use regatta_proto::LEADER_HEADER;
 
 /// How a replica runs.
 #[derive(Debug, Clone)]
@@ -85,6 +85,7 @@ impl Replica {
         .map_err(|e| SchedulerError::Replication(e.to_string()))?;
         let network = PeerNetwork::new(
             options.node_id,
+            &options.cluster_id,
             &options.token,
             options.tls.clone(),
             options.cuts.clone(),

@@ -28,6 +28,28 @@ impl ReplicationService {
     }
 }
 
+/// The metadata key on Raft messages naming the sender's cluster.
+pub const CLUSTER_HEADER: &str = "regatta-cluster";
+
+impl ReplicationService {
+    /// Refuses Raft messages from a replica of another cluster.
+    fn same_cluster(&self, request: &Request<RaftMessage>) -> Result<(), Status> {
+        let theirs = request
+            .metadata()
+            .get(CLUSTER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mine = &self.replica.options().cluster_id;
+        if theirs != mine {
+            return Err(Status::failed_precondition(format!(
+                "driver {} belongs to cluster '{mine}', not '{theirs}'",
+                self.replica.id()
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn decode<T: DeserializeOwned>(msg: RaftMessage, what: &str) -> Result<T, Status> {
     bincode::deserialize(&msg.payload)
         .map_err(|e| Status::invalid_argument(format!("malformed Raft {what} message: {e}")))
@@ -45,12 +67,14 @@ impl DriverReplication for ReplicationService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.same_cluster(&request)?;
         let req = decode(request.into_inner(), "append-entries")?;
         let reply: Result<_, RaftError<NodeId>> = self.replica.raft().append_entries(req).await;
         encode(&reply)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.same_cluster(&request)?;
         let req = decode(request.into_inner(), "vote")?;
         let reply: Result<_, RaftError<NodeId>> = self.replica.raft().vote(req).await;
         encode(&reply)
@@ -60,6 +84,7 @@ impl DriverReplication for ReplicationService {
         &self,
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
+        self.same_cluster(&request)?;
         let req = decode(request.into_inner(), "install-snapshot")?;
         let reply: Result<_, RaftError<NodeId, InstallSnapshotError>> =
             self.replica.raft().install_snapshot(req).await;

@@ -1,0 +1,180 @@
+//! [`Drivers`]: calls to whichever of several driver replicas leads. A follower
+//! answers `Unavailable` naming the leader (the `regatta-leader` header); a dead
+//! replica refuses the connection. Either way the call moves on and is retried
+//! until a leader answers or the patience runs out.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tonic::transport::{Channel, ClientTlsConfig};
+use tonic::{Code, Status};
+
+use crate::{endpoint, AuthChannel, TokenInterceptor};
+
+/// The metadata key on a follower's refusal naming the leader's address.
+pub const LEADER_HEADER: &str = "regatta-leader";
+
+/// The driver replicas a client knows, and which one it believes leads.
+pub struct Drivers {
+    addresses: Mutex<Vec<String>>,
+    current: Mutex<usize>,
+    channels: Mutex<HashMap<String, Channel>>,
+    token: String,
+    tls: Option<ClientTlsConfig>,
+    /// How long a call keeps looking for a leader.
+    pub patience: Duration,
+}
+
+/// True for a refusal that another replica (or a later try) may not give.
+pub fn is_retryable(s: &Status) -> bool {
+    match s.code() {
+        Code::Unavailable => true,
+        // A connection reset mid-call (the replica died) surfaces as Unknown.
+        Code::Unknown | Code::Cancelled => {
+            let m = s.message().to_ascii_lowercase();
+            m.contains("transport") || m.contains("connection") || m.contains("broken pipe")
+        }
+        _ => false,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Drivers {
+    /// `addresses`: `host:port` or URLs of every replica (one for a lone driver).
+    pub fn new(
+        addresses: Vec<String>,
+        token: &str,
+        tls: Option<ClientTlsConfig>,
+    ) -> Result<Self, String> {
+        if addresses.is_empty() {
+            return Err("no driver address given".into());
+        }
+        for a in &addresses {
+            endpoint(a, tls.as_ref())?;
+        }
+        Ok(Self {
+            addresses: Mutex::new(addresses),
+            current: Mutex::new(0),
+            channels: Mutex::new(HashMap::new()),
+            token: token.to_string(),
+            tls,
+            patience: Duration::from_secs(30),
+        })
+    }
+
+    /// Parses `a,b,c` into addresses.
+    pub fn split(list: &str) -> Vec<String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The replica calls go to now.
+    pub fn current(&self) -> String {
+        let addresses = lock(&self.addresses);
+        addresses[*lock(&self.current) % addresses.len()].clone()
+    }
+
+    /// Every replica known.
+    pub fn addresses(&self) -> Vec<String> {
+        lock(&self.addresses).clone()
+    }
+
+    /// A channel to `address` with the token on every call; it connects lazily
+    /// and reconnects by itself.
+    pub fn channel(&self, address: &str) -> Result<AuthChannel, Status> {
+        let mut channels = lock(&self.channels);
+        let channel = match channels.get(address) {
+            Some(c) => c.clone(),
+            None => {
+                let c = endpoint(address, self.tls.as_ref())
+                    .map_err(Status::invalid_argument)?
+                    .connect_timeout(Duration::from_secs(2))
+                    .http2_keep_alive_interval(Duration::from_secs(1))
+                    .keep_alive_timeout(Duration::from_secs(2))
+                    .keep_alive_while_idle(true)
+                    .connect_lazy();
+                channels.insert(address.to_string(), c.clone());
+                c
+            }
+        };
+        Ok(tonic::service::interceptor::InterceptedService::new(
+            channel,
+            TokenInterceptor::new(&self.token),
+        ))
+    }
+
+    /// Moves on after `refusal`: to the leader it names, else to the next replica.
+    /// Returns true when the refusal named a leader.
+    pub fn follow(&self, refusal: &Status) -> bool {
+        let hint = refusal
+            .metadata()
+            .get(LEADER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut addresses = lock(&self.addresses);
+        let mut current = lock(&self.current);
+        match hint {
+            Some(leader) => {
+                let at = match addresses.iter().position(|a| same_address(a, &leader)) {
+                    Some(i) => i,
+                    None => {
+                        addresses.push(leader);
+                        addresses.len() - 1
+                    }
+                };
+                *current = at;
+                true
+            }
+            None => {
+                *current = (*current + 1) % addresses.len();
+                false
+            }
+        }
+    }
+
+    /// Calls `f` on the leader's channel, following redirects and skipping dead
+    /// replicas, until it answers or `patience` runs out.
+    pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, Status>
+    where
+        F: FnMut(AuthChannel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let deadline = Instant::now() + self.patience;
+        let mut tries = 0u32;
+        loop {
+            let address = self.current();
+            let outcome = f(self.channel(&address)?).await;
+            match outcome {
+                Ok(v) => return Ok(v),
+                Err(s) if is_retryable(&s) && Instant::now() < deadline => {
+                    tries += 1;
+                    let named_leader = self.follow(&s);
+                    // A named leader is tried at once; a round of dead or
+                    // leaderless replicas waits a little (an election is on).
+                    let n = lock(&self.addresses).len() as u32;
+                    if !named_leader && tries % n.max(1) == 0 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                Err(s) => return Err(s),
+            }
+        }
+    }
+}
+
+fn same_address(a: &str, b: &str) -> bool {
+    let strip = |s: &str| {
+        s.trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string()
+    };
+    strip(a) == strip(b)
+}

@@ -1,0 +1,150 @@
+//! [`DriverLink`]: the worker's tie to whichever driver replica leads: its id, the
+//! highest leader term it has seen (fencing), and the tasks it holds that the
+//! leader must know of when the worker registers again.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use regatta_proto::worker_control_client::WorkerControlClient;
+use regatta_proto::{Drivers, RegisterRequest, RegisterResponse, Resources, TaskKey, TaskReport};
+
+use crate::{Result, WorkerError};
+
+/// A task by job, stage and partition.
+type Key = (u64, u32, u32);
+
+pub struct DriverLink {
+    pub drivers: Drivers,
+    id: AtomicU64,
+    term: AtomicU64,
+    /// Tasks running here, or finished and not yet acknowledged, by attempt.
+    held: Mutex<BTreeMap<Key, u32>>,
+    flight_address: String,
+    resources: Resources,
+}
+
+fn key_of(k: &TaskKey) -> Key {
+    (k.job_id, k.stage_id, k.partition)
+}
+
+impl DriverLink {
+    pub fn new(drivers: Drivers, flight_address: String, resources: Resources) -> Self {
+        Self {
+            drivers,
+            id: AtomicU64::new(0),
+            term: AtomicU64::new(0),
+            held: Mutex::new(BTreeMap::new()),
+            flight_address,
+            resources,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id.load(Ordering::SeqCst)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, u32>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers with the leader (again, keeping its id and tasks, after a
+    /// leader change). Fails once no leader answered within the patience.
+    pub async fn register(&self) -> Result<RegisterResponse> {
+        let running: Vec<TaskKey> = self
+            .held()
+            .iter()
+            .map(|((job, stage, partition), attempt)| TaskKey {
+                job_id: *job,
+                stage_id: *stage,
+                partition: *partition,
+                attempt: *attempt,
+            })
+            .collect();
+        let request = RegisterRequest {
+            flight_address: self.flight_address.clone(),
+            host: self
+                .flight_address
+                .rsplit_once(':')
+                .map_or(String::new(), |(h, _)| h.to_string()),
+            resources: Some(self.resources),
+            previous_worker_id: self.id(),
+            running,
+        };
+        let reply = self
+            .drivers
+            .call(|ch| {
+                let r = request.clone();
+                async move { WorkerControlClient::new(ch).register(r).await }
+            })
+            .await
+            .map_err(|s| {
+                if regatta_proto::is_retryable(&s) {
+                    WorkerError::Driver {
+                        address: self.drivers.addresses().join(","),
+                        message: s.message().to_string(),
+                    }
+                } else {
+                    WorkerError::Refused {
+                        address: self.drivers.current(),
+                        message: s.message().to_string(),
+                    }
+                }
+            })?
+            .into_inner();
+        let before = self.id.swap(reply.worker_id, Ordering::SeqCst);
+        self.term.fetch_max(reply.term, Ordering::SeqCst);
+        if before != 0 && before != reply.worker_id {
+            // The leader had given this worker up: its tasks run elsewhere now.
+            log::warn!("worker-{before} is worker-{} now", reply.worker_id);
+            self.held().clear();
+        }
+        Ok(reply)
+    }
+
+    /// Takes a task ordered in `term`: false (refused) when a newer leader has
+    /// been seen, so a deposed leader cannot cause duplicate work.
+    pub fn accept(&self, key: &TaskKey, term: u64) -> bool {
+        let newest = self.term.fetch_max(term, Ordering::SeqCst);
+        if term < newest {
+            return false;
+        }
+        self.held().insert(key_of(key), key.attempt);
+        true
+    }
+
+    /// Forgets a task of an ended job.
+    pub fn forget_job(&self, job: u64) {
+        self.held().retain(|(j, _, _), _| *j != job);
+    }
+
+    /// Reports a task until a leader takes the report (or plainly refuses it).
+    pub async fn report(&self, mut report: TaskReport) {
+        let key = report.key.as_ref().map(key_of);
+        loop {
+            report.worker_id = self.id();
+            let sent = self
+                .drivers
+                .call(|ch| {
+                    let r = report.clone();
+                    async move { WorkerControlClient::new(ch).report_task(r).await }
+                })
+                .await;
+            match sent {
+                Ok(_) => break,
+                Err(s) if regatta_proto::is_retryable(&s) => {
+                    log::warn!("no driver took a task report yet: {}", s.message());
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(s) => {
+                    log::warn!("a task report was refused: {}", s.message());
+                    break;
+                }
+            }
+        }
+        if let Some(k) = key {
+            self.held().remove(&k);
+        }
+    }
+}
