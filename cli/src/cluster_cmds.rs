@@ -111,6 +111,12 @@ pub enum JobsAction {
     Cancel { job: u64 },
     /// Follow a job with a progress bar until it ends.
     Watch { job: u64 },
+    /// Print a finished job's rows.
+    Results {
+        job: u64,
+        #[arg(long, short = 'f', value_enum, default_value_t = crate::OutputFormat::Table)]
+        format: crate::OutputFormat,
+    },
 }
 
 /// Every driver replica, comma-separated: clients and workers follow the leader.
@@ -299,6 +305,10 @@ pub async fn run_submit(args: SubmitArgs) -> Result<()> {
             end.job_id, end.status, end.error
         )));
     }
+    if let Some(path) = &args.output {
+        eprintln!("job-{} wrote {} rows to {path}", end.job_id, end.rows_out);
+        return Ok(());
+    }
     let batches = client.results(job.job_id).await?;
     let mut out = std::io::stdout().lock();
     crate::output::write_batches(&mut out, &batches, args.format)
@@ -355,6 +365,11 @@ pub async fn run_jobs(args: JobsArgs) -> Result<()> {
         JobsAction::Status { job } => print_job(&client.job(job).await?),
         JobsAction::Cancel { job } => print_job(&client.cancel(job).await?),
         JobsAction::Watch { job } => print_job(&watch(&client, job).await?),
+        JobsAction::Results { job, format } => {
+            let batches = client.results(job).await?;
+            let mut out = std::io::stdout().lock();
+            crate::output::write_batches(&mut out, &batches, format)?;
+        }
     }
     Ok(())
 }

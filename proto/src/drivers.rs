@@ -160,7 +160,7 @@ impl Drivers {
                     // A named leader is tried at once; a round of dead or
                     // leaderless replicas waits a little (an election is on).
                     let n = lock(&self.addresses).len() as u32;
-                    if !named_leader && tries % n.max(1) == 0 {
+                    if !named_leader && tries.is_multiple_of(n.max(1)) {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }

@@ -215,6 +215,7 @@ pub struct JobLine {
     pub stages_done: u32,
     pub retried: u32,
     pub recomputed: u32,
+    pub rows: u64,
     pub spilled_bytes: u64,
 }
 
@@ -238,6 +239,7 @@ impl JobLine {
             stages_done: after(&line, "stages") as u32,
             retried: after(&line, "retried") as u32,
             recomputed: after(&line, "recomputed") as u32,
+            rows: after(&line, "rows"),
             spilled_bytes: after(&line, "spilled"),
             line,
         }

@@ -1,0 +1,357 @@
+//! Three real driver processes replicating through Raft, two workers, all on
+//! 127.0.0.1: a leader killed with SIGKILL mid-job loses no job and no row, all
+//! three restarted keep every job, and a replica of another cluster is refused.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{local_csv, ok, output, regatta, start, tpch_tables, JobLine, Proc, Q1, Q3};
+
+/// The tests start many processes; one at a time keeps them fast on 2 cores.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Three driver replicas and two workers sharing one cluster file.
+struct Replicated {
+    config: PathBuf,
+    addresses: Vec<String>,
+    drivers: Vec<Option<Proc>>,
+    workers: Vec<Proc>,
+}
+
+fn write_config(dir: &Path, id: &str, token_note: &str, addresses: &[String]) -> PathBuf {
+    let list = addresses
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let path = dir.join(format!("cluster-{id}{token_note}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[cluster]\nid = \"{id}\"\n\n[driver]\naddresses = [{list}]\ndata_dir = \"{}\"\n\
+             raft_heartbeat_ms = 50\nworker_timeout_ms = 4000\n\n[worker]\ncpus = 2\n",
+            dir.join("raft").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+impl Replicated {
+    fn start(dir: &Path) -> Self {
+        let addresses: Vec<String> = (0..3)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let config = write_config(dir, "test", "", &addresses);
+        let mut c = Self {
+            config,
+            addresses,
+            drivers: vec![None, None, None],
+            workers: Vec::new(),
+        };
+        for i in 0..3 {
+            c.start_driver(i);
+        }
+        for i in 0..2 {
+            let spill = dir.join(format!("w{i}"));
+            std::fs::create_dir_all(&spill).unwrap();
+            let mut cmd = regatta();
+            cmd.args(["worker", "-c"])
+                .arg(&c.config)
+                .arg("--spill-dir")
+                .arg(&spill);
+            c.workers.push(start(cmd, "serving shuffle data").0);
+        }
+        c
+    }
+
+    fn start_driver(&mut self, i: usize) {
+        let mut cmd = regatta();
+        cmd.args(["driver", "-c"]).arg(&self.config).args([
+            "--node-id",
+            &(i + 1).to_string(),
+            "--bind",
+            &self.addresses[i],
+        ]);
+        self.drivers[i] = Some(start(cmd, "listening on").0);
+    }
+
+    /// `regatta ARGS -c <cluster file>`.
+    fn cli(&self, args: &[&str]) -> Command {
+        let mut c = regatta();
+        c.args(args).arg("-c").arg(&self.config);
+        c
+    }
+
+    /// `regatta drivers`, as (node, role, term) rows.
+    fn drivers(&self) -> Vec<(usize, String, u64)> {
+        let out = ok(&mut self.cli(&["drivers"]));
+        out.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let node = f.first()?.strip_prefix("node-")?.parse().ok()?;
+                Some((node, f.get(2)?.to_string(), f.get(3)?.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// The leader's index (0-based), waiting for one to be elected.
+    fn leader(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (ok, out, err) = output(&mut self.cli(&["drivers"]));
+            if ok {
+                for l in out.lines().skip(1) {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    if f.get(2) == Some(&"leader") {
+                        let node: usize = f[0].trim_start_matches("node-").parse().unwrap();
+                        return node - 1;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader elected: {out} {err}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kill_driver(&mut self, i: usize) {
+        if let Some(mut p) = self.drivers[i].take() {
+            p.0.kill().unwrap(); // SIGKILL
+            let _ = p.0.wait();
+        }
+    }
+
+    fn job(&self, job: u64) -> JobLine {
+        JobLine::parse(&ok(&mut self.cli(&["jobs", "status", &job.to_string()])))
+    }
+
+    fn wait_for(&self, job: u64, timeout: Duration, done: impl Fn(&JobLine) -> bool) -> JobLine {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (ok, out, _) = output(&mut self.cli(&["jobs", "status", &job.to_string()]));
+            if ok {
+                let j = JobLine::parse(&out);
+                if done(&j) {
+                    return j;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job-{job} never got there: {out}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn submit(&self, tables: &[String], sql: &str, extra: &[&str]) -> Command {
+        let mut cmd = self.cli(&["submit"]);
+        cmd.args(extra);
+        common::with_tables(&mut cmd, tables).arg(sql);
+        cmd
+    }
+}
+
+#[test]
+fn a_leader_killed_in_the_middle_of_w3b_loses_no_job() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let tables = tpch_tables(d.path(), 150_000, 6);
+    let expected = local_csv(&tables, Q3);
+    let expected_q1 = local_csv(&tables, Q1);
+    let mut c = Replicated::start(d.path());
+    let first = c.leader();
+
+    // The client follows the job while its leader dies.
+    let mut client = c
+        .submit(&tables, Q3, &["-f", "csv"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let at_kill = c.wait_for(1, Duration::from_secs(60), |j| j.stages_done >= 1);
+    assert_eq!(
+        at_kill.status, "running",
+        "finished before the kill: {at_kill:?}"
+    );
+    // A job acknowledged just before the leader dies.
+    let acked: u64 = ok(&mut c.submit(&tables, Q1, &["--detach"]))
+        .trim()
+        .parse()
+        .unwrap();
+    c.kill_driver(first);
+    let killed_at = Instant::now();
+
+    let mut rows = String::new();
+    client
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut rows)
+        .unwrap();
+    assert!(client.wait().unwrap().success(), "the client failed");
+    assert_eq!(rows, expected, "W3b's rows after the failover");
+
+    let second = c.leader();
+    assert_ne!(second, first);
+    eprintln!("failover and job done in {:?}", killed_at.elapsed());
+    let end = c.wait_for(acked, Duration::from_secs(60), JobLine::finished);
+    assert_eq!(end.status, "succeeded", "{}", end.line);
+    let (_, q1_rows, _) = output(&mut c.cli(&["jobs", "results", &acked.to_string(), "-f", "csv"]));
+    assert_eq!(q1_rows, expected_q1, "the acknowledged job's rows");
+    // Every driver still up agrees on the jobs.
+    let roles = c.drivers();
+    assert_eq!(
+        roles.iter().filter(|r| r.1 == "leader").count(),
+        1,
+        "{roles:?}"
+    );
+    assert_eq!(
+        roles.iter().filter(|r| r.1 == "unreachable").count(),
+        1,
+        "{roles:?}"
+    );
+}
+
+#[test]
+fn all_three_drivers_restarted_keep_finished_jobs_and_resume_running_ones() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let tables = tpch_tables(d.path(), 150_000, 6);
+    let expected_q1 = local_csv(&tables, Q1);
+    let expected_q3 = local_csv(&tables, Q3);
+    let mut c = Replicated::start(d.path());
+    c.leader();
+    let done: u64 = ok(&mut c.submit(&tables, Q1, &["--detach"]))
+        .trim()
+        .parse()
+        .unwrap();
+    c.wait_for(done, Duration::from_secs(60), JobLine::finished);
+    let running: u64 = ok(&mut c.submit(&tables, Q3, &["--detach"]))
+        .trim()
+        .parse()
+        .unwrap();
+    let at_kill = c.wait_for(running, Duration::from_secs(60), |j| j.tasks_done >= 1);
+    assert_eq!(
+        at_kill.status, "running",
+        "finished before the kill: {at_kill:?}"
+    );
+    for i in 0..3 {
+        c.kill_driver(i);
+    }
+    // Workers keep looking for a leader meanwhile.
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..3 {
+        c.start_driver(i);
+    }
+    c.leader();
+    let before = c.job(done);
+    assert_eq!(before.status, "succeeded", "{}", before.line);
+    let (_, rows, _) = output(&mut c.cli(&["jobs", "results", &done.to_string(), "-f", "csv"]));
+    assert_eq!(rows, expected_q1, "a finished job's rows after the restart");
+    let end = c.wait_for(running, Duration::from_secs(90), JobLine::finished);
+    assert_eq!(end.status, "succeeded", "{}", end.line);
+    let (_, rows, _) = output(&mut c.cli(&["jobs", "results", &running.to_string(), "-f", "csv"]));
+    assert_eq!(rows, expected_q3, "the resumed job's rows");
+}
+
+#[test]
+fn a_leader_killed_while_a_job_writes_lance_writes_every_row_once() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let tables = tpch_tables(d.path(), 150_000, 6);
+    let mut c = Replicated::start(d.path());
+    let first = c.leader();
+    let out = d.path().join("joined.lance");
+    let sql = "SELECT l_orderkey, l_linenumber, o_custkey, l_extendedprice \
+               FROM lineitem JOIN orders ON l_orderkey = o_orderkey";
+    let expected: u64 = local_csv(
+        &tables,
+        "SELECT count(*) AS n FROM lineitem JOIN orders ON l_orderkey = o_orderkey",
+    )
+    .lines()
+    .nth(1)
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let job: u64 = ok(&mut c.submit(&tables, sql, &["--detach", "-o", out.to_str().unwrap()]))
+        .trim()
+        .parse()
+        .unwrap();
+    let at_kill = c.wait_for(job, Duration::from_secs(60), |j| j.stages_done >= 1);
+    assert_eq!(
+        at_kill.status, "running",
+        "finished before the kill: {at_kill:?}"
+    );
+    c.kill_driver(first);
+    let end = c.wait_for(job, Duration::from_secs(90), JobLine::finished);
+    assert_eq!(end.status, "succeeded", "{}", end.line);
+    assert_eq!(end.rows, expected, "{}", end.line);
+    // The dataset holds each joined row once: as many rows as the join, and as
+    // many distinct (order, line) keys.
+    let counted = common::local_csv(
+        &[format!("t={}", out.display())],
+        "SELECT count(*) AS n, count(DISTINCT l_orderkey * 100 + l_linenumber) AS k FROM t",
+    );
+    assert_eq!(
+        counted.lines().nth(1).unwrap(),
+        format!("{expected},{expected}")
+    );
+}
+
+#[test]
+fn a_driver_of_another_cluster_or_token_is_refused_and_does_not_join() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let c = Replicated::start(d.path());
+    c.leader();
+    // A fourth replica that names the same peers but another cluster id.
+    let mut addresses = c.addresses.clone();
+    addresses.push(format!("127.0.0.1:{}", free_port()));
+    let other = d.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let wrong_id = write_config(&other, "another", "", &addresses);
+    let (ok_, _, err) = output(regatta().args(["driver", "-c"]).arg(&wrong_id).args([
+        "--node-id",
+        "4",
+        "--bind",
+        &addresses[3],
+    ]));
+    assert!(!ok_, "a driver of another cluster started");
+    assert!(
+        err.contains("cluster.id") || err.contains("belongs to cluster"),
+        "{err}"
+    );
+    // The same cluster id with another token.
+    let same_id = write_config(&other, "test", "-token", &addresses);
+    let (ok_, _, err) = output(
+        regatta()
+            .env("REGATTA_TOKEN", "not-the-token")
+            .args(["driver", "-c"])
+            .arg(&same_id)
+            .args(["--node-id", "4", "--bind", &addresses[3]]),
+    );
+    assert!(!ok_, "a driver with another token started");
+    assert!(err.contains("cluster.token"), "{err}");
+    // Neither joined: still three members, one leader.
+    let roles = c.drivers();
+    assert_eq!(roles.len(), 3, "{roles:?}");
+}
