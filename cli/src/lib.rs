@@ -12,7 +12,7 @@ mod sql;
 use clap::{Parser, Subcommand};
 
 pub use error::{CliError, Result};
-pub use output::OutputFormat;
+pub use output::{write_batches, OutputFormat};
 
 /// regatta: multimodal data pipelines in bounded memory.
 #[derive(Debug, Parser)]
