@@ -48,6 +48,10 @@ struct Args {
     /// No-op workers of the `schedule` workload.
     #[arg(long, default_value_t = 4)]
     workers: u32,
+    /// Driver replicas of the `schedule` workload (1: a lone driver; 3: Raft,
+    /// each replica's log on disk under a temporary directory).
+    #[arg(long, default_value_t = 1)]
+    replicas: u64,
     /// Accepted for command-line compatibility with the peer; unused.
     #[arg(long)]
     ray_address: Option<String>,

@@ -15,7 +15,7 @@ use regatta_proto::{
     worker_order, AuthChannel, HeartbeatRequest, OrdersRequest, RegisterRequest, TaskReport,
     TokenInterceptor,
 };
-use regatta_scheduler::driver::{DriverHandle, DriverOptions, Planner};
+use regatta_scheduler::driver::{DriverHandle, DriverOptions, Planner, ReplicationOptions};
 use regatta_scheduler::{Command, StageSpec};
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
@@ -29,13 +29,64 @@ const WORKER_CPUS: u32 = 4096;
 /// Reports one no-op worker has in flight at most.
 const MAX_REPORTS_IN_FLIGHT: usize = 256;
 
-pub async fn schedule(tasks: u32, workers: u32) -> Res<(u64, f64, Value)> {
-    let handle = DriverHandle::start(
-        "127.0.0.1:0",
-        DriverOptions::default(),
-        Planner { models: None },
-    )
-    .await?;
+/// A lone driver, or `replicas` Raft replicas (the leader first); the temporary
+/// directory holds their logs.
+async fn drivers(replicas: u64) -> Res<(Vec<DriverHandle>, Option<tempfile::TempDir>)> {
+    if replicas <= 1 {
+        let h = DriverHandle::start("127.0.0.1:0", DriverOptions::default(), Planner::default())
+            .await?;
+        return Ok((vec![h], None));
+    }
+    let dir = tempfile::tempdir()?;
+    let mut members = std::collections::BTreeMap::new();
+    for id in 1..=replicas {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        members.insert(id, format!("127.0.0.1:{port}"));
+    }
+    let mut handles = Vec::new();
+    for (id, address) in &members {
+        let options = DriverOptions {
+            replication: Some(ReplicationOptions {
+                node_id: *id,
+                members: members.clone(),
+                advertise: String::new(),
+                data_dir: dir.path().join(format!("node-{id}")),
+                cluster_id: "bench".into(),
+                heartbeat: Duration::from_millis(50),
+                cuts: Default::default(),
+            }),
+            ..DriverOptions::default()
+        };
+        handles.push(DriverHandle::start(address, options, Planner::default()).await?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let leader = loop {
+        if let Some(i) = handles.iter().position(|h| h.driver.is_leader()) {
+            break i;
+        }
+        if Instant::now() > deadline {
+            return Err("no driver replica was elected leader within 10 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    handles.swap(0, leader);
+    Ok((handles, Some(dir)))
+}
+
+/// Raft log entries committed so far on the leader (0 for a lone driver).
+fn committed(handle: &DriverHandle) -> u64 {
+    handle
+        .driver
+        .replica()
+        .and_then(|r| r.raft().metrics().borrow().last_applied)
+        .map_or(0, |l| l.index)
+}
+
+pub async fn schedule(tasks: u32, workers: u32, replicas: u64) -> Res<(u64, f64, Value)> {
+    let (handles, _dir) = drivers(replicas).await?;
+    let handle = &handles[0];
     let address = handle.address;
     // Owned here: dropping the set stops the no-op workers.
     let mut fleet = JoinSet::new();
@@ -101,6 +152,7 @@ pub async fn schedule(tasks: u32, workers: u32) -> Res<(u64, f64, Value)> {
     }
     let driver = handle.driver.clone();
     let job = driver.new_job_id();
+    let commits_before = committed(handle);
     let t0 = Instant::now();
     driver
         .submit(Command::SubmitJob {
@@ -123,14 +175,18 @@ pub async fn schedule(tasks: u32, workers: u32) -> Res<(u64, f64, Value)> {
         .await?;
     let done = wait_done(&driver, job, tasks).await?;
     let secs = t0.elapsed().as_secs_f64();
+    let commits = committed(handle) - commits_before;
     let extra = json!({
         "tasks": tasks,
         "workers": workers,
+        "replicas": replicas,
         "tasks_per_s": (f64::from(tasks) / secs).round(),
+        "raft_entries_committed": commits,
+        "raft_entries_per_s": (commits as f64 / secs).round(),
         "job_status": done,
     });
     drop(fleet);
-    drop(handle);
+    drop(handles);
     Ok((u64::from(tasks), secs, extra))
 }
 

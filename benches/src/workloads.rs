@@ -61,7 +61,8 @@ pub async fn run(args: &Args) -> Res<Value> {
         other => other,
     };
     if name == "schedule" {
-        let (rows, secs, extra) = crate::schedule::schedule(args.tasks, args.workers).await?;
+        let (rows, secs, extra) =
+            crate::schedule::schedule(args.tasks, args.workers, args.replicas).await?;
         return Ok(record(args, name, rows, secs, extra));
     }
     if args.runner == "cluster" && !matches!(name, "image" | "tpch_q1" | "tpch_q3") {

@@ -355,3 +355,32 @@ fn a_driver_of_another_cluster_or_token_is_refused_and_does_not_join() {
     let roles = c.drivers();
     assert_eq!(roles.len(), 3, "{roles:?}");
 }
+
+#[test]
+fn a_replica_is_added_and_removed_with_regatta_drivers() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let c = Replicated::start(d.path());
+    c.leader();
+    let fourth = format!("127.0.0.1:{}", free_port());
+    let mut cmd = regatta();
+    cmd.args(["driver", "-c"])
+        .arg(&c.config)
+        .args(["--node-id", "4", "--join", "--bind", &fourth]);
+    let _joiner = start(cmd, "listening on").0;
+    ok(&mut c.cli(&["drivers", "add", "4", &fourth]));
+    let roles = c.drivers();
+    assert_eq!(roles.len(), 4, "{roles:?}");
+    let listed = ok(&mut c.cli(&["drivers"]));
+    let row = listed
+        .lines()
+        .find(|l| l.starts_with("node-4"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(row.contains("follower") && row.ends_with("yes"), "{row}");
+    ok(&mut c.cli(&["drivers", "remove", "4"]));
+    let listed = ok(&mut c.cli(&["drivers"]));
+    assert!(!listed.contains("node-4"), "{listed}");
+    // Removing a replica that is not a member says so.
+    let (ok_, _, err) = output(&mut c.cli(&["drivers", "remove", "9"]));
+    assert!(!ok_ && err.contains("not a member"), "{err}");
+}

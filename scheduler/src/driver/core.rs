@@ -42,6 +42,8 @@ struct Live {
     collecting: BTreeSet<JobId>,
     /// The term this driver last led in; 0 while it does not lead.
     leading: u64,
+    /// The last term this driver placed tasks in.
+    placed_in: u64,
 }
 
 /// What a worker said about itself at its last heartbeat.
@@ -471,7 +473,28 @@ impl Driver {
                 self.lose_worker(worker, "its order stream closed").await;
             }
         }
+        if sent > 0 {
+            self.note_first_placement(term);
+        }
         sent
+    }
+
+    /// Logs the first placement of a new leader's term (the failover benchmark
+    /// reads it): the moment the cluster makes progress again.
+    fn note_first_placement(&self, term: u64) {
+        let Some(replica) = self.replica() else {
+            return;
+        };
+        let first = std::mem::replace(&mut lock(&self.inner.live).placed_in, term) != term;
+        if first {
+            let unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            log::info!(
+                "driver {}: first tasks placed in term {term} at unix ms {unix_ms}",
+                replica.id()
+            );
+        }
     }
 
     /// The order that runs `task`: its stage plan and where its inputs are.
