@@ -77,7 +77,7 @@ pub struct DriverConfig {
     /// snapshots (each under `node-N`); required with more than one address.
     pub data_dir: Option<PathBuf>,
     /// `driver.raft_heartbeat_ms`: the leader's heartbeat to its peers; a dead
-    /// leader is replaced after 3 to 6 of them.
+    /// leader is replaced after 5 to 10 of them.
     pub raft_heartbeat_ms: u64,
 }
 

@@ -125,7 +125,7 @@ pub const KEYS: &[KeyDoc] = &[
         example: "50",
         env: None,
         doc: "How often the leading driver replica heartbeats its peers. A leader that \
-              dies is replaced after 3 to 6 heartbeats without it.",
+              dies is replaced after 5 to 10 heartbeats without it.",
     },
     KeyDoc {
         key: "worker.bind",

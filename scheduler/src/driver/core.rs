@@ -392,7 +392,9 @@ impl Driver {
         };
         let mut metrics = replica.raft().metrics();
         loop {
-            let leads = replica.is_leader();
+            // Leadership proper, not the quorum's freshness: a busy leader whose
+            // acks lag keeps its workers (it only pauses scheduling meanwhile).
+            let leads = replica.holds_leadership();
             let term = replica.term();
             let was = lock(&self.inner.live).leading;
             if leads && was != term {

@@ -36,7 +36,7 @@ pub struct ReplicationOptions {
     pub data_dir: std::path::PathBuf,
     /// Replicas of another cluster are refused.
     pub cluster_id: String,
-    /// Raft's heartbeat; a leader is replaced within about 3 to 6 of them.
+    /// Raft's heartbeat; a leader is replaced within about 5 to 10 of them.
     pub heartbeat: Duration,
     /// Cut links, for partition tests.
     pub cuts: std::sync::Arc<crate::raft::LinkCuts>,

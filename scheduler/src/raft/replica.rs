@@ -36,7 +36,7 @@ pub struct ReplicaOptions {
     pub cluster_id: String,
     pub token: String,
     pub tls: Option<ClientTlsConfig>,
-    /// Raft's heartbeat; elections time out after 3 to 6 of them.
+    /// Raft's heartbeat; elections time out after 5 to 10 of them.
     pub heartbeat: Duration,
     /// Cut links, for partition tests.
     pub cuts: Arc<LinkCuts>,
@@ -74,8 +74,8 @@ impl Replica {
         let config = Config {
             cluster_name: options.cluster_id.clone(),
             heartbeat_interval: beat,
-            election_timeout_min: beat * 3,
-            election_timeout_max: beat * 6,
+            election_timeout_min: beat * 5,
+            election_timeout_max: beat * 10,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(2000),
             max_in_snapshot_log_to_keep: 500,
             purge_batch_size: 256,
@@ -195,10 +195,20 @@ impl Replica {
     pub fn is_leader(&self) -> bool {
         let m = self.inner.raft.metrics();
         let m = m.borrow();
-        let fresh = m
-            .millis_since_quorum_ack
-            .is_some_and(|ms| ms < self.inner.options.heartbeat.as_millis() as u64 * 6);
+        // Generous: a loaded leader (big batches, slow fsyncs) hears back late, and
+        // commits need a quorum anyway; this only makes a cut-off leader step
+        // aside promptly.
+        let window = (self.inner.options.heartbeat.as_millis() as u64 * 20).max(1000);
+        let fresh = m.millis_since_quorum_ack.is_some_and(|ms| ms < window);
         m.state == ServerState::Leader && m.current_leader == Some(self.id()) && fresh
+    }
+
+    /// True while Raft has this replica as leader, however long since a quorum
+    /// answered (a deposed leader learns of the new term and stops being one).
+    pub fn holds_leadership(&self) -> bool {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id())
     }
 
     pub fn term(&self) -> u64 {
