@@ -100,34 +100,36 @@ impl Replicated {
         c
     }
 
-    /// `regatta drivers`, as (node, role, term) rows.
+    /// `regatta drivers`, as (node, role, term) rows; None while it fails.
+    fn drivers_now(&self) -> Option<Vec<(usize, String, u64)>> {
+        let (ok, out, _) = output(&mut self.cli(&["drivers"]));
+        ok.then(|| {
+            out.lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    let node = f.first()?.strip_prefix("node-")?.parse().ok()?;
+                    Some((node, f.get(2)?.to_string(), f.get(3)?.parse().ok()?))
+                })
+                .collect()
+        })
+    }
+
     fn drivers(&self) -> Vec<(usize, String, u64)> {
-        let out = ok(&mut self.cli(&["drivers"]));
-        out.lines()
-            .skip(1)
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                let node = f.first()?.strip_prefix("node-")?.parse().ok()?;
-                Some((node, f.get(2)?.to_string(), f.get(3)?.parse().ok()?))
-            })
-            .collect()
+        self.drivers_now().expect("regatta drivers failed")
     }
 
     /// The leader's index (0-based), waiting for one to be elected.
     fn leader(&self) -> usize {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let (ok, out, err) = output(&mut self.cli(&["drivers"]));
-            if ok {
-                for l in out.lines().skip(1) {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    if f.get(2) == Some(&"leader") {
-                        let node: usize = f[0].trim_start_matches("node-").parse().unwrap();
-                        return node - 1;
-                    }
-                }
+            let leader = self
+                .drivers_now()
+                .and_then(|rows| rows.into_iter().find(|r| r.1 == "leader"));
+            if let Some((node, _, _)) = leader {
+                return node - 1;
             }
-            assert!(Instant::now() < deadline, "no leader elected: {out} {err}");
+            assert!(Instant::now() < deadline, "no leader elected");
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -144,21 +146,8 @@ impl Replicated {
     }
 
     fn wait_for(&self, job: u64, timeout: Duration, done: impl Fn(&JobLine) -> bool) -> JobLine {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (ok, out, _) = output(&mut self.cli(&["jobs", "status", &job.to_string()]));
-            if ok {
-                let j = JobLine::parse(&out);
-                if done(&j) {
-                    return j;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job-{job} never got there: {out}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let status = || self.cli(&["jobs", "status", &job.to_string()]);
+        common::poll_job(status, timeout, done, true)
     }
 
     fn submit(&self, tables: &[String], sql: &str, extra: &[&str]) -> Command {

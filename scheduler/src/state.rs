@@ -176,9 +176,7 @@ impl DriverState {
             }
             Command::Batch(cmds) => {
                 // Each command stands alone: one refused does not undo the others.
-                for c in cmds {
-                    let _ = self.apply(c);
-                }
+                self.apply_batch(cmds);
                 return Ok(());
             }
         }

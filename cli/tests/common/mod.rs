@@ -141,22 +141,12 @@ impl Cluster {
         timeout: Duration,
         done: impl Fn(&JobLine) -> bool,
     ) -> JobLine {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (success, out, err) = output(self.cli().args(["jobs", "status", &job.to_string()]));
-            let seen = if success {
-                let j = JobLine::parse(&out);
-                if done(&j) {
-                    return j;
-                }
-                j.line
-            } else {
-                assert!(err.contains("NotFound"), "{err}");
-                err
-            };
-            assert!(Instant::now() < deadline, "timed out waiting on {seen}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let status = || {
+            let mut c = self.cli();
+            c.args(["jobs", "status", &job.to_string()]);
+            c
+        };
+        poll_job(status, timeout, done, false)
     }
 
     /// `regatta cluster`, parsed: one entry per worker.
@@ -271,6 +261,33 @@ impl WorkerLine {
             models_loaded: after(line, "loaded"),
             line: line.to_string(),
         }
+    }
+}
+
+/// Runs `status` (a `regatta jobs status N`) until `done` holds of its line, or
+/// panics after `timeout`. A failed call must be NotFound (not submitted yet)
+/// unless `any_error_is_transient` (drivers changing leader).
+pub fn poll_job(
+    status: impl Fn() -> Command,
+    timeout: Duration,
+    done: impl Fn(&JobLine) -> bool,
+    any_error_is_transient: bool,
+) -> JobLine {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (success, out, err) = output(&mut status());
+        let seen = if success {
+            let j = JobLine::parse(&out);
+            if done(&j) {
+                return j;
+            }
+            j.line
+        } else {
+            assert!(any_error_is_transient || err.contains("NotFound"), "{err}");
+            err
+        };
+        assert!(Instant::now() < deadline, "timed out waiting on {seen}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -11,13 +11,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::record_batch::RecordBatch;
-use regatta_common::{JobId, StageId, WorkerId};
+use regatta_common::{JobId, WorkerId};
 use regatta_proto::{worker_order, JobInfo, MapOutput, StageInput, TaskAssignment, WorkerOrder};
 use regatta_shuffle::ShuffleFetcher;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use super::results::{decode_ipc, encode_ipc, write_output};
+use super::results::{encode_ipc, write_output};
 use super::DriverOptions;
 use crate::job_state::{JobState, JobStatus, TaskStatus};
 use crate::raft::Replica;
@@ -359,11 +359,6 @@ impl Driver {
         })
     }
 
-    /// The result rows of a finished job.
-    pub fn results(&self, job: JobId) -> Option<Vec<RecordBatch>> {
-        decode_ipc(&self.result_ipc(job)?).ok()
-    }
-
     // ------------------------------------------------------------ loops
 
     /// Places tasks whenever something changes, until the driver is dropped.
@@ -655,11 +650,6 @@ impl Driver {
             out.extend(batches);
         }
         Ok(out)
-    }
-
-    /// The final stage of `job`, for tests and tools.
-    pub fn final_stage(&self, job: JobId) -> Option<StageId> {
-        self.with_state(|s| s.job(job).map(|j| j.final_stage))
     }
 }
 

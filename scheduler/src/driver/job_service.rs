@@ -47,7 +47,6 @@ fn resources_msg(r: regatta_common::Resources) -> ResourcesMsg {
 #[tonic::async_trait]
 impl JobService for JobServiceImpl {
     async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<JobInfo>, Status> {
-        self.driver.require_leader()?;
         let request = request.into_inner();
         let job = self.driver.new_job_id();
         let cpus: f64 = self.driver.with_state(|s| {
@@ -84,7 +83,6 @@ impl JobService for JobServiceImpl {
     }
 
     async fn get_job(&self, request: Request<JobRequest>) -> Result<Response<JobInfo>, Status> {
-        self.driver.require_leader()?;
         Ok(Response::new(self.info(request.into_inner().job_id)?))
     }
 
@@ -92,14 +90,12 @@ impl JobService for JobServiceImpl {
         &self,
         _request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
-        self.driver.require_leader()?;
         Ok(Response::new(ListJobsResponse {
             jobs: self.driver.jobs(),
         }))
     }
 
     async fn cancel_job(&self, request: Request<JobRequest>) -> Result<Response<JobInfo>, Status> {
-        self.driver.require_leader()?;
         let id = request.into_inner().job_id;
         self.info(id)?;
         match self.driver.cancel(JobId(id)).await {
@@ -128,7 +124,6 @@ impl JobService for JobServiceImpl {
         &self,
         request: Request<JobRequest>,
     ) -> Result<Response<Self::WatchJobStream>, Status> {
-        self.driver.require_leader()?;
         let id = request.into_inner().job_id;
         self.info(id)?;
         let driver = self.driver.clone();
@@ -170,7 +165,6 @@ impl JobService for JobServiceImpl {
         &self,
         request: Request<JobRequest>,
     ) -> Result<Response<Self::FetchResultsStream>, Status> {
-        self.driver.require_leader()?;
         let id = request.into_inner().job_id;
         let info = self.info(id)?;
         match info.status.as_str() {
@@ -204,7 +198,6 @@ impl JobService for JobServiceImpl {
         &self,
         _request: Request<ListWorkersRequest>,
     ) -> Result<Response<ListWorkersResponse>, Status> {
-        self.driver.require_leader()?;
         let workers: Vec<(WorkerId, WorkerInfo)> = self.driver.with_state(|s| {
             s.workers()
                 .map(|(id, w)| {

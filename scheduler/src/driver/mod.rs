@@ -12,6 +12,6 @@ pub use self::core::{info_of, Driver, WorkerReport};
 pub use job_service::JobServiceImpl;
 pub use options::{DriverOptions, ReplicationOptions};
 pub use planning::Planner;
-pub use results::{decode_ipc, encode_ipc, JOB_TAG};
+pub use results::{encode_ipc, JOB_TAG};
 pub use server::DriverHandle;
 pub use worker_control::{OrderStream, WorkerControlImpl};

@@ -6,12 +6,10 @@
 //! job's tag knows its predecessor committed it and does not write it again.
 
 use std::collections::HashMap;
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::Schema;
-use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -41,17 +39,6 @@ pub fn encode_ipc(batches: &[RecordBatch]) -> Result<Vec<u8>> {
     w.finish().map_err(plan_err)?;
     drop(w);
     Ok(buf)
-}
-
-/// The batches of an Arrow IPC stream.
-pub fn decode_ipc(bytes: &[u8]) -> Result<Vec<RecordBatch>> {
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
-    StreamReader::try_new(Cursor::new(bytes), None)
-        .map_err(plan_err)?
-        .map(|b| b.map_err(plan_err))
-        .collect()
 }
 
 /// The format of `out`: as named, else guessed from its path.

@@ -54,16 +54,12 @@ impl DriverHandle {
             JobServiceServer::new(JobServiceImpl::new(driver.clone(), planner))
                 .max_decoding_message_size(256 << 20)
                 .max_encoding_message_size(256 << 20),
-            {
-                let c = check.clone();
-                move |r| c.check(r)
-            },
+            leader_only(check.clone(), driver.clone()),
         );
-        let workers =
-            WorkerControlServer::with_interceptor(WorkerControlImpl::new(driver.clone()), {
-                let c = check.clone();
-                move |r| c.check(r)
-            });
+        let workers = WorkerControlServer::with_interceptor(
+            WorkerControlImpl::new(driver.clone()),
+            leader_only(check.clone(), driver.clone()),
+        );
         let replication = replica.clone().map(|r| {
             tonic::service::interceptor::InterceptedService::new(
                 DriverReplicationServer::new(ReplicationService::new(r))
@@ -118,6 +114,20 @@ impl DriverHandle {
     /// Waits until the server stops (it runs until the process ends).
     pub async fn wait(mut self) {
         let _ = self.tasks.join_next().await;
+    }
+}
+
+/// Checks the token, then that this driver leads: clients and workers talk only
+/// to the leader, and a follower's refusal names it.
+fn leader_only(
+    check: TokenCheck,
+    driver: Driver,
+) -> impl FnMut(tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status> + Clone
+{
+    move |r| {
+        let r = check.check(r)?;
+        driver.require_leader()?;
+        Ok(r)
     }
 }
 

@@ -64,7 +64,6 @@ impl WorkerControl for WorkerControlImpl {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        self.driver.require_leader()?;
         let r = request.into_inner();
         let res = r
             .resources
@@ -109,7 +108,6 @@ impl WorkerControl for WorkerControlImpl {
         &self,
         request: Request<OrdersRequest>,
     ) -> Result<Response<Self::OrdersStream>, Status> {
-        self.driver.require_leader()?;
         let worker = WorkerId(request.into_inner().worker_id);
         let rx = self.driver.connect_worker(worker).map_err(|_| {
             Status::not_found(format!(
@@ -127,7 +125,6 @@ impl WorkerControl for WorkerControlImpl {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        self.driver.require_leader()?;
         let h = request.into_inner();
         let known = self.driver.heartbeat(
             WorkerId(h.worker_id),
@@ -143,7 +140,6 @@ impl WorkerControl for WorkerControlImpl {
         &self,
         request: Request<TaskReport>,
     ) -> Result<Response<ReportResponse>, Status> {
-        self.driver.require_leader()?;
         let r = request.into_inner();
         let key = r
             .key

@@ -193,14 +193,18 @@ impl Replica {
     /// True while this replica leads and a quorum has heard from it lately (a
     /// leader cut off from the majority stops acting as one).
     pub fn is_leader(&self) -> bool {
-        let m = self.inner.raft.metrics();
-        let m = m.borrow();
         // Generous: a loaded leader (big batches, slow fsyncs) hears back late, and
         // commits need a quorum anyway; this only makes a cut-off leader step
         // aside promptly.
         let window = (self.inner.options.heartbeat.as_millis() as u64 * 20).max(1000);
-        let fresh = m.millis_since_quorum_ack.is_some_and(|ms| ms < window);
-        m.state == ServerState::Leader && m.current_leader == Some(self.id()) && fresh
+        self.holds_leadership()
+            && self
+                .inner
+                .raft
+                .metrics()
+                .borrow()
+                .millis_since_quorum_ack
+                .is_some_and(|ms| ms < window)
     }
 
     /// True while Raft has this replica as leader, however long since a quorum
