@@ -41,7 +41,12 @@ struct PoolInner {
     failed_attempts: AtomicU64,
     replaced: AtomicU64,
     busy_nanos: AtomicU64,
+    /// The GPU devices of the latest actors built, e.g. `m actor 2: GPU 5`.
+    devices: Mutex<VecDeque<String>>,
 }
+
+/// How many actors' devices a pool remembers.
+const DEVICES_KEPT: usize = 32;
 
 impl std::fmt::Debug for PoolInner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -135,6 +140,7 @@ impl ActorPool {
             failed_attempts: AtomicU64::new(0),
             replaced: AtomicU64::new(0),
             busy_nanos: AtomicU64::new(0),
+            devices: Mutex::new(VecDeque::new()),
         });
         let every = (inner.config.idle_timeout / 4)
             .clamp(Duration::from_millis(10), Duration::from_secs(1));
@@ -151,6 +157,12 @@ impl ActorPool {
     /// The pool's configuration.
     pub fn config(&self) -> &PoolConfig {
         &self.inner.config
+    }
+
+    /// The GPU devices of its latest actors, e.g. `m actor 2: GPU 5`.
+    pub fn actor_devices(&self) -> Vec<String> {
+        let kept = self.inner.devices.lock().unwrap_or_else(|p| p.into_inner());
+        kept.iter().cloned().collect()
     }
 }
 
@@ -237,8 +249,14 @@ impl PoolInner {
             model: self.name.clone(),
             actor: id,
             gpus: lease.gpus.iter().map(|(d, _)| *d).collect(),
+            gpu_ids: lease
+                .gpus
+                .iter()
+                .map(|(d, _)| self.resources.gpu_id(*d))
+                .collect(),
             cpus: lease.request.cpus,
         };
+        let devices = ctx.cuda_visible_devices();
         let factory = self.factory.clone();
         let addr = SyncArbiter::start(1, move || ModelActor::new(factory.clone(), ctx.clone()));
         let slot = ActorSlot {
@@ -257,6 +275,14 @@ impl PoolInner {
             Ok(Ok(())) => {
                 self.builds.fetch_add(1, Ordering::Relaxed);
                 log::debug!("model {}: actor {id} built", self.name);
+                if !devices.is_empty() {
+                    log::info!("model {}: actor {id} holds GPU {devices}", self.name);
+                    let mut kept = self.devices.lock().unwrap_or_else(|p| p.into_inner());
+                    if kept.len() == DEVICES_KEPT {
+                        kept.pop_front();
+                    }
+                    kept.push_back(format!("{} actor {id}: GPU {devices}", self.name));
+                }
                 Ok(slot)
             }
             Ok(Err(message)) => Err(build_error(message)),

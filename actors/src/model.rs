@@ -28,6 +28,8 @@ pub struct ActorContext {
     /// GPU ordinals leased to this actor: distinct devices for whole-GPU requests,
     /// one shared device for fractional ones; empty on CPU.
     pub gpus: Vec<u32>,
+    /// The physical ids of those GPUs, as `CUDA_VISIBLE_DEVICES` names them.
+    pub gpu_ids: Vec<String>,
     /// CPUs leased to this actor.
     pub cpus: f64,
 }
@@ -35,11 +37,7 @@ pub struct ActorContext {
 impl ActorContext {
     /// The value a CUDA child process of this actor should get as `CUDA_VISIBLE_DEVICES`.
     pub fn cuda_visible_devices(&self) -> String {
-        self.gpus
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
+        self.gpu_ids.join(",")
     }
 }
 

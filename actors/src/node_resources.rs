@@ -41,21 +41,56 @@ impl ResourceOverrides {
     }
 }
 
+/// The physical ids of `gpus` devices: CUDA numbers the entries of
+/// `CUDA_VISIBLE_DEVICES` 0, 1, ... in their order; without it ordinal = id.
+fn gpu_ids(gpus: u32, cuda_visible_devices: &str) -> Vec<String> {
+    let visible: Vec<&str> = cuda_visible_devices
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    (0..gpus as usize)
+        .map(|g| visible.get(g).map_or_else(|| g.to_string(), |v| v.to_string()))
+        .collect()
+}
+
 /// The node's CPUs, memory and GPUs, leased to actors; waiting requests are woken
 /// when a lease comes back.
 #[derive(Debug)]
 pub struct NodeResources {
     ledger: Mutex<ResourceLedger>,
     released: Notify,
+    /// Each GPU ordinal's physical id, as `CUDA_VISIBLE_DEVICES` names it.
+    gpu_ids: Vec<String>,
 }
 
 impl NodeResources {
     /// A node with exactly these resources (GPUs may be fake).
     pub fn new(cpus: f64, memory: u64, gpus: u32) -> Arc<Self> {
+        Self::with_gpu_ids(cpus, memory, (0..gpus).map(|g| g.to_string()).collect())
+    }
+
+    /// A node whose GPU ordinals 0.. are the physical devices `gpu_ids` (what a
+    /// launcher such as Ray put in `CUDA_VISIBLE_DEVICES`).
+    pub fn with_gpu_ids(cpus: f64, memory: u64, gpu_ids: Vec<String>) -> Arc<Self> {
         Arc::new(Self {
-            ledger: Mutex::new(ResourceLedger::new(cpus, memory, gpus)),
+            ledger: Mutex::new(ResourceLedger::new(cpus, memory, gpu_ids.len() as u32)),
             released: Notify::new(),
+            gpu_ids,
         })
+    }
+
+    /// The physical ids of the GPUs, by ordinal.
+    pub fn gpu_ids(&self) -> &[String] {
+        &self.gpu_ids
+    }
+
+    /// The physical id of GPU `ordinal`.
+    pub fn gpu_id(&self, ordinal: u32) -> String {
+        self.gpu_ids
+            .get(ordinal as usize)
+            .cloned()
+            .unwrap_or_else(|| ordinal.to_string())
     }
 
     /// This machine's resources: CPUs the process may use, physical memory and NVML's
@@ -66,7 +101,8 @@ impl NodeResources {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) as f64);
         let memory = overrides.memory.unwrap_or_else(physical_memory);
         let gpus = overrides.gpus.unwrap_or_else(nvml_gpu_count);
-        Self::new(cpus, memory, gpus)
+        let visible = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_default();
+        Self::with_gpu_ids(cpus, memory, gpu_ids(gpus, &visible))
     }
 
     fn ledger(&self) -> MutexGuard<'_, ResourceLedger> {
@@ -168,5 +204,15 @@ mod tests {
             return;
         }
         assert_eq!(node.total().gpus, 0.0);
+    }
+
+    #[test]
+    fn gpu_ordinals_map_to_the_visible_devices_in_their_order() {
+        assert_eq!(gpu_ids(2, "5,3"), vec!["5", "3"]);
+        assert_eq!(gpu_ids(2, ""), vec!["0", "1"]);
+        assert_eq!(gpu_ids(1, " 7 , 2"), vec!["7"]);
+        let node = NodeResources::with_gpu_ids(1.0, 1 << 20, vec!["5".into(), "3".into()]);
+        assert_eq!(node.total().gpus, 2.0);
+        assert_eq!(node.gpu_ids(), ["5", "3"]);
     }
 }

@@ -57,6 +57,17 @@ impl ActorRuntime {
         self.pools().values().map(|p| p.stats().builds).sum()
     }
 
+    /// The GPU devices the latest actors of every pool hold.
+    pub fn actor_devices(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .pools()
+            .values()
+            .flat_map(|p| p.actor_devices())
+            .collect();
+        all.sort();
+        all
+    }
+
     fn pools(&self) -> MutexGuard<'_, HashMap<String, Arc<ActorPool>>> {
         self.pools.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -100,8 +111,9 @@ impl ActorRuntime {
             .and_then(|v| v.parse().ok())
             .filter(|&n: &usize| n > 0)
             .unwrap_or(64);
+        // One actor per GPU from the start: each holds its own device.
         let mut config = PoolConfig {
-            min_actors: 1,
+            min_actors: gpus.max(1),
             max_actors: gpus.max(1),
             batch_size,
             ..PoolConfig::default()

@@ -22,7 +22,7 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
-    fn load(&self) -> Result<ClusterConfig> {
+    pub(crate) fn load(&self) -> Result<ClusterConfig> {
         let cfg = match &self.config {
             Some(p) => ClusterConfig::load(p),
             None => ClusterConfig::from_env(),
@@ -49,6 +49,8 @@ pub struct DriverArgs {
     /// instead of as one of `driver.addresses`.
     #[arg(long)]
     pub join: bool,
+    #[command(flatten)]
+    pub launch: crate::ray_cmds::LaunchArgs,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +66,22 @@ pub struct WorkerArgs {
     /// Spill directory instead of `worker.spill_dirs`.
     #[arg(long)]
     pub spill_dir: Option<PathBuf>,
+    /// CPUs to offer instead of `worker.cpus`.
+    #[arg(long)]
+    pub cpus: Option<u32>,
+    /// GPUs to offer instead of `worker.gpus` (their ids come from
+    /// CUDA_VISIBLE_DEVICES when it is set).
+    #[arg(long)]
+    pub gpus: Option<u32>,
+    /// Memory budget instead of `worker.memory_limit`, e.g. `8GiB`.
+    #[arg(long)]
+    pub memory_limit: Option<String>,
+    /// Where a launcher started this worker (`ray:<node id>`); set by launchers.
+    #[arg(long, default_value = "")]
+    pub node_label: String,
+    /// Exit when the parent process exits (launchers set it).
+    #[arg(long)]
+    pub die_with_parent: bool,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +109,13 @@ pub struct SubmitArgs {
     /// `parquet` or `lance` for --output (default: guessed from the path).
     #[arg(long, default_value = "")]
     pub output_format: String,
+    /// Run the driver itself as a job on the Ray cluster with this dashboard
+    /// (`http://host:8265`), with workers on every Ray node, and follow its log.
+    #[arg(long)]
+    pub ray: Option<String>,
+    /// Set by `--ray` inside the Ray job: start a driver here and submit to it.
+    #[arg(long, hide = true)]
+    pub ray_inside: bool,
 }
 
 #[derive(Debug, Args)]
@@ -205,54 +230,102 @@ fn cluster_tls(cfg: &ClusterConfig) -> Result<Option<regatta::proto::ClusterTls>
     }))
 }
 
-/// `regatta driver`: serves until killed.
-pub async fn run_driver(args: DriverArgs) -> Result<()> {
-    let cfg = args.cluster.load()?;
-    let bind = args.bind.clone().unwrap_or_else(|| cfg.driver.bind.clone());
-    let options = DriverOptions {
+/// The driver's options from the cluster file and `regatta driver`'s flags.
+pub(crate) fn driver_options(
+    cfg: &ClusterConfig,
+    replication: Option<ReplicationOptions>,
+) -> Result<DriverOptions> {
+    Ok(DriverOptions {
         token: cfg.cluster.token.clone(),
         heartbeat_interval: Duration::from_millis(cfg.driver.heartbeat_interval_ms),
         worker_timeout: Duration::from_millis(cfg.driver.worker_timeout_ms),
         max_task_failures: cfg.driver.max_task_failures,
         task_memory: cfg.task_memory_bytes(),
-        tls: cluster_tls(&cfg)?,
-        replication: replication(&args, &cfg, &bind)?,
-    };
+        tls: cluster_tls(cfg)?,
+        replication,
+        launcher: None,
+        control_host: cfg.ray.control_host.clone(),
+    })
+}
+
+/// Starts a driver on `bind` with the built-in models.
+pub(crate) async fn start_driver(bind: &str, options: DriverOptions) -> Result<DriverHandle> {
     let models = regatta::models::ActorRuntime::new(regatta::models::NodeResources::detect(
         regatta::models::ResourceOverrides::default(),
     ));
     let planner = Planner {
         models: Some(models),
     };
-    let replicated = options.replication.as_ref().map(|r| r.node_id);
-    let handle = DriverHandle::start(&bind, options, planner)
+    DriverHandle::start(bind, options, planner)
         .await
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// Serves until the driver stops or the process is told to (Ctrl-C, SIGTERM),
+/// then stops what its launcher started.
+pub(crate) async fn serve_until_stopped(mut handle: DriverHandle) -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| CliError::Runtime(format!("cannot watch for SIGTERM: {e}")))?;
+    tokio::select! {
+        _ = handle.wait() => {}
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("regatta driver: stopping");
+    handle
+        .shutdown()
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))
+}
+
+/// `regatta driver`: serves until killed.
+pub async fn run_driver(args: DriverArgs) -> Result<()> {
+    let mut cfg = args.cluster.load()?;
+    let bind = args.bind.clone().unwrap_or_else(|| cfg.driver.bind.clone());
+    let replication = replication(&args, &cfg, &bind)?;
+    let replicated = replication.as_ref().map(|r| r.node_id);
+    let mut options = driver_options(&cfg, replication)?;
+    options.launcher = args.launch.launcher(&mut cfg)?;
+    if options.launcher.is_some() && replicated.is_some() {
+        return Err(CliError::Usage(
+            "launching workers (ray.address, --ray, --workers) works with a lone driver, \
+             not with replicated ones"
+                .into(),
+        ));
+    }
+    let handle = start_driver(&bind, options).await?;
     // Tests and scripts read this line to learn the port.
     match replicated {
         Some(id) => println!("regatta driver {id} listening on {}", handle.address),
         None => println!("regatta driver listening on {}", handle.address),
     }
-    handle.wait().await;
-    Ok(())
+    serve_until_stopped(handle).await
 }
 
 /// `regatta worker`: runs until the driver is lost.
 pub async fn run_worker(args: WorkerArgs) -> Result<()> {
     let cfg = args.cluster.load()?;
+    let memory_limit = match &args.memory_limit {
+        Some(m) => regatta_common::ByteSize::parse(m)
+            .map_err(|e| CliError::Usage(format!("--memory-limit {m:?}: {e}")))?
+            .0,
+        None => cfg.memory_limit_bytes(),
+    };
     let options = WorkerOptions {
         driver: args.driver.unwrap_or_else(|| driver_url(&cfg)),
         token: cfg.cluster.token.clone(),
         bind: args.bind.unwrap_or_else(|| cfg.worker.bind.clone()),
-        cpus: (cfg.worker.cpus > 0).then_some(cfg.worker.cpus),
-        gpus: cfg.worker.gpus,
-        memory_limit: cfg.memory_limit_bytes(),
+        cpus: args.cpus.or((cfg.worker.cpus > 0).then_some(cfg.worker.cpus)),
+        gpus: args.gpus.or(cfg.worker.gpus),
+        memory_limit,
         spill_dirs: match args.spill_dir {
             Some(d) => vec![d],
             None => cfg.worker.spill_dirs.clone(),
         },
         connect_timeout: Duration::from_secs(10),
         tls: cluster_tls(&cfg)?,
+        node_label: args.node_label.clone(),
+        die_with_parent: args.die_with_parent,
     };
     let worker = Worker::start(options)
         .await
@@ -269,7 +342,18 @@ pub async fn run_worker(args: WorkerArgs) -> Result<()> {
 
 /// `regatta submit`: runs SQL on the cluster and prints the rows.
 pub async fn run_submit(args: SubmitArgs) -> Result<()> {
+    if args.ray_inside {
+        return crate::ray_cmds::run_inside_ray(args).await;
+    }
+    if let Some(url) = &args.ray {
+        return crate::ray_cmds::submit_to_ray(&args, url).await;
+    }
     let client = client(&args.cluster).await?;
+    submit_with(&client, &args).await
+}
+
+/// Submits `args`' SQL through `client`, waits and prints the rows.
+pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Result<()> {
     let tables = args
         .tables
         .iter()
@@ -293,12 +377,14 @@ pub async fn run_submit(args: SubmitArgs) -> Result<()> {
             output_format: args.output_format.clone(),
         })
         .await?;
-    eprintln!("submitted job-{}", job.job_id);
+    if !args.ray_inside {
+        eprintln!("submitted job-{}", job.job_id);
+    }
     if args.detach {
         println!("{}", job.job_id);
         return Ok(());
     }
-    let end = watch(&client, job.job_id).await?;
+    let end = watch(client, job.job_id).await?;
     if end.status != "succeeded" {
         return Err(CliError::Usage(format!(
             "job-{} {}: {}",
@@ -311,7 +397,19 @@ pub async fn run_submit(args: SubmitArgs) -> Result<()> {
     }
     let batches = client.results(job.job_id).await?;
     let mut out = std::io::stdout().lock();
-    crate::output::write_batches(&mut out, &batches, args.format)
+    if !args.ray_inside {
+        return crate::output::write_batches(&mut out, &batches, args.format);
+    }
+    // Framed: the client reads the rows out of a log Ray adds lines to.
+    use std::io::Write;
+    let framed = writeln!(out, "{}", crate::ray_cmds::ROWS_BEGIN)
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::Runtime(format!("writing the rows: {e}")));
+    framed?;
+    crate::output::write_batches(&mut out, &batches, args.format)?;
+    writeln!(out, "{}", crate::ray_cmds::ROWS_END)
+        .and_then(|()| out.flush())
+        .map_err(|e| CliError::Runtime(format!("writing the rows: {e}")))
 }
 
 async fn watch(client: &ClusterClient, job: u64) -> Result<JobInfo> {

@@ -7,6 +7,7 @@ mod demo_data;
 mod error;
 mod output;
 mod progress;
+mod ray_cmds;
 mod sql;
 
 use clap::{Parser, Subcommand};

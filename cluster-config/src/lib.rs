@@ -7,5 +7,7 @@ mod config;
 mod error;
 pub mod reference;
 
-pub use config::{ClusterConfig, DriverConfig, SharedConfig, TlsFiles, WorkerConfig};
+pub use config::{
+    ClusterConfig, DriverConfig, RayConfig, SharedConfig, TlsFiles, WorkerConfig, RAY_LAUNCH_MODES,
+};
 pub use error::{ConfigError, Result};

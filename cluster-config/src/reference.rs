@@ -169,6 +169,83 @@ pub const KEYS: &[KeyDoc] = &[
         doc: "GPUs offered to model actors; unset means what NVML finds. GPUs declared on \
               a machine without any are fake: use them to test placement.",
     },
+    KeyDoc {
+        key: "ray.address",
+        kind: "URL",
+        example: "\"http://127.0.0.1:8265\"",
+        env: Some("REGATTA_RAY_ADDRESS"),
+        doc: "An existing Ray cluster's dashboard. When set, `regatta driver` launches its \
+              workers there (one per Ray node) through Ray's Jobs REST API instead of \
+              waiting for self-hosted ones (`regatta driver --ray URL` sets it).",
+    },
+    KeyDoc {
+        key: "ray.token",
+        kind: "string",
+        example: "\"0123abcd\"",
+        env: Some("REGATTA_RAY_TOKEN, else RAY_AUTH_TOKEN"),
+        doc: "Ray's auth token (clusters started with `RAY_AUTH_MODE=token`), sent as \
+              `Authorization: Bearer`. A wrong one fails at start with Ray's 401/403.",
+    },
+    KeyDoc {
+        key: "ray.launch",
+        kind: "`bootstrap` or `job-per-node`",
+        example: "\"job-per-node\"",
+        env: None,
+        doc: "`bootstrap`: one Ray job whose Python bootstrap places a worker actor on \
+              every node and on nodes that join; one job to stop. `job-per-node`: one \
+              Ray job per node running the worker binary, no Python of ours; the driver \
+              polls Ray's nodes for joins.",
+    },
+    KeyDoc {
+        key: "ray.worker_cpus",
+        kind: "number > 0",
+        example: "4",
+        env: None,
+        doc: "CPUs each worker reserves through Ray; unset reserves all of its node's \
+              CPUs (other Ray work cannot then oversubscribe them).",
+    },
+    KeyDoc {
+        key: "ray.worker_gpus",
+        kind: "number ≥ 0",
+        example: "1",
+        env: None,
+        doc: "GPUs each worker reserves through Ray, which sets its \
+              `CUDA_VISIBLE_DEVICES`; unset reserves all of its node's. A request no \
+              node can hold fails at start, naming the nodes.",
+    },
+    KeyDoc {
+        key: "ray.worker_memory",
+        kind: "size",
+        example: "\"8GiB\"",
+        env: None,
+        doc: "Memory each worker reserves through Ray (Ray's `memory` resource); empty \
+              reserves none.",
+    },
+    KeyDoc {
+        key: "ray.python",
+        kind: "command",
+        example: "\"/opt/ray/bin/python\"",
+        env: None,
+        doc: "The Python on the Ray nodes that has `ray` installed; it runs the \
+              bootstrap (launch = bootstrap).",
+    },
+    KeyDoc {
+        key: "ray.startup_timeout_s",
+        kind: "integer ≥ 1",
+        example: "120",
+        env: None,
+        doc: "How long the driver waits for a worker on every Ray node before it stops \
+              its Ray jobs and fails, naming the nodes still missing and Ray's job \
+              status.",
+    },
+    KeyDoc {
+        key: "ray.control_host",
+        kind: "host",
+        example: "\"10.0.0.5\"",
+        env: None,
+        doc: "The host Ray nodes reach the driver at; empty takes the driver's bind \
+              host. Bind the driver beyond loopback (with a token) for remote nodes.",
+    },
 ];
 
 /// The default of `key` as TOML text, or `None` when it has none (unset).

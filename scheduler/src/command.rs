@@ -37,12 +37,18 @@ pub struct StageSpec {
 }
 
 /// A worker as it registered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkerSpec {
     /// Its Arrow Flight shuffle server, `host:port`.
     pub address: String,
     pub host: String,
     pub resources: Resources,
+    /// Where a launcher started it, e.g. `ray:<node id>`; empty when self-hosted.
+    #[serde(default)]
+    pub node_label: String,
+    /// Its GPUs' physical ids, by ordinal.
+    #[serde(default)]
+    pub gpu_ids: Vec<String>,
 }
 
 /// What one task wrote to one output partition.

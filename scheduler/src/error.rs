@@ -45,6 +45,9 @@ pub enum SchedulerError {
     /// Peers refused this driver (another cluster, another token).
     #[error("{0}")]
     Refused(String),
+    /// A launcher could not start or stop workers.
+    #[error("{0}")]
+    Launch(String),
     /// Raft failed (quorum lost, shutting down).
     #[error("replication: {0}")]
     Replication(String),

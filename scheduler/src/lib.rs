@@ -11,6 +11,7 @@ mod command;
 pub mod driver;
 mod error;
 mod job_state;
+pub mod launcher;
 pub mod raft;
 mod shared_state;
 mod stage_planner;

@@ -31,6 +31,7 @@ fn worker(id: u64, cpus: f64, gpus: f64) -> Command {
                 gpus,
                 memory: 1 << 30,
             },
+            ..WorkerSpec::default()
         },
     }
 }
@@ -209,6 +210,7 @@ fn a_worker_with_less_memory_than_a_task_share_runs_one_task_at_a_time() {
                 gpus: 0.0,
                 memory: 1 << 19, // half a task's 1 MiB
             },
+            ..WorkerSpec::default()
         },
     })
     .unwrap();

@@ -14,7 +14,7 @@ fn layer(crate_name: &str) -> Option<u32> {
         "regatta-cluster-config" | "regatta-engine" => 1,
         "regatta-shuffle" | "regatta-actors" => 2,
         "regatta-scheduler" | "regatta-worker" => 3,
-        "regatta" => 4,
+        "regatta" | "regatta-ray" => 4,
         "regatta-cli" | "regatta-bench" | "regatta-tests" => 5,
         _ => return None,
     })
@@ -32,6 +32,7 @@ fn crates_depend_only_on_lower_layers() {
         ("actors", "regatta-actors"),
         ("scheduler", "regatta-scheduler"),
         ("sdk", "regatta"),
+        ("ray", "regatta-ray"),
         ("cli", "regatta-cli"),
         ("benches", "regatta-bench"),
         ("tests", "regatta-tests"),

@@ -21,8 +21,8 @@ pub struct DriverLink {
     term: AtomicU64,
     /// Tasks running here, or finished and not yet acknowledged, by attempt.
     held: Mutex<BTreeMap<Key, u32>>,
-    flight_address: String,
-    resources: Resources,
+    /// What every registration says about this worker.
+    identity: RegisterRequest,
 }
 
 fn key_of(k: &TaskKey) -> Key {
@@ -30,14 +30,31 @@ fn key_of(k: &TaskKey) -> Key {
 }
 
 impl DriverLink {
-    pub fn new(drivers: Drivers, flight_address: String, resources: Resources) -> Self {
+    /// `node_label` says where a launcher started it (empty for self-hosted);
+    /// `gpu_ids` are its GPUs' physical ids.
+    pub fn new(
+        drivers: Drivers,
+        flight_address: String,
+        resources: Resources,
+        node_label: String,
+        gpu_ids: Vec<String>,
+    ) -> Self {
+        let identity = RegisterRequest {
+            host: flight_address
+                .rsplit_once(':')
+                .map_or(String::new(), |(h, _)| h.to_string()),
+            flight_address,
+            resources: Some(resources),
+            node_label,
+            gpu_ids,
+            ..RegisterRequest::default()
+        };
         Self {
             drivers,
             id: AtomicU64::new(0),
             term: AtomicU64::new(0),
             held: Mutex::new(BTreeMap::new()),
-            flight_address,
-            resources,
+            identity,
         }
     }
 
@@ -63,14 +80,9 @@ impl DriverLink {
             })
             .collect();
         let request = RegisterRequest {
-            flight_address: self.flight_address.clone(),
-            host: self
-                .flight_address
-                .rsplit_once(':')
-                .map_or(String::new(), |(h, _)| h.to_string()),
-            resources: Some(self.resources),
             previous_worker_id: self.id(),
             running,
+            ..self.identity.clone()
         };
         let reply = self
             .drivers

@@ -25,6 +25,12 @@ pub struct WorkerOptions {
     pub connect_timeout: Duration,
     /// TLS for the shuffle server and every call, when the cluster uses it.
     pub tls: Option<ClusterTls>,
+    /// Where a launcher started this worker, e.g. `ray:<node id>`; empty when
+    /// self-hosted. The driver's launcher counts its workers by it.
+    pub node_label: String,
+    /// End when the parent process ends (a launcher's host process, e.g. a Ray
+    /// actor), so no worker outlives what started it.
+    pub die_with_parent: bool,
 }
 
 impl Default for WorkerOptions {
@@ -39,6 +45,8 @@ impl Default for WorkerOptions {
             spill_dirs: vec![std::env::temp_dir().join("regatta-spill")],
             connect_timeout: Duration::from_secs(10),
             tls: None,
+            node_label: String::new(),
+            die_with_parent: false,
         }
     }
 }

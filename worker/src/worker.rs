@@ -76,6 +76,9 @@ impl<T> Drop for AbortOnDrop<T> {
 impl Worker {
     /// Starts the shuffle server, registers with the driver and starts taking tasks.
     pub async fn start(options: WorkerOptions) -> Result<Self> {
+        if options.die_with_parent {
+            die_with_parent()?;
+        }
         let spill_root = options
             .spill_dirs
             .first()
@@ -165,6 +168,8 @@ impl Worker {
                 gpus: total.gpus as u32,
                 memory_bytes: total.memory,
             },
+            options.node_label.clone(),
+            actors.resources().gpu_ids().to_vec(),
         ));
         let registered = link.register().await?;
         let id = registered.worker_id;
@@ -209,6 +214,27 @@ impl Worker {
             None => Ok(()),
         }
     }
+}
+
+/// Asks the kernel to kill this process when its parent ends: a launcher's host
+/// process (a Ray actor) may be killed without a chance to stop its children.
+fn die_with_parent() -> Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and reads no memory.
+    let r = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    if r != 0 {
+        return Err(WorkerError::Stopped(format!(
+            "cannot tie the worker to its parent (prctl PR_SET_PDEATHSIG): {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    // The parent may already be gone; then init adopted us.
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } == 1 {
+        return Err(WorkerError::Stopped(
+            "the process that started this worker is already gone".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// One task in the worker's running count, for as long as it lives.
@@ -291,6 +317,7 @@ impl Session {
                             worker_id: id,
                             running_tasks: self.running.load(Ordering::Relaxed),
                             model_builds: self.actors.model_builds(),
+                            actor_devices: self.actors.actor_devices(),
                         })
                         .await;
                     match reply {

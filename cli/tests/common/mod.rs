@@ -13,7 +13,9 @@ pub const TOKEN: &str = "test-token";
 /// The `regatta` binary with the test token and no driver from the environment.
 pub fn regatta() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_regatta"));
-    c.env("REGATTA_TOKEN", TOKEN).env_remove("REGATTA_DRIVER");
+    c.env("REGATTA_TOKEN", TOKEN)
+        .env_remove("REGATTA_DRIVER")
+        .env_remove("REGATTA_RAY_ADDRESS");
     c
 }
 

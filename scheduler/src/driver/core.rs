@@ -47,12 +47,14 @@ struct Live {
 }
 
 /// What a worker said about itself at its last heartbeat.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerReport {
     /// Models it has loaded over its life.
     pub model_builds: u64,
     /// Tasks it is running (aborted ones are gone from this count).
     pub running_tasks: u32,
+    /// The GPU devices its latest model actors hold.
+    pub actor_devices: Vec<String>,
 }
 
 /// How commands reach the state.
@@ -298,12 +300,22 @@ impl Driver {
             .await;
     }
 
+    /// The node labels of the live workers (those a launcher started).
+    pub fn live_node_labels(&self) -> std::collections::BTreeSet<String> {
+        self.with_state(|s| {
+            s.workers()
+                .filter(|(_, w)| w.alive && !w.spec.node_label.is_empty())
+                .map(|(_, w)| w.spec.node_label.clone())
+                .collect()
+        })
+    }
+
     /// What `worker` said at its last heartbeat.
     pub fn worker_report(&self, worker: WorkerId) -> WorkerReport {
         lock(&self.inner.live)
             .reports
             .get(&worker)
-            .copied()
+            .cloned()
             .unwrap_or_default()
     }
 

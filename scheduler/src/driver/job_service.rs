@@ -212,8 +212,9 @@ impl JobService for JobServiceImpl {
                             alive: w.alive,
                             running_tasks: w.running.len() as u32,
                             tasks_done: w.tasks_done,
-                            model_builds: 0,
-                            reported_running: 0,
+                            node_label: w.spec.node_label.clone(),
+                            gpu_ids: w.spec.gpu_ids.clone(),
+                            ..WorkerInfo::default()
                         },
                     )
                 })
@@ -225,6 +226,7 @@ impl JobService for JobServiceImpl {
                 let report = self.driver.worker_report(id);
                 w.model_builds = report.model_builds;
                 w.reported_running = report.running_tasks;
+                w.actor_devices = report.actor_devices;
                 w
             })
             .collect();

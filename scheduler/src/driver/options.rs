@@ -19,6 +19,11 @@ pub struct DriverOptions {
     pub tls: Option<regatta_proto::ClusterTls>,
     /// Replicate the state through Raft with other drivers; `None` runs alone.
     pub replication: Option<ReplicationOptions>,
+    /// Starts the workers (local processes, Ray); `None` when they are started
+    /// by hand and dial in.
+    pub launcher: Option<std::sync::Arc<dyn crate::launcher::WorkerLauncher>>,
+    /// The host launched workers dial; empty takes the bound address's host.
+    pub control_host: String,
 }
 
 /// How a driver replicates its state.
@@ -52,6 +57,8 @@ impl Default for DriverOptions {
             task_memory: 64 << 20,
             tls: None,
             replication: None,
+            launcher: None,
+            control_host: String::new(),
         }
     }
 }

@@ -16,6 +16,7 @@ use regatta_proto::driver_replication_server::DriverReplicationServer;
 use super::{
     Driver, DriverOptions, JobServiceImpl, Planner, ReplicationOptions, WorkerControlImpl,
 };
+use crate::launcher::{LaunchContext, WorkerLauncher};
 use crate::raft::{Replica, ReplicaOptions, ReplicationService};
 use crate::{DriverState, SharedState};
 use crate::{Result, SchedulerError};
@@ -26,6 +27,7 @@ pub struct DriverHandle {
     pub address: SocketAddr,
     pub driver: Driver,
     tasks: JoinSet<()>,
+    launcher: Option<Arc<dyn WorkerLauncher>>,
 }
 
 impl DriverHandle {
@@ -104,16 +106,47 @@ impl DriverHandle {
             }
         });
         log::info!("driver listening on {address}");
+        if let Some(launcher) = &options.launcher {
+            let host = if options.control_host.is_empty() {
+                address.ip().to_string()
+            } else {
+                options.control_host.clone()
+            };
+            let ctx = LaunchContext::new(
+                format!("{host}:{}", address.port()),
+                options.token.clone(),
+                driver.clone(),
+            );
+            log::info!("launching workers: {}", launcher.describe());
+            if let Err(e) = launcher.start(ctx).await {
+                // Whatever it got running goes with it.
+                if let Err(stop) = launcher.stop().await {
+                    log::warn!("stopping the workers after a failed launch: {stop}");
+                }
+                return Err(e);
+            }
+        }
         Ok(Self {
             address,
             driver,
             tasks,
+            launcher: options.launcher.clone(),
         })
     }
 
     /// Waits until the server stops (it runs until the process ends).
-    pub async fn wait(mut self) {
+    pub async fn wait(&mut self) {
         let _ = self.tasks.join_next().await;
+    }
+
+    /// Stops the launched workers and cleans up after them, then the services.
+    pub async fn shutdown(mut self) -> Result<()> {
+        let stopped = match self.launcher.take() {
+            Some(l) => l.stop().await,
+            None => Ok(()),
+        };
+        self.tasks.shutdown().await;
+        stopped
     }
 }
 

@@ -86,6 +86,8 @@ impl WorkerControl for WorkerControlImpl {
                 gpus: f64::from(res.gpus),
                 memory: res.memory_bytes,
             },
+            node_label: r.node_label,
+            gpu_ids: r.gpu_ids,
         };
         let previous = (r.previous_worker_id != 0).then_some(WorkerId(r.previous_worker_id));
         let running: Vec<(TaskKey, u32)> =
@@ -131,6 +133,7 @@ impl WorkerControl for WorkerControlImpl {
             WorkerReport {
                 model_builds: h.model_builds,
                 running_tasks: h.running_tasks,
+                actor_devices: h.actor_devices,
             },
         );
         Ok(Response::new(HeartbeatResponse { known }))
