@@ -117,10 +117,14 @@ curl_ray() {
   curl -sS --max-time 5 -H "Authorization: Bearer $(token)" "$@"
 }
 
-alive_nodes() {
+# The ids of the alive nodes, one per line.
+alive_ids() {
   curl_ray "http://127.0.0.1:$DASHBOARD_PORT/api/v0/nodes?limit=1000" 2>/dev/null |
-    python3 -c 'import json,sys; d=json.load(sys.stdin); print(sum(n["state"]=="ALIVE" for n in d["data"]["result"]["result"]))' 2>/dev/null ||
-    echo 0
+    python3 -c 'import json,sys; d=json.load(sys.stdin); print("\n".join(n["node_id"] for n in d["data"]["result"]["result"] if n["state"]=="ALIVE"))' 2>/dev/null || true
+}
+
+alive_nodes() {
+  alive_ids | grep -c . || true
 }
 
 wait_nodes() {
@@ -136,8 +140,8 @@ wait_nodes() {
 add_node() {
   local i="$1" gpus="${2:-}"
   [[ "$i" =~ ^[1-9]$ ]] || { log "node number $i: use 1..9"; return 1; }
-  local have
-  have="$(alive_nodes)"
+  local before
+  before="$(alive_ids)"
   local gpu_args=() gpu_env=()
   if [[ -n "$gpus" ]]; then
     gpu_args=(--num-gpus="$(awk -F, '{print NF}' <<<"$gpus")")
@@ -150,8 +154,16 @@ add_node() {
     --dashboard-agent-listen-port=$((52365 + i)) \
     --min-worker-port=$((20000 + 1000 * i)) --max-worker-port=$((20999 + 1000 * i)) \
     --disable-usage-stats --temp-dir="$DIR/r"
-  wait_nodes $((have + 1))
-  log "node $i up${gpus:+ with fake GPUs $gpus}"
+  # A node killed a moment ago may still count as alive: wait for a new id.
+  for _ in $(seq 1 120); do
+    if alive_ids | grep -qvxF -f <(echo "${before:-none}"); then
+      log "node $i up${gpus:+ with fake GPUs $gpus}"
+      return 0
+    fi
+    sleep 0.5
+  done
+  log "node $i did not join; logs in $DIR"
+  return 1
 }
 
 # The job agent is up only once a probe job runs through.

@@ -50,7 +50,11 @@ fn gpu_ids(gpus: u32, cuda_visible_devices: &str) -> Vec<String> {
         .filter(|v| !v.is_empty())
         .collect();
     (0..gpus as usize)
-        .map(|g| visible.get(g).map_or_else(|| g.to_string(), |v| v.to_string()))
+        .map(|g| {
+            visible
+                .get(g)
+                .map_or_else(|| g.to_string(), |v| v.to_string())
+        })
         .collect()
 }
 

@@ -119,8 +119,10 @@ impl ActorRuntime {
             ..PoolConfig::default()
         };
         if gpus > 0 {
+            // A node may have fewer CPUs than GPUs: every GPU still gets its actor.
+            let total = self.resources.total().cpus;
             config.resources = Resources {
-                cpus: 1.0,
+                cpus: (total / gpus as f64).min(1.0),
                 gpus: 1.0,
                 memory: 0,
             };
@@ -156,5 +158,23 @@ impl ModelProvider for ActorRuntime {
         let mut names: Vec<String> = self.pools().keys().cloned().collect();
         names.push(minilm::NAME.to_string());
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedding_pool_puts_an_actor_on_every_gpu_even_with_fewer_cpus() {
+        let runtime = ActorRuntime::new(NodeResources::new(1.0, 1 << 30, 2));
+        let config = runtime.minilm_pool_config();
+        assert_eq!((config.min_actors, config.max_actors), (2, 2));
+        assert_eq!(config.resources.gpus, 1.0);
+        // Two actors' CPU shares fit the node's one CPU.
+        assert!(config.resources.cpus * 2.0 <= 1.0, "{config:?}");
+        let cpu_only = ActorRuntime::new(NodeResources::new(4.0, 1 << 30, 0)).minilm_pool_config();
+        assert_eq!((cpu_only.min_actors, cpu_only.max_actors), (1, 1));
+        assert_eq!(cpu_only.resources.gpus, 0.0);
     }
 }

@@ -306,16 +306,20 @@ pub async fn run_driver(args: DriverArgs) -> Result<()> {
 pub async fn run_worker(args: WorkerArgs) -> Result<()> {
     let cfg = args.cluster.load()?;
     let memory_limit = match &args.memory_limit {
-        Some(m) => regatta_common::ByteSize::parse(m)
-            .map_err(|e| CliError::Usage(format!("--memory-limit {m:?}: {e}")))?
-            .0,
+        Some(m) => {
+            regatta_common::ByteSize::parse(m)
+                .map_err(|e| CliError::Usage(format!("--memory-limit {m:?}: {e}")))?
+                .0
+        }
         None => cfg.memory_limit_bytes(),
     };
     let options = WorkerOptions {
         driver: args.driver.unwrap_or_else(|| driver_url(&cfg)),
         token: cfg.cluster.token.clone(),
         bind: args.bind.unwrap_or_else(|| cfg.worker.bind.clone()),
-        cpus: args.cpus.or((cfg.worker.cpus > 0).then_some(cfg.worker.cpus)),
+        cpus: args
+            .cpus
+            .or((cfg.worker.cpus > 0).then_some(cfg.worker.cpus)),
         gpus: args.gpus.or(cfg.worker.gpus),
         memory_limit,
         spill_dirs: match args.spill_dir {
@@ -494,6 +498,17 @@ pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
             w.tasks_done,
             w.model_builds
         );
+        // Launched workers say where; GPU workers which devices they and their
+        // model actors hold.
+        if !w.node_label.is_empty() {
+            println!("    node {}", w.node_label);
+        }
+        if !w.gpu_ids.is_empty() {
+            println!("    gpus {}", w.gpu_ids.join(","));
+        }
+        for d in &w.actor_devices {
+            println!("    actor {d}");
+        }
     }
     Ok(())
 }

@@ -127,7 +127,10 @@ pub async fn submit_to_ray(args: &SubmitArgs, url: &str) -> Result<()> {
     let job = submit_driver_job(&options, &inner, env)
         .await
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    eprintln!("submitted Ray job {} (a regatta driver); following its log", job.id);
+    eprintln!(
+        "submitted Ray job {} (a regatta driver); following its log",
+        job.id
+    );
     let mut split = RowSplitter::default();
     let followed = tokio::select! {
         r = job.follow(|text| split.feed(text)) => r,
@@ -226,7 +229,10 @@ pub async fn run_inside_ray(args: SubmitArgs) -> Result<()> {
     let host = if cfg.ray.control_host.is_empty() {
         let ray = RayClient::new(&cfg.ray.address, &cfg.ray.token)
             .map_err(|e| CliError::Usage(e.to_string()))?;
-        let nodes = ray.nodes().await.map_err(|e| CliError::Usage(e.to_string()))?;
+        let nodes = ray
+            .nodes()
+            .await
+            .map_err(|e| CliError::Usage(e.to_string()))?;
         nodes
             .iter()
             .find(|n| n.is_head_node && n.alive())
@@ -250,4 +256,3 @@ pub async fn run_inside_ray(args: SubmitArgs) -> Result<()> {
     result?;
     stopped.map_err(|e| CliError::Usage(e.to_string()))
 }
-

@@ -3,46 +3,7 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{cluster, local_csv, ok, regatta};
-
-/// `n` images in three sizes (some too small for W1) plus a broken and a missing
-/// one, listed in an `images` table of three Parquet files.
-fn images(dir: &Path, n: usize) -> String {
-    let img_dir = dir.join("img");
-    std::fs::create_dir_all(&img_dir).unwrap();
-    let mut rows = Vec::new();
-    for i in 0..n {
-        let (w, h) = [(320, 240), (224, 300), (200, 260)][i % 3];
-        let img = image::RgbImage::from_fn(w, h, |x, y| {
-            image::Rgb([(x * 7 + i as u32) as u8, (y * 3) as u8, (x ^ y) as u8])
-        });
-        let path = img_dir.join(format!("{i}.{}", if i % 4 == 0 { "png" } else { "jpg" }));
-        img.save(&path).unwrap();
-        rows.push(format!("({i}, '{}')", path.display()));
-    }
-    let broken = img_dir.join("broken.jpg");
-    std::fs::write(&broken, b"\xff\xd8\xff not really a jpeg").unwrap();
-    rows.push(format!("({n}, '{}')", broken.display()));
-    rows.push(format!(
-        "({}, '{}')",
-        n + 1,
-        img_dir.join("missing.jpg").display()
-    ));
-    let values = format!(
-        "SELECT column1 AS id, column2 AS url FROM (VALUES {})",
-        rows.join(", ")
-    );
-    common::table(dir, "images", "id", 3, &values)
-}
-
-/// W1 in SQL: download, decode, keep images at least 224 on each side, resize,
-/// and label each with the stand-in model.
-const W1: &str = "SELECT id, image_mean(image_resize(img, 224, 224)) AS label FROM ( \
-     SELECT id, image_decode(url_download(url, 'null'), 'RGB', 'null') AS img FROM images) \
-     WHERE img IS NOT NULL AND image_width(img) >= 224 AND image_height(img) >= 224 \
-     ORDER BY id";
+use common::{cluster, images, local_csv, ok, regatta, vectors, W1};
 
 #[test]
 fn w1_on_the_cluster_gives_the_local_engines_labels() {
@@ -57,20 +18,6 @@ fn w1_on_the_cluster_gives_the_local_engines_labels() {
     // (3 tasks), six tasks of image work, one that merges them in order.
     let j = c.job(1);
     assert!(j.line.contains("tasks 10/10 stages 3/3"), "{}", j.line);
-}
-
-/// Embeddings of `sql`'s rows as (id, vector), from JSON lines.
-fn vectors(json: &str) -> Vec<(i64, Vec<f64>)> {
-    json.lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let e = v["e"].as_array().unwrap();
-            (
-                v["id"].as_i64().unwrap(),
-                e.iter().map(|x| x.as_f64().unwrap()).collect(),
-            )
-        })
-        .collect()
 }
 
 #[test]

@@ -233,7 +233,9 @@ impl RayClient {
     /// `POST /api/jobs/`; returns the submission id.
     pub async fn submit(&self, request: &serde_json::Value) -> Result<String> {
         let url = self.url("/api/jobs/");
-        let reply = self.send(self.http.post(&url).json(request), &url, false).await?;
+        let reply = self
+            .send(self.http.post(&url).json(request), &url, false)
+            .await?;
         let r: SubmitReply = self.json(reply, &url).await?;
         Ok(r.submission_id)
     }

@@ -34,7 +34,9 @@ pub async fn submit_driver_job(
         .await
         .map_err(|e| RayError::Launch(format!("packaging stopped: {e}")))??;
     if !client.has_package(&package.name).await? {
-        client.upload_package(&package.name, package.bytes()?).await?;
+        client
+            .upload_package(&package.name, package.bytes()?)
+            .await?;
     }
     let mut env_vars: BTreeMap<String, String> = env;
     env_vars.insert("REGATTA_RAY_ADDRESS".into(), options.address.clone());

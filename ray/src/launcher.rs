@@ -16,6 +16,13 @@ use crate::options::{LaunchMode, RayOptions};
 use crate::package::{WorkerPackage, BOOTSTRAP_NAME};
 use crate::{RayError, Result};
 
+/// Variables of the driver's environment its workers get too.
+const FORWARDED_ENV: [&str; 3] = [
+    "REGATTA_MINILM_DIR",
+    "REGATTA_MINILM_BATCH_SIZE",
+    "RUST_LOG",
+];
+
 /// The key of the bootstrap job in the job map (other keys are node ids).
 const BOOTSTRAP_KEY: &str = "bootstrap";
 
@@ -106,7 +113,9 @@ impl Inner {
 
     fn fits(&self, node: &RayNode) -> bool {
         let (cpus, gpus, memory) = self.request(node);
-        cpus <= node.total("CPU") && gpus <= node.total("GPU") && memory as f64 <= node.total("memory")
+        cpus <= node.total("CPU")
+            && gpus <= node.total("GPU")
+            && memory as f64 <= node.total("memory")
     }
 
     fn describe_request(&self) -> String {
@@ -205,6 +214,19 @@ impl Inner {
         args
     }
 
+    /// The environment every worker gets: the token, and the driver's own
+    /// settings that workers must share (where the models are, log levels).
+    fn worker_env(&self, ctx: &LaunchContext) -> serde_json::Map<String, Value> {
+        let mut env = serde_json::Map::new();
+        env.insert("REGATTA_TOKEN".into(), json!(ctx.token));
+        for name in FORWARDED_ENV {
+            if let Ok(v) = std::env::var(name) {
+                env.insert(name.to_string(), json!(v));
+            }
+        }
+        env
+    }
+
     fn job_id(&self, what: &str) -> String {
         format!("regatta-{}-{what}", self.session)
     }
@@ -227,17 +249,13 @@ impl Inner {
             "retry_s": 5,
         });
         let id = self.job_id(BOOTSTRAP_KEY);
+        let mut env = self.worker_env(ctx);
+        env.insert("REGATTA_RAY_CONFIG".into(), json!(config.to_string()));
         let request = json!({
             "entrypoint": format!("{} {BOOTSTRAP_NAME}", shell_quote(&self.options.python)),
             "submission_id": id,
             "entrypoint_num_cpus": 0,
-            "runtime_env": {
-                "working_dir": package.uri(),
-                "env_vars": {
-                    "REGATTA_RAY_CONFIG": config.to_string(),
-                    "REGATTA_TOKEN": ctx.token,
-                },
-            },
+            "runtime_env": {"working_dir": package.uri(), "env_vars": env},
             "metadata": self.metadata("bootstrap"),
         });
         let id = self.client.submit(&request).await?;
@@ -275,22 +293,21 @@ impl Inner {
         ]);
         let entrypoint = format!(
             "exec ./regatta {}",
-            argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
+            argv.iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         let id = self.job_id(&format!("node-{}-{attempt}", node.short_id()));
+        let mut env = self.worker_env(ctx);
+        // Without it a worker holding no GPU would see them all.
+        env.insert("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO".into(), json!("1"));
         let mut request = json!({
             "entrypoint": entrypoint,
             "submission_id": id,
             "entrypoint_num_cpus": cpus,
             "entrypoint_num_gpus": gpus,
-            "runtime_env": {
-                "working_dir": package.uri(),
-                "env_vars": {
-                    "REGATTA_TOKEN": ctx.token,
-                    // Without it a worker holding no GPU would see them all.
-                    "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1",
-                },
-            },
+            "runtime_env": {"working_dir": package.uri(), "env_vars": env},
             "metadata": self.metadata("worker"),
         });
         if memory > 0 {
@@ -309,9 +326,9 @@ impl Inner {
         } else {
             match self.client.submit(&by_label(request.clone())).await {
                 Ok(id) => id,
-                Err(RayError::Rejected { status: 400, body, .. })
-                    if body.contains("entrypoint_label_selector") =>
-                {
+                Err(RayError::Rejected {
+                    status: 400, body, ..
+                }) if body.contains("entrypoint_label_selector") => {
                     log::warn!(
                         "Ray at {} does not know entrypoint_label_selector ({body}); \
                          pinning workers by node IP instead",
@@ -323,7 +340,10 @@ impl Inner {
                 Err(e) => return Err(e),
             }
         };
-        log::info!("submitted Ray job {submitted} (worker on node {})", node.short_id());
+        log::info!(
+            "submitted Ray job {submitted} (worker on node {})",
+            node.short_id()
+        );
         lock(&self.jobs).insert(node.node_id.clone(), submitted);
         Ok(())
     }
@@ -371,7 +391,11 @@ impl Inner {
                      are the resources free?",
                     missing
                         .iter()
-                        .map(|l| l.trim_start_matches("ray:").chars().take(12).collect::<String>())
+                        .map(|l| l
+                            .trim_start_matches("ray:")
+                            .chars()
+                            .take(12)
+                            .collect::<String>())
                         .collect::<Vec<_>>()
                         .join(", "),
                     states.join(", "),
@@ -470,7 +494,11 @@ impl Inner {
         let jobs = std::mem::take(&mut *lock(&self.jobs));
         let mut first_error = None;
         for id in jobs.values() {
-            match self.client.stop_and_delete(id, Duration::from_secs(15)).await {
+            match self
+                .client
+                .stop_and_delete(id, Duration::from_secs(15))
+                .await
+            {
                 Ok(()) => log::info!("stopped and deleted Ray job {id}"),
                 Err(e) => {
                     log::warn!("stopping Ray job {id}: {e}");

@@ -79,6 +79,7 @@ impl WorkerPackage {
         let path = cache.join(&name);
         std::fs::rename(&part, &path).map_err(|e| err(&path, e.to_string()))?;
         std::fs::write(&index, &name).map_err(|e| err(&index, e.to_string()))?;
+        prune(&cache, KEPT_PACKAGES);
         log::info!(
             "packaged {} for Ray as {name} ({} MiB) in {:?}",
             binary.display(),
@@ -97,15 +98,48 @@ impl WorkerPackage {
     }
 }
 
+/// Packages kept in the cache: each rebuilt binary makes a new one.
+const KEPT_PACKAGES: usize = 3;
+
+/// Removes all but the `keep` newest packages (and their index files).
+fn prune(cache: &Path, keep: usize) {
+    let Ok(dir) = std::fs::read_dir(cache) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = dir
+        .flatten()
+        .filter_map(|e| {
+            let modified = e.metadata().and_then(|m| m.modified()).ok()?;
+            Some((modified, e.path()))
+        })
+        .collect();
+    files.sort_by(|a, b| b.0.cmp(&a.0));
+    let zips = files
+        .iter()
+        .filter(|(_, p)| p.extension().is_some_and(|e| e == "zip"));
+    for (_, old) in zips.skip(keep) {
+        let _ = std::fs::remove_file(old);
+    }
+    // An index whose package is gone is dropped too.
+    for (_, p) in &files {
+        if p.extension().is_some_and(|e| e == "name") {
+            let named = std::fs::read_to_string(p).unwrap_or_default();
+            if !cache.join(named.trim()).is_file() {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
 /// `$REGATTA_RAY_PACKAGE_CACHE`, else `~/.cache/regatta/ray-packages`, else under
 /// the temp dir.
 fn cache_dir() -> PathBuf {
     if let Ok(d) = std::env::var("REGATTA_RAY_PACKAGE_CACHE") {
         return PathBuf::from(d);
     }
-    match std::env::var_os("XDG_CACHE_HOME").or_else(|| {
-        std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache").into_os_string())
-    }) {
+    match std::env::var_os("XDG_CACHE_HOME")
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache").into_os_string()))
+    {
         Some(c) => Path::new(&c).join("regatta").join("ray-packages"),
         None => std::env::temp_dir().join("regatta-ray-packages"),
     }
@@ -168,13 +202,17 @@ fn write_zip(binary: &Path, out: &Path) -> std::io::Result<String> {
         .dict_size(dict);
     let mut filters = liblzma::stream::Filters::new();
     filters.lzma1(&options);
-    let stream = liblzma::stream::Stream::new_raw_encoder(&filters).map_err(std::io::Error::other)?;
+    let stream =
+        liblzma::stream::Stream::new_raw_encoder(&filters).map_err(std::io::Error::other)?;
     let header_len = local_header(&mut file, BINARY_NAME, LZMA, LZMA_EOS_FLAG, 0, 0, 0)?;
     // Python's LZMA entry header: version 9.4, the property size, the properties.
     let mut props = vec![9u8, 4, 5, 0, ((pb * 5 + lp) * 9 + lc) as u8];
     props.extend_from_slice(&dict.to_le_bytes());
     file.write_all(&props)?;
-    let counted = CountingWriter { inner: &mut file, written: 0 };
+    let counted = CountingWriter {
+        inner: &mut file,
+        written: 0,
+    };
     let mut encoder = liblzma::write::XzEncoder::new_stream(counted, stream);
     let mut crc = crc32fast::Hasher::new();
     hash.update(BINARY_NAME.as_bytes());
@@ -333,7 +371,9 @@ mod tests {
     fn a_package_holds_an_executable_binary_and_the_bootstrap_and_is_named_by_content() {
         let d = tempfile::tempdir().unwrap();
         let bin = d.path().join("fake-binary");
-        let body: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let body: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         std::fs::write(&bin, &body).unwrap();
         let out = d.path().join("p.zip");
         let h1 = write_zip(&bin, &out).unwrap();
@@ -351,7 +391,11 @@ mod tests {
             .arg(&unpacked)
             .output()
             .expect("python3 is needed to check the package as Ray reads it");
-        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
         assert_eq!(
             String::from_utf8_lossy(&run.stdout).trim(),
             format!("{BINARY_NAME}:0o100755 {BOOTSTRAP_NAME}:0o100644")

@@ -153,10 +153,7 @@ impl Cluster {
 
     /// `regatta cluster`, parsed: one entry per worker.
     pub fn workers(&self) -> Vec<WorkerLine> {
-        ok(self.cli().arg("cluster"))
-            .lines()
-            .map(WorkerLine::parse)
-            .collect()
+        WorkerLine::parse_all(&ok(self.cli().arg("cluster")))
     }
 
     /// Files (not directories) left under the workers' spill directories.
@@ -252,6 +249,12 @@ pub struct WorkerLine {
     /// Tasks the worker says it runs.
     pub reported: u32,
     pub models_loaded: u64,
+    /// Where a launcher started it (`ray:<node id>`), from its `node` line.
+    pub node_label: String,
+    /// Its GPUs' physical ids, from its `gpus` line.
+    pub gpu_ids: Vec<String>,
+    /// `model actor N: GPU x` for each model actor holding GPUs.
+    pub actor_devices: Vec<String>,
 }
 
 impl WorkerLine {
@@ -262,7 +265,32 @@ impl WorkerLine {
             reported: after(line, "reported") as u32,
             models_loaded: after(line, "loaded"),
             line: line.to_string(),
+            node_label: String::new(),
+            gpu_ids: Vec::new(),
+            actor_devices: Vec::new(),
         }
+    }
+
+    /// Every worker of a `regatta cluster` listing, with its indented lines.
+    pub fn parse_all(listing: &str) -> Vec<Self> {
+        let mut all: Vec<Self> = Vec::new();
+        for line in listing.lines() {
+            let detail = line.trim_start();
+            match (line.starts_with("    "), all.last_mut()) {
+                (true, Some(w)) => {
+                    if let Some(l) = detail.strip_prefix("node ") {
+                        w.node_label = l.to_string();
+                    } else if let Some(g) = detail.strip_prefix("gpus ") {
+                        w.gpu_ids = g.split(',').map(String::from).collect();
+                    } else if let Some(a) = detail.strip_prefix("actor ") {
+                        w.actor_devices.push(a.to_string());
+                    }
+                }
+                _ if line.starts_with("worker-") => all.push(Self::parse(line)),
+                _ => {}
+            }
+        }
+        all
     }
 }
 
@@ -426,4 +454,55 @@ impl Cluster {
         cmd.args(["submit", "-f", "csv"]);
         ok(with_tables(&mut cmd, tables).arg(sql))
     }
+}
+
+/// `n` images in three sizes (some too small for W1) plus a broken and a missing
+/// one, listed in an `images` table of three Parquet files.
+pub fn images(dir: &Path, n: usize) -> String {
+    let img_dir = dir.join("img");
+    std::fs::create_dir_all(&img_dir).unwrap();
+    let mut rows = Vec::new();
+    for i in 0..n {
+        let (w, h) = [(320, 240), (224, 300), (200, 260)][i % 3];
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            image::Rgb([(x * 7 + i as u32) as u8, (y * 3) as u8, (x ^ y) as u8])
+        });
+        let path = img_dir.join(format!("{i}.{}", if i % 4 == 0 { "png" } else { "jpg" }));
+        img.save(&path).unwrap();
+        rows.push(format!("({i}, '{}')", path.display()));
+    }
+    let broken = img_dir.join("broken.jpg");
+    std::fs::write(&broken, b"\xff\xd8\xff not really a jpeg").unwrap();
+    rows.push(format!("({n}, '{}')", broken.display()));
+    rows.push(format!(
+        "({}, '{}')",
+        n + 1,
+        img_dir.join("missing.jpg").display()
+    ));
+    let values = format!(
+        "SELECT column1 AS id, column2 AS url FROM (VALUES {})",
+        rows.join(", ")
+    );
+    table(dir, "images", "id", 3, &values)
+}
+
+/// W1 in SQL: download, decode, keep images at least 224 on each side, resize,
+/// and label each with the stand-in model.
+pub const W1: &str = "SELECT id, image_mean(image_resize(img, 224, 224)) AS label FROM ( \
+     SELECT id, image_decode(url_download(url, 'null'), 'RGB', 'null') AS img FROM images) \
+     WHERE img IS NOT NULL AND image_width(img) >= 224 AND image_height(img) >= 224 \
+     ORDER BY id";
+
+/// Embeddings of `sql`'s rows as (id, vector), from JSON lines.
+pub fn vectors(json: &str) -> Vec<(i64, Vec<f64>)> {
+    json.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let e = v["e"].as_array().unwrap();
+            (
+                v["id"].as_i64().unwrap(),
+                e.iter().map(|x| x.as_f64().unwrap()).collect(),
+            )
+        })
+        .collect()
 }
