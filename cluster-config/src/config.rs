@@ -368,9 +368,8 @@ impl ClusterConfig {
 
     fn validate_ray(&self, invalid: &dyn Fn(&str, &str, &str) -> ConfigError) -> Result<()> {
         let ray = &self.ray;
-        if !ray.address.is_empty()
-            && !(ray.address.starts_with("http://") || ray.address.starts_with("https://"))
-        {
+        let http = ray.address.starts_with("http://") || ray.address.starts_with("https://");
+        if !ray.address.is_empty() && !http {
             return Err(invalid(
                 "ray.address",
                 &ray.address,

@@ -113,7 +113,7 @@ fn prune(cache: &Path, keep: usize) {
             Some((modified, e.path()))
         })
         .collect();
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     let zips = files
         .iter()
         .filter(|(_, p)| p.extension().is_some_and(|e| e == "zip"));

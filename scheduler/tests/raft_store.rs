@@ -47,6 +47,7 @@ fn joined(index: u64, worker: u64) -> Entry<DriverRaft> {
                     gpus: 0.0,
                     memory: 1 << 30,
                 },
+                ..WorkerSpec::default()
             },
         }),
     }
