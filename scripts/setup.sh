@@ -30,3 +30,15 @@ if ! command -v openssl >/dev/null 2>&1; then
     exit 1
   }
 fi
+# The Ray tests: curl (Ray's REST API from the scripts), ip (loopback in their
+# network namespace) and python3-venv (Ray's virtual environment).
+for tool in curl:curl ip:iproute2; do
+  if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+    echo "setup: installing ${tool#*:} (the Ray tests need ${tool%%:*})" >&2
+    apt_install "${tool#*:}" || { echo "setup: could not install ${tool#*:}" >&2; exit 1; }
+  fi
+done
+if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
+  echo "setup: installing python3-venv (the Ray tests make a virtual environment)" >&2
+  apt_install python3-venv || { echo "setup: could not install python3-venv" >&2; exit 1; }
+fi

@@ -176,3 +176,56 @@ fn bad_input_gets_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn a_driver_with_local_workers_starts_them_runs_q1_and_stops_them() {
+    let d = tempfile::tempdir().unwrap();
+    let tables = tpch_tables(d.path(), 5_000, 2);
+    let local = local_csv(&tables, Q1);
+    let mut cmd = regatta();
+    cmd.args(["driver", "--bind", "127.0.0.1:0", "--workers", "2"]);
+    let (mut driver, line) = common::start(cmd, "listening on");
+    let address = line.rsplit(' ').next().unwrap().to_string();
+    let cli = || {
+        let mut c = regatta();
+        c.env("REGATTA_DRIVER", &address);
+        c
+    };
+    // Both registered before the driver said it listens, each labelled.
+    let workers = common::WorkerLine::parse_all(&ok(cli().arg("cluster")));
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    assert!(workers
+        .iter()
+        .all(|w| w.alive && w.node_label.starts_with("local:")));
+    let mut submit = cli();
+    submit.args(["submit", "-f", "csv"]);
+    assert_eq!(ok(common::with_tables(&mut submit, &tables).arg(Q1)), local);
+    // SIGTERM: the driver stops its workers and exits cleanly.
+    let pid = driver.0.id();
+    ok(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]));
+    let status = driver.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let label = format!("local:{pid}:");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while local_worker_running(&label) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a local worker outlived its driver"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Whether a worker process labelled `label...` runs.
+fn local_worker_running(label: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let zombie = std::fs::read_to_string(e.path().join("stat"))
+            .map(|s| s.rsplit(") ").next().unwrap_or("").starts_with('Z'))
+            .unwrap_or(true);
+        !zombie
+            && cmdline
+                .split(|b| *b == 0)
+                .any(|a| a.starts_with(label.as_bytes()))
+    })
+}
