@@ -300,7 +300,7 @@ fn fake_gpus_reach_the_workers_and_their_model_actors_as_distinct_devices() {
 
 #[test]
 #[ignore = "needs a Ray cluster: scripts/test runs it"]
-fn a_ray_node_killed_during_w3b_still_gives_the_right_answer_and_a_new_node_gets_a_worker() {
+fn node_loss_during_w3b_still_gives_the_right_answer_and_a_new_node_gets_a_worker() {
     let _one = RAY.lock().unwrap_or_else(|p| p.into_inner());
     let ray = ray_cluster();
     let d = tempfile::tempdir().unwrap();

@@ -353,8 +353,19 @@ impl Inner {
     async fn await_workers(&self, ctx: &LaunchContext, labels: &BTreeSet<String>) -> Result<()> {
         let timeout = self.options.startup_timeout;
         let deadline = Instant::now() + timeout;
+        let mut labels = labels.clone();
         loop {
-            let missing = match ctx.wait_for(labels, Duration::from_millis(500)).await {
+            // A node that died since (Ray lists a lost node as alive for a
+            // while) is not waited for.
+            if let Ok(nodes) = self.client.nodes().await {
+                let alive: BTreeSet<String> = nodes
+                    .iter()
+                    .filter(|n| n.alive())
+                    .map(|n| format!("ray:{}", n.node_id))
+                    .collect();
+                labels.retain(|l| alive.contains(l));
+            }
+            let missing = match ctx.wait_for(&labels, Duration::from_millis(500)).await {
                 Ok(()) => return Ok(()),
                 Err(missing) => missing,
             };
