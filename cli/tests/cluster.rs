@@ -218,14 +218,5 @@ fn a_driver_with_local_workers_starts_them_runs_q1_and_stops_them() {
 
 /// Whether a worker process labelled `label...` runs.
 fn local_worker_running(label: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let zombie = std::fs::read_to_string(e.path().join("stat"))
-            .map(|s| s.rsplit(") ").next().unwrap_or("").starts_with('Z'))
-            .unwrap_or(true);
-        !zombie
-            && cmdline
-                .split(|b| *b == 0)
-                .any(|a| a.starts_with(label.as_bytes()))
-    })
+    !common::processes_where(|args| args.iter().any(|a| a.starts_with(label))).is_empty()
 }

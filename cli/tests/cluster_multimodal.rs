@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cluster, images, local_csv, ok, regatta, vectors, W1};
+use common::{cluster, images, local_csv, ok, regatta, W1};
 
 #[test]
 fn w1_on_the_cluster_gives_the_local_engines_labels() {
@@ -49,19 +49,7 @@ fn the_embedding_model_is_loaded_once_per_worker_and_agrees_with_local() {
     let c = cluster(&d.path().join("spill"));
     for run in 0..2 {
         let remote = ok(c.cli().args(["submit", "-f", "json", "-t", &docs, sql]));
-        let (l, r) = (vectors(&local), vectors(&remote));
-        assert_eq!(l.len(), 60);
-        assert_eq!(l.len(), r.len());
-        for ((li, lv), (ri, rv)) in l.iter().zip(&r) {
-            assert_eq!(li, ri);
-            assert_eq!(lv.len(), 384);
-            let worst = lv
-                .iter()
-                .zip(rv)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
-            assert!(worst < 1e-4, "run {run}, row {li}: differs by {worst}");
-        }
+        common::assert_same_embeddings(&local, &remote, 60, &format!("run {run}, "));
         // Every worker that embedded anything loaded the model once, for both jobs
         // (as its next heartbeat says).
         std::thread::sleep(std::time::Duration::from_millis(700));

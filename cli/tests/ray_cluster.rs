@@ -6,13 +6,13 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::{
-    images, local_csv, ok, output, regatta, start, tpch_tables, vectors, with_tables, JobLine,
-    Proc, WorkerLine, Q3, W1,
+    images, local_csv, ok, output, regatta, start, tpch_tables, with_tables, JobLine, Proc,
+    WorkerLine, Q3, W1,
 };
 
 /// The tests share one Ray cluster: one at a time.
@@ -128,29 +128,9 @@ impl RayDriver {
 /// Pids of Ray-launched regatta workers still running (their command line
 /// names a `ray:` node label).
 fn ray_worker_processes() -> Vec<u32> {
-    let mut pids = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).to_string())
-            .collect();
-        let zombie = std::fs::read_to_string(e.path().join("stat"))
-            .map(|s| s.rsplit(") ").next().unwrap_or("").starts_with('Z'))
-            .unwrap_or(true);
-        if !zombie
-            && args.iter().any(|a| a == "worker")
-            && args.iter().any(|a| a.starts_with("ray:"))
-        {
-            pids.push(pid);
-        }
-    }
-    pids
+    common::processes_where(|args| {
+        args.iter().any(|a| a == "worker") && args.iter().any(|a| a.starts_with("ray:"))
+    })
 }
 
 /// After a driver stopped: none of its Ray jobs is left running (each is
@@ -265,18 +245,7 @@ fn fake_gpus_reach_the_workers_and_their_model_actors_as_distinct_devices() {
     let devices = loop {
         let mut cmd = driver.cli();
         let remote = ok(cmd.args(["submit", "-f", "json", "-t", &docs, sql]));
-        let (l, r) = (vectors(&local), vectors(&remote));
-        assert_eq!(l.len(), 48);
-        assert_eq!(l.len(), r.len());
-        for ((li, lv), (ri, rv)) in l.iter().zip(&r) {
-            assert_eq!(li, ri);
-            let worst = lv
-                .iter()
-                .zip(rv)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
-            assert!(worst < 1e-4, "row {li} differs by {worst}");
-        }
+        common::assert_same_embeddings(&local, &remote, 48, "");
         std::thread::sleep(Duration::from_millis(700));
         let gpu_worker = driver
             .workers()
@@ -398,28 +367,6 @@ fn submit_ray_runs_the_driver_as_a_ray_job_and_prints_the_rows() {
     assert!(ray_worker_processes().is_empty());
 }
 
-/// Runs `cmd` to its end within `limit`; returns (success, stderr, time taken).
-fn fails_within(mut cmd: Command, limit: Duration) -> (bool, String, Duration) {
-    let started = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            return (status.success(), err, started.elapsed());
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("still running after {limit:?}: it should have failed");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 #[ignore = "needs a Ray cluster: scripts/test runs it"]
 fn a_wrong_token_and_a_request_no_node_can_hold_fail_clearly_and_soon() {
@@ -433,7 +380,7 @@ fn a_wrong_token_and_a_request_no_node_can_hold_fail_clearly_and_soon() {
         "--ray",
         &ray.address,
     ]);
-    let (success, err, _) = fails_within(cmd, Duration::from_secs(30));
+    let (success, err, _) = common::run_within(cmd, Duration::from_secs(30));
     assert!(!success);
     assert!(
         err.contains("refused the token (403)") && err.contains(&ray.address),
@@ -447,7 +394,7 @@ fn a_wrong_token_and_a_request_no_node_can_hold_fail_clearly_and_soon() {
     cmd.args(["driver", "-c"])
         .arg(&config)
         .args(["--bind", "127.0.0.1:0", "--ray", &ray.address]);
-    let (success, err, took) = fails_within(cmd, Duration::from_secs(30));
+    let (success, err, took) = common::run_within(cmd, Duration::from_secs(30));
     assert!(!success);
     assert!(
         err.contains("can ever hold a worker reserving CPU all of the node's, GPU 8")

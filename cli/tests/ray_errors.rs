@@ -7,39 +7,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::regatta;
-
-/// Runs `cmd` until it ends, failing the test if it takes over `limit`;
-/// returns (success, stderr).
-fn run_within(mut cmd: Command, limit: Duration) -> (bool, String) {
-    let started = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            return (status.success(), err);
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("still running after {limit:?}: it should have failed by then");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn an_unreachable_ray_fails_at_once_naming_its_url() {
@@ -47,7 +18,7 @@ fn an_unreachable_ray_fails_at_once_naming_its_url() {
     let url = "http://127.0.0.1:9";
     let mut cmd = regatta();
     cmd.args(["driver", "--bind", "127.0.0.1:0", "--ray", url]);
-    let (success, err) = run_within(cmd, Duration::from_secs(20));
+    let (success, err, _) = common::run_within(cmd, Duration::from_secs(20));
     assert!(!success);
     assert!(
         err.contains("Ray at http://127.0.0.1:9/api/version is unreachable"),
@@ -147,7 +118,7 @@ fn an_older_ray_that_rejects_a_field_gets_the_fallback_then_a_clear_error() {
         .arg(&config)
         .args(["--bind", "127.0.0.1:0", "--ray", &url]);
     // Packaging the binary the first time takes a while; the refusal is then quick.
-    let (success, err) = run_within(cmd, Duration::from_secs(240));
+    let (success, err, _) = common::run_within(cmd, Duration::from_secs(240));
     assert!(!success);
     assert!(
         err.contains("rejected the request (400)")

@@ -250,13 +250,6 @@ impl RayClient {
         self.json(reply, &url).await.map(Some)
     }
 
-    /// Every job.
-    pub async fn jobs(&self) -> Result<Vec<RayJob>> {
-        let url = self.url("/api/jobs/");
-        let reply = self.send(self.http.get(&url), &url, false).await?;
-        self.json(reply, &url).await
-    }
-
     /// A job's output so far.
     pub async fn logs(&self, id: &str) -> Result<String> {
         let url = self.url(&format!("/api/jobs/{id}/logs"));

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::client::{RayClient, RayJob};
 use crate::launcher::shell_quote;
 use crate::options::RayOptions;
-use crate::package::WorkerPackage;
+use crate::package::ensure_package;
 use crate::{RayError, Result};
 
 /// A driver job submitted to Ray.
@@ -29,15 +29,7 @@ pub async fn submit_driver_job(
 ) -> Result<DriverJob> {
     let client = RayClient::new(&options.address, &options.token)?;
     client.version().await?;
-    let binary = options.binary.clone();
-    let package = tokio::task::spawn_blocking(move || WorkerPackage::build(&binary))
-        .await
-        .map_err(|e| RayError::Launch(format!("packaging stopped: {e}")))??;
-    if !client.has_package(&package.name).await? {
-        client
-            .upload_package(&package.name, package.bytes()?)
-            .await?;
-    }
+    let package = ensure_package(&client, &options.binary).await?;
     let mut env_vars: BTreeMap<String, String> = env;
     env_vars.insert("REGATTA_RAY_ADDRESS".into(), options.address.clone());
     let millis = std::time::SystemTime::now()

@@ -93,11 +93,6 @@ impl RayLauncher {
             watcher: Mutex::new(None),
         })
     }
-
-    /// The prefix of this launcher's Ray job ids.
-    pub fn job_prefix(&self) -> String {
-        format!("regatta-{}-", self.inner.session)
-    }
 }
 
 impl Inner {
@@ -176,27 +171,6 @@ impl Inner {
             );
         }
         Ok(fit)
-    }
-
-    /// Builds (or reuses) the package and stores it in Ray unless it is there.
-    async fn ensure_package(&self) -> Result<WorkerPackage> {
-        let binary = self.options.binary.clone();
-        let package = tokio::task::spawn_blocking(move || WorkerPackage::build(&binary))
-            .await
-            .map_err(|e| RayError::Launch(format!("packaging stopped: {e}")))??;
-        if !self.client.has_package(&package.name).await? {
-            let started = Instant::now();
-            let bytes = package.bytes()?;
-            let size = bytes.len();
-            self.client.upload_package(&package.name, bytes).await?;
-            log::info!(
-                "uploaded {} ({} MiB) to Ray in {:?}",
-                package.name,
-                size >> 20,
-                started.elapsed()
-            );
-        }
-        Ok(package)
     }
 
     /// What every worker is started with, before its node's own flags.
@@ -543,7 +517,7 @@ impl WorkerLauncher for RayLauncher {
         let version = inner.client.version().await?;
         log::info!("Ray {} at {}", version.ray_version, inner.client.address());
         let nodes = inner.eligible_nodes().await?;
-        let package = inner.ensure_package().await?;
+        let package = crate::package::ensure_package(&inner.client, &inner.options.binary).await?;
         match inner.options.launch {
             LaunchMode::Bootstrap => inner.submit_bootstrap(&ctx, &package).await?,
             LaunchMode::JobPerNode => {

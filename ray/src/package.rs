@@ -9,6 +9,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+use crate::client::RayClient;
 use crate::{RayError, Result};
 
 /// The bootstrap Ray runs as the job of launch mode `bootstrap`.
@@ -96,6 +97,28 @@ impl WorkerPackage {
             message: e.to_string(),
         })
     }
+}
+
+/// Builds (or reuses) the package of `binary` and stores it in Ray unless Ray
+/// has it already.
+pub async fn ensure_package(client: &RayClient, binary: &Path) -> Result<WorkerPackage> {
+    let owned = binary.to_path_buf();
+    let package = tokio::task::spawn_blocking(move || WorkerPackage::build(&owned))
+        .await
+        .map_err(|e| RayError::Launch(format!("packaging stopped: {e}")))??;
+    if !client.has_package(&package.name).await? {
+        let started = std::time::Instant::now();
+        let bytes = package.bytes()?;
+        let size = bytes.len();
+        client.upload_package(&package.name, bytes).await?;
+        log::info!(
+            "uploaded {} ({} MiB) to Ray in {:?}",
+            package.name,
+            size >> 20,
+            started.elapsed()
+        );
+    }
+    Ok(package)
 }
 
 /// Packages kept in the cache: each rebuilt binary makes a new one.

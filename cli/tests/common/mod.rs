@@ -506,3 +506,68 @@ pub fn vectors(json: &str) -> Vec<(i64, Vec<f64>)> {
         })
         .collect()
 }
+
+/// Asserts two embedding outputs (JSON lines of `id` and `e`) hold the same `rows`
+/// ids in order with 384-dim vectors within 1e-4; `context` names the run.
+pub fn assert_same_embeddings(local: &str, remote: &str, rows: usize, context: &str) {
+    let (l, r) = (vectors(local), vectors(remote));
+    assert_eq!(l.len(), rows);
+    assert_eq!(l.len(), r.len());
+    for ((li, lv), (ri, rv)) in l.iter().zip(&r) {
+        assert_eq!(li, ri);
+        assert_eq!(lv.len(), 384);
+        let worst = lv
+            .iter()
+            .zip(rv)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 1e-4, "{context}row {li}: differs by {worst}");
+    }
+}
+
+/// Runs `cmd` to its end, failing the test if it takes over `limit`; returns
+/// (success, stderr, time taken).
+pub fn run_within(mut cmd: Command, limit: Duration) -> (bool, String, Duration) {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            return (status.success(), err, started.elapsed());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("still running after {limit:?}: it should have ended by then");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Pids of live (not zombie) processes whose arguments satisfy `args`.
+pub fn processes_where(args: impl Fn(&[String]) -> bool) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let zombie = std::fs::read_to_string(e.path().join("stat"))
+            .map(|s| s.rsplit(") ").next().unwrap_or("").starts_with('Z'))
+            .unwrap_or(true);
+        let argv: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).to_string())
+            .collect();
+        if !zombie && args(&argv) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
