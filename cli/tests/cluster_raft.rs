@@ -172,9 +172,23 @@ fn a_leader_killed_in_the_middle_of_w3b_loses_no_job() {
     let mut client = c
         .submit(&tables, Q3, &["-f", "csv"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(d.path().join("client.err")).unwrap())
         .spawn()
         .unwrap();
+    // A client that gave up before its job existed says why.
+    let submitted = Instant::now();
+    while !output(&mut c.cli(&["jobs", "status", "1"])).0 {
+        if let Some(status) = client.try_wait().unwrap() {
+            let err = std::fs::read_to_string(d.path().join("client.err")).unwrap_or_default();
+            panic!("the W3b client ended ({status}) before its job existed: {err}");
+        }
+        assert!(
+            submitted.elapsed() < Duration::from_secs(60),
+            "no job-1 60 s after the submit; the client says: {}",
+            std::fs::read_to_string(d.path().join("client.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let at_kill = c.wait_for(1, Duration::from_secs(60), |j| j.stages_done >= 1);
     assert_eq!(
         at_kill.status, "running",
