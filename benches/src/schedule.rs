@@ -171,6 +171,7 @@ pub async fn schedule(tasks: u32, workers: u32, replicas: u64) -> Res<(u64, f64,
                 plan: Vec::new(),
             }],
             output: None,
+            request_id: String::new(),
         })
         .await?;
     let done = wait_done(&driver, job, tasks).await?;

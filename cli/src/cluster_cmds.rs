@@ -379,6 +379,7 @@ pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Re
             tables,
             output_path: args.output.clone().unwrap_or_default(),
             output_format: args.output_format.clone(),
+            ..Default::default()
         })
         .await?;
     if !args.ray_inside {

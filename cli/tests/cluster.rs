@@ -84,6 +84,46 @@ fn tpch_q1_and_q3_on_the_cluster_give_the_local_engines_rows() {
 }
 
 #[test]
+fn a_submission_retried_with_its_request_id_runs_once() {
+    let d = tempfile::tempdir().unwrap();
+    tables(d.path());
+    let c = cluster(&d.path().join("spill"));
+    let l = format!("{}/*.parquet", d.path().join("lineitem").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let ids = rt
+        .block_on(async {
+            let client =
+                regatta::ClusterClient::connect(&format!("http://{}", c.driver), common::TOKEN)
+                    .await?;
+            let request = |id: &str| regatta::proto::SubmitRequest {
+                plan: Some(regatta::proto::submit_request::Plan::Sql(QUERIES[0].into())),
+                tables: vec![regatta::proto::TableSource {
+                    name: "lineitem".into(),
+                    path: l.clone(),
+                    format: String::new(),
+                }],
+                request_id: id.into(),
+                ..Default::default()
+            };
+            let first = client.submit(request("retry-me")).await?.job_id;
+            let again = client.submit(request("retry-me")).await?.job_id;
+            let other = client.submit(request("another")).await?.job_id;
+            // The client picks a fresh id for a request that has none.
+            let fresh = client.submit(request("")).await?.job_id;
+            Ok::<_, regatta::Error>([first, again, other, fresh])
+        })
+        .unwrap();
+    assert_eq!(ids[0], ids[1], "the retry started another job: {ids:?}");
+    assert!(ids[2] != ids[0] && ids[3] != ids[2], "{ids:?}");
+    let jobs = ok(regatta().args(["jobs"]).env("REGATTA_DRIVER", &c.driver));
+    assert_eq!(
+        jobs.lines().filter(|l| l.starts_with("job-")).count(),
+        3,
+        "{jobs}"
+    );
+}
+
+#[test]
 fn bad_input_gets_clear_errors() {
     let d = tempfile::tempdir().unwrap();
     let c = cluster(&d.path().join("spill"));

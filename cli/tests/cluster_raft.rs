@@ -46,7 +46,7 @@ fn write_config(dir: &Path, id: &str, token_note: &str, addresses: &[String]) ->
         &path,
         format!(
             "[cluster]\nid = \"{id}\"\n\n[driver]\naddresses = [{list}]\ndata_dir = \"{}\"\n\
-             raft_heartbeat_ms = 50\nworker_timeout_ms = 4000\n\n[worker]\ncpus = 2\n",
+             raft_heartbeat_ms = 100\nworker_timeout_ms = 4000\n\n[worker]\ncpus = 2\n",
             dir.join("raft").display()
         ),
     )
@@ -175,21 +175,30 @@ fn a_leader_killed_in_the_middle_of_w3b_loses_no_job() {
         .stderr(std::fs::File::create(d.path().join("client.err")).unwrap())
         .spawn()
         .unwrap();
-    // A client that gave up before its job existed says why.
+    // The job's id is the one the client was given: a submit retried across a
+    // leader change may skip an id.
     let submitted = Instant::now();
-    while !output(&mut c.cli(&["jobs", "status", "1"])).0 {
+    let err_path = d.path().join("client.err");
+    let job = loop {
+        let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+        let id = err
+            .split("submitted job-")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|id| id.parse::<u64>().ok());
+        if let Some(id) = id {
+            break id;
+        }
         if let Some(status) = client.try_wait().unwrap() {
-            let err = std::fs::read_to_string(d.path().join("client.err")).unwrap_or_default();
             panic!("the W3b client ended ({status}) before its job existed: {err}");
         }
         assert!(
             submitted.elapsed() < Duration::from_secs(60),
-            "no job-1 60 s after the submit; the client says: {}",
-            std::fs::read_to_string(d.path().join("client.err")).unwrap_or_default()
+            "no job 60 s after the submit; the client says: {err}"
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
-    let at_kill = c.wait_for(1, Duration::from_secs(60), |j| j.stages_done >= 1);
+    };
+    let at_kill = c.wait_for(job, Duration::from_secs(60), |j| j.stages_done >= 1);
     assert_eq!(
         at_kill.status, "running",
         "finished before the kill: {at_kill:?}"
@@ -379,7 +388,11 @@ fn a_replica_is_added_and_removed_with_regatta_drivers() {
         .lines()
         .find(|l| l.starts_with("node-4"))
         .unwrap_or_else(|| panic!("{listed}"));
-    assert!(row.contains("follower") && row.ends_with("yes"), "{row}");
+    // A voter, caught up; under load it may already have won an election.
+    assert!(
+        (row.contains("follower") || row.contains("leader")) && row.ends_with("yes"),
+        "{row}"
+    );
     ok(&mut c.cli(&["drivers", "remove", "4"]));
     let listed = ok(&mut c.cli(&["drivers"]));
     assert!(!listed.contains("node-4"), "{listed}");

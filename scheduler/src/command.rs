@@ -79,6 +79,10 @@ pub enum Command {
         stages: Vec<StageSpec>,
         /// Where the result goes; `None` keeps it with the driver for clients.
         output: Option<JobOutput>,
+        /// The client's key for this submission (empty: none). A second
+        /// SubmitJob with the same key is refused, so a submit retried across
+        /// a leader change never starts the job twice.
+        request_id: String,
     },
     /// A job failed for good (planning, or a task out of retries).
     FailJob {

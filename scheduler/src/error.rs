@@ -9,6 +9,8 @@ pub enum SchedulerError {
     UnknownJob(JobId),
     #[error("{0} already exists")]
     DuplicateJob(JobId),
+    #[error("request {request_id:?} was already accepted as {job}")]
+    DuplicateRequest { request_id: String, job: JobId },
     #[error("{0} is not registered")]
     UnknownWorker(WorkerId),
     #[error("{0} is already registered")]

@@ -121,6 +121,8 @@ pub struct JobState {
     pub output: Option<crate::JobOutput>,
     /// The result rows as Arrow IPC once the job succeeded (empty if written out).
     pub result: Vec<u8>,
+    /// The client's submission key (empty: none).
+    pub request_id: String,
 }
 
 impl JobState {

@@ -95,7 +95,8 @@ impl DriverState {
                 name,
                 stages,
                 output,
-            } => self.submit(*job, name, stages, output.clone())?,
+                request_id,
+            } => self.submit(*job, name, stages, output.clone(), request_id)?,
             Command::FailJob { job, reason } => {
                 self.end_job(*job, JobStatus::Failed(reason.clone()), "failed")?
             }
@@ -209,9 +210,16 @@ impl DriverState {
         name: &str,
         stages: &[StageSpec],
         output: Option<crate::JobOutput>,
+        request_id: &str,
     ) -> Result<()> {
         if self.jobs.contains_key(&job) {
             return Err(SchedulerError::DuplicateJob(job));
+        }
+        if let Some(first) = self.job_for_request(request_id) {
+            return Err(SchedulerError::DuplicateRequest {
+                request_id: request_id.to_string(),
+                job: first,
+            });
         }
         let Some(last) = stages.last() else {
             return Err(SchedulerError::InvalidCommand(format!(
@@ -257,6 +265,7 @@ impl DriverState {
                 rows_out: 0,
                 output,
                 result: Vec::new(),
+                request_id: request_id.to_string(),
             },
         );
         Ok(())
@@ -493,6 +502,17 @@ impl DriverState {
     }
 
     /// The id after the highest job id ever used.
+    /// The job a client's submission key was accepted as (never for an empty key).
+    pub fn job_for_request(&self, request_id: &str) -> Option<JobId> {
+        if request_id.is_empty() {
+            return None;
+        }
+        self.jobs
+            .iter()
+            .find(|(_, j)| j.request_id == request_id)
+            .map(|(id, _)| *id)
+    }
+
     pub fn next_job_id(&self) -> JobId {
         JobId(self.jobs.keys().next_back().map_or(1, |j| j.0 + 1))
     }

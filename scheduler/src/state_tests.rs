@@ -3,7 +3,10 @@
 use regatta_common::{JobId, Resources, StageId, WorkerId};
 
 use crate::job_state::{JobStatus, TaskStatus};
-use crate::{next_assignments, Command, DriverState, OutputStats, StageSpec, TaskKey, WorkerSpec};
+use crate::{
+    next_assignments, Command, DriverState, OutputStats, SchedulerError, StageSpec, TaskKey,
+    WorkerSpec,
+};
 
 fn stage(id: u64, tasks: u32, inputs: Vec<u64>, gpus: f64) -> StageSpec {
     StageSpec {
@@ -75,6 +78,7 @@ fn a_lost_worker_reruns_its_tasks_and_recomputes_needed_outputs_and_replays() {
         name: "j".into(),
         stages: vec![stage(1, 4, vec![], 0.0), stage(2, 2, vec![1], 0.0)],
         output: None,
+        request_id: String::new(),
     });
     for c in &log {
         s.apply(c).unwrap();
@@ -127,6 +131,7 @@ fn a_task_out_of_retries_fails_its_job_naming_task_worker_and_cause() {
         name: "j".into(),
         stages: vec![stage(1, 1, vec![], 0.0)],
         output: None,
+        request_id: String::new(),
     })
     .unwrap();
     let task = TaskKey {
@@ -174,6 +179,7 @@ fn placement_respects_cpus_and_gpus() {
         name: "gpu".into(),
         stages: vec![stage(1, 3, vec![], 1.0)],
         output: None,
+        request_id: String::new(),
     })
     .unwrap();
     // Only worker 2 has a GPU, and only one: one task now, none on worker 1.
@@ -186,6 +192,7 @@ fn placement_respects_cpus_and_gpus() {
         name: "cpu".into(),
         stages: vec![stage(1, 10, vec![], 0.0)],
         output: None,
+        request_id: String::new(),
     })
     .unwrap();
     // The GPU task takes worker 2's only CPU: CPU tasks fill worker 1's two.
@@ -219,6 +226,7 @@ fn a_worker_with_less_memory_than_a_task_share_runs_one_task_at_a_time() {
         name: "small".into(),
         stages: vec![stage(1, 3, vec![], 0.0)],
         output: None,
+        request_id: String::new(),
     })
     .unwrap();
     let picks = next_assignments(&s, 100);
@@ -250,4 +258,28 @@ fn a_worker_with_less_memory_than_a_task_share_runs_one_task_at_a_time() {
             .all(|t| matches!(t.status, TaskStatus::Done { .. })),
         "{tasks:?}"
     );
+}
+
+#[test]
+fn a_second_submission_with_the_same_request_id_is_refused_naming_the_first() {
+    let mut s = DriverState::default();
+    let submit = |job: u64, request_id: &str| Command::SubmitJob {
+        job: JobId(job),
+        name: "j".into(),
+        stages: vec![stage(1, 1, vec![], 0.0)],
+        output: None,
+        request_id: request_id.into(),
+    };
+    s.apply(&submit(1, "r-1")).unwrap();
+    let err = s.apply(&submit(2, "r-1")).unwrap_err();
+    assert!(
+        matches!(&err, SchedulerError::DuplicateRequest { job, .. } if *job == JobId(1)),
+        "{err}"
+    );
+    assert!(s.job(JobId(2)).is_none(), "the refused job was recorded");
+    assert_eq!(s.job_for_request("r-1"), Some(JobId(1)));
+    // Jobs without a key never collide.
+    s.apply(&submit(3, "")).unwrap();
+    s.apply(&submit(4, "")).unwrap();
+    assert_eq!(s.job_for_request(""), None);
 }

@@ -48,6 +48,12 @@ fn resources_msg(r: regatta_common::Resources) -> ResourcesMsg {
 impl JobService for JobServiceImpl {
     async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<JobInfo>, Status> {
         let request = request.into_inner();
+        // A retried submission gets the job its first try started.
+        let accepted = |d: &Driver| d.with_state(|s| s.job_for_request(&request.request_id));
+        if let Some(first) = accepted(&self.driver) {
+            log::info!("request {:?} is {first} already", request.request_id);
+            return Ok(Response::new(self.info(first.0)?));
+        }
         let job = self.driver.new_job_id();
         let cpus: f64 = self.driver.with_state(|s| {
             s.workers()
@@ -72,12 +78,18 @@ impl JobService for JobServiceImpl {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         // Acknowledged only once committed: a job the client was told about
         // survives the leader.
-        self.driver.submit(cmd).await.map_err(|e| match e {
-            SchedulerError::NotLeader { .. } | SchedulerError::Replication(_) => {
-                Status::unavailable(e.to_string())
+        if let Err(e) = self.driver.submit(cmd).await {
+            // Two tries of one request raced and the other one won.
+            if let Some(first) = accepted(&self.driver) {
+                return Ok(Response::new(self.info(first.0)?));
             }
-            e => Status::invalid_argument(e.to_string()),
-        })?;
+            return Err(match e {
+                SchedulerError::NotLeader { .. } | SchedulerError::Replication(_) => {
+                    Status::unavailable(e.to_string())
+                }
+                e => Status::invalid_argument(e.to_string()),
+            });
+        }
         log::info!("{job} submitted");
         Ok(Response::new(self.info(job.0)?))
     }

@@ -127,6 +127,7 @@ impl Planner {
             name,
             stages,
             output,
+            request_id: request.request_id.clone(),
         })
     }
 }
