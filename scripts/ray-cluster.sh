@@ -21,8 +21,9 @@ VENV="${REGATTA_RAY_VENV:-$ROOT/.venv-ray}"
 DIR="${REGATTA_RAY_DIR:-/tmp/regatta-ray-ci}"
 TAG="${REGATTA_RAY_TAG:-regatta-ray-ci}"
 NODES="${REGATTA_RAY_WORKER_NODES:-1}"
-# The first worker node declares two fake GPUs with these physical ids.
-GPU_IDS="${REGATTA_RAY_GPU_IDS:-3,5}"
+# The first worker node declares two fake GPUs with these physical ids (set it
+# empty for none).
+GPU_IDS="${REGATTA_RAY_GPU_IDS-3,5}"
 DASHBOARD_PORT=8265
 export RAY_USAGE_STATS_ENABLED=0
 # Ray's memory monitor would kill workers when cargo builds fill the machine.
