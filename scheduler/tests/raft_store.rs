@@ -119,3 +119,80 @@ async fn a_torn_record_at_the_end_is_cut_off() {
     let mut log = DiskLogStore::open(dir.path()).unwrap();
     assert_eq!(log.try_get_log_entries(0..100).await.unwrap().len(), 4);
 }
+
+#[tokio::test]
+async fn a_damaged_record_with_more_after_it_stops_the_open_and_cuts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = DiskLogStore::open(dir.path()).unwrap();
+        append(&mut log, (1..=3).map(|i| joined(i, i)).collect()).await;
+    }
+    // One flipped bit in the first record's payload (header 8 + record head 12).
+    let path = dir.path().join("raft.log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8 + 12 + 3] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = DiskLogStore::open(dir.path())
+        .err()
+        .expect("a damaged log opened");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("raft.log") && msg.contains("byte 8") && msg.contains("corrupt"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the log was changed");
+}
+
+#[tokio::test]
+async fn a_log_of_another_format_is_refused_naming_it_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raft.log");
+    // A log from before the header: a bare record.
+    std::fs::write(&path, [4, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 9]).unwrap();
+    let msg = DiskLogStore::open(dir.path())
+        .err()
+        .expect("opened")
+        .to_string();
+    assert!(
+        msg.contains("no regatta log header") && msg.contains("log format 02"),
+        "{msg}"
+    );
+    // A log of a later format.
+    std::fs::write(&path, b"rgtlog03").unwrap();
+    let msg = DiskLogStore::open(dir.path())
+        .err()
+        .expect("opened")
+        .to_string();
+    assert!(msg.contains("log format 03"), "{msg}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"rgtlog03");
+}
+
+#[tokio::test]
+async fn a_whole_record_that_does_not_decode_stops_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut log = DiskLogStore::open(dir.path()).unwrap();
+        append(&mut log, vec![joined(1, 1)]).await;
+    }
+    // A record with a good checksum whose payload is no Record (another version's).
+    let path = dir.path().join("raft.log");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let payload = [0xff_u8; 8];
+    let sum = payload.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let at = bytes.len();
+    bytes.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&sum.to_le_bytes());
+    bytes.extend_from_slice(&payload);
+    std::fs::write(&path, &bytes).unwrap();
+    let msg = DiskLogStore::open(dir.path())
+        .err()
+        .expect("opened")
+        .to_string();
+    assert!(
+        msg.contains(&format!("byte {at}")) && msg.contains("does not decode"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "the log was changed");
+}

@@ -1,10 +1,13 @@
 //! [`DiskLogStore`]: the Raft log, the vote and the commit index in one
 //! append-only file, fsynced before anything is acknowledged.
 //!
-//! Every change is a checksummed record appended to `raft.log`. On open the file
-//! is replayed; a torn record at the end (a crash mid-write) is cut off. When the
-//! log is purged behind a snapshot and most of the file is dead, it is rewritten
-//! to a new file that replaces the old one atomically.
+//! The file starts with a header naming its format; every change is a
+//! checksummed record appended after it. On open the file is replayed; a torn
+//! record at the end (a crash mid-write) is cut off, but a damaged record with
+//! more after it, or one this build cannot decode, stops the open with an error:
+//! cutting there would drop committed entries. When the log is purged behind a
+//! snapshot and most of the file is dead, it is rewritten to a new file that
+//! replaces the old one atomically.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -23,6 +26,9 @@ use serde::{Deserialize, Serialize};
 use super::{DriverRaft, NodeId, StorageError};
 
 const LOG_FILE: &str = "raft.log";
+/// The first bytes of the file: a tag and the record format's version, bumped
+/// whenever a [`Record`] (or a command inside one) changes its encoding.
+const HEADER: &[u8; 8] = b"rgtlog02";
 /// Rewrite the file once this many records are dead and they outnumber the live.
 const COMPACT_AFTER: u64 = 4096;
 
@@ -73,12 +79,43 @@ fn encode(record: &Record) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Reads whole records; stops at the first torn or corrupt one and returns the
-/// length of the good prefix.
+/// Checks the header; an empty file gets one.
+fn check_header(path: &Path, file: &mut File) -> io::Result<()> {
+    if file.metadata()?.len() == 0 {
+        file.write_all(HEADER)?;
+        return file.sync_all();
+    }
+    let mut head = [0u8; 8];
+    let read = File::open(path)?.read_exact(&mut head);
+    if read.is_ok() && &head == HEADER {
+        return Ok(());
+    }
+    let found = if read.is_ok() && head.starts_with(b"rgtlog") {
+        format!(
+            "log format {}",
+            String::from_utf8_lossy(&head[6..]).trim_matches(char::from(0))
+        )
+    } else {
+        "no regatta log header (a log from a regatta before format 02, or not a log)".into()
+    };
+    Err(io::Error::other(format!(
+        "{}: {found}, but this regatta reads log format {}; start it on an empty \
+         driver.data_dir (the replica then catches up from its peers) or run the \
+         regatta that wrote it",
+        path.display(),
+        String::from_utf8_lossy(&HEADER[6..])
+    )))
+}
+
+/// Reads whole records after the header and returns them with the length of the
+/// good prefix. A torn last record ends the read; a damaged record with more after
+/// it, or a whole one that does not decode, is an error naming its offset.
 fn read_records(path: &Path) -> io::Result<(Vec<Record>, u64)> {
+    let size = std::fs::metadata(path)?.len();
     let mut records = Vec::new();
-    let mut good = 0u64;
+    let mut good = HEADER.len() as u64;
     let mut r = BufReader::new(File::open(path)?);
+    r.read_exact(&mut [0u8; 8])?;
     loop {
         let mut head = [0u8; 12];
         if r.read_exact(&mut head).is_err() {
@@ -88,15 +125,33 @@ fn read_records(path: &Path) -> io::Result<(Vec<Record>, u64)> {
         let sum = u64::from_le_bytes([
             head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11],
         ]);
+        let end = good + 12 + len as u64;
         let mut payload = vec![0u8; len];
-        if r.read_exact(&mut payload).is_err() || checksum(&payload) != sum {
+        if r.read_exact(&mut payload).is_err() {
             break;
+        }
+        if checksum(&payload) != sum {
+            if end == size {
+                break; // The last record, half written.
+            }
+            return Err(io::Error::other(format!(
+                "{}: the record at byte {good} is damaged (bad checksum) and {} bytes \
+                 follow it; the log is corrupt, not torn, so nothing is cut off",
+                path.display(),
+                size - end
+            )));
         }
         match bincode::deserialize(&payload) {
             Ok(rec) => records.push(rec),
-            Err(_) => break,
+            Err(e) => {
+                return Err(io::Error::other(format!(
+                    "{}: the record at byte {good} is whole but does not decode ({e}); \
+                     was it written by another regatta version?",
+                    path.display()
+                )))
+            }
         }
-        good += 12 + len as u64;
+        good = end;
     }
     Ok((records, good))
 }
@@ -118,6 +173,7 @@ impl LogFile {
             committed: None,
             dead: 0,
         };
+        check_header(&path, &mut log.file)?;
         let (records, good) = read_records(&path)?;
         if good < log.file.metadata()?.len() {
             log::warn!(
@@ -184,7 +240,7 @@ impl LogFile {
         }
         let tmp = self.dir.join("raft.log.tmp");
         let mut out = File::create(&tmp)?;
-        let mut head = Vec::new();
+        let mut head = HEADER.to_vec();
         if let Some(v) = self.vote {
             head.extend(encode(&Record::Vote(v))?);
         }

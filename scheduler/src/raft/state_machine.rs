@@ -83,10 +83,18 @@ impl DiskStateMachine {
         if path.exists() {
             let bytes = std::fs::read(&path)?;
             let file: SnapshotFile = bincode::deserialize(&bytes).map_err(|e| {
-                io::Error::other(format!("{}: not a regatta snapshot: {e}", path.display()))
+                io::Error::other(format!(
+                    "{}: not a snapshot this regatta can read ({e}); was it written by \
+                     another regatta version?",
+                    path.display()
+                ))
             })?;
             let data: SnapshotData = bincode::deserialize(&file.data).map_err(|e| {
-                io::Error::other(format!("{}: corrupt snapshot data: {e}", path.display()))
+                io::Error::other(format!(
+                    "{}: snapshot data this regatta cannot read ({e}); corrupt, or written \
+                     by another regatta version?",
+                    path.display()
+                ))
             })?;
             shared.replace(data.state);
             applying.last_applied = data.last_applied;
