@@ -30,6 +30,8 @@ use crate::{
 const ROUND_LIMIT: usize = 4096;
 /// How long a replicated command may wait for a quorum.
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a worker call waits for a new leader to apply its predecessors' log.
+const TAKE_UP_WAIT: Duration = Duration::from_secs(5);
 
 /// What the driver knows beyond its replicated state.
 #[derive(Default)]
@@ -144,6 +146,34 @@ impl Driver {
         match self.replica() {
             Some(r) => r.require_leader(),
             None => Ok(()),
+        }
+    }
+
+    /// Waits until this replica has taken up the leadership of its term, that
+    /// is applied every command of earlier terms, so that a returning worker or
+    /// a task report is reconciled against the whole state, not a stale one (a
+    /// report or an adoption checked too early is lost and its task hangs). A
+    /// lone driver has nothing to wait for; a follower fails at once.
+    pub async fn taken_up(&self) -> Result<()> {
+        let Some(replica) = self.replica() else {
+            return Ok(());
+        };
+        let deadline = Instant::now() + TAKE_UP_WAIT;
+        loop {
+            let not_leader = || SchedulerError::NotLeader {
+                leader: replica.leader_address(),
+            };
+            if !replica.is_leader() {
+                return Err(not_leader());
+            }
+            let term = replica.term();
+            if term != 0 && lock(&self.inner.live).leading == term {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(not_leader());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -92,6 +92,7 @@ impl WorkerControl for WorkerControlImpl {
         let previous = (r.previous_worker_id != 0).then_some(WorkerId(r.previous_worker_id));
         let running: Vec<(TaskKey, u32)> =
             r.running.iter().map(|k| (task_key(k), k.attempt)).collect();
+        self.driver.taken_up().await.map_err(unavailable)?;
         let worker = self
             .driver
             .register_worker(spec, previous, &running)
@@ -177,6 +178,7 @@ impl WorkerControl for WorkerControlImpl {
         };
         // A report about an ended job or an older attempt changes nothing; a
         // report that was not committed (no quorum, deposed) is sent again.
+        self.driver.taken_up().await.map_err(unavailable)?;
         match self.driver.propose(cmd).await {
             Ok(_) => Ok(Response::new(ReportResponse {})),
             Err(e) => Err(unavailable(e)),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::error::{ClientWriteError, InstallSnapshotError, RaftError};
 use openraft::BasicNode;
 use regatta_proto::driver_replication_server::DriverReplication;
 use regatta_proto::{
@@ -15,6 +15,7 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use super::{NodeId, Replica};
+use regatta_proto::LEADER_HEADER;
 
 /// Serves one replica's peers and admins.
 #[derive(Clone)]
@@ -144,12 +145,12 @@ impl DriverReplication for ReplicationService {
                 r.node_id, r.address
             ))
         })?
-        .map_err(|e| Status::failed_precondition(format!("add driver {}: {e}", r.node_id)))?;
+        .map_err(|e| membership_error(&format!("add driver {}", r.node_id), e))?;
         let mut voters: std::collections::BTreeSet<NodeId> = self.replica.voters();
         voters.insert(r.node_id);
         raft.change_membership(voters, false)
             .await
-            .map_err(|e| Status::failed_precondition(format!("add driver {}: {e}", r.node_id)))?;
+            .map_err(|e| membership_error(&format!("add driver {}", r.node_id), e))?;
         Ok(Response::new(self.replica.list_drivers().await))
     }
 
@@ -170,8 +171,28 @@ impl DriverReplication for ReplicationService {
             .raft()
             .change_membership(voters, false)
             .await
-            .map_err(|e| Status::failed_precondition(format!("remove driver {id}: {e}")))?;
+            .map_err(|e| membership_error(&format!("remove driver {id}"), e))?;
         Ok(Response::new(self.replica.list_drivers().await))
+    }
+}
+
+/// A failed membership change as gRPC: leadership moved (or an election is on)
+/// is `Unavailable`, naming the leader when known, so clients retry it there.
+fn membership_error(
+    action: &str,
+    e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
+) -> Status {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            let mut status = Status::unavailable(format!(
+                "{action}: this driver stopped leading; retry on the leader"
+            ));
+            if let Some(v) = f.leader_node.and_then(|n| n.addr.parse().ok()) {
+                status.metadata_mut().insert(LEADER_HEADER, v);
+            }
+            status
+        }
+        e => Status::failed_precondition(format!("{action}: {e}")),
     }
 }
 
