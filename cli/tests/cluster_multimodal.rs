@@ -31,20 +31,11 @@ fn the_embedding_model_is_loaded_once_per_worker_and_agrees_with_local() {
         "a red vintage car next to a quiet lake",
         "how to bake sourdough bread",
     ];
-    let rows: Vec<String> = (0..60)
-        .map(|i| format!("({i}, '{} number {i}')", texts[i % texts.len()]))
+    let texts: Vec<String> = (0..60)
+        .map(|i| format!("{} number {i}", texts[i % texts.len()]))
         .collect();
-    let docs = common::table(
-        d.path(),
-        "docs",
-        "id",
-        3,
-        &format!(
-            "SELECT column1 AS id, column2 AS text FROM (VALUES {})",
-            rows.join(", ")
-        ),
-    );
-    let sql = "SELECT id, embed_text(text, 'all-MiniLM-L6-v2') AS e FROM docs ORDER BY id";
+    let docs = common::docs_table(d.path(), &texts, 3);
+    let sql = common::EMBED_SQL;
     let local = ok(regatta().args(["sql", "-f", "json", "-t", &docs, sql]));
     let c = cluster(&d.path().join("spill"));
     for run in 0..2 {

@@ -214,20 +214,11 @@ fn fake_gpus_reach_the_workers_and_their_model_actors_as_distinct_devices() {
     let _one = RAY.lock().unwrap_or_else(|p| p.into_inner());
     let ray = ray_cluster();
     let d = tempfile::tempdir().unwrap();
-    let rows: Vec<String> = (0..48)
-        .map(|i| format!("({i}, 'a small boat number {i} at sunset')"))
+    let texts: Vec<String> = (0..48)
+        .map(|i| format!("a small boat number {i} at sunset"))
         .collect();
-    let docs = common::table(
-        d.path(),
-        "docs",
-        "id",
-        4,
-        &format!(
-            "SELECT column1 AS id, column2 AS text FROM (VALUES {})",
-            rows.join(", ")
-        ),
-    );
-    let sql = "SELECT id, embed_text(text, 'all-MiniLM-L6-v2') AS e FROM docs ORDER BY id";
+    let docs = common::docs_table(d.path(), &texts, 4);
+    let sql = common::EMBED_SQL;
     let local = ok(regatta().args(["sql", "-f", "json", "-t", &docs, sql]));
     let driver = ray.driver(&[]);
     let workers = assert_one_worker_per_node(&driver);

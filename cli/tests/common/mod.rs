@@ -352,6 +352,30 @@ pub fn table(dir: &Path, table: &str, key: &str, files: usize, sql: &str) -> Str
     format!("{table}={}/*.parquet", tdir.display())
 }
 
+/// The query that embeds every row of a [`docs_table`] with the real model.
+pub const EMBED_SQL: &str =
+    "SELECT id, embed_text(text, 'all-MiniLM-L6-v2') AS e FROM docs ORDER BY id";
+
+/// A `docs (id, text)` table of `texts` (ids from 0) in `files` Parquet files;
+/// returns its `-t` argument.
+pub fn docs_table(dir: &Path, texts: &[String], files: usize) -> String {
+    let rows: Vec<String> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("({i}, '{t}')"))
+        .collect();
+    table(
+        dir,
+        "docs",
+        "id",
+        files,
+        &format!(
+            "SELECT column1 AS id, column2 AS text FROM (VALUES {})",
+            rows.join(", ")
+        ),
+    )
+}
+
 /// TPC-H shaped `customer`, `orders` and `lineitem` (four lines per order) with the
 /// columns W3a (Q1) and W3b (Q3) read; returns their `-t` arguments.
 pub fn tpch_tables(dir: &Path, orders: u64, files: usize) -> Vec<String> {

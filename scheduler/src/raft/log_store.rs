@@ -79,18 +79,9 @@ fn encode(record: &Record) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Checks the header; an empty file gets one.
-fn check_header(path: &Path, file: &mut File) -> io::Result<()> {
-    if file.metadata()?.len() == 0 {
-        file.write_all(HEADER)?;
-        return file.sync_all();
-    }
-    let mut head = [0u8; 8];
-    let read = File::open(path)?.read_exact(&mut head);
-    if read.is_ok() && &head == HEADER {
-        return Ok(());
-    }
-    let found = if read.is_ok() && head.starts_with(b"rgtlog") {
+/// The error for a file whose first bytes (`read` of them) are not [`HEADER`].
+fn wrong_header(path: &Path, head: &[u8; 8], read: bool) -> io::Error {
+    let found = if read && head.starts_with(b"rgtlog") {
         format!(
             "log format {}",
             String::from_utf8_lossy(&head[6..]).trim_matches(char::from(0))
@@ -98,24 +89,29 @@ fn check_header(path: &Path, file: &mut File) -> io::Result<()> {
     } else {
         "no regatta log header (a log from a regatta before format 02, or not a log)".into()
     };
-    Err(io::Error::other(format!(
+    io::Error::other(format!(
         "{}: {found}, but this regatta reads log format {}; start it on an empty \
          driver.data_dir (the replica then catches up from its peers) or run the \
          regatta that wrote it",
         path.display(),
         String::from_utf8_lossy(&HEADER[6..])
-    )))
+    ))
 }
 
-/// Reads whole records after the header and returns them with the length of the
-/// good prefix. A torn last record ends the read; a damaged record with more after
-/// it, or a whole one that does not decode, is an error naming its offset.
+/// Checks the header and reads the whole records after it; returns them with
+/// the length of the good prefix. A torn last record ends the read; a damaged
+/// record with more after it, or a whole one that does not decode, is an error
+/// naming its offset.
 fn read_records(path: &Path) -> io::Result<(Vec<Record>, u64)> {
     let size = std::fs::metadata(path)?.len();
     let mut records = Vec::new();
     let mut good = HEADER.len() as u64;
     let mut r = BufReader::new(File::open(path)?);
-    r.read_exact(&mut [0u8; 8])?;
+    let mut head = [0u8; 8];
+    let read = r.read_exact(&mut head).is_ok();
+    if !read || &head != HEADER {
+        return Err(wrong_header(path, &head, read));
+    }
     loop {
         let mut head = [0u8; 12];
         if r.read_exact(&mut head).is_err() {
@@ -173,7 +169,10 @@ impl LogFile {
             committed: None,
             dead: 0,
         };
-        check_header(&path, &mut log.file)?;
+        if log.file.metadata()?.len() == 0 {
+            log.file.write_all(HEADER)?;
+            log.file.sync_all()?;
+        }
         let (records, good) = read_records(&path)?;
         if good < log.file.metadata()?.len() {
             log::warn!(

@@ -235,18 +235,16 @@ impl Replica {
         if self.is_leader() {
             return Ok(());
         }
+        let leader = self
+            .leader_address()
+            .filter(|a| *a != self.inner.options.address);
         let err = SchedulerError::NotLeader {
-            leader: self
-                .leader_address()
-                .filter(|a| *a != self.inner.options.address),
+            leader: leader.clone(),
         };
-        let mut status = Status::unavailable(format!("driver {}: {err}", self.id()));
-        if let SchedulerError::NotLeader { leader: Some(l) } = &err {
-            if let Ok(v) = l.parse() {
-                status.metadata_mut().insert(LEADER_HEADER, v);
-            }
-        }
-        Err(status)
+        Err(unavailable_naming(
+            format!("driver {}: {err}", self.id()),
+            leader,
+        ))
     }
 
     /// Commits `cmd` through Raft and returns what applying it did.
@@ -349,4 +347,14 @@ impl Replica {
             leader_id: leader,
         }
     }
+}
+
+/// `Unavailable` with the leader's address (when known) in the header clients
+/// follow, so they retry there.
+pub(crate) fn unavailable_naming(message: String, leader: Option<String>) -> Status {
+    let mut status = Status::unavailable(message);
+    if let Some(v) = leader.and_then(|l| l.parse().ok()) {
+        status.metadata_mut().insert(LEADER_HEADER, v);
+    }
+    status
 }

@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use super::replica::unavailable_naming;
 use super::{NodeId, Replica};
-use regatta_proto::LEADER_HEADER;
 
 /// Serves one replica's peers and admins.
 #[derive(Clone)]
@@ -183,15 +183,10 @@ fn membership_error(
     e: RaftError<NodeId, ClientWriteError<NodeId, BasicNode>>,
 ) -> Status {
     match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            let mut status = Status::unavailable(format!(
-                "{action}: this driver stopped leading; retry on the leader"
-            ));
-            if let Some(v) = f.leader_node.and_then(|n| n.addr.parse().ok()) {
-                status.metadata_mut().insert(LEADER_HEADER, v);
-            }
-            status
-        }
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => unavailable_naming(
+            format!("{action}: this driver stopped leading; retry on the leader"),
+            f.leader_node.map(|n| n.addr),
+        ),
         e => Status::failed_precondition(format!("{action}: {e}")),
     }
 }
