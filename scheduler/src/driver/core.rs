@@ -330,6 +330,22 @@ impl Driver {
             .await;
     }
 
+    /// A task could not reach `worker`'s shuffle data. If `worker` has also been
+    /// silent for two heartbeats it is declared lost now, not at its timeout, so
+    /// its outputs are recomputed before the reading task runs out of retries.
+    pub async fn input_unreachable(&self, worker: WorkerId) {
+        let grace = self.inner.options.heartbeat_interval * 2;
+        let silent = lock(&self.inner.live)
+            .last_seen
+            .get(&worker)
+            .is_some_and(|t| t.elapsed() > grace);
+        if silent {
+            lock(&self.inner.live).last_seen.remove(&worker);
+            let reason = format!("its shuffle data is unreachable and it was silent for {grace:?}");
+            self.lose_worker(worker, &reason).await;
+        }
+    }
+
     /// The node labels of the live workers (those a launcher started).
     pub fn live_node_labels(&self) -> std::collections::BTreeSet<String> {
         self.with_state(|s| {

@@ -179,6 +179,11 @@ impl WorkerControl for WorkerControlImpl {
         // A report about an ended job or an older attempt changes nothing; a
         // report that was not committed (no quorum, deposed) is sent again.
         self.driver.taken_up().await.map_err(unavailable)?;
+        if r.lost_input_worker != 0 {
+            self.driver
+                .input_unreachable(WorkerId(r.lost_input_worker))
+                .await;
+        }
         match self.driver.propose(cmd).await {
             Ok(_) => Ok(Response::new(ReportResponse {})),
             Err(e) => Err(unavailable(e)),
