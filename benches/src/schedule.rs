@@ -212,7 +212,7 @@ async fn wait_done(
     loop {
         let info = driver.job_info(job).ok_or("the job vanished")?;
         if info.tasks_done >= tasks {
-            return Ok(info.status);
+            return Ok(info.status().word().to_string());
         }
         if !info.error.is_empty() {
             return Err(format!("the no-op job failed: {}", info.error).into());

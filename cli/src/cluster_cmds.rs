@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use regatta::proto::{JobInfo, SubmitRequest, TableSource};
+use regatta::proto::{JobInfo, JobStatus, SubmitRequest, TableSource};
 use regatta::ClusterClient;
 use regatta_cluster_config::ClusterConfig;
 use regatta_scheduler::driver::{DriverHandle, DriverOptions, Planner, ReplicationOptions};
@@ -102,13 +102,19 @@ pub struct SubmitArgs {
     /// Output format for the rows.
     #[arg(long, short = 'f', value_enum, default_value_t = crate::OutputFormat::Table)]
     pub format: crate::OutputFormat,
-    /// Write the result to this Parquet file or Lance dataset (it must not exist)
-    /// instead of returning the rows; the leader commits it exactly once.
+    /// Write the result here instead of returning the rows: a directory of
+    /// Parquet, CSV or JSON part files, or a Lance dataset. The workers write
+    /// their parts and the leader commits them exactly once.
     #[arg(long, short = 'o')]
     pub output: Option<String>,
-    /// `parquet` or `lance` for --output (default: guessed from the path).
+    /// `parquet`, `csv`, `json` or `lance` for --output (default: guessed from
+    /// the path, else Parquet).
     #[arg(long, default_value = "")]
     pub output_format: String,
+    /// What --output does to an existing output: `create` (it must not exist or
+    /// be empty), `append` or `overwrite`.
+    #[arg(long, default_value = "create")]
+    pub output_mode: String,
     /// Run the driver itself as a job on the Ray cluster with this dashboard
     /// (`http://host:8265`), with workers on every Ray node, and follow its log.
     #[arg(long)]
@@ -136,7 +142,10 @@ pub enum JobsAction {
     Cancel { job: u64 },
     /// Follow a job with a progress bar until it ends.
     Watch { job: u64 },
-    /// Print a finished job's rows.
+    /// Drop a finished job's result rows from its workers now.
+    Delete { job: u64 },
+    /// Print a job's rows, read from the workers that hold them (streamed as
+    /// they finish while it runs).
     Results {
         job: u64,
         #[arg(long, short = 'f', value_enum, default_value_t = crate::OutputFormat::Table)]
@@ -241,6 +250,7 @@ pub(crate) fn driver_options(
         worker_timeout: Duration::from_millis(cfg.driver.worker_timeout_ms),
         max_task_failures: cfg.driver.max_task_failures,
         task_memory: cfg.task_memory_bytes(),
+        result_retention: Duration::from_secs(cfg.driver.result_retention_secs),
         tls: cluster_tls(cfg)?,
         replication,
         launcher: None,
@@ -379,6 +389,7 @@ pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Re
             tables,
             output_path: args.output.clone().unwrap_or_default(),
             output_format: args.output_format.clone(),
+            output_mode: output_mode(&args.output_mode)? as i32,
             ..Default::default()
         })
         .await?;
@@ -390,21 +401,24 @@ pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Re
         return Ok(());
     }
     let end = watch(client, job.job_id).await?;
-    if end.status != "succeeded" {
+    if end.status() != JobStatus::Succeeded {
         return Err(CliError::Usage(format!(
             "job-{} {}: {}",
-            end.job_id, end.status, end.error
+            end.job_id,
+            end.status().word(),
+            end.error
         )));
     }
     if let Some(path) = &args.output {
         eprintln!("job-{} wrote {} rows to {path}", end.job_id, end.rows_out);
         return Ok(());
     }
-    let batches = client.results(job.job_id).await?;
-    let mut out = std::io::stdout().lock();
+    let rows = client.result_stream(job.job_id);
     if !args.ray_inside {
-        return crate::output::write_batches(&mut out, &batches, args.format);
+        return crate::output::write_stream(&mut std::io::stdout().lock(), rows, args.format).await;
     }
+    let batches: Vec<_> = futures::TryStreamExt::try_collect(rows).await?;
+    let mut out = std::io::stdout().lock();
     // Framed: the client reads the rows out of a log Ray adds lines to.
     use std::io::Write;
     let framed = writeln!(out, "{}", crate::ray_cmds::ROWS_BEGIN)
@@ -437,7 +451,7 @@ fn print_job(i: &JobInfo) {
     println!(
         "job-{:<5} {:<10} {:<24} tasks {}/{} stages {}/{} retried {} recomputed {} rows {} spilled {} B {:.2}s{}",
         i.job_id,
-        i.status,
+        i.status().word(),
         i.name,
         i.tasks_done,
         i.tasks,
@@ -468,10 +482,10 @@ pub async fn run_jobs(args: JobsArgs) -> Result<()> {
         JobsAction::Status { job } => print_job(&client.job(job).await?),
         JobsAction::Cancel { job } => print_job(&client.cancel(job).await?),
         JobsAction::Watch { job } => print_job(&watch(&client, job).await?),
+        JobsAction::Delete { job } => print_job(&client.delete(job).await?),
         JobsAction::Results { job, format } => {
-            let batches = client.results(job).await?;
-            let mut out = std::io::stdout().lock();
-            crate::output::write_batches(&mut out, &batches, format)?;
+            let rows = client.result_stream(job);
+            crate::output::write_stream(&mut std::io::stdout().lock(), rows, format).await?;
         }
     }
     Ok(())
@@ -595,4 +609,16 @@ pub async fn run_drivers(args: DriversArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn output_mode(mode: &str) -> Result<regatta::proto::WriteMode> {
+    use regatta::proto::WriteMode;
+    match mode.to_ascii_lowercase().as_str() {
+        "" | "create" => Ok(WriteMode::Create),
+        "append" => Ok(WriteMode::Append),
+        "overwrite" => Ok(WriteMode::Overwrite),
+        other => Err(CliError::Usage(format!(
+            "--output-mode {other:?}: use create, append or overwrite"
+        ))),
+    }
 }

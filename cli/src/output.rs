@@ -49,6 +49,45 @@ pub fn write_batches(
     Ok(())
 }
 
+/// Writes a stream of batches to `out` as they arrive: CSV and JSON rows go
+/// out batch by batch (memory stays flat however many rows come); a table
+/// needs every row to size its columns, so it gathers them first.
+pub async fn write_stream(
+    out: &mut dyn Write,
+    mut rows: regatta::ResultStream,
+    format: OutputFormat,
+) -> Result<()> {
+    use futures::StreamExt;
+    let err = |e: &dyn std::fmt::Display| CliError::Output(e.to_string());
+    match format {
+        OutputFormat::Table => {
+            let batches: Vec<RecordBatch> = futures::TryStreamExt::try_collect(rows).await?;
+            write_batches(out, &batches, format)
+        }
+        OutputFormat::Csv => {
+            let mut header = true;
+            while let Some(batch) = rows.next().await {
+                let batch = batch?;
+                let mut w = regatta::arrow::csv::WriterBuilder::new()
+                    .with_header(header)
+                    .build(&mut *out);
+                w.write(&batch).map_err(|e| err(&e))?;
+                header = false;
+            }
+            out.flush().map_err(|e| err(&e))
+        }
+        OutputFormat::Json => {
+            while let Some(batch) = rows.next().await {
+                let batch = batch?;
+                let mut w = regatta::arrow::json::LineDelimitedWriter::new(&mut *out);
+                w.write(&batch).map_err(|e| err(&e))?;
+                w.finish().map_err(|e| err(&e))?;
+            }
+            out.flush().map_err(|e| err(&e))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

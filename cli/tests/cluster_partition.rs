@@ -118,7 +118,7 @@ async fn a_leader_cut_off_from_the_majority_stops_and_the_majority_goes_on() {
     // Nothing the cut-off replica holds gets committed while it is cut off.
     let frozen = drivers[old].driver.with_state(|s| s.applied());
     let end = client.watch(job, |_| {}).await.unwrap();
-    assert_eq!(end.status, "succeeded", "{end:?}");
+    assert_eq!(end.status().word(), "succeeded", "{end:?}");
     let rows = client.results(job).await.unwrap();
     assert_eq!(
         drivers[old].driver.with_state(|s| s.applied()),

@@ -327,6 +327,28 @@ fn a_leader_killed_while_a_job_writes_lance_writes_every_row_once() {
         counted.lines().nth(1).unwrap(),
         format!("{expected},{expected}")
     );
+    // Committed once by whichever leader got there: one version, and no data
+    // file of an attempt that was not committed.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (versions, referenced) = rt.block_on(async {
+        let ds = regatta_engine::io::lance::open(out.to_str().unwrap())
+            .await
+            .unwrap();
+        let files: usize = ds
+            .get_fragments()
+            .iter()
+            .map(|f| f.metadata().files.len())
+            .sum();
+        (ds.versions().await.unwrap().len(), files)
+    });
+    assert_eq!(versions, 1);
+    assert_eq!(
+        std::fs::read_dir(out.join("data")).unwrap().count(),
+        referenced
+    );
 }
 
 #[test]

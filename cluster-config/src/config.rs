@@ -133,6 +133,9 @@ pub struct DriverConfig {
     /// `driver.raft_heartbeat_ms`: the leader's heartbeat to its peers; a dead
     /// leader is replaced after 5 to 10 of them.
     pub raft_heartbeat_ms: u64,
+    /// `driver.result_retention_secs`: how long a finished job's result rows
+    /// stay on its workers for clients to read.
+    pub result_retention_secs: u64,
 }
 
 impl Default for DriverConfig {
@@ -146,6 +149,7 @@ impl Default for DriverConfig {
             task_memory: "64MiB".into(),
             data_dir: None,
             raft_heartbeat_ms: 100,
+            result_retention_secs: 3600,
         }
     }
 }
@@ -240,6 +244,13 @@ impl ClusterConfig {
                 "driver.data_dir",
                 "",
                 "set a directory: replicated drivers keep their Raft log there",
+            ));
+        }
+        if self.driver.result_retention_secs == 0 {
+            return Err(invalid(
+                "driver.result_retention_secs",
+                "0",
+                "an integer ≥ 1 (seconds)",
             ));
         }
         if self.driver.raft_heartbeat_ms == 0 {

@@ -102,6 +102,18 @@ pub const KEYS: &[KeyDoc] = &[
               names the task, the worker and the cause.",
     },
     KeyDoc {
+        key: "driver.result_retention_secs",
+        kind: "integer ≥ 1 (seconds)",
+        example: "600",
+        env: None,
+        doc: "How long a finished job's result rows stay on the workers that made \
+              them, for clients to read over Arrow Flight (`regatta jobs results`, \
+              `DataFrame::collect`/`stream`). The rows never pass through the driver. \
+              The job's shuffle files are kept as long, so a result partition lost \
+              with its worker is made again from lineage. `regatta jobs delete` \
+              drops them sooner.",
+    },
+    KeyDoc {
         key: "driver.task_memory",
         kind: "size (`64MiB`, `1GiB`, ...)",
         example: "\"128MiB\"",

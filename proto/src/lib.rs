@@ -55,3 +55,29 @@ impl tonic::service::Interceptor for TokenInterceptor {
 /// A client channel with the token added to each call.
 pub type AuthChannel =
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, TokenInterceptor>;
+
+impl JobStatus {
+    /// The word people read: running, succeeded, failed or cancelled.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unknown",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl ResultsState {
+    /// The word people read.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Unspecified => "none",
+            Self::Pending => "pending",
+            Self::Available => "available",
+            Self::Released => "released",
+            Self::Written => "written",
+        }
+    }
+}

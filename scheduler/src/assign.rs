@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use regatta_common::{Resources, WorkerId};
 
-use crate::job_state::{JobState, JobStatus, StageState};
+use crate::job_state::{JobState, StageState};
 use crate::{DriverState, TaskKey, WorkerState};
 
 /// Up to `limit` assignments: jobs first come first served; within a job, stages
@@ -28,7 +28,7 @@ pub fn next_assignments(state: &DriverState, limit: usize) -> Vec<(TaskKey, Work
         return out;
     }
     for (job_id, job) in state.jobs() {
-        if job.status != JobStatus::Running {
+        if !job.is_active() {
             continue;
         }
         for (stage_id, stage) in &job.stages {
@@ -91,7 +91,10 @@ fn input_bytes_by_worker(
             continue;
         };
         for t in &s.tasks {
-            if let crate::job_state::TaskStatus::Done { worker, outputs } = &t.status {
+            if let crate::job_state::TaskStatus::Done {
+                worker, outputs, ..
+            } = &t.status
+            {
                 let bytes: u64 = outputs
                     .iter()
                     .filter(|o| o.partition == partition)

@@ -59,13 +59,67 @@ pub struct OutputStats {
     pub bytes: u64,
 }
 
-/// Where a job writes its result, committed once by the leader after its tasks.
+/// Where a job writes its result: its last stage's tasks write staged parts,
+/// and the leader commits them once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobOutput {
-    /// A Parquet file or a Lance dataset that must not exist yet.
+    /// A file or directory (Parquet, CSV, JSON) or a Lance dataset.
     pub path: String,
-    /// `parquet` or `lance`.
-    pub format: String,
+    pub format: OutputFormat,
+    pub mode: OutputMode,
+    /// The rows' schema as an Arrow IPC stream with no batches (the commit of
+    /// a new Lance dataset needs it).
+    pub schema_ipc: Vec<u8>,
+}
+
+impl From<OutputFormat> for regatta_engine::io::FileFormat {
+    fn from(f: OutputFormat) -> Self {
+        match f {
+            OutputFormat::Parquet => Self::Parquet,
+            OutputFormat::Csv => Self::Csv,
+            OutputFormat::Json => Self::Json,
+            OutputFormat::Lance => Self::Lance,
+        }
+    }
+}
+
+impl From<regatta_engine::io::FileFormat> for OutputFormat {
+    fn from(f: regatta_engine::io::FileFormat) -> Self {
+        use regatta_engine::io::FileFormat;
+        match f {
+            FileFormat::Parquet => Self::Parquet,
+            FileFormat::Csv => Self::Csv,
+            FileFormat::Json => Self::Json,
+            FileFormat::Lance => Self::Lance,
+        }
+    }
+}
+
+impl From<OutputMode> for regatta_engine::io::WriteMode {
+    fn from(m: OutputMode) -> Self {
+        match m {
+            OutputMode::Create => Self::Create,
+            OutputMode::Append => Self::Append,
+            OutputMode::Overwrite => Self::Overwrite,
+        }
+    }
+}
+
+/// The formats a job writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutputFormat {
+    Parquet,
+    Csv,
+    Json,
+    Lance,
+}
+
+/// What a job's write does to an output that exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutputMode {
+    Create,
+    Append,
+    Overwrite,
 }
 
 /// One change to the driver's state.
@@ -93,12 +147,18 @@ pub enum Command {
     CancelJob {
         job: JobId,
     },
-    /// The job's result is in: its rows as Arrow IPC (empty when they were
-    /// written to the job's output), replicated so any driver can serve them.
+    /// The job's result is in: its rows stay on the workers that made them
+    /// (or were committed to the job's output); only their count is recorded.
     CompleteJob {
         job: JobId,
         rows: u64,
-        result: Vec<u8>,
+        /// The leader's clock when it completed (Unix ms), for retention.
+        finished_unix_ms: u64,
+    },
+    /// A succeeded job's result partitions are dropped from its workers.
+    ReleaseResults {
+        job: JobId,
+        why: crate::job_state::Released,
     },
     WorkerJoined {
         worker: WorkerId,
@@ -118,6 +178,8 @@ pub enum Command {
         attempt: u32,
         outputs: Vec<OutputStats>,
         spilled_bytes: u64,
+        /// What a write task staged (JSON), empty for other tasks.
+        written: String,
     },
     TaskFailed {
         task: TaskKey,

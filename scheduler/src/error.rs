@@ -57,3 +57,46 @@ pub enum SchedulerError {
 
 /// Result alias of this crate.
 pub type Result<T, E = SchedulerError> = std::result::Result<T, E>;
+
+impl SchedulerError {
+    /// True when the same call may succeed later or at another replica (no
+    /// leader, a leader change, a lost quorum); clients retry these.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::NotLeader { .. } | Self::Replication(_) | Self::Transport { .. }
+        )
+    }
+}
+
+/// The one mapping of driver errors to gRPC statuses.
+impl From<SchedulerError> for tonic::Status {
+    fn from(e: SchedulerError) -> Self {
+        use tonic::Status;
+        let message = e.to_string();
+        if e.is_retryable() {
+            return Status::unavailable(message);
+        }
+        match e {
+            SchedulerError::UnknownJob(_) | SchedulerError::UnknownWorker(_) => {
+                Status::not_found(message)
+            }
+            SchedulerError::DuplicateJob(_)
+            | SchedulerError::DuplicateRequest { .. }
+            | SchedulerError::DuplicateWorker(_) => Status::already_exists(message),
+            SchedulerError::InvalidTransition { .. } | SchedulerError::InvalidCommand(_) => {
+                Status::failed_precondition(message)
+            }
+            SchedulerError::Plan(_)
+            | SchedulerError::Engine(_)
+            | SchedulerError::DataFusion(_)
+            | SchedulerError::Config(_) => Status::invalid_argument(message),
+            SchedulerError::Refused(_) => Status::permission_denied(message),
+            SchedulerError::Storage { .. }
+            | SchedulerError::Launch(_)
+            | SchedulerError::NotLeader { .. }
+            | SchedulerError::Replication(_)
+            | SchedulerError::Transport { .. } => Status::internal(message),
+        }
+    }
+}

@@ -22,7 +22,17 @@ impl JobStatus {
         !matches!(self, Self::Running)
     }
 
-    /// The word clients see.
+    /// The protocol's value.
+    pub fn to_proto(&self) -> regatta_proto::JobStatus {
+        match self {
+            Self::Running => regatta_proto::JobStatus::Running,
+            Self::Succeeded => regatta_proto::JobStatus::Succeeded,
+            Self::Failed(_) => regatta_proto::JobStatus::Failed,
+            Self::Cancelled => regatta_proto::JobStatus::Cancelled,
+        }
+    }
+
+    /// The word people see.
     pub fn word(&self) -> &'static str {
         match self {
             Self::Running => "running",
@@ -53,7 +63,35 @@ pub enum TaskStatus {
     Done {
         worker: WorkerId,
         outputs: Vec<OutputStats>,
+        /// A write task's staged output (JSON: part files or Lance fragments),
+        /// committed by the leader once every task is done; empty otherwise.
+        #[serde(default)]
+        written: String,
     },
+}
+
+/// Why a succeeded job's result rows are gone from its workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Released {
+    /// A client deleted the job.
+    Deleted,
+    /// `driver.result_retention_secs` ended.
+    Expired { retention_secs: u64 },
+    /// A partition was lost with its worker and could not be made again.
+    Lost(String),
+}
+
+impl fmt::Display for Released {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Deleted => f.write_str("the job was deleted"),
+            Self::Expired { retention_secs } => write!(
+                f,
+                "their retention of {retention_secs} s ended (driver.result_retention_secs)"
+            ),
+            Self::Lost(why) => write!(f, "a lost partition could not be made again: {why}"),
+        }
+    }
 }
 
 /// One task.
@@ -119,8 +157,11 @@ pub struct JobState {
     pub rows_out: u64,
     /// Where the result is written, if anywhere.
     pub output: Option<crate::JobOutput>,
-    /// The result rows as Arrow IPC once the job succeeded (empty if written out).
-    pub result: Vec<u8>,
+    /// When the job succeeded (the leader's clock, Unix ms); retention counts
+    /// from here.
+    pub finished_unix_ms: u64,
+    /// Set once a succeeded job's result partitions are gone from its workers.
+    pub released: Option<Released>,
     /// The client's submission key (empty: none).
     pub request_id: String,
 }
@@ -155,7 +196,22 @@ impl JobState {
             .all(|i| self.stages.get(i).is_some_and(StageState::is_done))
     }
 
-    /// True when the result stage is complete and the rows await collection.
+    /// True while the job's tasks may be placed: it runs, or it succeeded and
+    /// its kept result partitions are being made again after a lost worker.
+    pub fn is_active(&self) -> bool {
+        match self.status {
+            JobStatus::Running => true,
+            JobStatus::Succeeded => self.holds_results(),
+            _ => false,
+        }
+    }
+
+    /// True when the job's result rows live on its workers for clients to read.
+    pub fn holds_results(&self) -> bool {
+        self.status == JobStatus::Succeeded && self.released.is_none() && self.output.is_none()
+    }
+
+    /// True when the result stage is complete and the job can complete.
     pub fn results_ready(&self) -> bool {
         self.status == JobStatus::Running
             && self
@@ -173,7 +229,9 @@ impl JobState {
             .iter()
             .enumerate()
             .filter_map(|(p, t)| match &t.status {
-                TaskStatus::Done { worker, outputs } => Some((
+                TaskStatus::Done {
+                    worker, outputs, ..
+                } => Some((
                     p as u32,
                     *worker,
                     outputs

@@ -18,9 +18,11 @@ mod stage_planner;
 mod state;
 
 pub use assign::next_assignments;
-pub use command::{Command, JobOutput, OutputStats, StageSpec, TaskKey, WorkerSpec};
+pub use command::{
+    Command, JobOutput, OutputFormat, OutputMode, OutputStats, StageSpec, TaskKey, WorkerSpec,
+};
 pub use error::{Result, SchedulerError};
-pub use job_state::{JobState, JobStatus, StageState, TaskState, TaskStatus};
+pub use job_state::{JobState, JobStatus, Released, StageState, TaskState, TaskStatus};
 pub use shared_state::SharedState;
 pub use stage_planner::{split_into_stages, PlannedStage};
 pub use state::{DriverState, WorkerState, DEFAULT_MAX_TASK_FAILURES};

@@ -101,7 +101,11 @@ impl DriverState {
                 self.end_job(*job, JobStatus::Failed(reason.clone()), "failed")?
             }
             Command::CancelJob { job } => self.end_job(*job, JobStatus::Cancelled, "cancelled")?,
-            Command::CompleteJob { job, rows, result } => {
+            Command::CompleteJob {
+                job,
+                rows,
+                finished_unix_ms,
+            } => {
                 let j = self.running_job(*job, "completed")?;
                 if !j.results_ready() {
                     return Err(SchedulerError::InvalidCommand(format!(
@@ -109,8 +113,23 @@ impl DriverState {
                     )));
                 }
                 j.rows_out = *rows;
-                j.result = result.clone();
+                j.finished_unix_ms = *finished_unix_ms;
                 j.status = JobStatus::Succeeded;
+            }
+            Command::ReleaseResults { job, why } => {
+                let j = self
+                    .jobs
+                    .get_mut(job)
+                    .ok_or(SchedulerError::UnknownJob(*job))?;
+                if !j.holds_results() {
+                    return Err(SchedulerError::InvalidTransition {
+                        job: *job,
+                        status: j.status.to_string(),
+                        action: "released (it holds no results)",
+                    });
+                }
+                j.released = Some(why.clone());
+                self.drop_job_tasks(*job);
             }
             Command::WorkerJoined { worker, spec } => {
                 if self.workers.contains_key(worker) {
@@ -135,6 +154,7 @@ impl DriverState {
                 attempt,
                 outputs,
                 spilled_bytes,
+                written,
             } => {
                 if self.release(*task, *worker, *attempt) {
                     if let Some(w) = self.workers.get_mut(worker) {
@@ -148,6 +168,7 @@ impl DriverState {
                                 t.status = TaskStatus::Done {
                                     worker: *worker,
                                     outputs: outputs.clone(),
+                                    written: written.clone(),
                                 };
                                 s.done += 1;
                             }
@@ -264,7 +285,8 @@ impl DriverState {
                 shuffle_bytes: 0,
                 rows_out: 0,
                 output,
-                result: Vec::new(),
+                finished_unix_ms: 0,
+                released: None,
                 request_id: request_id.to_string(),
             },
         );
@@ -288,6 +310,12 @@ impl DriverState {
 
     fn end_job(&mut self, job: JobId, status: JobStatus, action: &'static str) -> Result<()> {
         self.running_job(job, action)?.status = status;
+        self.drop_job_tasks(job);
+        Ok(())
+    }
+
+    /// Frees what `job`'s running tasks hold on their workers.
+    fn drop_job_tasks(&mut self, job: JobId) {
         for w in self.workers.values_mut() {
             let gone: Vec<TaskKey> = w.running.iter().filter(|t| t.job == job).copied().collect();
             for t in gone {
@@ -297,7 +325,6 @@ impl DriverState {
                 }
             }
         }
-        Ok(())
     }
 
     fn assign(&mut self, task: TaskKey, worker: WorkerId) -> Result<()> {
@@ -306,7 +333,7 @@ impl DriverState {
                 .jobs
                 .get(&task.job)
                 .ok_or(SchedulerError::UnknownJob(task.job))?;
-            if j.status != JobStatus::Running {
+            if !j.is_active() {
                 return Err(SchedulerError::InvalidTransition {
                     job: task.job,
                     status: j.status.to_string(),
@@ -373,7 +400,7 @@ impl DriverState {
             Some(TaskStatus::Running { worker: w, attempt: a }) if *w == worker && *a == attempt
         );
         let demand = s.spec.demand;
-        let running = j.status == JobStatus::Running;
+        let running = j.is_active();
         if let Some(w) = self.workers.get_mut(&worker) {
             if current && w.running.remove(&task) {
                 w.used = sub(w.used, w.share_of(demand));
@@ -405,6 +432,12 @@ impl DriverState {
         t.status = TaskStatus::Pending;
         if out_of_retries {
             let reason = format!("task {task} failed {tries} times; last on {worker}: {error}");
+            if j.status == JobStatus::Succeeded {
+                // Remaking a lost result partition failed: its rows are gone.
+                j.released = Some(crate::job_state::Released::Lost(reason));
+                self.drop_job_tasks(task.job);
+                return;
+            }
             let _ = self.end_job(task.job, JobStatus::Failed(reason), "failed");
             return;
         }
@@ -426,7 +459,9 @@ impl DriverState {
         w.used = Resources::default();
         w.running.clear();
         for j in self.jobs.values_mut() {
-            if j.status != JobStatus::Running {
+            // A succeeded job whose result partitions are kept has the lost ones
+            // made again, from lineage, like a running job's.
+            if !j.is_active() {
                 continue;
             }
             let ids: Vec<StageId> = j.stages.keys().rev().copied().collect();

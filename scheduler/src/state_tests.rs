@@ -62,6 +62,7 @@ fn run_round(s: &mut DriverState, log: &mut Vec<Command>) -> usize {
                 bytes: 100,
             }],
             spilled_bytes: 0,
+            written: String::new(),
         };
         let _ = s.apply(&c);
         log.push(c);
@@ -109,11 +110,53 @@ fn a_lost_worker_reruns_its_tasks_and_recomputes_needed_outputs_and_replays() {
     let done = Command::CompleteJob {
         job: JobId(1),
         rows: 20,
-        result: vec![1, 2, 3],
+        finished_unix_ms: 1_000,
     };
     s.apply(&done).unwrap();
     log.push(done);
     assert_eq!(s.job(JobId(1)).unwrap().status, JobStatus::Succeeded);
+    assert!(s.job(JobId(1)).unwrap().holds_results());
+    // Its result partitions live on worker 2; losing it makes them again (and
+    // the stage-1 outputs they read) on a new worker, the job still succeeded.
+    for c in [
+        worker(3, 2.0, 0.0),
+        Command::WorkerLost {
+            worker: WorkerId(2),
+            reason: "killed".into(),
+        },
+    ] {
+        s.apply(&c).unwrap();
+        log.push(c);
+    }
+    let j = s.job(JobId(1)).unwrap();
+    assert_eq!(j.status, JobStatus::Succeeded);
+    assert!(!j.stages[&StageId(2)].is_done() && !j.stages[&StageId(1)].is_done());
+    while run_round(&mut s, &mut log) > 0 {}
+    let j = s.job(JobId(1)).unwrap();
+    for st in j.stages.values() {
+        assert!(st.is_done());
+        for t in &st.tasks {
+            assert!(matches!(t.status, TaskStatus::Done { worker, .. } if worker == WorkerId(3)));
+        }
+    }
+    assert_eq!((j.status.clone(), j.rows_out), (JobStatus::Succeeded, 20));
+    // Released results are not made again, and cannot be released twice.
+    let release = Command::ReleaseResults {
+        job: JobId(1),
+        why: crate::Released::Deleted,
+    };
+    s.apply(&release).unwrap();
+    log.push(release.clone());
+    assert!(!s.job(JobId(1)).unwrap().holds_results());
+    assert!(s.apply(&release).is_err());
+    let lost = Command::WorkerLost {
+        worker: WorkerId(3),
+        reason: "killed".into(),
+    };
+    s.apply(&lost).unwrap();
+    log.push(lost);
+    assert!(s.job(JobId(1)).unwrap().stages[&StageId(2)].is_done());
+    assert!(next_assignments(&s, 100).is_empty());
     // Replaying the log gives the same state.
     let mut replay = DriverState::default();
     for c in &log {
@@ -246,6 +289,7 @@ fn a_worker_with_less_memory_than_a_task_share_runs_one_task_at_a_time() {
         attempt: 1,
         outputs: vec![],
         spilled_bytes: 0,
+        written: String::new(),
     })
     .unwrap();
     assert_eq!(s.worker(WorkerId(1)).unwrap().used.memory, 0);

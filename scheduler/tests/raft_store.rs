@@ -154,17 +154,17 @@ async fn a_log_of_another_format_is_refused_naming_it_and_left_alone() {
         .expect("opened")
         .to_string();
     assert!(
-        msg.contains("no regatta log header") && msg.contains("log format 02"),
+        msg.contains("no regatta log header") && msg.contains("log format 03"),
         "{msg}"
     );
-    // A log of a later format.
-    std::fs::write(&path, b"rgtlog03").unwrap();
+    // A log of another format (the one before results left the log).
+    std::fs::write(&path, b"rgtlog02").unwrap();
     let msg = DiskLogStore::open(dir.path())
         .err()
         .expect("opened")
         .to_string();
-    assert!(msg.contains("log format 03"), "{msg}");
-    assert_eq!(std::fs::read(&path).unwrap(), b"rgtlog03");
+    assert!(msg.contains("log format 02"), "{msg}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"rgtlog02");
 }
 
 #[tokio::test]

@@ -1,17 +1,18 @@
 //! [`ClusterClient`]: submits jobs to a regatta driver over gRPC and follows them.
 
-use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
-use regatta_engine::arrow::ipc::reader::StreamReader;
+use futures::TryStreamExt;
 use regatta_engine::arrow::record_batch::RecordBatch;
 use regatta_proto::job_service_client::JobServiceClient;
 use regatta_proto::{
-    submit_request, AuthChannel, Drivers, JobInfo, JobRequest, ListJobsRequest, ListWorkersRequest,
-    SubmitRequest, TableSource, WorkerInfo,
+    submit_request, AuthChannel, Drivers, JobInfo, JobRequest, JobStatus, ListJobsRequest,
+    ListWorkersRequest, ResultLocationsResponse, SubmitRequest, TableSource, WorkerInfo,
 };
+use regatta_shuffle::ShuffleFetcher;
 
+use crate::result_stream::ResultStream;
 use crate::{Error, Result};
 
 /// A connection to a driver, or to the replicas of a replicated one: calls go to
@@ -20,6 +21,9 @@ use crate::{Error, Result};
 pub struct ClusterClient {
     address: String,
     drivers: Arc<Drivers>,
+    /// For reading results from the workers, as the drivers are called.
+    token: String,
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl std::fmt::Debug for ClusterClient {
@@ -78,10 +82,12 @@ impl ClusterClient {
         if !reasons.is_empty() {
             return Err(unreachable(reasons.join("; ")));
         }
-        let drivers = Drivers::new(addresses, token, tls).map_err(unreachable)?;
+        let drivers = Drivers::new(addresses, token, tls.clone()).map_err(unreachable)?;
         Ok(Self {
             address: shown,
             drivers: Arc::new(drivers),
+            token: token.to_string(),
+            tls,
         })
     }
 
@@ -112,6 +118,8 @@ impl ClusterClient {
     {
         self.drivers
             .call(|ch| {
+                // Only plans and job states travel here; rows come from the
+                // workers over Flight.
                 f(JobServiceClient::new(ch)
                     .max_decoding_message_size(256 << 20)
                     .max_encoding_message_size(256 << 20))
@@ -212,7 +220,9 @@ impl ClusterClient {
                     Err(s) => return Err(self.status(s)),
                 }
             }
-            if last.as_ref().is_some_and(|l| l.status != "running")
+            if last
+                .as_ref()
+                .is_some_and(|l| l.status() != JobStatus::Running)
                 || gap_since.elapsed() > deadline_per_gap
             {
                 break;
@@ -220,7 +230,7 @@ impl ClusterClient {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         match last {
-            Some(l) if l.status != "running" => Ok(l),
+            Some(l) if l.status() != JobStatus::Running => Ok(l),
             _ => Err(Error::Unreachable {
                 address: self.address.clone(),
                 message: format!("the progress stream of job-{job} ended early"),
@@ -228,33 +238,59 @@ impl ClusterClient {
         }
     }
 
-    /// The result rows of a finished job.
+    /// Where a job's result partitions are (the rows stay on the workers).
+    pub async fn result_locations(&self, job: u64) -> Result<ResultLocationsResponse> {
+        self.call(|mut c| async move { c.result_locations(JobRequest { job_id: job }).await })
+            .await
+    }
+
+    /// Drops a finished job's results from its workers.
+    pub async fn delete(&self, job: u64) -> Result<JobInfo> {
+        self.call(|mut c| async move { c.delete_job(JobRequest { job_id: job }).await })
+            .await
+    }
+
+    /// A reader of worker Flight servers with this client's token and TLS.
+    pub(crate) fn fetcher(&self) -> ShuffleFetcher {
+        ShuffleFetcher::remote(self.token.clone()).with_tls(self.tls.clone())
+    }
+
+    /// A job's result rows as a stream, read from the workers that hold them in
+    /// bounded memory; partitions that are done stream while the job still runs.
+    pub fn result_stream(&self, job: u64) -> ResultStream {
+        ResultStream::start(self.clone(), job)
+    }
+
+    /// The result rows of a job, all in memory (for small results; use
+    /// [`Self::result_stream`] for large ones).
     pub async fn results(&self, job: u64) -> Result<Vec<RecordBatch>> {
-        let mut stream = self
-            .call(|mut c| async move { c.fetch_results(JobRequest { job_id: job }).await })
-            .await?;
-        let mut out = Vec::new();
-        while let Some(chunk) = stream.message().await.map_err(|s| self.status(s))? {
-            let reader = StreamReader::try_new(Cursor::new(chunk.ipc_stream), None)?;
-            for b in reader {
-                out.push(b?);
-            }
+        self.result_stream(job).try_collect().await
+    }
+
+    /// Submits and waits; returns the job as it ended, failing if it did not
+    /// succeed.
+    pub async fn run_to_end(&self, request: SubmitRequest) -> Result<JobInfo> {
+        let job = self.submit(request).await?;
+        let end = self.watch(job.job_id, |_| {}).await?;
+        if end.status() != JobStatus::Succeeded {
+            return Err(Error::JobFailed {
+                job: end.job_id,
+                status: end.status().as_str_name().to_string(),
+                message: end.error,
+            });
         }
-        Ok(out)
+        Ok(end)
+    }
+
+    /// Submits `request` and streams its rows as they are made.
+    pub async fn run_stream(&self, request: SubmitRequest) -> Result<ResultStream> {
+        let job = self.submit(request).await?;
+        Ok(self.result_stream(job.job_id))
     }
 
     /// Submits, waits and fetches: the rows of `request`'s query.
     pub async fn run(&self, request: SubmitRequest) -> Result<Vec<RecordBatch>> {
-        let job = self.submit(request).await?;
-        let end = self.watch(job.job_id, |_| {}).await?;
-        if end.status != "succeeded" {
-            return Err(Error::JobFailed {
-                job: end.job_id,
-                status: end.status,
-                message: end.error,
-            });
-        }
-        self.results(job.job_id).await
+        self.run_stream(request).await?.try_collect().await
     }
 }
 

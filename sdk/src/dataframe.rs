@@ -1,11 +1,14 @@
 //! [`DataFrame`]: a lazy query over a session's engine.
 
+use futures::TryStreamExt;
 use regatta_engine::arrow::record_batch::RecordBatch;
 use regatta_engine::arrow::util::pretty::pretty_format_batches;
 use regatta_engine::datafusion::common::UnnestOptions;
 use regatta_engine::datafusion::dataframe::DataFrame as DfFrame;
+use regatta_engine::datafusion::error::DataFusionError;
 use regatta_engine::datafusion::functions_nested::expr_fn::{cardinality, range};
 use regatta_engine::datafusion::logical_expr::{Expr, JoinType, SortExpr};
+use regatta_engine::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use regatta_engine::datafusion::physical_plan::SendableRecordBatchStream;
 use regatta_engine::datafusion::prelude::{col, lit};
 use regatta_engine::io::{FileFormat, WriteMode};
@@ -40,11 +43,8 @@ impl DataFrame {
         }
     }
 
-    /// Runs the plan on the cluster; None for a local DataFrame.
-    async fn run_remote(&self) -> Result<Option<Vec<RecordBatch>>> {
-        let Some(cluster) = &self.cluster else {
-            return Ok(None);
-        };
+    /// The request that runs this DataFrame's plan on a cluster.
+    fn remote_request(&self) -> Result<regatta_proto::SubmitRequest> {
         let plan = self.df.logical_plan().clone();
         let bytes = datafusion_proto::bytes::logical_plan_to_bytes(&plan).map_err(|e| {
             crate::Error::InvalidArgument(format!(
@@ -53,27 +53,24 @@ impl DataFrame {
                  data to Parquet, or register the function in the workers)"
             ))
         })?;
-        let request = regatta_proto::SubmitRequest {
-            name: String::new(),
+        Ok(regatta_proto::SubmitRequest {
             plan: Some(regatta_proto::submit_request::Plan::LogicalPlan(
                 bytes.to_vec(),
             )),
-            tables: Vec::new(),
             ..Default::default()
-        };
-        Ok(Some(cluster.run(request).await?))
+        })
     }
 
-    /// This DataFrame's rows as a local one (cluster DataFrames run first).
-    async fn localized(self) -> Result<Self> {
-        match self.run_remote().await? {
-            None => Ok(self),
-            Some(batches) => {
-                let schema = std::sync::Arc::new(self.df.schema().as_arrow().clone());
-                let df = self.engine.read_batches(schema, batches)?;
-                Ok(Self::new(df, self.engine, None))
-            }
-        }
+    /// Runs the plan on the cluster and streams its rows from the workers;
+    /// None for a local DataFrame.
+    async fn run_remote(&self) -> Result<Option<SendableRecordBatchStream>> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(None);
+        };
+        let rows = cluster.run_stream(self.remote_request()?).await?;
+        let schema = std::sync::Arc::new(self.df.schema().as_arrow().clone());
+        let rows = rows.map_err(|e| DataFusionError::External(Box::new(e)));
+        Ok(Some(Box::pin(RecordBatchStreamAdapter::new(schema, rows))))
     }
 
     fn bind_all(&self, exprs: Vec<Expr>) -> Result<Vec<Expr>> {
@@ -229,32 +226,43 @@ impl DataFrame {
         Ok(self.with(df))
     }
 
-    /// Runs the query and returns every batch.
+    /// Runs the query and returns every batch. On a cluster the rows come
+    /// straight from the workers that made them.
     pub async fn collect(self) -> Result<Vec<RecordBatch>> {
         if let Some(rows) = self.run_remote().await? {
-            return Ok(rows);
+            return Ok(rows.try_collect().await?);
         }
         Ok(self.df.collect().await?)
     }
 
-    /// Runs the query as a stream of batches, in bounded memory.
+    /// Runs the query as a stream of batches, in bounded memory. On a cluster
+    /// the rows stream from the workers as their partitions finish.
     pub async fn stream(self) -> Result<SendableRecordBatchStream> {
-        let me = self.localized().await?;
-        Ok(me.df.execute_stream().await?)
+        if let Some(rows) = self.run_remote().await? {
+            return Ok(rows);
+        }
+        Ok(self.df.execute_stream().await?)
     }
 
     /// Runs the query as a stream and keeps its plan, so per-operator metrics can be
-    /// read while and after it runs.
+    /// read while and after it runs. On a cluster the stream comes from the
+    /// workers and the plan is the one planned here (its operators do not run
+    /// here, so their metrics stay empty; see [`Self::explain_analyze`]).
     pub async fn execute(self) -> Result<Execution> {
-        let plan = self.engine.physical_plan(self.df).await?;
+        let plan = self.engine.physical_plan(self.df.clone()).await?;
+        if let Some(rows) = self.run_remote().await? {
+            return Ok(Execution::new(plan, rows));
+        }
         let stream = self.engine.execute(plan.clone())?;
         Ok(Execution::new(plan, stream))
     }
 
-    /// Counts the rows.
+    /// Counts the rows. On a cluster only the count travels: the rows stay on
+    /// the workers.
     pub async fn count(self) -> Result<usize> {
-        if let Some(rows) = self.run_remote().await? {
-            return Ok(rows.iter().map(|b| b.num_rows()).sum());
+        if let Some(cluster) = &self.cluster {
+            let end = cluster.run_to_end(self.remote_request()?).await?;
+            return Ok(end.rows_out as usize);
         }
         Ok(self.df.count().await?)
     }
@@ -267,7 +275,7 @@ impl DataFrame {
 
     /// The first `n` rows formatted as a table.
     pub async fn to_table_string(self, n: usize) -> Result<String> {
-        let batches = self.df.limit(0, Some(n))?.collect().await?;
+        let batches = self.limit(n)?.collect().await?;
         Ok(pretty_format_batches(&batches)?.to_string())
     }
 
@@ -283,18 +291,29 @@ impl DataFrame {
     }
 
     async fn explain_inner(self, analyze: bool) -> Result<String> {
-        let batches = self.df.explain(false, analyze)?.collect().await?;
-        let mut out = String::new();
-        for b in &batches {
-            let kinds = b.column(0);
-            let plans = b.column(1);
-            for i in 0..b.num_rows() {
-                let k = regatta_engine::arrow::util::display::array_value_to_string(kinds, i)?;
-                let p = regatta_engine::arrow::util::display::array_value_to_string(plans, i)?;
-                out.push_str(&format!("{k}:\n{p}\n"));
-            }
+        if let (true, Some(cluster)) = (analyze, &self.cluster) {
+            // The job runs on the workers and its rows stay there; what it did
+            // is in the job's numbers.
+            let plan = self.df.clone().explain(false, false)?.collect().await?;
+            let end = cluster.run_to_end(self.remote_request()?).await?;
+            let mut out = plan_text(&plan)?;
+            out.push_str(&format!(
+                "cluster job-{}: {} rows out, {} stages, {} tasks ({} retried, {} outputs \
+                 recomputed), {} shuffle bytes, {} bytes spilled, {:.3} s\n",
+                end.job_id,
+                end.rows_out,
+                end.stages,
+                end.tasks,
+                end.retried_tasks,
+                end.recomputed_outputs,
+                end.shuffle_bytes,
+                end.spilled_bytes,
+                end.elapsed_seconds
+            ));
+            return Ok(out);
         }
-        Ok(out)
+        let batches = self.df.explain(false, analyze)?.collect().await?;
+        plan_text(&batches)
     }
 
     /// Writes Parquet into directory `path` (or the file `path` if it ends in
@@ -319,9 +338,49 @@ impl DataFrame {
         self.write(path, FileFormat::Lance, WriteMode::Create).await
     }
 
-    /// Writes in any format and mode (create, append, overwrite).
+    /// Writes in any format and mode (create, append, overwrite). On a cluster
+    /// the workers write their parts (or Lance fragments) and the driver
+    /// commits them once; a path is then a directory of part files (Parquet,
+    /// CSV, JSON) or a Lance dataset, visible to every worker and the driver.
     pub async fn write(self, path: &str, format: FileFormat, mode: WriteMode) -> Result<u64> {
-        let me = self.localized().await?;
-        Ok(me.engine.write(me.df, path, format, mode).await?)
+        if let Some(cluster) = &self.cluster {
+            let request = regatta_proto::SubmitRequest {
+                output_path: path.to_string(),
+                output_format: format_name(format).to_string(),
+                output_mode: match mode {
+                    WriteMode::Create => regatta_proto::WriteMode::Create,
+                    WriteMode::Append => regatta_proto::WriteMode::Append,
+                    WriteMode::Overwrite => regatta_proto::WriteMode::Overwrite,
+                } as i32,
+                ..self.remote_request()?
+            };
+            let end = cluster.run_to_end(request).await?;
+            return Ok(end.rows_out);
+        }
+        Ok(self.engine.write(self.df, path, format, mode).await?)
     }
+}
+
+fn format_name(format: FileFormat) -> &'static str {
+    match format {
+        FileFormat::Parquet => "parquet",
+        FileFormat::Csv => "csv",
+        FileFormat::Json => "json",
+        FileFormat::Lance => "lance",
+    }
+}
+
+/// EXPLAIN's rows as text.
+fn plan_text(batches: &[RecordBatch]) -> Result<String> {
+    let mut out = String::new();
+    for b in batches {
+        let kinds = b.column(0);
+        let plans = b.column(1);
+        for i in 0..b.num_rows() {
+            let k = regatta_engine::arrow::util::display::array_value_to_string(kinds, i)?;
+            let p = regatta_engine::arrow::util::display::array_value_to_string(plans, i)?;
+            out.push_str(&format!("{k}:\n{p}\n"));
+        }
+    }
+    Ok(out)
 }

@@ -25,6 +25,9 @@ pub enum Error {
         code: tonic::Code,
         message: String,
     },
+    /// A finished job's result rows are no longer kept.
+    #[error("the results of job-{job} are gone: {why}")]
+    ResultsGone { job: u64, why: String },
     /// A cluster job ended without results.
     #[error("job-{job} {status}: {message}")]
     JobFailed {

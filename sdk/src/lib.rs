@@ -19,6 +19,7 @@ mod dataframe;
 mod error;
 mod execution;
 mod expr;
+mod result_stream;
 mod session;
 
 pub use cluster::ClusterClient;
@@ -26,6 +27,7 @@ pub use dataframe::DataFrame;
 pub use error::{Error, Result};
 pub use execution::{Execution, OperatorMetrics};
 pub use expr::MultimodalExt;
+pub use result_stream::ResultStream;
 pub use session::{BatchFunction, ModelFunction, Session};
 
 pub use regatta_engine::arrow;

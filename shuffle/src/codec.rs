@@ -23,7 +23,9 @@ use regatta_engine::Engine;
 use regatta_proto::plan_node::Node;
 use regatta_proto::{MorselNode, PlanNode, ShuffleReadNode, ShuffleWriteNode, StreamingFilterNode};
 
-use crate::{ShuffleInput, ShuffleLayout, ShufflePartitioning, ShuffleReadExec, ShuffleWriteExec};
+use crate::{
+    OutputSink, ShuffleInput, ShuffleLayout, ShufflePartitioning, ShuffleReadExec, ShuffleWriteExec,
+};
 
 /// Encodes regatta's nodes on the driver; decodes them on a worker, where it also
 /// knows the task's shuffle inputs, the spill directory and the local engine.
@@ -124,12 +126,16 @@ impl PhysicalExtensionCodec for RegattaCodec {
                         .collect::<DfResult<Vec<_>>>()?;
                     ShufflePartitioning::Hash(keys, w.partitions as usize)
                 };
-                Ok(Arc::new(ShuffleWriteExec::new(
-                    (JobId(w.job_id), StageId(u64::from(w.stage_id))),
-                    input,
-                    partitioning,
-                    self.layout.clone(),
-                )))
+                let sink = w.sink.as_ref().map(OutputSink::from_msg).transpose()?;
+                Ok(Arc::new(
+                    ShuffleWriteExec::new(
+                        (JobId(w.job_id), StageId(u64::from(w.stage_id))),
+                        input,
+                        partitioning,
+                        self.layout.clone(),
+                    )
+                    .with_sink(sink),
+                ))
             }
             Node::ShuffleRead(r) => {
                 let proto = SchemaNode::decode(r.schema.as_slice()).map_err(decode_err)?;
@@ -192,6 +198,7 @@ impl PhysicalExtensionCodec for RegattaCodec {
                 partitions,
                 hash_keys,
                 spread: matches!(w.partitioning(), ShufflePartitioning::Spread(_)),
+                sink: w.sink().map(OutputSink::to_msg),
             })
         } else if let Some(r) = node.downcast_ref::<ShuffleReadExec>() {
             let schema = SchemaNode::try_from(r.schema().as_ref())?;

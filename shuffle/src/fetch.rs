@@ -16,7 +16,7 @@ use regatta_common::{JobId, StageId, TaskId};
 use regatta_proto::ShuffleTicket;
 use tonic::transport::{Channel, ClientTlsConfig};
 
-use crate::{read_map_output, Result, ShuffleError, ShuffleLayout};
+use crate::{stream_map_output, Result, ShuffleError, ShuffleLayout};
 
 /// Where one map task's output lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,14 +91,8 @@ impl ShuffleFetcher {
         partition: u32,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
         if let Some((_, layout)) = self.local.as_ref().filter(|(w, _)| *w == map.worker) {
-            let layout = layout.clone();
             let task = TaskId(u64::from(map.map_partition));
-            let batches = tokio::task::spawn_blocking(move || {
-                read_map_output(&layout, (job, stage, task), partition)
-            })
-            .await
-            .map_err(|e| ShuffleError::Invalid(format!("shuffle read task: {e}")))??;
-            return Ok(futures::stream::iter(batches.into_iter().map(Ok)).boxed());
+            return Ok(stream_map_output(layout, (job, stage, task), partition));
         }
         let lost = |message: String| ShuffleError::Fetch {
             worker: map.worker,

@@ -3,6 +3,7 @@
 use std::pin::Pin;
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
@@ -15,7 +16,30 @@ use regatta_common::{JobId, StageId, TaskId};
 use regatta_proto::{ShuffleTicket, TokenCheck};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{read_map_output, ShuffleLayout};
+use crate::{open_map_output, ShuffleLayout};
+
+/// Batches a Flight response reads ahead of the network.
+const SEND_AHEAD: usize = 2;
+
+/// `reader`'s batches, read on a blocking thread a little ahead of the consumer.
+fn blocking_batches(
+    reader: arrow::ipc::reader::FileReader<std::io::BufReader<std::fs::File>>,
+    path: std::path::PathBuf,
+) -> futures::stream::BoxStream<'static, Result<arrow::record_batch::RecordBatch, FlightError>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(SEND_AHEAD);
+    // Ends at the file's end or when the client goes (the send fails).
+    tokio::task::spawn_blocking(move || {
+        for batch in reader {
+            let item = batch.map_err(|e| {
+                FlightError::ExternalError(format!("shuffle file {}: {e}", path.display()).into())
+            });
+            if tx.blocking_send(item).is_err() {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+}
 
 type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -101,11 +125,17 @@ impl FlightService for ShuffleFlightService {
             TaskId(u64::from(ticket.map_partition)),
         );
         let partition = ticket.partition;
-        let batches = tokio::task::spawn_blocking(move || read_map_output(&layout, ids, partition))
+        // Opened here so a missing job or a damaged file is refused at once;
+        // then sent batch by batch as the file is read, never loaded whole.
+        let path = layout.file(ids.0, ids.1, partition, ids.2);
+        let reader = tokio::task::spawn_blocking(move || open_map_output(&layout, ids, partition))
             .await
             .map_err(|e| Status::internal(format!("shuffle read task: {e}")))?
             .map_err(|e| Status::not_found(e.to_string()))?;
-        let input = stream::iter(batches.into_iter().map(Ok));
+        let input = match reader {
+            None => stream::empty().boxed(),
+            Some(reader) => blocking_batches(reader, path),
+        };
         let out = FlightDataEncoderBuilder::new()
             .build(input)
             .map_err(|e| Status::internal(e.to_string()));

@@ -14,6 +14,7 @@ mod flight_server;
 mod layout;
 mod read_exec;
 mod reader;
+mod sink;
 mod write_exec;
 mod writer;
 
@@ -23,8 +24,9 @@ pub use fetch::{MapLocation, ShuffleFetcher};
 pub use flight_server::ShuffleFlightService;
 pub use layout::ShuffleLayout;
 pub use read_exec::{ShuffleInput, ShuffleReadExec};
-pub use reader::read_map_output;
-pub use write_exec::{ShufflePartitioning, ShuffleWriteExec};
+pub use reader::{open_map_output, read_map_output, stream_map_output};
+pub use sink::{OutputSink, StagedOutput};
+pub use write_exec::{ShufflePartitioning, ShuffleWriteExec, TaskOutput};
 pub use writer::{PartitionOutput, ShuffleWriter};
 
 /// Re-exported for the crates that ship plans.

@@ -18,6 +18,9 @@ use regatta_common::{JobId, StageId};
 
 use crate::{MapLocation, ShuffleFetcher};
 
+/// Map outputs one reduce task reads at once.
+const FETCH_CONCURRENCY: usize = 4;
+
 /// Where a task finds its inputs: every map output of the stage it reads.
 #[derive(Debug, Clone)]
 pub struct ShuffleInput {
@@ -124,12 +127,16 @@ impl ExecutionPlan for ShuffleReadExec {
             .cloned()
             .collect();
         let fetcher = input.fetcher.clone();
+        // Several map outputs are read at once (a slow worker does not stall the
+        // rest), each as a stream: the task holds a few batches per input, not
+        // its inputs whole. Rows of one partition have no order to keep.
         let stream = futures::stream::iter(maps)
-            .then(move |map| {
+            .map(move |map| {
                 let fetcher = fetcher.clone();
                 async move { fetcher.fetch(ids, &map, part).await }
             })
-            .try_flatten()
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_flatten_unordered(FETCH_CONCURRENCY)
             .map_err(|e| DataFusionError::External(Box::new(e)));
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),

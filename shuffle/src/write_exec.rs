@@ -20,7 +20,16 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 use regatta_common::{JobId, StageId, TaskId};
 
-use crate::{PartitionOutput, ShuffleError, ShuffleLayout, ShuffleWriter};
+use crate::{OutputSink, PartitionOutput, ShuffleError, ShuffleLayout, ShuffleWriter};
+
+/// What one task of a stage produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskOutput {
+    /// Rows (and bytes) per output partition.
+    pub outputs: Vec<PartitionOutput>,
+    /// A write task's staged output for the commit (see [`crate::StagedOutput`]).
+    pub written: String,
+}
 
 /// How a stage's output is split for the next stage.
 #[derive(Debug, Clone)]
@@ -45,6 +54,8 @@ pub struct ShuffleWriteExec {
     partitioning: ShufflePartitioning,
     /// Where files go; only known on the worker that runs the task.
     layout: Option<ShuffleLayout>,
+    /// Set on a write job's last stage: rows go there instead of to shuffle files.
+    sink: Option<OutputSink>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -71,9 +82,48 @@ impl ShuffleWriteExec {
             input,
             partitioning,
             layout,
+            sink: None,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
         }
+    }
+
+    /// The same stage writing its rows to `sink` (a write job's last stage).
+    pub fn with_sink(mut self, sink: Option<OutputSink>) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    /// Where a write job's last stage writes, if this is one.
+    pub fn sink(&self) -> Option<&OutputSink> {
+        self.sink.as_ref()
+    }
+
+    /// Runs input partition `partition` as attempt `attempt` of its task: to
+    /// the sink when there is one, else to shuffle files.
+    pub async fn run_task(
+        &self,
+        partition: usize,
+        attempt: u32,
+        ctx: Arc<TaskContext>,
+    ) -> DfResult<TaskOutput> {
+        let Some(sink) = &self.sink else {
+            return Ok(TaskOutput {
+                outputs: self.write(partition, ctx).await?,
+                written: String::new(),
+            });
+        };
+        let stream = self.input.execute(partition, ctx)?;
+        let staged = sink.write(stream, partition as u32, attempt).await?;
+        Ok(TaskOutput {
+            outputs: vec![PartitionOutput {
+                partition: partition as u32,
+                rows: staged.rows,
+                bytes: 0,
+                path: std::path::PathBuf::from(&sink.path),
+            }],
+            written: staged.written,
+        })
     }
 
     pub fn job(&self) -> JobId {
@@ -178,6 +228,13 @@ fn stats_schema() -> SchemaRef {
 
 impl DisplayAs for ShuffleWriteExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        if let Some(sink) = &self.sink {
+            return write!(
+                f,
+                "ShuffleWriteExec: {}/{} write {:?} ({:?}) to {}",
+                self.job, self.stage, sink.format, sink.mode, sink.path
+            );
+        }
         match &self.partitioning {
             ShufflePartitioning::Hash(exprs, n) => {
                 let keys: Vec<String> = exprs.iter().map(|e| e.to_string()).collect();
@@ -224,12 +281,15 @@ impl ExecutionPlan for ShuffleWriteExec {
             .into_iter()
             .next()
             .ok_or_else(|| DataFusionError::Internal("ShuffleWriteExec needs one child".into()))?;
-        Ok(Arc::new(Self::new(
-            (self.job, self.stage),
-            input,
-            self.partitioning.clone(),
-            self.layout.clone(),
-        )))
+        Ok(Arc::new(
+            Self::new(
+                (self.job, self.stage),
+                input,
+                self.partitioning.clone(),
+                self.layout.clone(),
+            )
+            .with_sink(self.sink.clone()),
+        ))
     }
 
     fn execute(

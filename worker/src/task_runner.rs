@@ -28,12 +28,13 @@ impl TaskRunner {
     pub async fn run(&self, task: TaskAssignment) -> TaskReport {
         let key = task.key;
         match self.execute(task).await {
-            Ok((outputs, spilled_bytes)) => TaskReport {
+            Ok((outputs, spilled_bytes, written)) => TaskReport {
                 worker_id: self.worker,
                 key,
                 ok: true,
                 outputs,
                 spilled_bytes,
+                written,
                 ..TaskReport::default()
             },
             Err(e) => TaskReport {
@@ -50,7 +51,7 @@ impl TaskRunner {
     async fn execute(
         &self,
         task: TaskAssignment,
-    ) -> Result<(Vec<PartitionStats>, u64), DataFusionError> {
+    ) -> Result<(Vec<PartitionStats>, u64, String), DataFusionError> {
         let key = task
             .key
             .ok_or_else(|| DataFusionError::Plan("task without a key".into()))?;
@@ -98,7 +99,10 @@ impl TaskRunner {
                 key.job_id
             )));
         }
-        let outputs = root.write(key.partition as usize, ctx).await?;
+        let done = root
+            .run_task(key.partition as usize, key.attempt, ctx)
+            .await?;
+        let outputs = done.outputs;
         log::debug!(
             "task {}/{}/{} wrote {:?}",
             key.job_id,
@@ -117,7 +121,7 @@ impl TaskRunner {
                 bytes: o.bytes,
             })
             .collect();
-        Ok((stats, spilled_bytes(&plan)))
+        Ok((stats, spilled_bytes(&plan), done.written))
     }
 }
 

@@ -65,6 +65,8 @@ pub struct WorkerSetup {
     pub cpus: u32,
     /// `worker.memory_limit` (e.g. "256MiB"); the default when None.
     pub memory_limit: Option<&'static str>,
+    /// The driver's `driver.result_retention_secs`; the default when None.
+    pub result_retention_secs: Option<u64>,
 }
 
 impl Default for WorkerSetup {
@@ -73,6 +75,7 @@ impl Default for WorkerSetup {
             count: 3,
             cpus: 2,
             memory_limit: None,
+            result_retention_secs: None,
         }
     }
 }
@@ -85,6 +88,16 @@ pub fn cluster(spill: &Path) -> Cluster {
 pub fn cluster_with(spill: &Path, setup: WorkerSetup) -> Cluster {
     let mut cmd = regatta();
     cmd.args(["driver", "--bind", "127.0.0.1:0"]);
+    if let Some(secs) = setup.result_retention_secs {
+        std::fs::create_dir_all(spill).unwrap();
+        let config = spill.join("driver.toml");
+        std::fs::write(
+            &config,
+            format!("[driver]\nresult_retention_secs = {secs}\n"),
+        )
+        .unwrap();
+        cmd.arg("-c").arg(config);
+    }
     let (driver_proc, line) = start(cmd, "listening on");
     let address = line.rsplit(' ').next().unwrap().to_string();
     let mut workers = Vec::new();
@@ -156,6 +169,29 @@ impl Cluster {
         WorkerLine::parse_all(&ok(self.cli().arg("cluster")))
     }
 
+    /// Drops every job's kept results (`regatta jobs delete`), then waits until
+    /// the workers have removed their files.
+    pub fn delete_all_jobs(&self) {
+        let listing = ok(self.cli().arg("jobs"));
+        for line in listing.lines().filter(|l| l.starts_with("job-")) {
+            let id = line
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_start_matches("job-");
+            ok(self.cli().args(["jobs", "delete", id]));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.spill_files().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "files left 10 s after deleting every job: {:?}",
+                self.spill_files()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Files (not directories) left under the workers' spill directories.
     pub fn spill_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
@@ -165,7 +201,7 @@ impl Cluster {
                 let p = e.path();
                 if p.is_dir() {
                     stack.push(p);
-                } else if p.extension().is_none_or(|x| x != "toml") {
+                } else if p.extension().is_none_or(|x| x != "toml") && !p.ends_with("driver.toml") {
                     out.push(p);
                 }
             }
@@ -248,6 +284,8 @@ pub struct WorkerLine {
     pub running: u32,
     /// Tasks the worker says it runs.
     pub reported: u32,
+    /// Tasks it finished.
+    pub tasks_done: u64,
     pub models_loaded: u64,
     /// Where a launcher started it (`ray:<node id>`), from its `node` line.
     pub node_label: String,
@@ -263,6 +301,7 @@ impl WorkerLine {
             alive: line.split_whitespace().nth(1) == Some("alive"),
             running: after(line, "running") as u32,
             reported: after(line, "reported") as u32,
+            tasks_done: after(line, "done"),
             models_loaded: after(line, "loaded"),
             line: line.to_string(),
             node_label: String::new(),

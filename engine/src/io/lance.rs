@@ -15,6 +15,12 @@ use super::paths::local_path;
 use super::sinks::WriteMode;
 use crate::{EngineError, Result};
 
+/// True when `uri` holds a committed dataset (not just the data files of
+/// uncommitted fragments that a distributed write staged there).
+fn is_dataset(uri: &str) -> bool {
+    std::path::Path::new(uri).join("_versions").is_dir()
+}
+
 fn uri_of(input: &str) -> Result<String> {
     Ok(local_path(input)?.to_string_lossy().to_string())
 }
@@ -116,4 +122,217 @@ pub async fn nearest(input: &str, column: &str, query: &[f32], k: usize) -> Resu
 pub async fn schema_metadata(input: &str) -> Result<std::collections::HashMap<String, String>> {
     let ds = open(input).await?;
     Ok(ds.schema().metadata.clone())
+}
+
+/// The transaction property naming the job that committed a version.
+pub const JOB_PROPERTY: &str = "regatta.job";
+
+fn lance_mode(uri: &str, mode: WriteMode) -> LanceMode {
+    let exists = is_dataset(uri);
+    match mode {
+        WriteMode::Create => LanceMode::Create,
+        WriteMode::Append if exists => LanceMode::Append,
+        WriteMode::Append => LanceMode::Create,
+        WriteMode::Overwrite => LanceMode::Overwrite,
+    }
+}
+
+/// Writes `stream` as fragments of the dataset at `dest` without committing
+/// them (one task of a distributed write). Returns the fragments as JSON, for
+/// [`commit_fragments`], and the rows written.
+pub async fn write_fragments(
+    stream: SendableRecordBatchStream,
+    dest: &str,
+    mode: WriteMode,
+) -> Result<(String, u64)> {
+    use lance::dataset::transaction::Operation;
+    let uri = uri_of(dest)?;
+    let params = WriteParams {
+        mode: lance_mode(&uri, mode),
+        ..Default::default()
+    };
+    let mut stream = futures::StreamExt::peekable(stream);
+    // Lance refuses an empty write; a task with no rows stages no fragment.
+    if std::pin::Pin::new(&mut stream).peek().await.is_none() {
+        return Ok(("[]".into(), 0));
+    }
+    let schema = stream.get_ref().schema();
+    let stream: SendableRecordBatchStream =
+        Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream));
+    let txn = InsertBuilder::new(uri.as_str())
+        .with_params(&params)
+        .execute_uncommitted_stream(stream)
+        .await
+        .map_err(lance_err(&uri))?;
+    let fragments = match txn.operation {
+        Operation::Append { fragments } | Operation::Overwrite { fragments, .. } => fragments,
+        other => {
+            return Err(EngineError::Lance {
+                uri,
+                message: format!("an uncommitted write gave a {other} transaction"),
+            })
+        }
+    };
+    let rows = fragments
+        .iter()
+        .map(|f| f.physical_rows.unwrap_or(0) as u64)
+        .sum();
+    let json = serde_json::to_string(&fragments).map_err(|e| EngineError::Lance {
+        uri: uri.clone(),
+        message: format!("encoding fragments: {e}"),
+    })?;
+    Ok((json, rows))
+}
+
+/// The dataset version job `tag` committed to `dest`, if it did.
+pub async fn committed_version(dest: &str, tag: &str) -> Result<Option<u64>> {
+    let uri = uri_of(dest)?;
+    if !is_dataset(&uri) {
+        return Ok(None);
+    }
+    let ds = Dataset::open(&uri).await.map_err(lance_err(&uri))?;
+    let versions = ds.versions().await.map_err(lance_err(&uri))?;
+    for v in versions.iter().rev() {
+        let txn = ds
+            .read_transaction_by_version(v.version)
+            .await
+            .map_err(lance_err(&uri))?;
+        let by_tag = txn
+            .and_then(|t| t.transaction_properties)
+            .is_some_and(|p| p.get(JOB_PROPERTY).is_some_and(|t| t == tag));
+        if by_tag {
+            return Ok(Some(v.version));
+        }
+    }
+    Ok(None)
+}
+
+/// Commits the fragments every task of job `tag` wrote (JSON from
+/// [`write_fragments`]) to `dest` as one new version: an append, or an
+/// overwrite (which creates a new dataset). Exactly once: a version already
+/// committed by `tag` is found and returned instead of committing again.
+/// Returns the version and the dataset's rows after it.
+pub async fn commit_fragments(
+    dest: &str,
+    mode: WriteMode,
+    fragments: &[String],
+    schema: &datafusion::arrow::datatypes::Schema,
+    tag: &str,
+) -> Result<(u64, u64)> {
+    use lance::dataset::transaction::{Operation, Transaction};
+    use lance::dataset::CommitBuilder;
+    use lance::table::format::Fragment;
+    let uri = uri_of(dest)?;
+    let rows_of = |ds: &Dataset| {
+        let ds = ds.clone();
+        let uri = uri.clone();
+        async move {
+            ds.count_rows(None)
+                .await
+                .map(|r| r as u64)
+                .map_err(lance_err(&uri))
+        }
+    };
+    if let Some(version) = committed_version(dest, tag).await? {
+        let ds = Dataset::open(&uri)
+            .await
+            .map_err(lance_err(&uri))?
+            .checkout_version(version)
+            .await
+            .map_err(lance_err(&uri))?;
+        log::info!("{tag}: {uri} version {version} was already committed by this job");
+        return Ok((version, rows_of(&ds).await?));
+    }
+    let mut all: Vec<Fragment> = Vec::new();
+    for json in fragments {
+        let mut f: Vec<Fragment> = serde_json::from_str(json).map_err(|e| EngineError::Lance {
+            uri: uri.clone(),
+            message: format!("a task's fragment list does not decode: {e}"),
+        })?;
+        all.append(&mut f);
+    }
+    let existing = if is_dataset(&uri) {
+        Some(Dataset::open(&uri).await.map_err(lance_err(&uri))?)
+    } else {
+        None
+    };
+    let read_version = existing.as_ref().map_or(0, |d| d.version().version);
+    let operation = match (mode, &existing) {
+        (WriteMode::Create, Some(_)) => {
+            return Err(EngineError::InvalidArgument(format!(
+            "Lance dataset {uri} appeared while the job ran; write with mode append or overwrite"
+        )))
+        }
+        (WriteMode::Append, Some(_)) => Operation::Append { fragments: all },
+        _ => Operation::Overwrite {
+            fragments: all,
+            schema: lance::datatypes::Schema::try_from(schema).map_err(lance_err(&uri))?,
+            config_upsert_values: None,
+            initial_bases: None,
+        },
+    };
+    let properties = std::collections::HashMap::from([(JOB_PROPERTY.to_string(), tag.to_string())]);
+    let txn = Transaction::new(read_version, operation, None);
+    let ds = CommitBuilder::new(uri.as_str())
+        .with_transaction_properties(properties)
+        .execute(txn)
+        .await
+        .map_err(lance_err(&uri))?;
+    let version = ds.version().version;
+    Ok((version, rows_of(&ds).await?))
+}
+
+/// Removes data files under `dest` that no committed version references and
+/// that were written at or after `since` (the job's start): the fragments of
+/// failed or superseded attempts, or of a job that never committed. A dataset
+/// that was never committed is removed whole.
+pub async fn remove_unreferenced(dest: &str, since: std::time::SystemTime) -> Result<usize> {
+    let uri = uri_of(dest)?;
+    let root = std::path::Path::new(&uri);
+    let data = root.join("data");
+    let Ok(entries) = std::fs::read_dir(&data) else {
+        return Ok(0);
+    };
+    let committed = root.join("_versions").exists();
+    let mut referenced = std::collections::HashSet::new();
+    if committed {
+        let ds = Dataset::open(&uri).await.map_err(lance_err(&uri))?;
+        let versions = ds.versions().await.map_err(lance_err(&uri))?;
+        for v in versions {
+            let at = ds
+                .checkout_version(v.version)
+                .await
+                .map_err(lance_err(&uri))?;
+            for f in at.get_fragments() {
+                for file in &f.metadata().files {
+                    referenced.insert(file.path.clone());
+                }
+            }
+        }
+    } else {
+        std::fs::remove_dir_all(root).map_err(|source| EngineError::Io {
+            path: uri.clone(),
+            source,
+        })?;
+        return Ok(1);
+    }
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let recent = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= since);
+        if recent && !referenced.contains(&name) && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Rows in a fragment list from [`write_fragments`] (0 if it does not decode).
+pub fn fragment_rows(json: &str) -> u64 {
+    serde_json::from_str::<Vec<lance::table::format::Fragment>>(json)
+        .map(|f| f.iter().map(|f| f.physical_rows.unwrap_or(0) as u64).sum())
+        .unwrap_or(0)
 }

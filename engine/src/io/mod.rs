@@ -4,6 +4,7 @@ pub mod lance;
 pub mod paths;
 pub mod sinks;
 pub mod sources;
+pub mod staged;
 
 pub use paths::{expand_input, local_path};
 pub use sinks::{write, FileFormat, WriteMode};

@@ -10,16 +10,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::record_batch::RecordBatch;
 use regatta_common::{JobId, WorkerId};
-use regatta_proto::{worker_order, JobInfo, MapOutput, StageInput, TaskAssignment, WorkerOrder};
-use regatta_shuffle::ShuffleFetcher;
+use regatta_proto::{
+    worker_order, JobInfo, MapOutput, ResultPartition, StageInput, TaskAssignment, WorkerOrder,
+};
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use super::results::{encode_ipc, write_output};
+use super::results::{commit_output, discard_output};
 use super::DriverOptions;
-use crate::job_state::{JobState, JobStatus, TaskStatus};
+use crate::job_state::{JobState, JobStatus, Released, TaskStatus};
 use crate::raft::Replica;
 use crate::{
     next_assignments, Command, DriverState, Result, SchedulerError, SharedState, TaskKey,
@@ -41,7 +41,6 @@ struct Live {
     reports: HashMap<WorkerId, WorkerReport>,
     started: HashMap<JobId, Instant>,
     finished: HashMap<JobId, Instant>,
-    collecting: BTreeSet<JobId>,
     /// The term this driver last led in; 0 while it does not lead.
     leading: u64,
     /// The last term this driver placed tasks in.
@@ -80,7 +79,6 @@ struct Inner {
     live: Mutex<Live>,
     next_job: AtomicU64,
     next_worker: AtomicU64,
-    fetcher: ShuffleFetcher,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -104,8 +102,6 @@ impl Driver {
     }
 
     fn with(options: DriverOptions, shared: Arc<SharedState>, consensus: Consensus) -> Self {
-        let fetcher = ShuffleFetcher::remote(options.token.clone())
-            .with_tls(options.tls.as_ref().map(|t| t.client()));
         Self {
             inner: Arc::new(Inner {
                 shared,
@@ -114,7 +110,6 @@ impl Driver {
                 live: Mutex::new(Live::default()),
                 next_job: AtomicU64::new(1),
                 next_worker: AtomicU64::new(1),
-                fetcher,
             }),
         }
     }
@@ -371,6 +366,7 @@ impl Driver {
     pub async fn cancel(&self, job: JobId) -> Result<()> {
         self.apply(Command::CancelJob { job }).await?;
         self.end_job_on_workers(job);
+        self.discard_outputs(&[job]).await;
         Ok(())
     }
 
@@ -408,15 +404,6 @@ impl Driver {
         ids.into_iter().filter_map(|j| self.job_info(j)).collect()
     }
 
-    /// The result rows of a finished job, as Arrow IPC.
-    pub fn result_ipc(&self, job: JobId) -> Option<Vec<u8>> {
-        self.with_state(|s| {
-            s.job(job)
-                .filter(|j| j.status == JobStatus::Succeeded)
-                .map(|j| j.result.clone())
-        })
-    }
-
     // ------------------------------------------------------------ loops
 
     /// Places tasks whenever something changes, until the driver is dropped.
@@ -431,8 +418,10 @@ impl Driver {
                 continue;
             }
             self.schedule_round().await;
-            self.collect_ready_results();
-            self.end_failed_jobs();
+            self.complete_ready_jobs().await;
+            let ended = self.end_failed_jobs();
+            self.discard_outputs(&ended).await;
+            self.expire_results().await;
         }
     }
 
@@ -476,7 +465,6 @@ impl Driver {
                 live.leading = 0;
                 live.orders.clear();
                 live.last_seen.clear();
-                live.collecting.clear();
             }
             // Metrics change on every Raft event; the tick catches a lapsed quorum.
             let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
@@ -611,27 +599,34 @@ impl Driver {
         }
     }
 
-    /// Tells workers to drop the files of jobs that failed (cancel does so itself).
-    fn end_failed_jobs(&self) {
-        let failed: Vec<JobId> = {
+    /// Tells workers to drop the files of jobs that failed or were cancelled,
+    /// or whose results were released, and that this leader has not ended yet
+    /// (a new leader ends its predecessor's again, in case the order was lost).
+    /// Returns them.
+    fn end_failed_jobs(&self) -> Vec<JobId> {
+        let ended: Vec<JobId> = {
             let live = lock(&self.inner.live);
             self.with_state(|s| {
                 s.jobs()
                     .filter(|(id, j)| {
-                        matches!(j.status, JobStatus::Failed(_)) && !live.finished.contains_key(id)
+                        let gone = matches!(j.status, JobStatus::Failed(_) | JobStatus::Cancelled)
+                            || j.released.is_some();
+                        gone && !live.finished.contains_key(id)
                     })
                     .map(|(id, _)| *id)
                     .collect()
             })
         };
-        for job in failed {
+        for &job in &ended {
             self.end_job_on_workers(job);
         }
+        ended
     }
 
-    /// Starts collecting the rows of every job whose result stage is complete:
-    /// kept in the replicated state, or written to the job's output first.
-    fn collect_ready_results(&self) {
+    /// Completes every job whose result stage is done: a write job's staged
+    /// output is committed once first; any other job's rows stay on the
+    /// workers, and only their count is recorded.
+    async fn complete_ready_jobs(&self) {
         let ready: Vec<JobId> = self.with_state(|s| {
             s.jobs()
                 .filter(|(_, j)| j.results_ready())
@@ -639,41 +634,78 @@ impl Driver {
                 .collect()
         });
         for job in ready {
-            if !lock(&self.inner.live).collecting.insert(job) {
-                continue;
+            let outcome = self.complete_job(job).await;
+            if let Err(e) = outcome {
+                log::warn!("{job}: completing: {e}");
             }
-            let me = self.clone();
-            tokio::spawn(async move {
-                let outcome = me.finish_job(job).await;
-                lock(&me.inner.live).collecting.remove(&job);
-                // A lost worker makes its outputs pending again; the next round
-                // recomputes them and collection starts over.
-                if let Err(e) = outcome {
-                    log::warn!("{job}: collecting results: {e}");
-                }
-            });
         }
     }
 
-    async fn finish_job(&self, job: JobId) -> Result<()> {
-        let batches = self.fetch_results(job).await?;
-        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-        let output = self.with_state(|s| s.job(job).and_then(|j| j.output.clone()));
-        let result = match output {
-            Some(out) => {
-                if !self.is_leader() {
-                    return Err(SchedulerError::NotLeader { leader: None });
+    async fn complete_job(&self, job: JobId) -> Result<()> {
+        let (rows, output, written) = self
+            .with_state(|s| {
+                let j = s.job(job)?;
+                let stage = j.stages.get(&j.final_stage)?;
+                let mut rows = 0;
+                let mut written = Vec::new();
+                for (p, t) in stage.tasks.iter().enumerate() {
+                    if let TaskStatus::Done {
+                        outputs,
+                        written: w,
+                        ..
+                    } = &t.status
+                    {
+                        rows += outputs.iter().map(|o| o.rows).sum::<u64>();
+                        written.push((p as u32, w.clone()));
+                    }
                 }
-                let tag = format!("{}/{job}", self.cluster_id());
-                write_output(&out, &tag, batches).await?;
-                Vec::new()
+                Some((rows, j.output.clone(), written))
+            })
+            .ok_or(SchedulerError::UnknownJob(job))?;
+        let mut rows = rows;
+        if let Some(out) = output {
+            if !self.is_leader() {
+                return Err(SchedulerError::NotLeader { leader: None });
             }
-            None => encode_ipc(&batches)?,
-        };
-        self.apply(Command::CompleteJob { job, rows, result })
-            .await?;
-        self.end_job_on_workers(job);
+            let tag = self.job_tag(job);
+            let since = self.job_started_at(job);
+            match commit_output(&out, &tag, &written, since).await {
+                Ok(committed) => rows = committed.unwrap_or(rows),
+                Err(e) => {
+                    let reason = format!("committing the output {}: {e}", out.path);
+                    self.apply(Command::FailJob { job, reason }).await?;
+                    self.end_job_on_workers(job);
+                    return Ok(());
+                }
+            }
+        }
+        self.apply(Command::CompleteJob {
+            job,
+            rows,
+            finished_unix_ms: unix_ms(),
+        })
+        .await?;
+        lock(&self.inner.live).finished.insert(job, Instant::now());
+        if self.with_state(|s| s.job(job).is_some_and(|j| j.output.is_some())) {
+            // A written job keeps nothing on its workers.
+            self.end_job_on_workers(job);
+        }
         Ok(())
+    }
+
+    /// When this driver saw `job` start (the epoch when it does not know:
+    /// a job of an earlier leader), to tell the job's files from older ones.
+    fn job_started_at(&self, job: JobId) -> std::time::SystemTime {
+        lock(&self.inner.live)
+            .started
+            .get(&job)
+            .and_then(|t| std::time::SystemTime::now().checked_sub(t.elapsed()))
+            .unwrap_or(std::time::UNIX_EPOCH)
+    }
+
+    /// The tag a job's output is committed under: `<cluster id>/job-N`.
+    pub fn job_tag(&self, job: JobId) -> String {
+        format!("{}/{job}", self.cluster_id())
     }
 
     /// The cluster id outputs are tagged with.
@@ -682,33 +714,113 @@ impl Driver {
             .map_or_else(|| "regatta".to_string(), |r| r.options().cluster_id.clone())
     }
 
-    async fn fetch_results(&self, job: JobId) -> Result<Vec<RecordBatch>> {
-        use futures::TryStreamExt;
-        let (stage, maps) = self
-            .with_state(|s| {
-                let stage = s.job(job)?.final_stage;
-                Some((stage, s.map_locations(job, stage)))
-            })
-            .ok_or(SchedulerError::UnknownJob(job))?;
-        let mut out = Vec::new();
-        for map in maps {
-            if !map.partitions.contains(&map.map_partition) {
-                continue;
+    /// Drops the results of succeeded jobs whose retention has ended.
+    async fn expire_results(&self) {
+        let retention = self.inner.options.result_retention;
+        let now = unix_ms();
+        let expired: Vec<JobId> = self.with_state(|s| {
+            s.jobs()
+                .filter(|(_, j)| {
+                    j.holds_results()
+                        && now.saturating_sub(j.finished_unix_ms) >= retention.as_millis() as u64
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        });
+        for job in expired {
+            let why = Released::Expired {
+                retention_secs: retention.as_secs(),
+            };
+            match self.apply(Command::ReleaseResults { job, why }).await {
+                Ok(()) => {
+                    log::info!("{job}: results dropped after {retention:?}");
+                    self.end_job_on_workers(job);
+                }
+                Err(e) => log::warn!("{job}: dropping expired results: {e}"),
             }
-            let stream = self
-                .inner
-                .fetcher
-                .fetch((job, stage), &map, map.map_partition)
-                .await
-                .map_err(|e| SchedulerError::Plan(e.to_string()))?;
-            let batches: Vec<RecordBatch> = stream
-                .try_collect()
-                .await
-                .map_err(|e| SchedulerError::Plan(e.to_string()))?;
-            out.extend(batches);
         }
-        Ok(out)
     }
+
+    /// Drops a finished job's results from its workers now.
+    pub async fn delete_job(&self, job: JobId) -> Result<()> {
+        let holds = self.with_state(|s| s.job(job).map(JobState::holds_results));
+        match holds {
+            None => return Err(SchedulerError::UnknownJob(job)),
+            Some(true) => {
+                self.apply(Command::ReleaseResults {
+                    job,
+                    why: Released::Deleted,
+                })
+                .await?
+            }
+            // Failed, cancelled, written or already released: nothing is kept,
+            // but the workers are told again in case a message was lost.
+            Some(false) => {}
+        }
+        self.end_job_on_workers(job);
+        Ok(())
+    }
+
+    /// Where a job's result partitions are: the result stage, its partition
+    /// count, and the finished ones (partition, worker, address, rows, bytes).
+    pub fn result_locations(&self, job: JobId) -> Option<ResultLocations> {
+        self.with_state(|s| {
+            let j = s.job(job)?;
+            let stage = j.stages.get(&j.final_stage)?;
+            let done = stage
+                .tasks
+                .iter()
+                .enumerate()
+                .filter_map(|(p, t)| match &t.status {
+                    TaskStatus::Done {
+                        worker, outputs, ..
+                    } => Some(ResultPartition {
+                        partition: p as u32,
+                        worker_id: worker.0,
+                        flight_address: s
+                            .worker(*worker)
+                            .map(|w| w.spec.address.clone())
+                            .unwrap_or_default(),
+                        rows: outputs.iter().map(|o| o.rows).sum(),
+                        bytes: outputs.iter().map(|o| o.bytes).sum(),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            Some(ResultLocations {
+                stage: j.final_stage,
+                partitions: stage.spec.tasks,
+                done,
+            })
+        })
+    }
+
+    /// Cleans up what a failed or cancelled write job staged: part files, or
+    /// Lance fragments no version references.
+    async fn discard_outputs(&self, jobs: &[JobId]) {
+        for &job in jobs {
+            let output = self.with_state(|s| s.job(job).and_then(|j| j.output.clone()));
+            let Some(out) = output else { continue };
+            let since = self.job_started_at(job);
+            if let Err(e) = discard_output(&out, &self.job_tag(job), since).await {
+                log::warn!("{job}: removing what it staged in {}: {e}", out.path);
+            }
+        }
+    }
+}
+
+/// Where a job's result partitions are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultLocations {
+    pub stage: regatta_common::StageId,
+    pub partitions: u32,
+    pub done: Vec<ResultPartition>,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The attempt `task` runs as on `worker`, if it runs there.
@@ -730,7 +842,13 @@ pub fn info_of(job: JobId, j: &JobState) -> JobInfo {
     JobInfo {
         job_id: job.0,
         name: j.name.clone(),
-        status: j.status.word().to_string(),
+        status: j.status.to_proto() as i32,
+        results: results_state(j) as i32,
+        results_note: j
+            .released
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
         error: match &j.status {
             JobStatus::Failed(r) => r.clone(),
             _ => String::new(),
@@ -746,5 +864,28 @@ pub fn info_of(job: JobId, j: &JobState) -> JobInfo {
         spilled_bytes: j.spilled_bytes,
         shuffle_bytes: j.shuffle_bytes,
         elapsed_seconds: 0.0,
+    }
+}
+
+/// What a job's result rows are to clients.
+fn results_state(j: &JobState) -> regatta_proto::ResultsState {
+    use regatta_proto::ResultsState;
+    if j.released.is_some() {
+        return ResultsState::Released;
+    }
+    if j.output.is_some() {
+        return match j.status {
+            JobStatus::Succeeded => ResultsState::Written,
+            _ => ResultsState::Pending,
+        };
+    }
+    let all_done = j
+        .stages
+        .get(&j.final_stage)
+        .is_some_and(crate::StageState::is_done);
+    match j.status {
+        JobStatus::Succeeded if all_done => ResultsState::Available,
+        JobStatus::Running | JobStatus::Succeeded => ResultsState::Pending,
+        _ => ResultsState::Unspecified,
     }
 }

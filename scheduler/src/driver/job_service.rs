@@ -7,13 +7,13 @@ use futures::Stream;
 use regatta_common::{JobId, WorkerId};
 use regatta_proto::job_service_server::JobService;
 use regatta_proto::{
-    JobInfo, JobRequest, ListJobsRequest, ListJobsResponse, ListWorkersRequest,
-    ListWorkersResponse, Resources as ResourcesMsg, ResultChunk, SubmitRequest, WorkerInfo,
+    JobInfo, JobRequest, JobStatus as ProtoStatus, ListJobsRequest, ListJobsResponse,
+    ListWorkersRequest, ListWorkersResponse, Resources as ResourcesMsg, ResultLocationsResponse,
+    SubmitRequest, WorkerInfo,
 };
 use tonic::{Request, Response, Status};
 
 use super::{Driver, Planner};
-use crate::SchedulerError;
 
 type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -66,10 +66,11 @@ impl JobService for JobServiceImpl {
                 "no workers have registered with this driver yet; start `regatta worker`",
             ));
         }
+        let tag = self.driver.job_tag(job);
         let cmd = self
             .planner
             .plan(
-                job,
+                (job, &tag),
                 &request,
                 cpus as usize,
                 self.driver.options().task_memory,
@@ -83,12 +84,7 @@ impl JobService for JobServiceImpl {
             if let Some(first) = accepted(&self.driver) {
                 return Ok(Response::new(self.info(first.0)?));
             }
-            return Err(match e {
-                SchedulerError::NotLeader { .. } | SchedulerError::Replication(_) => {
-                    Status::unavailable(e.to_string())
-                }
-                e => Status::invalid_argument(e.to_string()),
-            });
+            return Err(e.into());
         }
         log::info!("{job} submitted");
         Ok(Response::new(self.info(job.0)?))
@@ -110,23 +106,7 @@ impl JobService for JobServiceImpl {
     async fn cancel_job(&self, request: Request<JobRequest>) -> Result<Response<JobInfo>, Status> {
         let id = request.into_inner().job_id;
         self.info(id)?;
-        match self.driver.cancel(JobId(id)).await {
-            Ok(()) => {}
-            Err(SchedulerError::InvalidTransition { status, .. }) => {
-                return Err(Status::failed_precondition(format!(
-                    "job-{id} is {status} and cannot be cancelled"
-                )))
-            }
-            Err(SchedulerError::InvalidCommand(why)) => {
-                return Err(Status::failed_precondition(format!(
-                    "job-{id} cannot be cancelled: {why}"
-                )))
-            }
-            Err(e @ (SchedulerError::NotLeader { .. } | SchedulerError::Replication(_))) => {
-                return Err(Status::unavailable(e.to_string()))
-            }
-            Err(e) => return Err(Status::internal(e.to_string())),
-        }
+        self.driver.cancel(JobId(id)).await?;
         Ok(Response::new(self.info(id)?))
     }
 
@@ -160,7 +140,7 @@ impl JobService for JobServiceImpl {
                         a != info
                     });
                     if changed {
-                        let terminal = info.status != "running";
+                        let terminal = info.status() != ProtoStatus::Running;
                         return Some((Ok(info.clone()), (driver, changes, Some(info), terminal)));
                     }
                     // The next change, or a second for the elapsed time's sake.
@@ -171,39 +151,29 @@ impl JobService for JobServiceImpl {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    type FetchResultsStream = BoxedStream<ResultChunk>;
-
-    async fn fetch_results(
+    async fn result_locations(
         &self,
         request: Request<JobRequest>,
-    ) -> Result<Response<Self::FetchResultsStream>, Status> {
+    ) -> Result<Response<ResultLocationsResponse>, Status> {
         let id = request.into_inner().job_id;
         let info = self.info(id)?;
-        match info.status.as_str() {
-            "succeeded" => {}
-            "running" => {
-                return Err(Status::failed_precondition(format!(
-                    "job-{id} is still running; watch it until it ends"
-                )))
-            }
-            other => {
-                return Err(Status::failed_precondition(format!(
-                    "job-{id} {other}: {}",
-                    info.error
-                )))
-            }
-        }
-        let ipc = self
+        let locations = self
             .driver
-            .result_ipc(JobId(id))
-            .ok_or_else(|| Status::not_found(format!("job-{id} has no stored results")))?;
-        // A job that wrote its output, or had no rows, sends nothing.
-        let chunks: Vec<Result<ResultChunk, Status>> = if ipc.is_empty() {
-            Vec::new()
-        } else {
-            vec![Ok(ResultChunk { ipc_stream: ipc })]
-        };
-        Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
+            .result_locations(JobId(id))
+            .ok_or_else(|| Status::not_found(format!("job-{id} does not exist")))?;
+        Ok(Response::new(ResultLocationsResponse {
+            job: Some(info),
+            stage_id: locations.stage.0 as u32,
+            partitions: locations.partitions,
+            done: locations.done,
+        }))
+    }
+
+    async fn delete_job(&self, request: Request<JobRequest>) -> Result<Response<JobInfo>, Status> {
+        let id = request.into_inner().job_id;
+        self.info(id)?;
+        self.driver.delete_job(JobId(id)).await?;
+        Ok(Response::new(self.info(id)?))
     }
 
     async fn list_workers(

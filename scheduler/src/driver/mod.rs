@@ -8,10 +8,10 @@ mod results;
 mod server;
 mod worker_control;
 
-pub use self::core::{info_of, Driver, WorkerReport};
+pub use self::core::{info_of, Driver, ResultLocations, WorkerReport};
 pub use job_service::JobServiceImpl;
 pub use options::{DriverOptions, ReplicationOptions};
 pub use planning::Planner;
-pub use results::{encode_ipc, JOB_TAG};
+pub use results::JOB_TAG;
 pub use server::DriverHandle;
 pub use worker_control::{OrderStream, WorkerControlImpl};

@@ -15,6 +15,8 @@ pub struct DriverOptions {
     pub max_task_failures: u32,
     /// Memory one task reserves on its worker, in bytes.
     pub task_memory: u64,
+    /// How long a succeeded job's result rows stay on its workers.
+    pub result_retention: Duration,
     /// TLS for the driver's services and its calls to workers.
     pub tls: Option<regatta_proto::ClusterTls>,
     /// Replicate the state through Raft with other drivers; `None` runs alone.
@@ -55,6 +57,7 @@ impl Default for DriverOptions {
             worker_timeout: Duration::from_secs(3),
             max_task_failures: crate::DEFAULT_MAX_TASK_FAILURES,
             task_memory: 64 << 20,
+            result_retention: Duration::from_secs(3600),
             tls: None,
             replication: None,
             launcher: None,

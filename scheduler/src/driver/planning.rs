@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::prelude::SessionContext;
 use datafusion_proto::bytes::{
     logical_plan_from_bytes, physical_plan_to_bytes_with_extension_codec,
@@ -10,10 +12,10 @@ use regatta_common::{JobId, Resources};
 use regatta_engine::functions::ModelProvider;
 use regatta_engine::io::FileFormat;
 use regatta_engine::{Engine, EngineOptions};
-use regatta_proto::{submit_request, SubmitRequest};
-use regatta_shuffle::RegattaCodec;
+use regatta_proto::{submit_request, SubmitRequest, WriteMode as ProtoMode};
+use regatta_shuffle::{OutputSink, RegattaCodec};
 
-use crate::{split_into_stages, Command, Result, SchedulerError, StageSpec};
+use crate::{split_into_stages, Command, JobOutput, OutputMode, Result, SchedulerError, StageSpec};
 
 /// Plans jobs with a fresh engine each, so one job's tables never leak into another.
 #[derive(Clone, Default)]
@@ -43,10 +45,11 @@ impl Planner {
         Ok(engine)
     }
 
-    /// Plans `request` as job `job` over `partitions` partitions.
+    /// Plans `request` as job `job` over `partitions` partitions; a job with an
+    /// output gets its last stage writing there, staged under `job_tag`.
     pub async fn plan(
         &self,
-        job: JobId,
+        (job, job_tag): (JobId, &str),
         request: &SubmitRequest,
         partitions: usize,
         task_memory: u64,
@@ -79,13 +82,24 @@ impl Planner {
             }
         };
         let physical = engine.physical_plan(df).await?;
+        let output = output_of(request, &physical.schema()).await?;
         let codec = RegattaCodec::encoder();
         let demand = Resources {
             cpus: 1.0,
             gpus: 0.0,
             memory: task_memory,
         };
-        let stages = split_into_stages(job, physical, partitions)?
+        let mut planned = split_into_stages(job, physical, partitions)?;
+        if let (Some(out), Some(last)) = (&output, planned.last_mut()) {
+            let sink = OutputSink {
+                path: out.path.clone(),
+                format: out.format.into(),
+                mode: out.mode.into(),
+                job_tag: job_tag.to_string(),
+            };
+            last.plan = Arc::new((*last.plan).clone().with_sink(Some(sink)));
+        }
+        let stages = planned
             .into_iter()
             .map(|s| {
                 let tasks = s.tasks();
@@ -106,22 +120,6 @@ impl Planner {
         } else {
             request.name.clone()
         };
-        let output = if request.output_path.is_empty() {
-            None
-        } else {
-            let out = crate::JobOutput {
-                path: request.output_path.clone(),
-                format: request.output_format.clone(),
-            };
-            super::results::output_format(&out)?;
-            if std::path::Path::new(&out.path).exists() {
-                return Err(SchedulerError::Plan(format!(
-                    "output {} already exists; a job writes only to a new path",
-                    out.path
-                )));
-            }
-            Some(out)
-        };
         Ok(Command::SubmitJob {
             job,
             name,
@@ -130,4 +128,52 @@ impl Planner {
             request_id: request.request_id.clone(),
         })
     }
+}
+
+/// The job's output, checked before it starts: a format regatta writes, a
+/// destination the mode allows.
+async fn output_of(request: &SubmitRequest, schema: &SchemaRef) -> Result<Option<JobOutput>> {
+    if request.output_path.is_empty() {
+        return Ok(None);
+    }
+    let path = request.output_path.clone();
+    let format = if request.output_format.is_empty() {
+        FileFormat::from_path(&path).unwrap_or(FileFormat::Parquet)
+    } else {
+        FileFormat::parse(&request.output_format)
+            .map_err(|e| SchedulerError::Plan(format!("output {path}: {e}")))?
+    };
+    let mode = match request.output_mode() {
+        ProtoMode::Create | ProtoMode::Unspecified => OutputMode::Create,
+        ProtoMode::Append => OutputMode::Append,
+        ProtoMode::Overwrite => OutputMode::Overwrite,
+    };
+    let plan_err =
+        |e: regatta_engine::EngineError| SchedulerError::Plan(format!("output {path}: {e}"));
+    match format {
+        FileFormat::Lance => {
+            let exists = regatta_engine::io::local_path(&path)
+                .map_err(plan_err)?
+                .exists();
+            if exists && mode == OutputMode::Create {
+                return Err(SchedulerError::Plan(format!(
+                    "output {path} already exists; write with mode append or overwrite"
+                )));
+            }
+        }
+        _ => regatta_engine::io::staged::check_destination(&path, format, mode.into())
+            .map_err(plan_err)?,
+    }
+    let mut schema_ipc = Vec::new();
+    let mut w = StreamWriter::try_new(&mut schema_ipc, schema)
+        .map_err(|e| SchedulerError::Plan(format!("output {path}: {e}")))?;
+    w.finish()
+        .map_err(|e| SchedulerError::Plan(format!("output {path}: {e}")))?;
+    drop(w);
+    Ok(Some(JobOutput {
+        path,
+        format: format.into(),
+        mode,
+        schema_ipc,
+    }))
 }

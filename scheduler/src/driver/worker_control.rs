@@ -165,6 +165,7 @@ impl WorkerControl for WorkerControlImpl {
                     })
                     .collect(),
                 spilled_bytes: r.spilled_bytes,
+                written: r.written,
             }
         } else {
             log::warn!("{task} failed on {worker}: {}", r.error);

@@ -28,7 +28,7 @@ use super::{DriverRaft, NodeId, StorageError};
 const LOG_FILE: &str = "raft.log";
 /// The first bytes of the file: a tag and the record format's version, bumped
 /// whenever a [`Record`] (or a command inside one) changes its encoding.
-const HEADER: &[u8; 8] = b"rgtlog02";
+const HEADER: &[u8; 8] = b"rgtlog03";
 /// Rewrite the file once this many records are dead and they outnumber the live.
 const COMPACT_AFTER: u64 = 4096;
 

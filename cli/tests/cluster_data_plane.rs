@@ -1,0 +1,398 @@
+//! The data plane on real driver and worker processes: result rows go from the
+//! workers to the client over Flight (never through the driver), stay on the
+//! workers until deleted or expired, are made again when lost; writes are
+//! staged by the workers and committed once by the driver, also under faults.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{
+    cluster, cluster_with, images, local_csv, ok, output, regatta, table, tpch_tables, WorkerSetup,
+    Q1, Q3,
+};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// These tests start clusters and time what they do: one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Thumbnails of W1's images: a map-only pipeline whose last stage has a task
+/// per core, so a write of it is spread over the workers.
+const THUMBS: &str = "SELECT id, image_encode(image_resize(image_decode( \
+     url_download(url, 'null'), 'RGB', 'null'), 64, 64), 'png') AS thumb FROM images";
+
+fn sorted_lines(csv: &str) -> Vec<String> {
+    let mut v: Vec<String> = csv.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// Peak resident memory of a process, from /proc.
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// Polls `cond` every 50 ms until it holds, or panics naming `what`.
+fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not after {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn results_are_read_from_the_workers_until_deleted_or_expired() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let tables = tpch_tables(d.path(), 10_000, 3);
+    let c = cluster_with(
+        &d.path().join("spill"),
+        WorkerSetup {
+            count: 2,
+            result_retention_secs: Some(4),
+            ..WorkerSetup::default()
+        },
+    );
+    let q1 = local_csv(&tables, Q1);
+    assert_eq!(c.csv(&tables, Q1), q1);
+    // The rows stay on the workers: read again, the same.
+    let again = ok(c.cli().args(["jobs", "results", "1", "-f", "csv"]));
+    assert_eq!(again, q1);
+    let status = ok(c.cli().args(["jobs", "status", "1"]));
+    assert!(status.contains("succeeded"), "{status}");
+    // Deleted, they are gone, and say why.
+    ok(c.cli().args(["jobs", "delete", "1"]));
+    let (read, _, err) = output(c.cli().args(["jobs", "results", "1"]));
+    assert!(!read, "results of a deleted job were read");
+    assert!(err.contains("job-1") && err.contains("deleted"), "{err}");
+
+    // A second job's results expire after the retention, files and all.
+    let q3 = local_csv(&tables, Q3);
+    assert_eq!(c.csv(&tables, Q3), q3);
+    assert!(!c.shuffle_dirs().is_empty(), "the results are kept");
+    wait_until("job-2's results expire", Duration::from_secs(20), || {
+        let (read, _, err) = output(c.cli().args(["jobs", "results", "2"]));
+        !read && err.contains("driver.result_retention_secs")
+    });
+    wait_until(
+        "the workers drop every file",
+        Duration::from_secs(10),
+        || c.spill_files().is_empty(),
+    );
+}
+
+#[test]
+fn a_result_partition_lost_with_its_worker_is_made_again_for_the_reader() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let tables = tpch_tables(d.path(), 20_000, 6);
+    // Map-only: the result is a partition per task, spread over the workers.
+    let sql = "SELECT l_orderkey, l_linenumber, l_quantity * 2 AS q2 FROM lineitem";
+    let expected = local_csv(&tables, sql);
+    let mut c = cluster(&d.path().join("spill"));
+    assert_eq!(sorted_lines(&c.csv(&tables, sql)), sorted_lines(&expected));
+    // Every worker holds some of the result; one dies after the job ended.
+    let workers = c.workers();
+    assert!(workers.iter().all(|w| w.tasks_done > 0), "{workers:?}");
+    c.workers[1].0.kill().unwrap();
+    let rows = ok(c.cli().args(["jobs", "results", "1", "-f", "csv"]));
+    assert_eq!(sorted_lines(&rows), sorted_lines(&expected));
+    let end = c.job(1);
+    assert_eq!(end.status, "succeeded", "{}", end.line);
+    assert!(end.recomputed >= 1, "nothing was made again: {}", end.line);
+}
+
+#[test]
+fn a_result_larger_than_256_mib_streams_to_the_client_past_a_small_driver() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    // 300 rows of 1 MiB each.
+    let ids = table(
+        d.path(),
+        "ids",
+        "id",
+        3,
+        "SELECT value AS id FROM generate_series(1, 300)",
+    );
+    let c = cluster_with(
+        &d.path().join("spill"),
+        WorkerSetup {
+            count: 2,
+            ..WorkerSetup::default()
+        },
+    );
+    let out_path = d.path().join("rows.csv");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut cmd = c.cli();
+    cmd.args(["submit", "-f", "csv", "-t", &ids])
+        .arg("SELECT id, repeat('x', 1048576) AS s FROM ids")
+        .stdout(out)
+        .stderr(Stdio::piped());
+    let done = cmd.output().unwrap();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let size = std::fs::metadata(&out_path).unwrap().len();
+    assert!(size > 300 << 20, "only {size} bytes arrived");
+    let text = std::fs::read_to_string(&out_path).unwrap();
+    assert_eq!(text.lines().count(), 301);
+    let mut ids: Vec<u64> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (1..=300).collect::<Vec<u64>>());
+    // The rows never passed through the driver.
+    let driver_peak = peak_rss_bytes(c.driver_proc.0.id());
+    assert!(
+        driver_peak < 200 << 20,
+        "the driver grew to {} MiB",
+        driver_peak >> 20
+    );
+}
+
+/// Data files of the Lance dataset at `path`, and those its versions reference.
+fn lance_files(path: &Path) -> (usize, usize, usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ds = regatta_engine::io::lance::open(path.to_str().unwrap())
+            .await
+            .unwrap();
+        let versions = ds.versions().await.unwrap().len();
+        let referenced: usize = ds
+            .get_fragments()
+            .iter()
+            .map(|f| f.metadata().files.len())
+            .sum();
+        let on_disk = std::fs::read_dir(path.join("data")).unwrap().count();
+        (versions, referenced, on_disk)
+    })
+}
+
+fn fragments(path: &Path) -> usize {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        regatta_engine::io::lance::open(path.to_str().unwrap())
+            .await
+            .unwrap()
+            .get_fragments()
+            .len()
+    })
+}
+
+/// No staging or publishing directory of any job beside `dest`.
+fn no_staging_beside(dest: &Path) {
+    let leftovers: Vec<String> = std::fs::read_dir(dest.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains(".regatta-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn writes_are_staged_by_the_workers_and_committed_once() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let tables = vec![images(d.path(), 30)];
+    let read_back = "SELECT id, thumb FROM t ORDER BY id";
+    let expected = local_csv(&tables, &format!("SELECT * FROM ({THUMBS}) ORDER BY id"));
+    assert_eq!(expected.lines().count(), 33, "{expected}");
+    let c = cluster(&d.path().join("spill"));
+    let out = d.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+
+    // Lance: fragments from several tasks, one commit, one version.
+    let lance = out.join("thumbs.lance");
+    let mut cmd = c.cli();
+    cmd.args(["submit", "-o", lance.to_str().unwrap()]);
+    let said = ok(common::with_tables(&mut cmd, &tables).arg(THUMBS));
+    assert!(said.is_empty(), "a write prints no rows: {said}");
+    let t = format!("t={}", lance.display());
+    assert_eq!(local_csv(&[t], read_back), expected);
+    let (versions, referenced, on_disk) = lance_files(&lance);
+    assert_eq!(versions, 1, "one commit, one version");
+    assert_eq!(referenced, on_disk, "no data file of another attempt");
+    assert!(fragments(&lance) >= 2, "written by one task only");
+    let busy = c.workers().iter().filter(|w| w.tasks_done > 0).count();
+    assert!(busy >= 2, "one worker did everything");
+
+    // Parquet: part files published at once under the job's name.
+    let parquet = out.join("thumbs");
+    let mut cmd = c.cli();
+    cmd.args(["submit", "-o", parquet.to_str().unwrap()]);
+    ok(common::with_tables(&mut cmd, &tables).arg(THUMBS));
+    let parts: Vec<String> = std::fs::read_dir(&parquet)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(parts.len() >= 2, "{parts:?}");
+    assert!(
+        parts
+            .iter()
+            .all(|p| p.starts_with("part-") && p.ends_with("_job_2.parquet")),
+        "{parts:?}"
+    );
+    let t = format!("t={}/*.parquet", parquet.display());
+    assert_eq!(local_csv(std::slice::from_ref(&t), read_back), expected);
+    no_staging_beside(&lance);
+
+    // Append adds the job's parts; create refuses an output that exists.
+    let mut cmd = c.cli();
+    cmd.args(["submit", "--output-mode", "append", "-o"])
+        .arg(&parquet);
+    ok(common::with_tables(&mut cmd, &tables).arg(THUMBS));
+    let n = local_csv(&[t], "SELECT count(*) AS n FROM t");
+    assert_eq!(n.lines().nth(1).unwrap(), "64");
+    let mut cmd = c.cli();
+    cmd.args(["submit", "-o"]).arg(&parquet);
+    let (wrote, _, err) = output(common::with_tables(&mut cmd, &tables).arg(THUMBS));
+    assert!(!wrote);
+    assert!(err.contains("already exists"), "{err}");
+    no_staging_beside(&lance);
+}
+
+#[test]
+fn a_worker_killed_during_a_write_leaves_every_row_once_in_one_version() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let tables = vec![images(d.path(), 240)];
+    let mut c = cluster(&d.path().join("spill"));
+    let lance = d.path().join("thumbs.lance");
+    let mut cmd = c.cli();
+    cmd.args(["submit", "--detach", "-o", lance.to_str().unwrap()]);
+    let job: u64 = ok(common::with_tables(&mut cmd, &tables).arg(THUMBS))
+        .trim()
+        .parse()
+        .unwrap();
+    // Killed once the writing stage runs on every worker.
+    let at_kill = c.wait_for(job, Duration::from_secs(60), |j| j.stages_done >= 1);
+    assert_eq!(at_kill.status, "running", "finished before the kill");
+    c.workers[2].0.kill().unwrap();
+    let end = c.wait_for(job, Duration::from_secs(120), common::JobLine::finished);
+    assert_eq!(end.status, "succeeded", "{}", end.line);
+    assert_eq!(end.rows, 242, "{}", end.line);
+    let counted = local_csv(
+        &[format!("t={}", lance.display())],
+        "SELECT count(*) AS n, count(DISTINCT id) AS k FROM t",
+    );
+    assert_eq!(counted.lines().nth(1).unwrap(), "242,242");
+    let (versions, referenced, on_disk) = lance_files(&lance);
+    assert_eq!(versions, 1);
+    assert_eq!(referenced, on_disk, "a failed attempt's file remains");
+    no_staging_beside(&lance);
+}
+
+#[test]
+fn a_connected_sessions_dataframes_stream_count_and_write_on_the_workers() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let tables = tpch_tables(d.path(), 5_000, 3);
+    let lineitem = tables
+        .iter()
+        .find_map(|t| t.strip_prefix("lineitem="))
+        .unwrap()
+        .to_string();
+    let expected = local_csv(&tables, "SELECT count(*) AS n FROM lineitem");
+    let expected: usize = expected.lines().nth(1).unwrap().parse().unwrap();
+    let c = cluster_with(
+        &d.path().join("spill"),
+        WorkerSetup {
+            count: 2,
+            ..WorkerSetup::default()
+        },
+    );
+    let out = d.path().join("out");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        use futures::StreamExt;
+        use regatta::prelude::*;
+        let session =
+            Session::connect_with_token(&format!("http://{}", c.driver), common::TOKEN).await?;
+        let df = || async { session.read_parquet(&lineitem).await };
+        // count: only the number travels.
+        assert_eq!(df().await?.count().await?, expected);
+        // stream: batches arrive from the workers, every row once.
+        let mut stream = df().await?.stream().await?;
+        let mut rows = 0;
+        let mut batches = 0;
+        while let Some(b) = stream.next().await {
+            rows += b?.num_rows();
+            batches += 1;
+        }
+        assert_eq!(rows, expected);
+        assert!(batches > 1, "one batch: the rows did not stream");
+        // collect and a table of the first rows.
+        let collected: usize = df()
+            .await?
+            .collect()
+            .await?
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(collected, expected);
+        let shown = df().await?.to_table_string(3).await?;
+        assert_eq!(shown.lines().count(), 3 + 4, "{shown}");
+        // Writes: create, then append, then overwrite, each one commit.
+        let lance = out.join("items.lance");
+        let path = lance.to_str().unwrap();
+        let n = df().await?.write_lance(path).await?;
+        assert_eq!(n as usize, expected);
+        let n = df()
+            .await?
+            .write(path, FileFormat::Lance, WriteMode::Append)
+            .await?;
+        assert_eq!(n as usize, expected);
+        let local = Session::local();
+        assert_eq!(local.read_lance(path).await?.count().await?, 2 * expected);
+        df().await?
+            .write(path, FileFormat::Lance, WriteMode::Overwrite)
+            .await?;
+        assert_eq!(local.read_lance(path).await?.count().await?, expected);
+        let csv = out.join("items_csv");
+        let n = df().await?.write_csv(csv.to_str().unwrap()).await?;
+        assert_eq!(n as usize, expected);
+        let back = local
+            .read_csv(&format!("{}/*.csv", csv.display()))
+            .await?
+            .count()
+            .await?;
+        assert_eq!(back, expected);
+        Ok::<_, regatta::Error>(())
+    })
+    .unwrap();
+    let (versions, referenced, on_disk) = lance_files(&out.join("items.lance"));
+    assert_eq!(versions, 3, "create, append, overwrite: one version each");
+    assert!(referenced <= on_disk);
+    let (bad, _, err) = output(
+        regatta()
+            .args(["jobs", "delete", "99"])
+            .env("REGATTA_DRIVER", &c.driver),
+    );
+    assert!(!bad && err.contains("job-99"), "{err}");
+}

@@ -1,0 +1,103 @@
+//! [`OutputSink`]: where a write job's last stage puts its rows, and how a
+//! task writes its share there (staged, uncommitted; the leader commits once).
+
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use regatta_engine::io::{lance, staged, FileFormat, WriteMode};
+use regatta_proto::{OutputFormat as FormatMsg, OutputSink as SinkMsg, WriteMode as ModeMsg};
+
+/// A write job's destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSink {
+    /// A directory of part files (Parquet, CSV, JSON) or a Lance dataset.
+    pub path: String,
+    pub format: FileFormat,
+    pub mode: WriteMode,
+    /// `<cluster id>/job-N`: names the staging area and tags the commit.
+    pub job_tag: String,
+}
+
+/// What one task of a write stage staged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedOutput {
+    pub rows: u64,
+    /// For the commit: the staged part's file name (empty: no rows), or the
+    /// Lance fragments as JSON.
+    pub written: String,
+}
+
+impl OutputSink {
+    /// Writes input partition `partition`'s rows, as attempt `attempt`.
+    pub async fn write(
+        &self,
+        stream: SendableRecordBatchStream,
+        partition: u32,
+        attempt: u32,
+    ) -> DfResult<StagedOutput> {
+        let external = |e: regatta_engine::EngineError| DataFusionError::External(Box::new(e));
+        match self.format {
+            FileFormat::Lance => {
+                let (written, rows) = lance::write_fragments(stream, &self.path, self.mode)
+                    .await
+                    .map_err(external)?;
+                Ok(StagedOutput { rows, written })
+            }
+            format => {
+                let staging = staged::staging_dir(&self.path, &self.job_tag).map_err(external)?;
+                let name =
+                    staged::staged_part_name(partition, attempt, format).map_err(external)?;
+                let rows = staged::write_part(stream, &staging, &name, format)
+                    .await
+                    .map_err(external)?;
+                let written = if rows == 0 { String::new() } else { name };
+                Ok(StagedOutput { rows, written })
+            }
+        }
+    }
+
+    /// The wire form.
+    pub fn to_msg(&self) -> SinkMsg {
+        SinkMsg {
+            path: self.path.clone(),
+            format: match self.format {
+                FileFormat::Parquet => FormatMsg::Parquet,
+                FileFormat::Csv => FormatMsg::Csv,
+                FileFormat::Json => FormatMsg::Json,
+                FileFormat::Lance => FormatMsg::Lance,
+            } as i32,
+            mode: match self.mode {
+                WriteMode::Create => ModeMsg::Create,
+                WriteMode::Append => ModeMsg::Append,
+                WriteMode::Overwrite => ModeMsg::Overwrite,
+            } as i32,
+            job_tag: self.job_tag.clone(),
+        }
+    }
+
+    /// From the wire form; a sink naming no known format or mode is refused.
+    pub fn from_msg(m: &SinkMsg) -> DfResult<Self> {
+        let format = match m.format() {
+            FormatMsg::Parquet => FileFormat::Parquet,
+            FormatMsg::Csv => FileFormat::Csv,
+            FormatMsg::Json => FileFormat::Json,
+            FormatMsg::Lance => FileFormat::Lance,
+            FormatMsg::Unspecified => {
+                return Err(DataFusionError::Plan(format!(
+                    "output {}: no format given",
+                    m.path
+                )))
+            }
+        };
+        let mode = match m.mode() {
+            ModeMsg::Create | ModeMsg::Unspecified => WriteMode::Create,
+            ModeMsg::Append => WriteMode::Append,
+            ModeMsg::Overwrite => WriteMode::Overwrite,
+        };
+        Ok(Self {
+            path: m.path.clone(),
+            format,
+            mode,
+            job_tag: m.job_tag.clone(),
+        })
+    }
+}
