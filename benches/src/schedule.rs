@@ -155,24 +155,27 @@ pub async fn schedule(tasks: u32, workers: u32, replicas: u64) -> Res<(u64, f64,
     let commits_before = committed(handle);
     let t0 = Instant::now();
     driver
-        .submit(Command::SubmitJob {
-            job,
-            name: "no-op".into(),
-            stages: vec![StageSpec {
-                stage: StageId(1),
-                tasks,
-                inputs: vec![],
-                output_partitions: 1,
-                demand: Resources {
-                    cpus: 1.0,
-                    gpus: 0.0,
-                    memory: 64 << 20,
-                },
-                plan: Vec::new(),
-            }],
-            output: None,
-            request_id: String::new(),
-        })
+        .submit(
+            Command::SubmitJob {
+                job,
+                name: "no-op".into(),
+                stages: vec![StageSpec {
+                    stage: StageId(1),
+                    tasks,
+                    inputs: vec![],
+                    output_partitions: 1,
+                    demand: Resources {
+                        cpus: 1.0,
+                        gpus: 0.0,
+                        memory: 64 << 20,
+                    },
+                    plan: Vec::new(),
+                }],
+                output: None,
+                request_id: String::new(),
+            },
+            Duration::ZERO,
+        )
         .await?;
     let done = wait_done(&driver, job, tasks).await?;
     let secs = t0.elapsed().as_secs_f64();

@@ -144,6 +144,9 @@ pub enum JobsAction {
     Watch { job: u64 },
     /// Drop a finished job's result rows from its workers now.
     Delete { job: u64 },
+    /// Where a job's time went: planning, then per stage its span and its
+    /// tasks' time split into shuffle read, compute and shuffle write.
+    Stages { job: u64 },
     /// Print a job's rows, read from the workers that hold them (streamed as
     /// they finish while it runs).
     Results {
@@ -470,6 +473,31 @@ fn print_job(i: &JobInfo) {
     );
 }
 
+fn print_stages(i: &JobInfo) {
+    println!(
+        "job-{} {}: {:.3} s in all, planning {:.3} s",
+        i.job_id,
+        i.status().word(),
+        i.elapsed_seconds,
+        i.planning_seconds
+    );
+    println!("stage  tasks   start     end   task-s   read-s  compute-s  write-s");
+    for s in &i.stage_timings {
+        let compute = (s.task_seconds - s.read_seconds - s.write_seconds).max(0.0);
+        println!(
+            "{:>5} {:>6} {:>7.3} {:>7.3} {:>8.3} {:>8.3} {:>10.3} {:>8.3}",
+            s.stage_id,
+            s.tasks,
+            s.started_seconds,
+            s.ended_seconds,
+            s.task_seconds,
+            s.read_seconds,
+            compute,
+            s.write_seconds
+        );
+    }
+}
+
 /// `regatta jobs`.
 pub async fn run_jobs(args: JobsArgs) -> Result<()> {
     let client = client(&args.cluster).await?;
@@ -483,6 +511,7 @@ pub async fn run_jobs(args: JobsArgs) -> Result<()> {
         JobsAction::Cancel { job } => print_job(&client.cancel(job).await?),
         JobsAction::Watch { job } => print_job(&watch(&client, job).await?),
         JobsAction::Delete { job } => print_job(&client.delete(job).await?),
+        JobsAction::Stages { job } => print_stages(&client.job(job).await?),
         JobsAction::Results { job, format } => {
             let rows = client.result_stream(job);
             crate::output::write_stream(&mut std::io::stdout().lock(), rows, format).await?;

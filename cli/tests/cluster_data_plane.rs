@@ -84,6 +84,24 @@ fn results_are_read_from_the_workers_until_deleted_or_expired() {
     let q3 = local_csv(&tables, Q3);
     assert_eq!(c.csv(&tables, Q3), q3);
     assert!(!c.shuffle_dirs().is_empty(), "the results are kept");
+    // Where its time went: a line per stage, every task timed, the stages
+    // after the first waiting on shuffle input.
+    let stages = ok(c.cli().args(["jobs", "stages", "2"]));
+    let rows: Vec<Vec<f64>> = stages
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().map(|w| w.parse().unwrap()).collect())
+        .collect();
+    assert!(rows.len() >= 3, "{stages}");
+    assert!(rows.iter().all(|r| r[1] >= 1.0 && r[4] > 0.0), "{stages}");
+    assert!(
+        rows.iter().skip(1).any(|r| r[5] > 0.0),
+        "no shuffle read: {stages}"
+    );
+    assert!(
+        rows.iter().any(|r| r[7] > 0.0),
+        "no shuffle write: {stages}"
+    );
     wait_until("job-2's results expire", Duration::from_secs(20), || {
         let (read, _, err) = output(c.cli().args(["jobs", "results", "2"]));
         !read && err.contains("driver.result_retention_secs")
@@ -109,6 +127,14 @@ fn a_result_partition_lost_with_its_worker_is_made_again_for_the_reader() {
     let workers = c.workers();
     assert!(workers.iter().all(|w| w.tasks_done > 0), "{workers:?}");
     c.workers[1].0.kill().unwrap();
+    // Once the driver knows, the partitions it held are made again elsewhere
+    // (its files are still on this machine's disk, but no reader may trust
+    // a dead worker's directory beyond what the driver says).
+    wait_until(
+        "the driver notices the dead worker",
+        Duration::from_secs(10),
+        || c.workers().iter().filter(|w| w.alive).count() == 2,
+    );
     let rows = ok(c.cli().args(["jobs", "results", "1", "-f", "csv"]));
     assert_eq!(sorted_lines(&rows), sorted_lines(&expected));
     let end = c.job(1);

@@ -49,6 +49,12 @@ pub struct WorkerSpec {
     /// Its GPUs' physical ids, by ordinal.
     #[serde(default)]
     pub gpu_ids: Vec<String>,
+    /// Its shuffle directory and the token written there (direct reads on the
+    /// same machine); empty when it offers none.
+    #[serde(default)]
+    pub shuffle_root: String,
+    #[serde(default)]
+    pub shuffle_token: String,
 }
 
 /// What one task wrote to one output partition.

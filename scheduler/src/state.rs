@@ -518,15 +518,16 @@ impl DriverState {
         };
         j.map_outputs(stage)
             .into_iter()
-            .map(|(map, worker, partitions)| MapLocation {
-                map_partition: map,
-                worker: worker.0,
-                address: self
-                    .workers
-                    .get(&worker)
-                    .map(|w| w.spec.address.clone())
-                    .unwrap_or_default(),
-                partitions,
+            .map(|(map, worker, partitions)| {
+                let spec = self.workers.get(&worker).map(|w| &w.spec);
+                MapLocation {
+                    map_partition: map,
+                    worker: worker.0,
+                    address: spec.map(|s| s.address.clone()).unwrap_or_default(),
+                    partitions,
+                    shuffle_root: spec.map(|s| s.shuffle_root.clone()).unwrap_or_default(),
+                    shuffle_token: spec.map(|s| s.shuffle_token.clone()).unwrap_or_default(),
+                }
             })
             .collect()
     }

@@ -179,6 +179,8 @@ impl Reader {
             worker: p.worker_id,
             address: p.flight_address.clone(),
             partitions: vec![p.partition],
+            shuffle_root: p.shuffle_root.clone(),
+            shuffle_token: p.shuffle_token.clone(),
         };
         let mut stream = match self
             .fetcher

@@ -26,6 +26,10 @@ pub struct MapLocation {
     pub address: String,
     /// The output partitions it wrote rows to.
     pub partitions: Vec<u32>,
+    /// The worker's shuffle directory and its token: a reader on the same
+    /// machine that finds that token there reads the file directly.
+    pub shuffle_root: String,
+    pub shuffle_token: String,
 }
 
 /// What a node needs to read shuffle data: its own files and its peers' servers.
@@ -90,9 +94,19 @@ impl ShuffleFetcher {
         map: &MapLocation,
         partition: u32,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        let task = TaskId(u64::from(map.map_partition));
         if let Some((_, layout)) = self.local.as_ref().filter(|(w, _)| *w == map.worker) {
-            let task = TaskId(u64::from(map.map_partition));
             return Ok(stream_map_output(layout, (job, stage, task), partition));
+        }
+        // Another worker on this machine: its files, read from disk, stay off
+        // the network. The token proves the directory is that worker's (not a
+        // same-named one of another container or an earlier run).
+        let layout = ShuffleLayout::new(&map.shuffle_root);
+        if layout.has_token(&map.shuffle_token) {
+            let file = layout.file(job, stage, partition, task);
+            if file.exists() {
+                return Ok(stream_map_output(&layout, (job, stage, task), partition));
+            }
         }
         let lost = |message: String| ShuffleError::Fetch {
             worker: map.worker,
@@ -131,5 +145,63 @@ impl ShuffleFetcher {
             message: e.to_string(),
         });
         Ok(stream.boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use futures::TryStreamExt;
+
+    use super::*;
+    use crate::ShuffleWriter;
+
+    fn location(root: &std::path::Path, token: &str) -> MapLocation {
+        MapLocation {
+            map_partition: 0,
+            worker: 7,
+            // Nothing listens here: a read that went over the network fails.
+            address: "127.0.0.1:1".into(),
+            partitions: vec![0],
+            shuffle_root: root.to_string_lossy().to_string(),
+            shuffle_token: token.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn another_workers_files_on_this_machine_are_read_from_disk_only_with_its_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = ShuffleLayout::new(dir.path().join("shuffle"));
+        let token = layout.claim().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let ids = (JobId(1), StageId(1), TaskId(0));
+        let mut w = ShuffleWriter::new(layout.clone(), ids, schema.clone(), 1).unwrap();
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
+        w.append(0, &batch).unwrap();
+        w.finish().unwrap();
+        // A fetcher of another worker (id 8), or a client (no local files).
+        let reader =
+            ShuffleFetcher::new(8, ShuffleLayout::new(dir.path().join("other")), "t".into());
+        let got: Vec<RecordBatch> = reader
+            .fetch((JobId(1), StageId(1)), &location(layout.root(), &token), 0)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(got, vec![batch]);
+        // Another token (the directory was claimed again, or is another
+        // machine's): the read goes to the worker's server, here unreachable.
+        let wrong = location(layout.root(), "not-the-token");
+        let err = match reader.fetch((JobId(1), StageId(1)), &wrong, 0).await {
+            Ok(stream) => stream.try_collect::<Vec<_>>().await.unwrap_err(),
+            Err(e) => e,
+        };
+        assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+        assert_eq!(ShuffleError::lost_worker(&err), Some(7));
     }
 }

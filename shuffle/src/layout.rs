@@ -42,6 +42,28 @@ impl ShuffleLayout {
             .join(format!("{task}.arrow"))
     }
 
+    /// The file holding this directory's owner token.
+    fn token_file(&self) -> PathBuf {
+        self.root.join(".owner-token")
+    }
+
+    /// Claims the directory for a new owner: writes a fresh random token into
+    /// it (readers on the same machine check it before reading directly).
+    pub fn claim(&self) -> Result<String> {
+        std::fs::create_dir_all(&self.root).map_err(io_err(&self.root))?;
+        let token = random_token();
+        let path = self.token_file();
+        std::fs::write(&path, &token).map_err(io_err(&path))?;
+        Ok(token)
+    }
+
+    /// True when `token` (not empty) is this directory's owner token.
+    pub fn has_token(&self, token: &str) -> bool {
+        !token.is_empty()
+            && !self.root.as_os_str().is_empty()
+            && std::fs::read_to_string(self.token_file()).is_ok_and(|t| t == token)
+    }
+
     /// Removes every file of `job` (a finished or cancelled job).
     pub fn remove_job(&self, job: JobId) -> Result<()> {
         let dir = self.job_dir(job);
@@ -62,6 +84,9 @@ impl ShuffleLayout {
         for entry in entries {
             let entry = entry.map_err(io_err(&self.root))?;
             let p = entry.path();
+            if p == self.token_file() {
+                continue;
+            }
             if p.is_dir() {
                 std::fs::remove_dir_all(&p).map_err(io_err(&p))?;
             } else {
@@ -71,4 +96,21 @@ impl ShuffleLayout {
         }
         Ok(removed)
     }
+}
+
+/// 128 random bits in hex: std's hasher keys are seeded from the OS per
+/// process, and every `RandomState` differs from the last.
+fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let half = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(), half())
 }

@@ -4,16 +4,20 @@ use std::fmt;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{
+    ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
+};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use regatta_common::{JobId, StageId};
 
 use crate::{MapLocation, ShuffleFetcher};
@@ -37,6 +41,7 @@ pub struct ShuffleReadExec {
     /// Known only on the worker that runs the task.
     input: Option<ShuffleInput>,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl ShuffleReadExec {
@@ -59,6 +64,7 @@ impl ShuffleReadExec {
             schema,
             input,
             properties,
+            metrics: ExecutionPlanMetricsSet::new(),
         }
     }
 
@@ -107,6 +113,10 @@ impl ExecutionPlan for ShuffleReadExec {
         Ok(self)
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(
         &self,
         partition: usize,
@@ -138,9 +148,45 @@ impl ExecutionPlan for ShuffleReadExec {
             .buffer_unordered(FETCH_CONCURRENCY)
             .try_flatten_unordered(FETCH_CONCURRENCY)
             .map_err(|e| DataFusionError::External(Box::new(e)));
+        // Time spent waiting for input batches (the task report's shuffle-read
+        // share): fetching, reading and decoding them.
+        let fetch_time = MetricBuilder::new(&self.metrics).subset_time("fetch_time", partition);
+        let stream = Timed {
+            inner: Box::pin(stream),
+            time: fetch_time,
+            waiting_since: None,
+        };
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema.clone(),
             stream,
         )))
+    }
+}
+
+/// A stream that adds to `time` how long its consumer waited for each batch:
+/// from the first poll that found none ready to the batch (network waits
+/// included, which time inside polls would miss).
+struct Timed {
+    inner: std::pin::Pin<Box<dyn Stream<Item = DfResult<RecordBatch>> + Send>>,
+    time: Time,
+    waiting_since: Option<std::time::Instant>,
+}
+
+impl Stream for Timed {
+    type Item = DfResult<RecordBatch>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let since = *self
+            .waiting_since
+            .get_or_insert_with(std::time::Instant::now);
+        let polled = self.inner.poll_next_unpin(cx);
+        if polled.is_ready() {
+            self.time.add_duration(since.elapsed());
+            self.waiting_since = None;
+        }
+        polled
     }
 }

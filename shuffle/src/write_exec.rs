@@ -173,6 +173,9 @@ impl ShuffleWriteExec {
         )
         .map_err(external)?;
         let timer = MetricBuilder::new(&self.metrics).subset_time("repart_time", partition);
+        // Time spent encoding and writing shuffle files (the task report's
+        // shuffle-write share).
+        let write_time = MetricBuilder::new(&self.metrics).subset_time("write_time", partition);
         let mut partitioner =
             match &self.partitioning {
                 ShufflePartitioning::Hash(exprs, n) => Some(
@@ -194,6 +197,7 @@ impl ShuffleWriteExec {
             }
             match (partitioner.as_mut(), spread) {
                 (Some(p), _) => p.partition(batch, |part, b| {
+                    let _t = write_time.timer();
                     writer.append(part as u32, &b).map_err(external)
                 })?,
                 (None, Some(n)) => {
@@ -202,13 +206,18 @@ impl ShuffleWriteExec {
                     let chunk = rows.div_ceil(n);
                     for offset in (0..rows).step_by(chunk) {
                         let slice = batch.slice(offset, chunk.min(rows - offset));
+                        let _t = write_time.timer();
                         writer.append((next % n) as u32, &slice).map_err(external)?;
                         next += 1;
                     }
                 }
-                (None, None) => writer.append(partition as u32, &batch).map_err(external)?,
+                (None, None) => {
+                    let _t = write_time.timer();
+                    writer.append(partition as u32, &batch).map_err(external)?
+                }
             }
         }
+        let _t = write_time.timer();
         writer.finish().map_err(external)
     }
 }

@@ -38,8 +38,11 @@ impl DriverLink {
         resources: Resources,
         node_label: String,
         gpu_ids: Vec<String>,
+        (shuffle_root, shuffle_token): (String, String),
     ) -> Self {
         let identity = RegisterRequest {
+            shuffle_root,
+            shuffle_token,
             host: flight_address
                 .rsplit_once(':')
                 .map_or(String::new(), |(h, _)| h.to_string()),

@@ -27,14 +27,18 @@ impl TaskRunner {
     /// Runs `task` and says how it went.
     pub async fn run(&self, task: TaskAssignment) -> TaskReport {
         let key = task.key;
+        let started = std::time::Instant::now();
         match self.execute(task).await {
-            Ok((outputs, spilled_bytes, written)) => TaskReport {
+            Ok(done) => TaskReport {
                 worker_id: self.worker,
                 key,
                 ok: true,
-                outputs,
-                spilled_bytes,
-                written,
+                outputs: done.stats,
+                spilled_bytes: done.spilled_bytes,
+                written: done.written,
+                task_nanos: started.elapsed().as_nanos() as u64,
+                read_nanos: done.read_nanos,
+                write_nanos: done.write_nanos,
                 ..TaskReport::default()
             },
             Err(e) => TaskReport {
@@ -48,10 +52,7 @@ impl TaskRunner {
         }
     }
 
-    async fn execute(
-        &self,
-        task: TaskAssignment,
-    ) -> Result<(Vec<PartitionStats>, u64, String), DataFusionError> {
+    async fn execute(&self, task: TaskAssignment) -> Result<Executed, DataFusionError> {
         let key = task
             .key
             .ok_or_else(|| DataFusionError::Plan("task without a key".into()))?;
@@ -67,6 +68,8 @@ impl TaskRunner {
                         worker: m.worker_id,
                         address: m.flight_address,
                         partitions: m.partitions,
+                        shuffle_root: m.shuffle_root,
+                        shuffle_token: m.shuffle_token,
                     })
                     .collect();
                 (
@@ -121,8 +124,36 @@ impl TaskRunner {
                 bytes: o.bytes,
             })
             .collect();
-        Ok((stats, spilled_bytes(&plan), done.written))
+        Ok(Executed {
+            stats,
+            spilled_bytes: spilled_bytes(&plan),
+            written: done.written,
+            read_nanos: metric_nanos(&plan, "fetch_time"),
+            write_nanos: metric_nanos(&plan, "write_time"),
+        })
     }
+}
+
+/// What a task did, for its report.
+struct Executed {
+    stats: Vec<PartitionStats>,
+    spilled_bytes: u64,
+    written: String,
+    read_nanos: u64,
+    write_nanos: u64,
+}
+
+/// The sum of the time metric `name` over every operator of `plan`.
+fn metric_nanos(plan: &Arc<dyn ExecutionPlan>, name: &str) -> u64 {
+    let own = plan
+        .metrics()
+        .and_then(|m| m.sum_by_name(name))
+        .map_or(0, |v| v.as_usize() as u64);
+    own + plan
+        .children()
+        .iter()
+        .map(|c| metric_nanos(c, name))
+        .sum::<u64>()
 }
 
 /// Bytes every operator of `plan` spilled.

@@ -92,6 +92,13 @@ impl Worker {
                 layout.root().display()
             );
         }
+        // Processes on this machine read this worker's files directly when
+        // they find this token in the directory.
+        let shuffle_token = layout.claim()?;
+        let shuffle_root = std::fs::canonicalize(layout.root())
+            .unwrap_or_else(|_| layout.root().to_path_buf())
+            .to_string_lossy()
+            .to_string();
         let resources = NodeResources::detect(ResourceOverrides {
             cpus: options.cpus.map(f64::from),
             memory: Some(options.memory_limit),
@@ -170,6 +177,7 @@ impl Worker {
             },
             options.node_label.clone(),
             actors.resources().gpu_ids().to_vec(),
+            (shuffle_root, shuffle_token),
         ));
         let registered = link.register().await?;
         let id = registered.worker_id;

@@ -192,7 +192,8 @@ impl Cluster {
         }
     }
 
-    /// Files (not directories) left under the workers' spill directories.
+    /// Files (not directories) left under the workers' spill directories,
+    /// but for each worker's owner token.
     pub fn spill_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let mut stack = vec![self.spill.clone()];
@@ -201,7 +202,10 @@ impl Cluster {
                 let p = e.path();
                 if p.is_dir() {
                     stack.push(p);
-                } else if p.extension().is_none_or(|x| x != "toml") && !p.ends_with("driver.toml") {
+                } else if p.extension().is_none_or(|x| x != "toml")
+                    && !p.ends_with("driver.toml")
+                    && !p.ends_with(".owner-token")
+                {
                     out.push(p);
                 }
             }
@@ -223,7 +227,8 @@ impl Cluster {
                     .into_iter()
                     .flatten()
                     .flatten()
-                    .map(|e| e.path()),
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir()),
             );
         }
         out

@@ -41,10 +41,37 @@ struct Live {
     reports: HashMap<WorkerId, WorkerReport>,
     started: HashMap<JobId, Instant>,
     finished: HashMap<JobId, Instant>,
+    /// Where each job's time went (diagnostics; not replicated).
+    timings: HashMap<JobId, JobTiming>,
     /// The term this driver last led in; 0 while it does not lead.
     leading: u64,
     /// The last term this driver placed tasks in.
     placed_in: u64,
+}
+
+/// Where one job's time went.
+#[derive(Debug, Default)]
+struct JobTiming {
+    planning: Duration,
+    stages: std::collections::BTreeMap<regatta_common::StageId, StageTiming>,
+}
+
+#[derive(Debug, Default)]
+struct StageTiming {
+    first_placed: Option<Instant>,
+    last_done: Option<Instant>,
+    tasks: u32,
+    task_nanos: u64,
+    read_nanos: u64,
+    write_nanos: u64,
+}
+
+/// Time a finished task reported.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TaskTime {
+    pub task_nanos: u64,
+    pub read_nanos: u64,
+    pub write_nanos: u64,
 }
 
 /// What a worker said about itself at its last heartbeat.
@@ -218,12 +245,62 @@ impl Driver {
         WorkerId(self.inner.next_worker.fetch_add(1, Ordering::SeqCst))
     }
 
-    /// Records a newly planned job and its start time.
-    pub async fn submit(&self, cmd: Command) -> Result<()> {
+    /// Records a newly planned job, its start time and how long planning took.
+    pub async fn submit(&self, cmd: Command, planning: Duration) -> Result<()> {
         if let Command::SubmitJob { job, .. } = &cmd {
-            lock(&self.inner.live).started.insert(*job, Instant::now());
+            let mut live = lock(&self.inner.live);
+            live.started.insert(
+                *job,
+                Instant::now()
+                    .checked_sub(planning)
+                    .unwrap_or_else(Instant::now),
+            );
+            live.timings.entry(*job).or_default().planning = planning;
         }
         self.apply(cmd).await
+    }
+
+    /// Notes a finished task's time for its stage's breakdown.
+    pub fn note_task_done(&self, task: TaskKey, time: TaskTime) {
+        let mut live = lock(&self.inner.live);
+        let s = live
+            .timings
+            .entry(task.job)
+            .or_default()
+            .stages
+            .entry(task.stage)
+            .or_default();
+        s.last_done = Some(Instant::now());
+        s.tasks += 1;
+        s.task_nanos += time.task_nanos;
+        s.read_nanos += time.read_nanos;
+        s.write_nanos += time.write_nanos;
+    }
+
+    /// Where a job's time went, per stage, relative to its submission.
+    fn timings_of(&self, job: JobId) -> (f64, Vec<regatta_proto::StageTiming>) {
+        let live = lock(&self.inner.live);
+        let (Some(t), Some(start)) = (live.timings.get(&job), live.started.get(&job)) else {
+            return (0.0, Vec::new());
+        };
+        let since = |i: Option<Instant>| {
+            i.map_or(0.0, |i| i.saturating_duration_since(*start).as_secs_f64())
+        };
+        let secs = |n: u64| n as f64 / 1e9;
+        let stages = t
+            .stages
+            .iter()
+            .map(|(id, s)| regatta_proto::StageTiming {
+                stage_id: id.0 as u32,
+                tasks: s.tasks,
+                started_seconds: since(s.first_placed),
+                ended_seconds: since(s.last_done),
+                task_seconds: secs(s.task_nanos),
+                read_seconds: secs(s.read_nanos),
+                write_seconds: secs(s.write_nanos),
+            })
+            .collect();
+        (t.planning.as_secs_f64(), stages)
     }
 
     // ------------------------------------------------------------ workers
@@ -392,8 +469,12 @@ impl Driver {
             (Some(s), None) => s.elapsed().as_secs_f64(),
             _ => 0.0,
         };
+        drop(live);
+        let (planning_seconds, stage_timings) = self.timings_of(job);
         Some(JobInfo {
             elapsed_seconds: elapsed,
+            planning_seconds,
+            stage_timings,
             ..info
         })
     }
@@ -512,6 +593,15 @@ impl Driver {
             };
             if delivered {
                 sent += 1;
+                let mut live = lock(&self.inner.live);
+                let stage = live
+                    .timings
+                    .entry(task.job)
+                    .or_default()
+                    .stages
+                    .entry(task.stage)
+                    .or_default();
+                stage.first_placed.get_or_insert_with(Instant::now);
             } else {
                 self.lose_worker(worker, "its order stream closed").await;
             }
@@ -560,6 +650,8 @@ impl Driver {
                             worker_id: m.worker,
                             flight_address: m.address,
                             partitions: m.partitions,
+                            shuffle_root: m.shuffle_root,
+                            shuffle_token: m.shuffle_token,
                         })
                         .collect(),
                 })
@@ -774,16 +866,20 @@ impl Driver {
                 .filter_map(|(p, t)| match &t.status {
                     TaskStatus::Done {
                         worker, outputs, ..
-                    } => Some(ResultPartition {
-                        partition: p as u32,
-                        worker_id: worker.0,
-                        flight_address: s
-                            .worker(*worker)
-                            .map(|w| w.spec.address.clone())
-                            .unwrap_or_default(),
-                        rows: outputs.iter().map(|o| o.rows).sum(),
-                        bytes: outputs.iter().map(|o| o.bytes).sum(),
-                    }),
+                    } => {
+                        let spec = s.worker(*worker).map(|w| &w.spec);
+                        Some(ResultPartition {
+                            partition: p as u32,
+                            worker_id: worker.0,
+                            flight_address: spec.map(|s| s.address.clone()).unwrap_or_default(),
+                            rows: outputs.iter().map(|o| o.rows).sum(),
+                            bytes: outputs.iter().map(|o| o.bytes).sum(),
+                            shuffle_root: spec.map(|s| s.shuffle_root.clone()).unwrap_or_default(),
+                            shuffle_token: spec
+                                .map(|s| s.shuffle_token.clone())
+                                .unwrap_or_default(),
+                        })
+                    }
                     _ => None,
                 })
                 .collect();
@@ -864,6 +960,7 @@ pub fn info_of(job: JobId, j: &JobState) -> JobInfo {
         spilled_bytes: j.spilled_bytes,
         shuffle_bytes: j.shuffle_bytes,
         elapsed_seconds: 0.0,
+        ..JobInfo::default()
     }
 }
 

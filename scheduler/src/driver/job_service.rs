@@ -67,6 +67,7 @@ impl JobService for JobServiceImpl {
             ));
         }
         let tag = self.driver.job_tag(job);
+        let planning = std::time::Instant::now();
         let cmd = self
             .planner
             .plan(
@@ -79,7 +80,7 @@ impl JobService for JobServiceImpl {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         // Acknowledged only once committed: a job the client was told about
         // survives the leader.
-        if let Err(e) = self.driver.submit(cmd).await {
+        if let Err(e) = self.driver.submit(cmd, planning.elapsed()).await {
             // Two tries of one request raced and the other one won.
             if let Some(first) = accepted(&self.driver) {
                 return Ok(Response::new(self.info(first.0)?));

@@ -8,7 +8,7 @@ mod results;
 mod server;
 mod worker_control;
 
-pub use self::core::{info_of, Driver, ResultLocations, WorkerReport};
+pub use self::core::{info_of, Driver, ResultLocations, TaskTime, WorkerReport};
 pub use job_service::JobServiceImpl;
 pub use options::{DriverOptions, ReplicationOptions};
 pub use planning::Planner;

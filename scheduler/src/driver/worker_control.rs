@@ -13,7 +13,7 @@ use regatta_proto::{
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use super::{Driver, WorkerReport};
+use super::{Driver, TaskTime, WorkerReport};
 use crate::{Command, OutputStats, TaskKey, WorkerSpec};
 
 /// Serves workers.
@@ -88,6 +88,8 @@ impl WorkerControl for WorkerControlImpl {
             },
             node_label: r.node_label,
             gpu_ids: r.gpu_ids,
+            shuffle_root: r.shuffle_root,
+            shuffle_token: r.shuffle_token,
         };
         let previous = (r.previous_worker_id != 0).then_some(WorkerId(r.previous_worker_id));
         let running: Vec<(TaskKey, u32)> =
@@ -186,7 +188,19 @@ impl WorkerControl for WorkerControlImpl {
                 .await;
         }
         match self.driver.propose(cmd).await {
-            Ok(_) => Ok(Response::new(ReportResponse {})),
+            Ok(_) => {
+                if r.ok {
+                    self.driver.note_task_done(
+                        task,
+                        TaskTime {
+                            task_nanos: r.task_nanos,
+                            read_nanos: r.read_nanos,
+                            write_nanos: r.write_nanos,
+                        },
+                    );
+                }
+                Ok(Response::new(ReportResponse {}))
+            }
             Err(e) => Err(unavailable(e)),
         }
     }
