@@ -403,6 +403,16 @@ pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Re
         println!("{}", job.job_id);
         return Ok(());
     }
+    // Rows printed as a stream (not as a table, which needs them all) go out
+    // as their partitions finish, while the job still runs; a failed job ends
+    // the stream with its error.
+    let streams = args.output.is_none()
+        && !args.ray_inside
+        && !matches!(args.format, crate::OutputFormat::Table);
+    if streams {
+        let rows = client.result_stream(job.job_id);
+        return crate::output::write_stream(&mut std::io::stdout().lock(), rows, args.format).await;
+    }
     let end = watch(client, job.job_id).await?;
     if end.status() != JobStatus::Succeeded {
         return Err(CliError::Usage(format!(

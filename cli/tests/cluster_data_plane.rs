@@ -422,3 +422,56 @@ fn a_connected_sessions_dataframes_stream_count_and_write_on_the_workers() {
     );
     assert!(!bad && err.contains("job-99"), "{err}");
 }
+
+#[test]
+fn a_map_only_jobs_first_partitions_reach_the_client_while_the_rest_still_run() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    // Three files, three partitions, and one worker whose memory holds one
+    // task at a time: the tasks run one after the other, so partition 0 is
+    // done long before partition 2.
+    let tables = vec![images(d.path(), 150)];
+    let c = cluster_with(
+        &d.path().join("spill"),
+        WorkerSetup {
+            count: 1,
+            cpus: 3,
+            memory_limit: Some("512MiB"),
+            task_memory: Some("512MiB"),
+            ..WorkerSetup::default()
+        },
+    );
+    let out_path = d.path().join("rows.csv");
+    let mut cmd = c.cli();
+    cmd.args(["submit", "-f", "csv"]);
+    let mut client = common::with_tables(&mut cmd, &tables)
+        .arg(THUMBS)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut streamed_early = false;
+    wait_until("the job ends", Duration::from_secs(180), || {
+        // Rows first, then the status: rows seen before a "running" status
+        // arrived before the job ended.
+        let lines = std::fs::read_to_string(&out_path)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        let (known, line, _) = output(c.cli().args(["jobs", "status", "1"]));
+        if !known {
+            return false; // not submitted yet
+        }
+        let status = common::JobLine::parse(&line);
+        streamed_early |= status.status == "running" && lines > 1;
+        status.finished()
+    });
+    assert!(client.wait().unwrap().success());
+    assert!(
+        streamed_early,
+        "no row arrived before the job ended: {}",
+        c.job(1).line
+    );
+    let rows = std::fs::read_to_string(&out_path).unwrap();
+    assert_eq!(rows.lines().count(), 1 + 152);
+}

@@ -275,7 +275,7 @@ impl ClusterClient {
         if end.status() != JobStatus::Succeeded {
             return Err(Error::JobFailed {
                 job: end.job_id,
-                status: end.status().as_str_name().to_string(),
+                status: end.status().word().to_string(),
                 message: end.error,
             });
         }

@@ -99,7 +99,7 @@ impl Reader {
                 JobStatus::Failed | JobStatus::Cancelled => {
                     return Err(Error::JobFailed {
                         job: self.job,
-                        status: info.status().as_str_name().to_string(),
+                        status: info.status().word().to_string(),
                         message: info.error,
                     })
                 }

@@ -67,6 +67,8 @@ pub struct WorkerSetup {
     pub memory_limit: Option<&'static str>,
     /// The driver's `driver.result_retention_secs`; the default when None.
     pub result_retention_secs: Option<u64>,
+    /// The driver's `driver.task_memory` (e.g. "256MiB"); the default when None.
+    pub task_memory: Option<&'static str>,
 }
 
 impl Default for WorkerSetup {
@@ -76,6 +78,7 @@ impl Default for WorkerSetup {
             cpus: 2,
             memory_limit: None,
             result_retention_secs: None,
+            task_memory: None,
         }
     }
 }
@@ -88,14 +91,17 @@ pub fn cluster(spill: &Path) -> Cluster {
 pub fn cluster_with(spill: &Path, setup: WorkerSetup) -> Cluster {
     let mut cmd = regatta();
     cmd.args(["driver", "--bind", "127.0.0.1:0"]);
+    let mut driver_toml = String::new();
     if let Some(secs) = setup.result_retention_secs {
+        driver_toml.push_str(&format!("result_retention_secs = {secs}\n"));
+    }
+    if let Some(memory) = setup.task_memory {
+        driver_toml.push_str(&format!("task_memory = \"{memory}\"\n"));
+    }
+    if !driver_toml.is_empty() {
         std::fs::create_dir_all(spill).unwrap();
         let config = spill.join("driver.toml");
-        std::fs::write(
-            &config,
-            format!("[driver]\nresult_retention_secs = {secs}\n"),
-        )
-        .unwrap();
+        std::fs::write(&config, format!("[driver]\n{driver_toml}")).unwrap();
         cmd.arg("-c").arg(config);
     }
     let (driver_proc, line) = start(cmd, "listening on");
