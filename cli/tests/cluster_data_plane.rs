@@ -8,11 +8,11 @@ mod common;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
-    cluster, cluster_with, images, local_csv, ok, output, regatta, table, tpch_tables, WorkerSetup,
-    Q1, Q3,
+    cluster, cluster_with, images, local_csv, ok, output, regatta, table, tpch_tables, wait_until,
+    WorkerSetup, Q1, Q3,
 };
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -43,15 +43,6 @@ fn peak_rss_bytes(pid: u32) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap();
     kb * 1024
-}
-
-/// Polls `cond` every 50 ms until it holds, or panics naming `what`.
-fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not after {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -463,7 +454,7 @@ fn a_map_only_jobs_first_partitions_reach_the_client_while_the_rest_still_run() 
             return false; // not submitted yet
         }
         let status = common::JobLine::parse(&line);
-        streamed_early |= status.status == "running" && lines > 1;
+        streamed_early |= status.state() == regatta::proto::JobStatus::Running && lines > 1;
         status.finished()
     });
     assert!(client.wait().unwrap().success());

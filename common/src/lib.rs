@@ -10,3 +10,21 @@ pub use error::{CommonError, Result};
 pub use ids::{JobId, StageId, TaskId, WorkerId};
 pub use resources::Resources;
 pub use size::ByteSize;
+
+/// 128 random bits in hex, for request ids and ownership tokens: std's hasher
+/// keys are seeded from the OS per process, and every `RandomState` differs
+/// from the last.
+pub fn random_hex_128() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let half = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(), half())
+}

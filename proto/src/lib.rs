@@ -57,6 +57,19 @@ pub type AuthChannel =
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, TokenInterceptor>;
 
 impl JobStatus {
+    /// The status a [`Self::word`] names (`Unspecified` for any other word).
+    pub fn from_word(word: &str) -> Self {
+        [
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.word() == word)
+        .unwrap_or(Self::Unspecified)
+    }
+
     /// The word people read: running, succeeded, failed or cancelled.
     pub fn word(self) -> &'static str {
         match self {

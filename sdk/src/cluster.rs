@@ -157,7 +157,7 @@ impl ClusterClient {
     /// never start the job twice.
     pub async fn submit(&self, mut request: SubmitRequest) -> Result<JobInfo> {
         if request.request_id.is_empty() {
-            request.request_id = new_request_id();
+            request.request_id = regatta_common::random_hex_128();
         }
         self.call(|mut c| {
             let r = request.clone();
@@ -295,22 +295,6 @@ impl ClusterClient {
 }
 
 /// A transport error with its causes, which name what actually went wrong.
-/// 128 random bits in hex: std's hasher keys are seeded from the OS per
-/// process, and every `RandomState` differs from the last.
-fn new_request_id() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let half = || {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.finish()
-    };
-    format!("{:016x}{:016x}", half(), half())
-}
-
 fn describe(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();

@@ -51,7 +51,7 @@ impl ShuffleLayout {
     /// it (readers on the same machine check it before reading directly).
     pub fn claim(&self) -> Result<String> {
         std::fs::create_dir_all(&self.root).map_err(io_err(&self.root))?;
-        let token = random_token();
+        let token = regatta_common::random_hex_128();
         let path = self.token_file();
         std::fs::write(&path, &token).map_err(io_err(&path))?;
         Ok(token)
@@ -96,21 +96,4 @@ impl ShuffleLayout {
         }
         Ok(removed)
     }
-}
-
-/// 128 random bits in hex: std's hasher keys are seeded from the OS per
-/// process, and every `RandomState` differs from the last.
-fn random_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let half = || {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.write_u32(std::process::id());
-        h.finish()
-    };
-    format!("{:016x}{:016x}", half(), half())
 }

@@ -187,15 +187,11 @@ impl Cluster {
                 .trim_start_matches("job-");
             ok(self.cli().args(["jobs", "delete", id]));
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.spill_files().is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "files left 10 s after deleting every job: {:?}",
-                self.spill_files()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            "the workers remove every file after the jobs are deleted",
+            Duration::from_secs(10),
+            || self.spill_files().is_empty(),
+        );
     }
 
     /// Files (not directories) left under the workers' spill directories,
@@ -241,6 +237,16 @@ impl Cluster {
     }
 }
 
+/// Polls `cond` every 50 ms until it holds, or panics naming `what` once
+/// `limit` has passed.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: not after {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// One `regatta jobs` line: `job-N STATUS NAME tasks a/b stages c/d retried r
 /// recomputed m rows n spilled s B 1.23s`.
 #[derive(Debug, Clone)]
@@ -283,6 +289,11 @@ impl JobLine {
 
     pub fn finished(&self) -> bool {
         !matches!(self.status.as_str(), "queued" | "running")
+    }
+
+    /// The status as the protocol's enum.
+    pub fn state(&self) -> regatta::proto::JobStatus {
+        regatta::proto::JobStatus::from_word(&self.status)
     }
 }
 

@@ -211,37 +211,21 @@ pub async fn committed_version(dest: &str, tag: &str) -> Result<Option<u64>> {
 /// [`write_fragments`]) to `dest` as one new version: an append, or an
 /// overwrite (which creates a new dataset). Exactly once: a version already
 /// committed by `tag` is found and returned instead of committing again.
-/// Returns the version and the dataset's rows after it.
+/// Returns the version.
 pub async fn commit_fragments(
     dest: &str,
     mode: WriteMode,
     fragments: &[String],
     schema: &datafusion::arrow::datatypes::Schema,
     tag: &str,
-) -> Result<(u64, u64)> {
+) -> Result<u64> {
     use lance::dataset::transaction::{Operation, Transaction};
     use lance::dataset::CommitBuilder;
     use lance::table::format::Fragment;
     let uri = uri_of(dest)?;
-    let rows_of = |ds: &Dataset| {
-        let ds = ds.clone();
-        let uri = uri.clone();
-        async move {
-            ds.count_rows(None)
-                .await
-                .map(|r| r as u64)
-                .map_err(lance_err(&uri))
-        }
-    };
     if let Some(version) = committed_version(dest, tag).await? {
-        let ds = Dataset::open(&uri)
-            .await
-            .map_err(lance_err(&uri))?
-            .checkout_version(version)
-            .await
-            .map_err(lance_err(&uri))?;
         log::info!("{tag}: {uri} version {version} was already committed by this job");
-        return Ok((version, rows_of(&ds).await?));
+        return Ok(version);
     }
     let mut all: Vec<Fragment> = Vec::new();
     for json in fragments {
@@ -278,8 +262,7 @@ pub async fn commit_fragments(
         .execute(txn)
         .await
         .map_err(lance_err(&uri))?;
-    let version = ds.version().version;
-    Ok((version, rows_of(&ds).await?))
+    Ok(ds.version().version)
 }
 
 /// Removes data files under `dest` that no committed version references and

@@ -49,6 +49,18 @@ struct Live {
     placed_in: u64,
 }
 
+impl Live {
+    /// The timing record of `task`'s stage, made on first use.
+    fn stage_timing(&mut self, task: TaskKey) -> &mut StageTiming {
+        self.timings
+            .entry(task.job)
+            .or_default()
+            .stages
+            .entry(task.stage)
+            .or_default()
+    }
+}
+
 /// Where one job's time went.
 #[derive(Debug, Default)]
 struct JobTiming {
@@ -263,13 +275,7 @@ impl Driver {
     /// Notes a finished task's time for its stage's breakdown.
     pub fn note_task_done(&self, task: TaskKey, time: TaskTime) {
         let mut live = lock(&self.inner.live);
-        let s = live
-            .timings
-            .entry(task.job)
-            .or_default()
-            .stages
-            .entry(task.stage)
-            .or_default();
+        let s = live.stage_timing(task);
         s.last_done = Some(Instant::now());
         s.tasks += 1;
         s.task_nanos += time.task_nanos;
@@ -593,15 +599,10 @@ impl Driver {
             };
             if delivered {
                 sent += 1;
-                let mut live = lock(&self.inner.live);
-                let stage = live
-                    .timings
-                    .entry(task.job)
-                    .or_default()
-                    .stages
-                    .entry(task.stage)
-                    .or_default();
-                stage.first_placed.get_or_insert_with(Instant::now);
+                lock(&self.inner.live)
+                    .stage_timing(task)
+                    .first_placed
+                    .get_or_insert_with(Instant::now);
             } else {
                 self.lose_worker(worker, "its order stream closed").await;
             }

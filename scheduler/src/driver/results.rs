@@ -35,10 +35,9 @@ pub async fn commit_output(
                 .map_err(|e| SchedulerError::Plan(format!("output {}: schema: {e}", out.path)))?
                 .schema();
             let fragments: Vec<String> = written.iter().map(|(_, w)| w.clone()).collect();
-            let (version, _rows) =
-                lance::commit_fragments(&out.path, mode, &fragments, &schema, tag)
-                    .await
-                    .map_err(output_err(out))?;
+            let version = lance::commit_fragments(&out.path, mode, &fragments, &schema, tag)
+                .await
+                .map_err(output_err(out))?;
             log::info!("{tag}: committed version {version} of {}", out.path);
             if mode == WriteMode::Create {
                 // The job made this dataset, so every data file no version
