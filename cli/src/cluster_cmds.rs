@@ -340,6 +340,7 @@ pub async fn run_worker(args: WorkerArgs) -> Result<()> {
             None => cfg.worker.spill_dirs.clone(),
         },
         connect_timeout: Duration::from_secs(10),
+        reconnect_timeout: Duration::from_secs(cfg.worker.driver_patience_secs),
         tls: cluster_tls(&cfg)?,
         node_label: args.node_label.clone(),
         die_with_parent: args.die_with_parent,

@@ -268,8 +268,10 @@ fn all_three_drivers_restarted_keep_finished_jobs_and_resume_running_ones() {
     for i in 0..3 {
         c.kill_driver(i);
     }
-    // Workers keep looking for a leader meanwhile.
-    std::thread::sleep(Duration::from_millis(500));
+    // An outage longer than a worker's 10 s start-up wait for a driver: workers
+    // keep their tasks and shuffle files and look for a leader meanwhile, for
+    // `worker.driver_patience_secs` (60 s by default). The sleep is the outage.
+    std::thread::sleep(Duration::from_secs(11));
     for i in 0..3 {
         c.start_driver(i);
     }

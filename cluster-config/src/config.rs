@@ -170,6 +170,9 @@ pub struct WorkerConfig {
     /// `worker.gpus`: GPUs to offer actors; absent = what NVML finds. Declaring GPUs
     /// on a machine without any tests placement logic (the devices are fake).
     pub gpus: Option<u32>,
+    /// `worker.driver_patience_secs`: how long a worker that lost its leading
+    /// driver keeps looking for one (all replicas restarting) before it ends.
+    pub driver_patience_secs: u64,
 }
 
 impl Default for WorkerConfig {
@@ -180,6 +183,7 @@ impl Default for WorkerConfig {
             memory_limit: "4GiB".into(),
             spill_dirs: vec![std::env::temp_dir().join("regatta-spill")],
             gpus: None,
+            driver_patience_secs: 60,
         }
     }
 }
@@ -249,6 +253,13 @@ impl ClusterConfig {
         if self.driver.result_retention_secs == 0 {
             return Err(invalid(
                 "driver.result_retention_secs",
+                "0",
+                "an integer ≥ 1 (seconds)",
+            ));
+        }
+        if self.worker.driver_patience_secs == 0 {
+            return Err(invalid(
+                "worker.driver_patience_secs",
                 "0",
                 "an integer ≥ 1 (seconds)",
             ));

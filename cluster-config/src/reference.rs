@@ -182,6 +182,16 @@ pub const KEYS: &[KeyDoc] = &[
               a machine without any are fake: use them to test placement.",
     },
     KeyDoc {
+        key: "worker.driver_patience_secs",
+        kind: "integer ≥ 1 (seconds)",
+        example: "60",
+        env: None,
+        doc: "How long a worker that lost its leading driver keeps looking for a \
+              leader (every replica restarting, a network cut) before it ends. It keeps \
+              its running tasks and shuffle files meanwhile, and hands them to the new \
+              leader. At start-up a worker waits 10 s for a driver.",
+    },
+    KeyDoc {
         key: "ray.address",
         kind: "URL",
         example: "\"http://127.0.0.1:8265\"",

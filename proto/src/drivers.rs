@@ -142,12 +142,21 @@ impl Drivers {
 
     /// Calls `f` on the leader's channel, following redirects and skipping dead
     /// replicas, until it answers or `patience` runs out.
-    pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, Status>
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, Status>
     where
         F: FnMut(AuthChannel) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
-        let deadline = Instant::now() + self.patience;
+        self.call_within(self.patience, f).await
+    }
+
+    /// [`Drivers::call`] with its own patience.
+    pub async fn call_within<T, F, Fut>(&self, patience: Duration, mut f: F) -> Result<T, Status>
+    where
+        F: FnMut(AuthChannel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let deadline = Instant::now() + patience;
         let mut tries = 0u32;
         loop {
             let address = self.current();

@@ -70,8 +70,8 @@ impl DriverLink {
     }
 
     /// Registers with the leader (again, keeping its id and tasks, after a
-    /// leader change). Fails once no leader answered within the patience.
-    pub async fn register(&self) -> Result<RegisterResponse> {
+    /// leader change). Fails once no leader answered within `patience`.
+    pub async fn register(&self, patience: Duration) -> Result<RegisterResponse> {
         let running: Vec<TaskKey> = self
             .held()
             .iter()
@@ -89,7 +89,7 @@ impl DriverLink {
         };
         let reply = self
             .drivers
-            .call(|ch| {
+            .call_within(patience, |ch| {
                 let r = request.clone();
                 async move { WorkerControlClient::new(ch).register(r).await }
             })

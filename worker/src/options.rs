@@ -23,6 +23,8 @@ pub struct WorkerOptions {
     pub spill_dirs: Vec<PathBuf>,
     /// How long to keep trying to reach the driver at start-up.
     pub connect_timeout: Duration,
+    /// How long to keep looking for a leading driver after losing one.
+    pub reconnect_timeout: Duration,
     /// TLS for the shuffle server and every call, when the cluster uses it.
     pub tls: Option<ClusterTls>,
     /// Where a launcher started this worker, e.g. `ray:<node id>`; empty when
@@ -44,6 +46,7 @@ impl Default for WorkerOptions {
             memory_limit: 4 << 30,
             spill_dirs: vec![std::env::temp_dir().join("regatta-spill")],
             connect_timeout: Duration::from_secs(10),
+            reconnect_timeout: Duration::from_secs(60),
             tls: None,
             node_label: String::new(),
             die_with_parent: false,

@@ -179,7 +179,7 @@ impl Worker {
             actors.resources().gpu_ids().to_vec(),
             (shuffle_root, shuffle_token),
         ));
-        let registered = link.register().await?;
+        let registered = link.register(options.connect_timeout).await?;
         let id = registered.worker_id;
         log::info!(
             "worker-{id} registered with {} ({cpus} CPUs, shuffle on {shuffle_address})",
@@ -202,6 +202,7 @@ impl Worker {
             running: Arc::new(AtomicU32::new(0)),
             actors,
             jobs: HashMap::new(),
+            reconnect_timeout: options.reconnect_timeout,
         };
         let interval = Duration::from_millis(u64::from(registered.heartbeat_interval_ms.max(50)));
         tasks.spawn(session.serve(interval));
@@ -272,6 +273,8 @@ struct Session {
     actors: Arc<ActorRuntime>,
     /// Tasks by job; they outlive a leader change.
     jobs: HashMap<JobId, JoinSet<()>>,
+    /// How long to look for a new leader after losing one.
+    reconnect_timeout: Duration,
 }
 
 impl Session {
@@ -284,7 +287,7 @@ impl Session {
             );
             let again = self
                 .link
-                .register()
+                .register(self.reconnect_timeout)
                 .await
                 .map_err(|e| WorkerError::LostDriver {
                     address: self.link.drivers.addresses().join(","),

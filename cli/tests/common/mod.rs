@@ -31,11 +31,17 @@ impl Drop for Proc {
 
 /// Starts a process and returns it with the first stdout line containing `marker`.
 pub fn start(mut cmd: Command, marker: &str) -> (Proc, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // REGATTA_TEST_LOG_DIR keeps every process's log, to read after a failure.
+    let stderr = match std::env::var_os("REGATTA_TEST_LOG_DIR") {
+        Some(dir) => {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let name = format!("{}-{n:03}.log", std::process::id());
+            Stdio::from(std::fs::File::create(Path::new(&dir).join(name)).unwrap())
+        }
+        None => Stdio::null(),
+    };
+    let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
     let out = child.stdout.take().unwrap();
     let mut lines = BufReader::new(out).lines();
     let proc = Proc(child);
