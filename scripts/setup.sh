@@ -42,3 +42,12 @@ if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
   echo "setup: installing python3-venv (the Ray tests make a virtual environment)" >&2
   apt_install python3-venv || { echo "setup: could not install python3-venv" >&2; exit 1; }
 fi
+# The object-store tests' S3-compatible server: s3s-fs from crates.io, built
+# once into a directory outside the clone (scripts/env.sh points the tests at it).
+S3S_VERSION=0.14.1
+S3S_ROOT="${REGATTA_TOOLS_DIR:-/var/tmp/regatta-tools}/s3s-fs-$S3S_VERSION"
+if [[ ! -x "$S3S_ROOT/bin/s3s-fs" ]]; then
+  echo "setup: building the s3s-fs $S3S_VERSION S3 server for the object-store tests (a few minutes, once)" >&2
+  mkdir -p "$S3S_ROOT"
+  cargo install s3s-fs --version "$S3S_VERSION" --features binary --locked --root "$S3S_ROOT" --quiet
+fi

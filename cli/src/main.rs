@@ -8,7 +8,10 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,lance_io::object_store=error"),
+    )
+    .init();
     let cli = regatta_cli::Cli::parse();
     let code = match regatta_cli::run(cli) {
         Ok(()) => 0,

@@ -44,7 +44,8 @@ fn optimizer_rules(
 /// here. An error rather than a quiet fallback: a runtime without the pool would
 /// ignore the memory limit.
 fn runtime_env(options: &EngineOptions) -> Result<Arc<RuntimeEnv>> {
-    let mut builder = RuntimeEnvBuilder::new();
+    let mut builder = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(crate::storage::StoreRegistry::default()));
     if let Some(limit) = options.memory_limit {
         builder = builder.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
     }
@@ -83,7 +84,11 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// An engine with the default options.
     pub fn with_defaults() -> Self {
-        Self::build(EngineOptions::default(), Arc::new(RuntimeEnv::default()))
+        let runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::new(crate::storage::StoreRegistry::default()))
+            .build_arc()
+            .unwrap_or_else(|_| Arc::new(RuntimeEnv::default()));
+        Self::build(EngineOptions::default(), runtime)
     }
 
     /// An engine with `options`, which are checked first.

@@ -28,6 +28,10 @@ pub enum EngineError {
     /// Errors from Arrow kernels.
     #[error(transparent)]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
+    /// An object store failed (after its retries); the message says what to check
+    /// and never holds a secret.
+    #[error("object store {url}: {message}")]
+    Storage { url: String, message: String },
     /// Local file-system errors with the path at fault.
     #[error("{path}: {source}")]
     Io {

@@ -11,6 +11,7 @@ pub mod image;
 pub mod io;
 pub mod morsel;
 pub mod options;
+pub mod storage;
 pub mod types;
 
 pub use engine::Engine;

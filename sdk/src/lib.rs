@@ -35,6 +35,8 @@ pub use regatta_engine::datafusion;
 pub use regatta_engine::functions::{BatchUdf, OnError};
 pub use regatta_engine::image::ImageMode;
 pub use regatta_engine::io::{FileFormat, WriteMode};
+/// Object stores (`s3://`, `gs://`, `az://`): the process-wide settings.
+pub use regatta_engine::storage;
 pub use regatta_engine::{types, EngineOptions};
 pub use regatta_proto as proto;
 

@@ -5,6 +5,7 @@ mod bad_input;
 mod layering;
 mod models;
 mod multimodal;
+mod object_store;
 mod relational;
 mod sources_sinks;
 

@@ -10,6 +10,8 @@ use image::{ImageBuffer, Rgb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+pub mod s3_server;
+
 /// Encodes a `w` x `h` gradient as PNG or JPEG bytes.
 pub fn image_bytes(w: u32, h: u32, png: bool) -> Vec<u8> {
     let img = ImageBuffer::from_fn(w, h, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, 128u8]));

@@ -1,5 +1,6 @@
-//! `url_download(url [, on_error [, timeout_ms [, max_retries]]])`: the bytes behind
-//! each URL (`http://`, `https://`, `file://` or a plain path).
+//! `url_download(url [, on_error [, timeout_ms [, max_retries [, deadline_ms]]]])`:
+//! the bytes behind each URL (`http://`, `https://`, `s3://`, `gs://`, `az://`,
+//! `file://` or a plain path). Each row has a total deadline across its retries.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -18,7 +19,8 @@ use super::args::{array_arg, check_arity, int_arg, row_error, str_arg, OnError};
 use super::io_runtime::block_on_io;
 
 pub const NAME: &str = "url_download";
-const USAGE: &str = "url_download(url [, on_error 'raise'|'null' [, timeout_ms [, max_retries]]])";
+const USAGE: &str =
+    "url_download(url [, on_error 'raise'|'null' [, timeout_ms [, max_retries [, deadline_ms]]]])";
 
 /// Settings of one `url_download` operator.
 #[derive(Debug, Clone)]
@@ -31,6 +33,9 @@ pub struct DownloadOptions {
     pub max_retries: u32,
     /// First backoff; doubles on every retry.
     pub backoff: Duration,
+    /// Time one row may take in all, retries and backoff included: a server
+    /// that never answers costs a row this long, not (retries + 1) timeouts.
+    pub deadline: Duration,
 }
 
 impl Default for DownloadOptions {
@@ -40,6 +45,7 @@ impl Default for DownloadOptions {
             timeout: Duration::from_secs(30),
             max_retries: 3,
             backoff: Duration::from_millis(100),
+            deadline: Duration::from_secs(60),
         }
     }
 }
@@ -104,7 +110,7 @@ impl ScalarUDFImpl for UrlDownload {
         &self.signature
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        check_arity(NAME, arg_types.len(), 1, 4, USAGE)?;
+        check_arity(NAME, arg_types.len(), 1, 5, USAGE)?;
         match &arg_types[0] {
             DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
                 Ok(DataType::Binary)
@@ -128,6 +134,9 @@ impl ScalarUDFImpl for UrlDownload {
         }
         if let Some(r) = int_arg(&args.args, 3, NAME, "max_retries")? {
             opts.max_retries = r.clamp(0, 100) as u32;
+        }
+        if let Some(ms) = int_arg(&args.args, 4, NAME, "deadline_ms")? {
+            opts.deadline = Duration::from_millis(ms.max(1) as u64);
         }
         let urls = cast(&urls, &DataType::Utf8)?;
         let urls = urls
@@ -194,7 +203,14 @@ async fn fetch_all(
                     message: "downloader closed".into(),
                     transient: false,
                 })?;
-                fetch_with_retry(u, &client, &opts).await.map(Some)
+                let deadline = opts.deadline;
+                match tokio::time::timeout(deadline, fetch_with_retry(u, &client, &opts)).await {
+                    Ok(fetched) => fetched.map(Some),
+                    Err(_) => Err(FetchError {
+                        message: format!("no answer within the row's deadline of {deadline:?}"),
+                        transient: true,
+                    }),
+                }
             }
         })
         .buffered(parallel)
@@ -260,6 +276,24 @@ async fn fetch_once(
             message: format!("reading body: {}", describe_reqwest(&e)),
         })?;
         return Ok(body.to_vec());
+    }
+    if crate::storage::is_object_url(url) {
+        // The store's client retries transient failures itself (bounded by
+        // [storage]); a failure that reaches here is final.
+        let parsed = crate::storage::ObjectUrl::parse(url).map_err(|e| FetchError {
+            message: e.to_string(),
+            transient: false,
+        })?;
+        return crate::storage::remote::get_bytes(&parsed)
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| FetchError {
+                message: match e {
+                    crate::EngineError::InputNotFound { .. } => "object not found".to_string(),
+                    other => other.to_string(),
+                },
+                transient: false,
+            });
     }
     let path = crate::io::paths::local_path(url).map_err(|e| FetchError {
         message: e.to_string(),

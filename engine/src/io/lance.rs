@@ -13,16 +13,64 @@ use lance::Dataset;
 
 use super::paths::local_path;
 use super::sinks::WriteMode;
+use crate::storage::{self, remote, ObjectUrl};
 use crate::{EngineError, Result};
 
-/// True when `uri` holds a committed dataset (not just the data files of
-/// uncommitted fragments that a distributed write staged there).
-fn is_dataset(uri: &str) -> bool {
-    std::path::Path::new(uri).join("_versions").is_dir()
+/// Where a dataset lives: a local directory or a prefix in an object store.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    /// What Lance is given: a local path or the object URL.
+    uri: String,
+    remote: Option<ObjectUrl>,
 }
 
-fn uri_of(input: &str) -> Result<String> {
-    Ok(local_path(input)?.to_string_lossy().to_string())
+impl Target {
+    pub(crate) fn of(input: &str) -> Result<Self> {
+        if storage::is_object_url(input) {
+            let url = ObjectUrl::parse(input)?;
+            return Ok(Self {
+                uri: url.to_string().trim_end_matches('/').to_string(),
+                remote: Some(url),
+            });
+        }
+        Ok(Self {
+            uri: local_path(input)?.to_string_lossy().to_string(),
+            remote: None,
+        })
+    }
+
+    fn write_params(&self, mode: LanceMode) -> Result<WriteParams> {
+        Ok(WriteParams {
+            mode,
+            session: Some(storage::lance_provider::session()),
+            ..Default::default()
+        })
+    }
+
+    /// Something (a dataset or stray files) is there.
+    async fn exists(&self) -> Result<bool> {
+        match &self.remote {
+            Some(url) => remote::exists(url).await,
+            None => Ok(std::path::Path::new(&self.uri).exists()),
+        }
+    }
+
+    /// A committed dataset is there (not just the data files of uncommitted
+    /// fragments that a distributed write staged).
+    async fn is_dataset(&self) -> Result<bool> {
+        match &self.remote {
+            Some(url) => remote::exists(&url.join("_versions")).await,
+            None => Ok(std::path::Path::new(&self.uri).join("_versions").is_dir()),
+        }
+    }
+
+    async fn open(&self) -> Result<Dataset> {
+        lance::dataset::builder::DatasetBuilder::from_uri(&self.uri)
+            .with_session(storage::lance_provider::session())
+            .load()
+            .await
+            .map_err(lance_err(&self.uri))
+    }
 }
 
 fn lance_err(uri: &str) -> impl FnOnce(lance::Error) -> EngineError + '_ {
@@ -32,16 +80,16 @@ fn lance_err(uri: &str) -> impl FnOnce(lance::Error) -> EngineError + '_ {
     }
 }
 
-/// Opens the dataset at `input`.
+/// Opens the dataset at `input` (a path or an object-store URL).
 pub async fn open(input: &str) -> Result<Dataset> {
-    let uri = uri_of(input)?;
-    if !std::path::Path::new(&uri).exists() {
+    let target = Target::of(input)?;
+    if !target.is_dataset().await? {
         return Err(EngineError::InputNotFound {
             path: input.to_string(),
             reason: "no Lance dataset there".into(),
         });
     }
-    Dataset::open(&uri).await.map_err(lance_err(&uri))
+    target.open().await
 }
 
 /// A DataFusion table over the dataset at `input`, scanned in row order.
@@ -56,8 +104,9 @@ pub async fn write_stream(
     dest: &str,
     mode: WriteMode,
 ) -> Result<u64> {
-    let uri = uri_of(dest)?;
-    let exists = std::path::Path::new(&uri).exists();
+    let target = Target::of(dest)?;
+    let uri = target.uri.clone();
+    let exists = target.exists().await?;
     let lance_mode = match mode {
         WriteMode::Create => {
             if exists {
@@ -71,10 +120,7 @@ pub async fn write_stream(
         WriteMode::Append => LanceMode::Create,
         WriteMode::Overwrite => LanceMode::Overwrite,
     };
-    let params = WriteParams {
-        mode: lance_mode,
-        ..Default::default()
-    };
+    let params = target.write_params(lance_mode)?;
     let ds = InsertBuilder::new(uri.as_str())
         .with_params(&params)
         .execute_stream(stream)
@@ -87,7 +133,7 @@ pub async fn write_stream(
 /// Adds the columns of `stream` to the dataset at `dest`, row for row in the
 /// dataset's order. Existing columns are not rewritten: Lance writes only new files.
 pub async fn add_columns(dest: &str, stream: SendableRecordBatchStream) -> Result<u64> {
-    let uri = uri_of(dest)?;
+    let uri = Target::of(dest)?.uri;
     let mut ds = open(dest).await?;
     ds.add_columns(NewColumnTransform::Stream(stream), None, None)
         .await
@@ -127,14 +173,14 @@ pub async fn schema_metadata(input: &str) -> Result<std::collections::HashMap<St
 /// The transaction property naming the job that committed a version.
 pub const JOB_PROPERTY: &str = "regatta.job";
 
-fn lance_mode(uri: &str, mode: WriteMode) -> LanceMode {
-    let exists = is_dataset(uri);
-    match mode {
+async fn lance_mode(target: &Target, mode: WriteMode) -> Result<LanceMode> {
+    let exists = target.is_dataset().await?;
+    Ok(match mode {
         WriteMode::Create => LanceMode::Create,
         WriteMode::Append if exists => LanceMode::Append,
         WriteMode::Append => LanceMode::Create,
         WriteMode::Overwrite => LanceMode::Overwrite,
-    }
+    })
 }
 
 /// Writes `stream` as fragments of the dataset at `dest` without committing
@@ -146,11 +192,9 @@ pub async fn write_fragments(
     mode: WriteMode,
 ) -> Result<(String, u64)> {
     use lance::dataset::transaction::Operation;
-    let uri = uri_of(dest)?;
-    let params = WriteParams {
-        mode: lance_mode(&uri, mode),
-        ..Default::default()
-    };
+    let target = Target::of(dest)?;
+    let uri = target.uri.clone();
+    let params = target.write_params(lance_mode(&target, mode).await?)?;
     let mut stream = futures::StreamExt::peekable(stream);
     // Lance refuses an empty write; a task with no rows stages no fragment.
     if std::pin::Pin::new(&mut stream).peek().await.is_none() {
@@ -186,11 +230,12 @@ pub async fn write_fragments(
 
 /// The dataset version job `tag` committed to `dest`, if it did.
 pub async fn committed_version(dest: &str, tag: &str) -> Result<Option<u64>> {
-    let uri = uri_of(dest)?;
-    if !is_dataset(&uri) {
+    let target = Target::of(dest)?;
+    let uri = target.uri.clone();
+    if !target.is_dataset().await? {
         return Ok(None);
     }
-    let ds = Dataset::open(&uri).await.map_err(lance_err(&uri))?;
+    let ds = target.open().await?;
     let versions = ds.versions().await.map_err(lance_err(&uri))?;
     for v in versions.iter().rev() {
         let txn = ds
@@ -222,7 +267,8 @@ pub async fn commit_fragments(
     use lance::dataset::transaction::{Operation, Transaction};
     use lance::dataset::CommitBuilder;
     use lance::table::format::Fragment;
-    let uri = uri_of(dest)?;
+    let target = Target::of(dest)?;
+    let uri = target.uri.clone();
     if let Some(version) = committed_version(dest, tag).await? {
         log::info!("{tag}: {uri} version {version} was already committed by this job");
         return Ok(version);
@@ -235,8 +281,8 @@ pub async fn commit_fragments(
         })?;
         all.append(&mut f);
     }
-    let existing = if is_dataset(&uri) {
-        Some(Dataset::open(&uri).await.map_err(lance_err(&uri))?)
+    let existing = if target.is_dataset().await? {
+        Some(target.open().await?)
     } else {
         None
     };
@@ -258,6 +304,7 @@ pub async fn commit_fragments(
     let properties = std::collections::HashMap::from([(JOB_PROPERTY.to_string(), tag.to_string())]);
     let txn = Transaction::new(read_version, operation, None);
     let ds = CommitBuilder::new(uri.as_str())
+        .with_session(storage::lance_provider::session())
         .with_transaction_properties(properties)
         .execute(txn)
         .await
@@ -270,44 +317,65 @@ pub async fn commit_fragments(
 /// failed or superseded attempts, or of a job that never committed. A dataset
 /// that was never committed is removed whole.
 pub async fn remove_unreferenced(dest: &str, since: std::time::SystemTime) -> Result<usize> {
-    let uri = uri_of(dest)?;
-    let root = std::path::Path::new(&uri);
-    let data = root.join("data");
-    let Ok(entries) = std::fs::read_dir(&data) else {
+    let target = Target::of(dest)?;
+    if !target.exists().await? {
         return Ok(0);
-    };
-    let committed = root.join("_versions").exists();
+    }
+    if !target.is_dataset().await? {
+        // Never committed: only this job's stray fragments are there.
+        match &target.remote {
+            Some(url) => remote::delete_prefix(url).await?,
+            None => std::fs::remove_dir_all(&target.uri).map_err(|source| EngineError::Io {
+                path: target.uri.clone(),
+                source,
+            })?,
+        }
+        return Ok(1);
+    }
+    let uri = target.uri.clone();
+    let ds = target.open().await?;
     let mut referenced = std::collections::HashSet::new();
-    if committed {
-        let ds = Dataset::open(&uri).await.map_err(lance_err(&uri))?;
-        let versions = ds.versions().await.map_err(lance_err(&uri))?;
-        for v in versions {
-            let at = ds
-                .checkout_version(v.version)
-                .await
-                .map_err(lance_err(&uri))?;
-            for f in at.get_fragments() {
-                for file in &f.metadata().files {
-                    referenced.insert(file.path.clone());
+    let versions = ds.versions().await.map_err(lance_err(&uri))?;
+    for v in versions {
+        let at = ds
+            .checkout_version(v.version)
+            .await
+            .map_err(lance_err(&uri))?;
+        for f in at.get_fragments() {
+            for file in &f.metadata().files {
+                referenced.insert(file.path.clone());
+            }
+        }
+    }
+    let mut removed = 0;
+    match &target.remote {
+        Some(url) => {
+            let data = url.join("data");
+            for (key, modified) in remote::list_meta(&data).await? {
+                let name = key.rsplit('/').next().unwrap_or_default().to_string();
+                if modified >= since && !referenced.contains(&name) {
+                    remote::delete_object(&data.with_key(key)).await?;
+                    removed += 1;
                 }
             }
         }
-    } else {
-        std::fs::remove_dir_all(root).map_err(|source| EngineError::Io {
-            path: uri.clone(),
-            source,
-        })?;
-        return Ok(1);
-    }
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        let recent = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= since);
-        if recent && !referenced.contains(&name) && std::fs::remove_file(entry.path()).is_ok() {
-            removed += 1;
+        None => {
+            let Ok(entries) = std::fs::read_dir(std::path::Path::new(&uri).join("data")) else {
+                return Ok(0);
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                let recent = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t >= since);
+                if recent
+                    && !referenced.contains(&name)
+                    && std::fs::remove_file(entry.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
         }
     }
     Ok(removed)

@@ -6,7 +6,108 @@ use datafusion::common::config::{CsvOptions, TableParquetOptions};
 use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
 
 use super::paths::local_path;
+use crate::storage::{self, remote, ObjectUrl};
 use crate::{EngineError, Result};
+
+/// The marker written last into an output directory on an object store: the
+/// output is whole once it is there (an object store has no atomic rename).
+pub const SUCCESS_MARKER: &str = "_SUCCESS";
+
+/// Writes to an object store: the files are written to a local scratch
+/// directory first, then uploaded, then (for a directory) `_SUCCESS`. Overwrite
+/// removes the old objects only once the new ones are all uploaded; a failed
+/// upload removes what it uploaded.
+async fn write_to_store(
+    df: DataFrame,
+    dest: &str,
+    format: FileFormat,
+    mode: WriteMode,
+) -> Result<u64> {
+    let url = ObjectUrl::parse(dest)?;
+    let single_file = url.key.to_ascii_lowercase().ends_with(format.extension());
+    let exists = remote::exists(&url).await?;
+    if mode == WriteMode::Create && exists {
+        return Err(EngineError::InvalidArgument(format!(
+            "{url} already exists; write with mode append or overwrite"
+        )));
+    }
+    if mode == WriteMode::Append && single_file && exists {
+        return Err(EngineError::InvalidArgument(format!(
+            "cannot append to the single object {url}; write to a prefix instead"
+        )));
+    }
+    let old: Vec<String> = if mode == WriteMode::Overwrite && exists {
+        let mut keys = remote::list_keys(&url).await?;
+        if single_file {
+            keys.push(url.key.clone());
+        }
+        keys
+    } else {
+        Vec::new()
+    };
+    let scratch = std::env::temp_dir().join(format!(
+        "regatta-upload-{}",
+        regatta_common::random_hex_128()
+    ));
+    let local = scratch.join(if single_file { url.file_name() } else { "out" });
+    let written = async {
+        let rows = write_local(df, &local.to_string_lossy(), format, WriteMode::Create).await?;
+        let mut uploaded: Vec<ObjectUrl> = Vec::new();
+        let uploads = async {
+            if single_file {
+                remote::upload_file(&local, &url).await?;
+                uploaded.push(url.clone());
+            } else {
+                let mut files = Vec::new();
+                collect_files(&local, &mut files)?;
+                for f in files {
+                    let rel = f
+                        .strip_prefix(&local)
+                        .map(|r| r.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                    let to = url.join(&rel);
+                    remote::upload_file(&f, &to).await?;
+                    uploaded.push(to);
+                }
+            }
+            Ok::<_, EngineError>(())
+        }
+        .await;
+        if let Err(e) = uploads {
+            for u in &uploaded {
+                let _ = remote::delete_object(u).await;
+            }
+            return Err(e);
+        }
+        let new: std::collections::HashSet<&str> =
+            uploaded.iter().map(|u| u.key.as_str()).collect();
+        for key in old.iter().filter(|k| !new.contains(k.as_str())) {
+            remote::delete_object(&url.with_key(key.clone())).await?;
+        }
+        if !single_file {
+            let marker = scratch.join(SUCCESS_MARKER);
+            std::fs::write(&marker, b"").map_err(io_err(&marker))?;
+            remote::upload_file(&marker, &url.join(SUCCESS_MARKER)).await?;
+        }
+        Ok(rows)
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    written
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let p = entry.map_err(io_err(dir))?.path();
+        if p.is_dir() {
+            collect_files(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(())
+}
 
 /// A file format regatta reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +140,7 @@ impl FileFormat {
         Self::parse(ext).ok()
     }
 
-    fn extension(self) -> &'static str {
+    pub fn extension(self) -> &'static str {
         match self {
             Self::Parquet => ".parquet",
             Self::Csv => ".csv",
@@ -96,6 +197,18 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
 /// ending in the format's extension is one file; anything else is a directory of files.
 /// Returns the rows written.
 pub async fn write(df: DataFrame, dest: &str, format: FileFormat, mode: WriteMode) -> Result<u64> {
+    if storage::is_object_url(dest) {
+        return write_to_store(df, dest, format, mode).await;
+    }
+    write_local(df, dest, format, mode).await
+}
+
+async fn write_local(
+    df: DataFrame,
+    dest: &str,
+    format: FileFormat,
+    mode: WriteMode,
+) -> Result<u64> {
     let path = local_path(dest)?;
     let single_file = path
         .to_string_lossy()

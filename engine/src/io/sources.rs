@@ -8,30 +8,41 @@ use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, S
 use super::lance::open_lance_provider;
 use super::paths::expand_input;
 use super::sinks::FileFormat;
-use crate::Result;
+use crate::{storage, Result};
 
-fn path_strings(input: &str, ext: &str) -> Result<Vec<String>> {
+/// The files (or objects, as URLs) `input` names.
+pub async fn input_files(input: &str, ext: &str) -> Result<Vec<String>> {
+    if storage::is_object_url(input) {
+        let url = storage::ObjectUrl::parse(input)?;
+        return Ok(storage::remote::expand_objects(&url, ext)
+            .await?
+            .into_iter()
+            .map(|u| u.to_string())
+            .collect());
+    }
     Ok(expand_input(input, ext)?
         .into_iter()
         .map(|p| p.to_string_lossy().to_string())
         .collect())
 }
 
-/// Reads `input` (a file, a directory, a glob or a `file://` URL) as `format`.
+/// Reads `input` (a file, a directory, a glob, a `file://` URL, or an object,
+/// prefix or glob in an object store) as `format`.
 pub async fn read(ctx: &SessionContext, input: &str, format: FileFormat) -> Result<DataFrame> {
+    let path_strings = |ext: &'static str| input_files(input, ext);
     let df = match format {
         FileFormat::Parquet => {
-            let files = path_strings(input, ".parquet")?;
+            let files = path_strings(".parquet").await?;
             ctx.read_parquet(files, ParquetReadOptions::default().file_extension(""))
                 .await?
         }
         FileFormat::Csv => {
-            let files = path_strings(input, ".csv")?;
+            let files = path_strings(".csv").await?;
             ctx.read_csv(files, CsvReadOptions::new().file_extension(""))
                 .await?
         }
         FileFormat::Json => {
-            let files = path_strings(input, ".json")?;
+            let files = path_strings(".json").await?;
             ctx.read_json(files, JsonReadOptions::default().file_extension(""))
                 .await?
         }
