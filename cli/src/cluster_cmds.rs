@@ -27,7 +27,9 @@ impl ClusterArgs {
             Some(p) => ClusterConfig::load(p),
             None => ClusterConfig::from_env(),
         };
-        cfg.map_err(|e| CliError::Usage(e.to_string()))
+        let cfg = cfg.map_err(|e| CliError::Usage(e.to_string()))?;
+        crate::storage_setup::install_storage(&cfg.storage);
+        Ok(cfg)
     }
 }
 

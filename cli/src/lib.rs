@@ -9,6 +9,7 @@ mod output;
 mod progress;
 mod ray_cmds;
 mod sql;
+mod storage_setup;
 
 use clap::{Parser, Subcommand};
 

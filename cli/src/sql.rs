@@ -1,7 +1,7 @@
 //! `regatta sql` and `regatta explain`.
 
 use futures::StreamExt;
-use regatta::Session;
+use regatta::{FileFormat, Session, WriteMode};
 
 use crate::output::{write_batches, OutputFormat};
 use crate::progress::rows_spinner;
@@ -18,6 +18,21 @@ pub struct SqlArgs {
     /// How to print the result.
     #[arg(long, short = 'f', value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
+    /// Write the result here instead of printing it: a path or an object-store
+    /// URL (`s3://bucket/prefix`); a name ending in the format's extension is
+    /// one file, anything else a directory of files (or a Lance dataset).
+    #[arg(long, short = 'o')]
+    pub output: Option<String>,
+    /// `parquet`, `csv`, `json` or `lance` for --output (default: guessed from
+    /// the name, else Parquet).
+    #[arg(long, default_value = "")]
+    pub output_format: String,
+    /// What --output does to an existing output: `create`, `append` or `overwrite`.
+    #[arg(long, default_value = "create")]
+    pub output_mode: String,
+    /// A cluster file whose `[storage]` says how to reach object stores.
+    #[command(flatten)]
+    pub cluster: crate::cluster_cmds::ClusterArgs,
 }
 
 /// `regatta explain "<query>"`.
@@ -51,8 +66,21 @@ async fn session_with(tables: &[String]) -> Result<Session> {
 
 /// Runs `regatta sql`.
 pub async fn run_sql(args: SqlArgs) -> Result<()> {
+    args.cluster.load()?;
     let session = session_with(&args.tables).await?;
     let df = session.sql(&args.query).await?;
+    if let Some(dest) = &args.output {
+        let format = if args.output_format.is_empty() {
+            FileFormat::from_path(dest).unwrap_or(FileFormat::Parquet)
+        } else {
+            FileFormat::parse(&args.output_format).map_err(|e| CliError::Usage(e.to_string()))?
+        };
+        let mode =
+            WriteMode::parse(&args.output_mode).map_err(|e| CliError::Usage(e.to_string()))?;
+        let rows = df.write(dest, format, mode).await?;
+        println!("wrote {rows} rows to {dest}");
+        return Ok(());
+    }
     let mut stream = df.stream().await?;
     let pb = rows_spinner("running");
     let mut batches = Vec::new();

@@ -19,6 +19,8 @@ pub struct ClusterConfig {
     pub worker: WorkerConfig,
     /// `[ray]`: run the workers on an existing Ray cluster.
     pub ray: RayConfig,
+    /// `[storage]`: how every process reaches object stores.
+    pub storage: crate::StorageConfig,
 }
 
 /// How workers are launched on Ray: one bootstrap job placing an actor per node,
@@ -256,6 +258,9 @@ impl ClusterConfig {
                 "0",
                 "an integer ≥ 1 (seconds)",
             ));
+        }
+        if let Some((key, value, allowed)) = self.storage.invalid() {
+            return Err(invalid(&key, &value, allowed));
         }
         if self.worker.driver_patience_secs == 0 {
             return Err(invalid(

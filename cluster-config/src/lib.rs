@@ -6,8 +6,10 @@
 mod config;
 mod error;
 pub mod reference;
+mod storage;
 
 pub use config::{
     ClusterConfig, DriverConfig, RayConfig, SharedConfig, TlsFiles, WorkerConfig, RAY_LAUNCH_MODES,
 };
 pub use error::{ConfigError, Result};
+pub use storage::{BucketConfig, StorageConfig};

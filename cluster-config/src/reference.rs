@@ -192,6 +192,65 @@ pub const KEYS: &[KeyDoc] = &[
               leader. At start-up a worker waits 10 s for a driver.",
     },
     KeyDoc {
+        key: "storage.endpoint",
+        kind: "http(s) URL",
+        example: "\"http://127.0.0.1:9000\"",
+        env: Some("AWS_ENDPOINT_URL"),
+        doc: "An S3-compatible server for `s3://` URLs (MinIO, RustFS, s3s-fs, Ceph…), \
+              addressed path-style; plain `http://` is allowed for it. Unset: Amazon S3, or \
+              `AWS_ENDPOINT_URL`, or the profile's `endpoint_url`. Every process reads it \
+              from its own cluster file: the driver to list inputs and commit outputs, \
+              the workers to read and write.",
+    },
+    KeyDoc {
+        key: "storage.region",
+        kind: "string",
+        example: "\"eu-west-1\"",
+        env: Some("AWS_REGION"),
+        doc: "The S3 region. Unset: `AWS_REGION`, the profile's region, else `us-east-1`.",
+    },
+    KeyDoc {
+        key: "storage.anonymous",
+        kind: "true or false",
+        example: "true",
+        env: None,
+        doc: "Unsigned requests, for public buckets (no credentials looked up).",
+    },
+    KeyDoc {
+        key: "storage.profile",
+        kind: "string",
+        example: "\"analytics\"",
+        env: Some("AWS_PROFILE"),
+        doc: "The profile whose keys (`~/.aws/credentials`, or `AWS_SHARED_CREDENTIALS_FILE`) \
+              and region and endpoint (`~/.aws/config`, or `AWS_CONFIG_FILE`) are used when \
+              `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` are not set. Credentials never go \
+              in this file, in plans sent to workers, in job listings or in errors.",
+    },
+    KeyDoc {
+        key: "storage.max_retries",
+        kind: "integer ≥ 0",
+        example: "5",
+        env: None,
+        doc: "Retries of a failed object-store request (connection errors, 5xx, throttling), \
+              with exponential backoff, within 30 s; then the error names the URL and what \
+              to check.",
+    },
+    KeyDoc {
+        key: "storage.request_timeout_secs",
+        kind: "integer ≥ 1 (seconds)",
+        example: "120",
+        env: None,
+        doc: "Time one object-store request may take.",
+    },
+    KeyDoc {
+        key: "storage.buckets",
+        kind: "table: bucket → {endpoint, region, anonymous, profile}",
+        example: "{ public-data = { anonymous = true, region = \"us-west-2\" } }",
+        env: None,
+        doc: "Per-bucket overrides of the keys above, e.g. a public bucket on AWS beside a \
+              private one on a local server.",
+    },
+    KeyDoc {
         key: "ray.address",
         kind: "URL",
         example: "\"http://127.0.0.1:8265\"",

@@ -43,10 +43,9 @@ impl OutputSink {
                 Ok(StagedOutput { rows, written })
             }
             format => {
-                let staging = staged::staging_dir(&self.path, &self.job_tag).map_err(external)?;
                 let name =
                     staged::staged_part_name(partition, attempt, format).map_err(external)?;
-                let rows = staged::write_part(stream, &staging, &name, format)
+                let rows = staged::stage_part(stream, &self.path, &self.job_tag, &name, format)
                     .await
                     .map_err(external)?;
                 let written = if rows == 0 { String::new() } else { name };

@@ -80,6 +80,16 @@ fn lance_err(uri: &str) -> impl FnOnce(lance::Error) -> EngineError + '_ {
     }
 }
 
+/// True when a committed dataset is at `input`.
+pub async fn dataset_exists(input: &str) -> Result<bool> {
+    Target::of(input)?.is_dataset().await
+}
+
+/// True when anything (a dataset, or stray files) is at `input`.
+pub async fn anything_at(input: &str) -> Result<bool> {
+    Target::of(input)?.exists().await
+}
+
 /// Opens the dataset at `input` (a path or an object-store URL).
 pub async fn open(input: &str) -> Result<Dataset> {
     let target = Target::of(input)?;

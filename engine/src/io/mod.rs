@@ -5,6 +5,7 @@ pub mod paths;
 pub mod sinks;
 pub mod sources;
 pub mod staged;
+pub mod staged_remote;
 
 pub use paths::{expand_input, local_path};
 pub use sinks::{write, FileFormat, WriteMode};

@@ -20,6 +20,8 @@ use futures::StreamExt;
 
 use super::paths::local_path;
 use super::sinks::{FileFormat, WriteMode};
+use super::staged_remote;
+use crate::storage::{self, ObjectUrl};
 use crate::{EngineError, Result};
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
@@ -74,7 +76,7 @@ pub fn staged_part_name(partition: u32, attempt: u32, format: FileFormat) -> Res
 }
 
 /// The name a part is published under: fixed by job and partition.
-fn published_part_name(partition: u32, tag: &str, format: FileFormat) -> Result<String> {
+pub(crate) fn published_part_name(partition: u32, tag: &str, format: FileFormat) -> Result<String> {
     Ok(format!(
         "part-{partition:05}-{}.{}",
         tag_slug(tag),
@@ -292,6 +294,54 @@ pub fn discard_staged(dest: &str, tag: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Stages one task attempt's part of `dest`: locally beside the destination, or
+/// under a staging prefix in its object store. Returns the rows written.
+pub async fn stage_part(
+    stream: SendableRecordBatchStream,
+    dest: &str,
+    tag: &str,
+    name: &str,
+    format: FileFormat,
+) -> Result<u64> {
+    if storage::is_object_url(dest) {
+        let url = ObjectUrl::parse(dest)?;
+        return staged_remote::stage_part(stream, &url, tag, name, format).await;
+    }
+    write_part(stream, &staging_dir(dest, tag)?, name, format).await
+}
+
+/// Publishes what job `tag` staged for `dest` (a path or an object-store URL).
+pub async fn publish(
+    dest: &str,
+    format: FileFormat,
+    mode: WriteMode,
+    tag: &str,
+    parts: &[StagedPart],
+) -> Result<()> {
+    if storage::is_object_url(dest) {
+        let url = ObjectUrl::parse(dest)?;
+        return staged_remote::publish_parts(&url, format, mode, tag, parts).await;
+    }
+    publish_parts(dest, format, mode, tag, parts)
+}
+
+/// Removes what job `tag` staged for `dest`.
+pub async fn discard(dest: &str, tag: &str) -> Result<()> {
+    if storage::is_object_url(dest) {
+        return staged_remote::discard_staged(&ObjectUrl::parse(dest)?, tag).await;
+    }
+    discard_staged(dest, tag)
+}
+
+/// Checks, before a job starts, that `dest` may be written in `mode`.
+pub async fn check_output(dest: &str, format: FileFormat, mode: WriteMode) -> Result<()> {
+    if storage::is_object_url(dest) {
+        extension(format)?;
+        return staged_remote::check_destination(&ObjectUrl::parse(dest)?, mode).await;
+    }
+    check_destination(dest, format, mode)
 }
 
 #[cfg(test)]

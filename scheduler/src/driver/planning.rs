@@ -152,16 +152,17 @@ async fn output_of(request: &SubmitRequest, schema: &SchemaRef) -> Result<Option
         |e: regatta_engine::EngineError| SchedulerError::Plan(format!("output {path}: {e}"));
     match format {
         FileFormat::Lance => {
-            let exists = regatta_engine::io::local_path(&path)
-                .map_err(plan_err)?
-                .exists();
+            let exists = regatta_engine::io::lance::anything_at(&path)
+                .await
+                .map_err(plan_err)?;
             if exists && mode == OutputMode::Create {
                 return Err(SchedulerError::Plan(format!(
                     "output {path} already exists; write with mode append or overwrite"
                 )));
             }
         }
-        _ => regatta_engine::io::staged::check_destination(&path, format, mode.into())
+        _ => regatta_engine::io::staged::check_output(&path, format, mode.into())
+            .await
             .map_err(plan_err)?,
     }
     let mut schema_ipc = Vec::new();

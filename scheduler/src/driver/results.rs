@@ -62,13 +62,9 @@ pub async fn commit_output(
                     file: file.clone(),
                 })
                 .collect();
-            let (path, job) = (out.path.clone(), tag.to_string());
-            tokio::task::spawn_blocking(move || {
-                staged::publish_parts(&path, format, mode, &job, &parts)
-            })
-            .await
-            .map_err(|e| SchedulerError::Plan(format!("output {}: {e}", out.path)))?
-            .map_err(output_err(out))?;
+            staged::publish(&out.path, format, mode, tag, &parts)
+                .await
+                .map_err(output_err(out))?;
             log::info!("{tag}: published {} parts to {}", written.len(), out.path);
             Ok(None)
         }
@@ -92,17 +88,18 @@ pub async fn discard_output(
         FileFormat::Lance => {
             // A dataset this job was creating is the job's alone; in any other
             // mode only a committed dataset's stray files are touched.
-            let committed = regatta_engine::io::local_path(&out.path)
-                .map_err(output_err(out))?
-                .join("_versions")
-                .exists();
+            let committed = lance::dataset_exists(&out.path)
+                .await
+                .map_err(output_err(out))?;
             if committed || WriteMode::from(out.mode) == WriteMode::Create {
                 lance::remove_unreferenced(&out.path, since)
                     .await
                     .map_err(output_err(out))?;
             }
         }
-        _ => staged::discard_staged(&out.path, tag).map_err(output_err(out))?,
+        _ => staged::discard(&out.path, tag)
+            .await
+            .map_err(output_err(out))?,
     }
     Ok(())
 }
