@@ -278,6 +278,25 @@ fn objects(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Rows of the Lance dataset at `url` as pylance counts them, reading from the
+/// server (`REGATTA_PYLANCE_PYTHON`: a Python with pylance 14; scripts/test makes one).
+fn pylance_rows(server: &S3Server, url: &str) -> usize {
+    let python = std::env::var("REGATTA_PYLANCE_PYTHON").unwrap_or_else(|_| {
+        panic!("set REGATTA_PYLANCE_PYTHON to a Python with pylance==14.0.2 (scripts/test does)")
+    });
+    let script = format!(
+        "import lance\n\
+         ds = lance.dataset({url:?}, storage_options={{'access_key_id': {ak:?}, \
+         'secret_access_key': {sk:?}, 'endpoint': {ep:?}, 'region': 'us-east-1', \
+         'allow_http': 'true'}})\n\
+         print(ds.count_rows())\n",
+        ak = regatta_tests::s3_server::ACCESS_KEY,
+        sk = SECRET_KEY,
+        ep = server.endpoint,
+    );
+    ok(Command::new(python).arg("-c").arg(script)).trim().parse().unwrap()
+}
+
 fn in_dir(mut c: Command, dir: &Path) -> Command {
     std::fs::create_dir_all(dir).unwrap();
     c.current_dir(dir);
@@ -323,6 +342,7 @@ fn a_cluster_sharing_no_directory_reads_w1_from_the_store_and_writes_lance_back(
     );
     assert_eq!(clustered, local);
     assert_eq!(clustered.lines().count(), 1 + 16, "{clustered}");
+    assert_eq!(pylance_rows(&server, "s3://out/w1.lance"), 16, "pylance reads it from the store");
     // Parquet parts: staged by the workers in the store, published by the driver.
     let mut submit = in_dir(cli(&server), &client_dir);
     submit
