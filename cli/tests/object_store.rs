@@ -294,7 +294,10 @@ fn pylance_rows(server: &S3Server, url: &str) -> usize {
         sk = SECRET_KEY,
         ep = server.endpoint,
     );
-    ok(Command::new(python).arg("-c").arg(script)).trim().parse().unwrap()
+    ok(Command::new(python).arg("-c").arg(script))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn in_dir(mut c: Command, dir: &Path) -> Command {
@@ -342,7 +345,11 @@ fn a_cluster_sharing_no_directory_reads_w1_from_the_store_and_writes_lance_back(
     );
     assert_eq!(clustered, local);
     assert_eq!(clustered.lines().count(), 1 + 16, "{clustered}");
-    assert_eq!(pylance_rows(&server, "s3://out/w1.lance"), 16, "pylance reads it from the store");
+    assert_eq!(
+        pylance_rows(&server, "s3://out/w1.lance"),
+        16,
+        "pylance reads it from the store"
+    );
     // Parquet parts: staged by the workers in the store, published by the driver.
     let mut submit = in_dir(cli(&server), &client_dir);
     submit

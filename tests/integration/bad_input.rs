@@ -151,3 +151,50 @@ async fn malformed_sql_is_a_clear_error() {
     let err = session.sql("SELEC 1").await.unwrap_err();
     assert!(err.to_string().to_lowercase().contains("sql"), "{err}");
 }
+
+/// A server that accepts connections and never answers: each row gets its
+/// total deadline, not (retries + 1) request timeouts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_never_answers_costs_a_row_its_deadline_not_every_retry() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/never", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(sock); // kept open, never answered
+        }
+    });
+    let session = Session::local();
+    // 1 s per request and 100 retries would hold the row for over 100 s; the
+    // 2.5 s deadline ends it.
+    let sql = format!("SELECT url_download('{url}', 'raise', 1000, 100, 2500) AS b");
+    let err = session
+        .sql(&sql)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&url), "{err}");
+    assert!(err.contains("deadline"), "{err}");
+    let tries = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=3).contains(&tries),
+        "retried within the deadline only: {tries}"
+    );
+    let nulls = session
+        .sql(&format!(
+            "SELECT url_download('{url}', 'null', 1000, 100, 500) AS b"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert!(nulls[0].column(0).is_null(0), "null under on_error = null");
+    silent.abort();
+}
