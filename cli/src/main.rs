@@ -12,6 +12,7 @@ fn main() {
         env_logger::Env::default().default_filter_or("warn,lance_io::object_store=error"),
     )
     .init();
+    regatta::proto::install_crypto_provider();
     let cli = regatta_cli::Cli::parse();
     let code = match regatta_cli::run(cli) {
         Ok(()) => 0,

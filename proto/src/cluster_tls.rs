@@ -19,9 +19,21 @@ impl std::fmt::Debug for ClusterTls {
     }
 }
 
+/// Makes ring rustls's process-wide provider. With both ring (tonic's TLS) and
+/// aws-lc-rs (object_store's S3 client) in the build, rustls cannot pick one
+/// itself and tonic's TLS setup would panic.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider was installed first; that one serves too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 impl ClusterTls {
     /// What servers present.
     pub fn server(&self) -> ServerTlsConfig {
+        install_crypto_provider();
         ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
     }
 
@@ -33,6 +45,7 @@ impl ClusterTls {
 
 /// A client config trusting the CA in `ca_pem`.
 pub fn client_trusting(ca_pem: &[u8]) -> ClientTlsConfig {
+    install_crypto_provider();
     ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem))
 }
 

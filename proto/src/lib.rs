@@ -11,7 +11,7 @@ tonic::include_proto!("regatta.v1");
 mod cluster_tls;
 mod drivers;
 mod token_check;
-pub use cluster_tls::{client_trusting, endpoint, url, ClusterTls};
+pub use cluster_tls::{client_trusting, endpoint, install_crypto_provider, url, ClusterTls};
 pub use drivers::{is_retryable, Drivers, LEADER_HEADER};
 pub use token_check::TokenCheck;
 pub use tonic::Status;
