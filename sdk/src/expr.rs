@@ -6,7 +6,7 @@ use regatta_engine::datafusion::logical_expr::{Expr, ScalarUDF};
 use regatta_engine::datafusion::prelude::lit;
 use regatta_engine::functions::{
     DownloadOptions, EmbedText, ImageFunction, ImageOp, ModelCatalog, OnError, TextChunk,
-    UrlDownload, VectorFunction, VectorOp,
+    TextSplit, UrlDownload, VectorFunction, VectorOp,
 };
 use regatta_engine::image::ImageMode;
 
@@ -23,6 +23,7 @@ macro_rules! udf_cell {
     };
 }
 
+udf_cell!(split, ScalarUDF::new_from_impl(TextSplit::default()));
 udf_cell!(
     download,
     ScalarUDF::new_from_impl(UrlDownload::new(DownloadOptions::default()))
@@ -118,6 +119,10 @@ pub trait MultimodalExt {
     fn l2_distance(self, other: Expr) -> Expr;
     /// `text_chunk(text, words, overlap)`: the text cut into chunks of words.
     fn text_chunk(self, words: u32, overlap: u32) -> Expr;
+    /// `text_split(text, chunk_size, overlap)`: the recursive character splitter
+    /// (paragraphs, lines, words, characters), chunks of at most `chunk_size`
+    /// characters overlapping by up to `overlap`.
+    fn text_split(self, chunk_size: u32, overlap: u32) -> Expr;
     /// Sentence embedding of this text column by `model` (e.g. `"all-MiniLM-L6-v2"`),
     /// served by the session's actor pool for that model.
     fn embed_text(self, model: &str) -> Expr;
@@ -176,6 +181,9 @@ impl MultimodalExt for Expr {
     }
     fn text_chunk(self, words: u32, overlap: u32) -> Expr {
         chunk(vec![self, lit(words), lit(overlap)])
+    }
+    fn text_split(self, chunk_size: u32, overlap: u32) -> Expr {
+        split(vec![self, lit(chunk_size), lit(overlap)])
     }
     fn embed_text(self, model: &str) -> Expr {
         embed(vec![self, lit(model)])

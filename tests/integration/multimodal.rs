@@ -188,6 +188,58 @@ async fn text_chunks_explode_with_their_positions() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn text_split_gives_the_same_chunks_in_sql_and_the_dataframe_api() {
+    let session = Session::local();
+    let text = "one two three four five six seven eight nine ten eleven twelve";
+    // LangChain's RecursiveCharacterTextSplitter(chunk_size=15, chunk_overlap=6).
+    let want = vec![
+        "one two three",
+        "three four",
+        "four five six",
+        "six seven",
+        "seven eight",
+        "eight nine ten",
+        "ten eleven",
+        "twelve",
+    ];
+    let chunks = |b: &[RecordBatch]| -> Vec<String> {
+        let b = concat(b);
+        let list = b.column(0).as_list::<i32>().value(0);
+        list.as_string::<i32>()
+            .iter()
+            .map(|s| s.unwrap().to_string())
+            .collect()
+    };
+    let sql = session
+        .sql(&format!("SELECT text_split('{text}', 15, 6) AS c"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(chunks(&sql), want);
+    let df = session
+        .sql(&format!("SELECT '{text}' AS t"))
+        .await
+        .unwrap()
+        .select(vec![col("t").text_split(15, 6).alias("c")])
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(chunks(&df), want);
+    let err = session
+        .sql("SELECT text_split('x', 10, 10) AS c")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("overlap < chunk_size"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn batch_functions_get_their_declared_batch_size() {
     let session = Session::local_with(EngineOptions {
         target_partitions: 1,

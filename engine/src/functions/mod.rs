@@ -10,6 +10,7 @@ pub mod model_catalog;
 pub mod model_pool;
 pub mod model_udf;
 pub mod text_chunk;
+pub mod text_split;
 pub mod url_download;
 pub mod vector_functions;
 
@@ -27,6 +28,7 @@ pub use model_catalog::ModelCatalog;
 pub use model_pool::{ModelPool, ModelPoolStats, ModelProvider};
 pub use model_udf::ModelUdf;
 pub use text_chunk::{chunk_words, TextChunk};
+pub use text_split::{split_text, TextSplit};
 pub use url_download::{DownloadOptions, UrlDownload};
 pub use vector_functions::{VectorFunction, VectorOp};
 
@@ -79,6 +81,7 @@ pub fn builtin_functions(download: DownloadOptions) -> Vec<(ScalarUDF, Option<Fu
         out.push((ScalarUDF::new_from_impl(VectorFunction::new(op)), None));
     }
     out.push((ScalarUDF::new_from_impl(TextChunk::default()), None));
+    out.push((ScalarUDF::new_from_impl(TextSplit::default()), None));
     // The stand-in model of the benchmarks, built in so cluster workers have it too.
     let image_mean = BatchUdf::new(IMAGE_MEAN, DataType::Float64, 64, image_mean);
     let batch = image_mean.batch_size();
