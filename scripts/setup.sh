@@ -51,3 +51,8 @@ if [[ ! -x "$S3S_ROOT/bin/s3s-fs" ]]; then
   mkdir -p "$S3S_ROOT"
   cargo install s3s-fs --version "$S3S_VERSION" --features binary --locked --root "$S3S_ROOT" --quiet
 fi
+# The audio tests make their WAV, FLAC, MP3 and Ogg Vorbis clips with FFmpeg.
+if ! command -v ffmpeg >/dev/null 2>&1; then
+  echo "setup: installing ffmpeg (the audio tests encode their clips with it)" >&2
+  apt_install ffmpeg || { echo "setup: could not install ffmpeg" >&2; exit 1; }
+fi

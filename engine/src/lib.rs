@@ -4,6 +4,7 @@
 //! The engine knows nothing of gRPC, Raft or actix: the SDK and the cluster crates
 //! drive it through [`Engine`].
 
+pub mod audio;
 pub mod engine;
 pub mod error;
 pub mod functions;

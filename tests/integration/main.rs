@@ -1,5 +1,6 @@
 //! Integration tests over the SDK, one binary so the heavy link happens once.
 
+mod audio;
 mod backpressure;
 mod bad_input;
 mod layering;

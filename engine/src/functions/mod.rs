@@ -2,6 +2,7 @@
 //! which of them are expensive.
 
 pub mod args;
+pub mod audio_functions;
 pub mod batch_udf;
 pub mod embed_text;
 pub mod image_functions;
@@ -21,6 +22,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::ScalarUDF;
 
 pub use args::OnError;
+pub use audio_functions::{AudioFunction, AudioOp};
 pub use batch_udf::BatchUdf;
 pub use embed_text::{EmbedText, EMBED_TEXT};
 pub use image_functions::{ImageFunction, ImageOp};
@@ -74,6 +76,12 @@ pub fn builtin_functions(download: DownloadOptions) -> Vec<(ScalarUDF, Option<Fu
     for op in ImageOp::ALL {
         out.push((
             ScalarUDF::new_from_impl(ImageFunction::new(op)),
+            op.is_expensive().then_some(FunctionCost::Cpu),
+        ));
+    }
+    for op in AudioOp::ALL {
+        out.push((
+            ScalarUDF::new_from_impl(AudioFunction::new(op)),
             op.is_expensive().then_some(FunctionCost::Cpu),
         ));
     }
