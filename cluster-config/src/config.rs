@@ -515,6 +515,30 @@ mod tests {
     }
 
     #[test]
+    fn storage_parses_with_bucket_overrides_and_refuses_a_bad_endpoint() {
+        let c = ClusterConfig::parse(
+            "[storage]\nendpoint = \"http://127.0.0.1:9000\"\n\
+             [storage.buckets.pub]\nanonymous = true\nregion = \"us-west-2\"\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(c.storage.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(c.storage.buckets["pub"].anonymous, Some(true));
+        let e = ClusterConfig::parse(
+            "[storage.buckets.b]\nendpoint = \"127.0.0.1:9000\"\n",
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("storage.buckets.b.endpoint") && e.contains("http://"),
+            "{e}"
+        );
+        let e = ClusterConfig::parse("[storage]\nsecret = \"x\"\n", "c.toml").unwrap_err();
+        assert!(e.to_string().contains("secret"), "{e}");
+    }
+
+    #[test]
     fn gpus_are_detected_unless_declared() {
         let c = ClusterConfig::parse("", "c.toml").unwrap();
         assert_eq!(c.worker.gpus, None);
