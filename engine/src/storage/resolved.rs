@@ -128,3 +128,37 @@ impl Resolved {
         m
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{S3Credentials, StorageOptions};
+
+    #[test]
+    fn settings_never_show_or_leak_the_keys() {
+        let options = StorageOptions {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            credentials: Some(S3Credentials {
+                access_key_id: "AKIDEXAMPLE".into(),
+                secret_access_key: "wJalrXUtnFEMI/K7MDENG".into(),
+                session_token: None,
+            }),
+            ..StorageOptions::default()
+        };
+        let url = ObjectUrl::parse("s3://b/k").unwrap();
+        let r = Resolved::of(&url, &options);
+        for shown in [format!("{options:?}"), format!("{r:?}")] {
+            assert!(
+                !shown.contains("wJalrXUtnFEMI") && !shown.contains("AKIDEXAMPLE"),
+                "{shown}"
+            );
+        }
+        assert!(r.allow_http, "a plain-http endpoint is allowed");
+        let scrubbed =
+            r.scrub("403 SignatureDoesNotMatch for AKIDEXAMPLE with wJalrXUtnFEMI/K7MDENG");
+        assert!(
+            !scrubbed.contains("AKIDEXAMPLE") && !scrubbed.contains("wJalr"),
+            "{scrubbed}"
+        );
+    }
+}
