@@ -104,19 +104,8 @@ pub struct SubmitArgs {
     /// Output format for the rows.
     #[arg(long, short = 'f', value_enum, default_value_t = crate::OutputFormat::Table)]
     pub format: crate::OutputFormat,
-    /// Write the result here instead of returning the rows: a directory of
-    /// Parquet, CSV or JSON part files, or a Lance dataset. The workers write
-    /// their parts and the leader commits them exactly once.
-    #[arg(long, short = 'o')]
-    pub output: Option<String>,
-    /// `parquet`, `csv`, `json` or `lance` for --output (default: guessed from
-    /// the path, else Parquet).
-    #[arg(long, default_value = "")]
-    pub output_format: String,
-    /// What --output does to an existing output: `create` (it must not exist or
-    /// be empty), `append` or `overwrite`.
-    #[arg(long, default_value = "create")]
-    pub output_mode: String,
+    #[command(flatten)]
+    pub out: crate::output_args::OutputArgs,
     /// Run the driver itself as a job on the Ray cluster with this dashboard
     /// (`http://host:8265`), with workers on every Ray node, and follow its log.
     #[arg(long)]
@@ -393,9 +382,9 @@ pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Re
             name: args.name.clone(),
             plan: Some(regatta::proto::submit_request::Plan::Sql(args.sql.clone())),
             tables,
-            output_path: args.output.clone().unwrap_or_default(),
-            output_format: args.output_format.clone(),
-            output_mode: output_mode(&args.output_mode)? as i32,
+            output_path: args.out.output.clone().unwrap_or_default(),
+            output_format: args.out.output_format.clone(),
+            output_mode: output_mode(&args.out.output_mode)? as i32,
             ..Default::default()
         })
         .await?;
@@ -409,7 +398,7 @@ pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Re
     // Rows printed as a stream (not as a table, which needs them all) go out
     // as their partitions finish, while the job still runs; a failed job ends
     // the stream with its error.
-    let streams = args.output.is_none()
+    let streams = args.out.output.is_none()
         && !args.ray_inside
         && !matches!(args.format, crate::OutputFormat::Table);
     if streams {
@@ -425,7 +414,7 @@ pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Re
             end.error
         )));
     }
-    if let Some(path) = &args.output {
+    if let Some(path) = &args.out.output {
         eprintln!("job-{} wrote {} rows to {path}", end.job_id, end.rows_out);
         return Ok(());
     }

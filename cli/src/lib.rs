@@ -6,6 +6,7 @@ mod demo;
 mod demo_data;
 mod error;
 mod output;
+mod output_args;
 mod progress;
 mod ray_cmds;
 mod sql;

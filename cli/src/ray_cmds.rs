@@ -111,10 +111,10 @@ pub async fn submit_to_ray(args: &SubmitArgs, url: &str) -> Result<()> {
             .ok_or_else(|| CliError::Usage(format!("--table {t:?}: use NAME=PATH")))?;
         inner.extend(["-t".into(), format!("{name}={}", absolute(path))]);
     }
-    if let Some(o) = &args.output {
+    if let Some(o) = &args.out.output {
         inner.extend(["-o".into(), absolute(o)]);
-        if !args.output_format.is_empty() {
-            inner.extend(["--output-format".into(), args.output_format.clone()]);
+        if !args.out.output_format.is_empty() {
+            inner.extend(["--output-format".into(), args.out.output_format.clone()]);
         }
     }
     inner.push(args.sql.clone());

@@ -18,18 +18,8 @@ pub struct SqlArgs {
     /// How to print the result.
     #[arg(long, short = 'f', value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
-    /// Write the result here instead of printing it: a path or an object-store
-    /// URL (`s3://bucket/prefix`); a name ending in the format's extension is
-    /// one file, anything else a directory of files (or a Lance dataset).
-    #[arg(long, short = 'o')]
-    pub output: Option<String>,
-    /// `parquet`, `csv`, `json` or `lance` for --output (default: guessed from
-    /// the name, else Parquet).
-    #[arg(long, default_value = "")]
-    pub output_format: String,
-    /// What --output does to an existing output: `create`, `append` or `overwrite`.
-    #[arg(long, default_value = "create")]
-    pub output_mode: String,
+    #[command(flatten)]
+    pub out: crate::output_args::OutputArgs,
     /// A cluster file whose `[storage]` says how to reach object stores.
     #[command(flatten)]
     pub cluster: crate::cluster_cmds::ClusterArgs,
@@ -69,14 +59,15 @@ pub async fn run_sql(args: SqlArgs) -> Result<()> {
     args.cluster.load()?;
     let session = session_with(&args.tables).await?;
     let df = session.sql(&args.query).await?;
-    if let Some(dest) = &args.output {
-        let format = if args.output_format.is_empty() {
+    if let Some(dest) = &args.out.output {
+        let format = if args.out.output_format.is_empty() {
             FileFormat::from_path(dest).unwrap_or(FileFormat::Parquet)
         } else {
-            FileFormat::parse(&args.output_format).map_err(|e| CliError::Usage(e.to_string()))?
+            FileFormat::parse(&args.out.output_format)
+                .map_err(|e| CliError::Usage(e.to_string()))?
         };
         let mode =
-            WriteMode::parse(&args.output_mode).map_err(|e| CliError::Usage(e.to_string()))?;
+            WriteMode::parse(&args.out.output_mode).map_err(|e| CliError::Usage(e.to_string()))?;
         let rows = df.write(dest, format, mode).await?;
         println!("wrote {rows} rows to {dest}");
         return Ok(());

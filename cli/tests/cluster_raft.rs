@@ -270,8 +270,18 @@ fn all_three_drivers_restarted_keep_finished_jobs_and_resume_running_ones() {
     }
     // An outage longer than a worker's 10 s start-up wait for a driver: workers
     // keep their tasks and shuffle files and look for a leader meanwhile, for
-    // `worker.driver_patience_secs` (60 s by default). The sleep is the outage.
-    std::thread::sleep(Duration::from_secs(11));
+    // `worker.driver_patience_secs` (60 s by default). Watched until it has
+    // lasted 11 s, every worker still running throughout.
+    let down = Instant::now();
+    common::wait_until("an 11 s outage", Duration::from_secs(30), || {
+        for w in &mut c.workers {
+            assert!(
+                w.0.try_wait().unwrap().is_none(),
+                "a worker ended in the outage"
+            );
+        }
+        down.elapsed() >= Duration::from_secs(11)
+    });
     for i in 0..3 {
         c.start_driver(i);
     }

@@ -195,17 +195,16 @@ fn the_store_stopped_mid_query_fails_with_a_clear_error_and_commits_nothing() {
         .expect("the query reached its first download");
     server.stop();
     release.send(()).unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "the query hangs with the store down"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let mut status = None;
+    common::wait_until(
+        "the query to end with the store down",
+        Duration::from_secs(90),
+        || {
+            status = child.0.try_wait().unwrap();
+            status.is_some()
+        },
+    );
+    let status = status.unwrap();
     assert!(!status.success());
     let mut err = String::new();
     child

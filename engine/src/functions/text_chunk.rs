@@ -38,6 +38,51 @@ pub fn chunk_words(text: &str, words: usize, overlap: usize) -> Vec<String> {
     out
 }
 
+/// `List<Utf8>`, for a text function whose first argument is `arg`'s type.
+pub(crate) fn text_list_type(name: &str, arg: &DataType) -> Result<DataType> {
+    if !matches!(
+        arg,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+    ) {
+        return Err(DataFusionError::Plan(format!(
+            "{name} expects text, got {arg}"
+        )));
+    }
+    Ok(DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Utf8,
+        true,
+    ))))
+}
+
+/// Each text of `text` cut into a list by `cut` (null stays null).
+pub(crate) fn text_to_lists(
+    text: &ArrayRef,
+    cut: impl Fn(&str) -> Vec<String>,
+) -> Result<ColumnarValue> {
+    let text = cast(text, &DataType::Utf8)?;
+    let text = text
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| DataFusionError::Internal("text is not Utf8".into()))?;
+    let mut out = ListBuilder::new(StringBuilder::with_capacity(
+        text.len(),
+        text.values().len(),
+    ));
+    for t in text.iter() {
+        match t {
+            None => out.append_null(),
+            Some(t) => {
+                for c in cut(t) {
+                    out.values().append_value(c);
+                }
+                out.append(true);
+            }
+        }
+    }
+    Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+}
+
 /// The `text_chunk` scalar function.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct TextChunk {
@@ -61,20 +106,7 @@ impl ScalarUDFImpl for TextChunk {
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         check_arity(NAME, arg_types.len(), 2, 3, USAGE)?;
-        if !matches!(
-            arg_types[0],
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-        ) {
-            return Err(DataFusionError::Plan(format!(
-                "{NAME} expects text, got {}",
-                arg_types[0]
-            )));
-        }
-        Ok(DataType::List(Arc::new(Field::new(
-            "item",
-            DataType::Utf8,
-            true,
-        ))))
+        text_list_type(NAME, &arg_types[0])
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -87,25 +119,9 @@ impl ScalarUDFImpl for TextChunk {
                 "{NAME}: need words >= 1 and 0 <= overlap < words, got words={words}, overlap={overlap}"
             )));
         }
-        let text = cast(&array_arg(&args.args, 0, rows)?, &DataType::Utf8)?;
-        let text = text
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| DataFusionError::Internal("text is not Utf8".into()))?;
-        let bytes = text.values().len();
-        let mut out = ListBuilder::new(StringBuilder::with_capacity(rows, bytes));
-        for t in text.iter() {
-            match t {
-                None => out.append_null(),
-                Some(t) => {
-                    for c in chunk_words(t, words as usize, overlap as usize) {
-                        out.values().append_value(c);
-                    }
-                    out.append(true);
-                }
-            }
-        }
-        Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+        text_to_lists(&array_arg(&args.args, 0, rows)?, |t| {
+            chunk_words(t, words as usize, overlap as usize)
+        })
     }
 }
 

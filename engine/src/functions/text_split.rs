@@ -8,17 +8,14 @@
 //! surrounding whitespace and empty ones dropped. Lengths count characters
 //! (Unicode scalar values), not bytes.
 
-use std::sync::Arc;
-
-use datafusion::arrow::array::{Array, ArrayRef, ListBuilder, StringArray, StringBuilder};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
 use super::args::{array_arg, check_arity, int_arg};
+use super::text_chunk::{text_list_type, text_to_lists};
 
 pub const NAME: &str = "text_split";
 const USAGE: &str = "text_split(text, chunk_size [, overlap])";
@@ -150,20 +147,7 @@ impl ScalarUDFImpl for TextSplit {
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         check_arity(NAME, arg_types.len(), 2, 3, USAGE)?;
-        if !matches!(
-            arg_types[0],
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
-        ) {
-            return Err(DataFusionError::Plan(format!(
-                "{NAME} expects text, got {}",
-                arg_types[0]
-            )));
-        }
-        Ok(DataType::List(Arc::new(Field::new(
-            "item",
-            DataType::Utf8,
-            true,
-        ))))
+        text_list_type(NAME, &arg_types[0])
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -177,24 +161,9 @@ impl ScalarUDFImpl for TextSplit {
                  chunk_size={size}, overlap={overlap}"
             )));
         }
-        let text = cast(&array_arg(&args.args, 0, rows)?, &DataType::Utf8)?;
-        let text = text
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| DataFusionError::Internal("text is not Utf8".into()))?;
-        let mut out = ListBuilder::new(StringBuilder::with_capacity(rows, text.values().len()));
-        for t in text.iter() {
-            match t {
-                None => out.append_null(),
-                Some(t) => {
-                    for c in split_text(t, size as usize, overlap as usize) {
-                        out.values().append_value(c);
-                    }
-                    out.append(true);
-                }
-            }
-        }
-        Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+        text_to_lists(&array_arg(&args.args, 0, rows)?, |t| {
+            split_text(t, size as usize, overlap as usize)
+        })
     }
 }
 

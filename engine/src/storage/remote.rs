@@ -29,15 +29,11 @@ pub fn key_path(url: &ObjectUrl) -> Path {
 
 /// Every object under `prefix` (recursively), as keys.
 pub async fn list_keys(prefix: &ObjectUrl) -> Result<Vec<String>> {
-    let s = stores();
-    let store = s.store(prefix)?;
-    let path = key_path(prefix);
-    let listed: Vec<object_store::ObjectMeta> = store
-        .list((!prefix.key.is_empty()).then_some(&path))
-        .try_collect()
-        .await
-        .map_err(|e| s.df_error(prefix, &e))?;
-    Ok(listed.into_iter().map(|m| m.location.to_string()).collect())
+    Ok(list_meta(prefix)
+        .await?
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect())
 }
 
 /// Expands `input` (an object, a prefix, or a glob over keys) into the objects
