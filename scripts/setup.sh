@@ -56,3 +56,16 @@ if ! command -v ffmpeg >/dev/null 2>&1; then
   echo "setup: installing ffmpeg (the audio tests encode their clips with it)" >&2
   apt_install ffmpeg || { echo "setup: could not install ffmpeg" >&2; exit 1; }
 fi
+# The document tests make PDFs with real producers: cairo (pango-view), Ghostscript
+# (enscript | ps2pdf) and fpdf2 (PyPI, in scripts/test's virtual environment) with
+# DejaVu Sans; the speech tests synthesise sentences with flite.
+for tool in pango-view:pango1.0-tools enscript:enscript ps2pdf:ghostscript flite:flite; do
+  if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+    echo "setup: installing ${tool#*:} (the document and speech tests need ${tool%%:*})" >&2
+    apt_install "${tool#*:}" || { echo "setup: could not install ${tool#*:}" >&2; exit 1; }
+  fi
+done
+if [[ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]]; then
+  echo "setup: installing fonts-dejavu-core (the document tests embed DejaVu Sans)" >&2
+  apt_install fonts-dejavu-core || { echo "setup: could not install fonts-dejavu-core" >&2; exit 1; }
+fi

@@ -12,6 +12,7 @@
 
 mod actor_pool;
 mod actor_system;
+mod device;
 mod error;
 mod gpu_probe;
 mod ledger;
@@ -21,6 +22,7 @@ mod model_actor;
 mod node_resources;
 mod pool_config;
 mod runtime;
+pub mod whisper;
 
 pub use actor_pool::ActorPool;
 pub use actor_system::ActorSystem;

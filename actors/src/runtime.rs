@@ -9,6 +9,7 @@ use regatta_engine::datafusion::error::DataFusionError;
 use regatta_engine::functions::{ModelPool, ModelProvider};
 
 use crate::minilm::{self, MiniLmFactory};
+use crate::whisper::{self, WhisperFactory};
 use crate::{ActorPool, ActorSystem, ModelFactory, NodeResources, PoolConfig, Result};
 
 /// Owns one actix system and every pool a session made. Pools stay until the
@@ -20,25 +21,63 @@ pub struct ActorRuntime {
     resources: Arc<NodeResources>,
     pools: Mutex<HashMap<String, Arc<ActorPool>>>,
     minilm_dir: PathBuf,
+    whisper_dir: PathBuf,
+}
+
+/// A built-in model: its name and how its pool is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BuiltinModel {
+    MiniLm,
+    Whisper,
+}
+
+impl BuiltinModel {
+    const ALL: [BuiltinModel; 2] = [Self::MiniLm, Self::Whisper];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::MiniLm => minilm::NAME,
+            Self::Whisper => whisper::NAME,
+        }
+    }
+
+    fn find(name: &str) -> Option<Self> {
+        if minilm::is_name(name) {
+            Some(Self::MiniLm)
+        } else if whisper::is_name(name) {
+            Some(Self::Whisper)
+        } else {
+            None
+        }
+    }
+
+    /// Rows per model call, tunable by environment (benchmarks use it).
+    fn batch_size(self) -> usize {
+        let (var, default) = match self {
+            Self::MiniLm => ("REGATTA_MINILM_BATCH_SIZE", 64),
+            // A Whisper window is 30 s of audio: 8 windows keep an actor's memory
+            // near 1 GiB on the CPU.
+            Self::Whisper => ("REGATTA_WHISPER_BATCH_SIZE", 8),
+        };
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or(default)
+    }
 }
 
 impl ActorRuntime {
-    /// A runtime leasing from `resources`; the built-in embedding model is read
-    /// from [`minilm::default_dir`]. The actor system starts with the first pool.
+    /// A runtime leasing from `resources`; the built-in models are read from
+    /// [`minilm::default_dir`] and [`whisper::default_dir`]. The actor system
+    /// starts with the first pool.
     pub fn new(resources: Arc<NodeResources>) -> Arc<Self> {
-        Self::with_model_dir(resources, minilm::default_dir())
-    }
-
-    /// Like [`new`](Self::new), reading all-MiniLM-L6-v2 from `minilm_dir`.
-    pub fn with_model_dir(
-        resources: Arc<NodeResources>,
-        minilm_dir: impl Into<PathBuf>,
-    ) -> Arc<Self> {
         Arc::new(Self {
             system: Mutex::default(),
             resources,
             pools: Mutex::default(),
-            minilm_dir: minilm_dir.into(),
+            minilm_dir: minilm::default_dir(),
+            whisper_dir: whisper::default_dir(),
         })
     }
 
@@ -101,16 +140,16 @@ impl ActorRuntime {
         self.pools().get(name).cloned()
     }
 
-    /// The pool configuration the built-in embedding model gets: one actor per GPU
-    /// when the node has GPUs, else one CPU actor (candle already uses every core).
+    /// The pool configuration the built-in embedding model gets.
     pub fn minilm_pool_config(&self) -> PoolConfig {
+        self.builtin_pool_config(BuiltinModel::MiniLm)
+    }
+
+    /// The pool configuration a built-in model gets: one actor per GPU when the
+    /// node has GPUs, else one CPU actor (candle already uses every core).
+    fn builtin_pool_config(&self, model: BuiltinModel) -> PoolConfig {
         let gpus = self.resources.total().gpus.floor() as usize;
-        // REGATTA_MINILM_BATCH_SIZE tunes rows per model call (benchmarks use it).
-        let batch_size = std::env::var("REGATTA_MINILM_BATCH_SIZE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n: &usize| n > 0)
-            .unwrap_or(64);
+        let batch_size = model.batch_size();
         // One actor per GPU from the start: each holds its own device.
         let mut config = PoolConfig {
             min_actors: gpus.max(1),
@@ -132,11 +171,24 @@ impl ActorRuntime {
 
     /// The pool of the built-in embedding model, made on first use.
     pub fn minilm_pool(&self) -> Result<Arc<ActorPool>> {
-        if let Some(p) = self.get_pool(minilm::NAME) {
+        self.builtin_pool(BuiltinModel::MiniLm)
+    }
+
+    /// The pool of the built-in speech model, made on first use.
+    pub fn whisper_pool(&self) -> Result<Arc<ActorPool>> {
+        self.builtin_pool(BuiltinModel::Whisper)
+    }
+
+    fn builtin_pool(&self, model: BuiltinModel) -> Result<Arc<ActorPool>> {
+        let name = model.name();
+        if let Some(p) = self.get_pool(name) {
             return Ok(p);
         }
-        let factory = Arc::new(MiniLmFactory::new(self.minilm_dir.clone()));
-        self.create_pool(minilm::NAME, factory, self.minilm_pool_config())
+        let factory: Arc<dyn ModelFactory> = match model {
+            BuiltinModel::MiniLm => Arc::new(MiniLmFactory::new(self.minilm_dir.clone())),
+            BuiltinModel::Whisper => Arc::new(WhisperFactory::new(self.whisper_dir.clone())),
+        };
+        self.create_pool(name, factory, self.builtin_pool_config(model))
     }
 }
 
@@ -145,18 +197,20 @@ impl ModelProvider for ActorRuntime {
         if let Some(p) = self.get_pool(name) {
             return Ok(Some(p));
         }
-        if minilm::is_name(name) {
-            let pool = self
-                .minilm_pool()
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            return Ok(Some(pool));
+        match BuiltinModel::find(name) {
+            Some(model) => {
+                let pool = self
+                    .builtin_pool(model)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                Ok(Some(pool))
+            }
+            None => Ok(None),
         }
-        Ok(None)
     }
 
     fn known(&self) -> Vec<String> {
         let mut names: Vec<String> = self.pools().keys().cloned().collect();
-        names.push(minilm::NAME.to_string());
+        names.extend(BuiltinModel::ALL.iter().map(|m| m.name().to_string()));
         names
     }
 }

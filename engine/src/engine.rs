@@ -17,8 +17,8 @@ use datafusion::physical_plan::{execute_stream, ExecutionPlan, SendableRecordBat
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::functions::{
-    builtin_functions, BatchUdf, DownloadOptions, EmbedText, FunctionCost, FunctionRegistry,
-    ModelCatalog, ModelPool, ModelProvider, EMBED_TEXT,
+    builtin_functions, BatchUdf, DownloadOptions, FunctionCost, FunctionRegistry, ModelCall,
+    ModelCallKind, ModelCatalog, ModelPool, ModelProvider,
 };
 use crate::io::{self, FileFormat, WriteMode};
 use crate::morsel::MorselRule;
@@ -127,10 +127,15 @@ impl Engine {
             ctx.register_udf(udf);
         }
         let models = ModelCatalog::new(registry.clone());
-        // Planning rewrites embed_text into the model's own call; an unrewritten
-        // one still gets a bounded operator.
-        registry.insert(EMBED_TEXT, FunctionCost::Cpu);
-        ctx.register_udf(ScalarUDF::new_from_impl(EmbedText::new(models.clone())));
+        // Planning rewrites embed_text and transcribe into the model's own call;
+        // an unrewritten one still gets a bounded operator.
+        for kind in ModelCallKind::ALL {
+            registry.insert(kind.name(), FunctionCost::Cpu);
+            ctx.register_udf(ScalarUDF::new_from_impl(ModelCall::new(
+                kind,
+                models.clone(),
+            )));
+        }
         Self {
             ctx,
             options,

@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock};
 use regatta_engine::datafusion::logical_expr::{Expr, ScalarUDF};
 use regatta_engine::datafusion::prelude::lit;
 use regatta_engine::functions::{
-    DownloadOptions, EmbedText, ImageFunction, ImageOp, ModelCatalog, OnError, TextChunk,
-    TextSplit, UrlDownload, VectorFunction, VectorOp,
+    AudioFunction, AudioOp, DownloadOptions, ImageFunction, ImageOp, ModelCall, ModelCallKind,
+    ModelCatalog, OnError, PdfPages, TextChunk, TextSplit, UrlDownload, VectorFunction, VectorOp,
 };
 use regatta_engine::image::ImageMode;
 
@@ -80,7 +80,26 @@ udf_cell!(chunk, ScalarUDF::new_from_impl(TextChunk::default()));
 // Rebound to the session's instance (and its models) when a DataFrame uses it.
 udf_cell!(
     embed,
-    ScalarUDF::new_from_impl(EmbedText::new(ModelCatalog::default()))
+    ScalarUDF::new_from_impl(ModelCall::new(
+        ModelCallKind::EmbedText,
+        ModelCatalog::default()
+    ))
+);
+udf_cell!(
+    transcribe,
+    ScalarUDF::new_from_impl(ModelCall::new(
+        ModelCallKind::Transcribe,
+        ModelCatalog::default()
+    ))
+);
+udf_cell!(pdf, ScalarUDF::new_from_impl(PdfPages::default()));
+udf_cell!(
+    audio,
+    ScalarUDF::new_from_impl(AudioFunction::new(AudioOp::Decode))
+);
+udf_cell!(
+    duration,
+    ScalarUDF::new_from_impl(AudioFunction::new(AudioOp::Duration))
 );
 
 /// Multimodal operations on any expression. The same functions are in SQL under
@@ -126,6 +145,18 @@ pub trait MultimodalExt {
     /// Sentence embedding of this text column by `model` (e.g. `"all-MiniLM-L6-v2"`),
     /// served by the session's actor pool for that model.
     fn embed_text(self, model: &str) -> Expr;
+    /// `pdf_pages(bytes, max_pages, on_error)`: each page's text as a list of
+    /// `{page, text}` (`max_pages` 0 for all); a bad PDF fails the query naming the
+    /// row, or is null under [`OnError::Null`].
+    fn pdf_pages(self, max_pages: u32, on_error: OnError) -> Expr;
+    /// `audio_decode(bytes, sample_rate, mono, on_error)`: decoded audio (WAV,
+    /// FLAC, MP3, Ogg Vorbis), resampled to `sample_rate` (0 keeps the file's).
+    fn audio_decode(self, sample_rate: u32, mono: bool, on_error: OnError) -> Expr;
+    /// `audio_duration(audio)`: seconds of decoded audio.
+    fn audio_duration(self) -> Expr;
+    /// `transcribe(audio, model)`: the text spoken in decoded audio, by a speech
+    /// model such as `whisper-tiny.en`.
+    fn transcribe(self, model: &str) -> Expr;
 }
 
 impl MultimodalExt for Expr {
@@ -187,5 +218,22 @@ impl MultimodalExt for Expr {
     }
     fn embed_text(self, model: &str) -> Expr {
         embed(vec![self, lit(model)])
+    }
+    fn pdf_pages(self, max_pages: u32, on_error: OnError) -> Expr {
+        pdf(vec![self, lit(max_pages), lit(on_error.name())])
+    }
+    fn audio_decode(self, sample_rate: u32, mono: bool, on_error: OnError) -> Expr {
+        audio(vec![
+            self,
+            lit(sample_rate),
+            lit(mono),
+            lit(on_error.name()),
+        ])
+    }
+    fn audio_duration(self) -> Expr {
+        duration(vec![self])
+    }
+    fn transcribe(self, model: &str) -> Expr {
+        transcribe(vec![self, lit(model)])
     }
 }

@@ -10,6 +10,7 @@ use image::{ImageBuffer, Rgb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+pub mod pdf_makers;
 pub mod s3_server;
 
 /// Encodes a `w` x `h` gradient as PNG or JPEG bytes.
@@ -168,15 +169,33 @@ pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
 /// repository, where `scripts/fetch_model.sh` puts it). Sets the variable so sessions
 /// made by the test find the model too.
 pub fn minilm_dir() -> PathBuf {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = std::env::var_os("REGATTA_MINILM_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/all-MiniLM-L6-v2")
-            });
-        std::env::set_var("REGATTA_MINILM_DIR", &dir);
-        dir
-    })
-    .clone()
+    model_dir("REGATTA_MINILM_DIR", "all-MiniLM-L6-v2")
+}
+
+/// Whisper tiny.en's directory (`REGATTA_WHISPER_DIR`, else the repository's
+/// `models/whisper-tiny.en`, made by scripts/fetch_whisper.sh); sets the variable
+/// so sessions made by the test find it.
+pub fn whisper_dir() -> PathBuf {
+    model_dir("REGATTA_WHISPER_DIR", "whisper-tiny.en")
+}
+
+/// PDFium's directory (`REGATTA_PDFIUM_DIR`, else the repository's
+/// `models/pdfium`, made by scripts/fetch_pdfium.sh); sets the variable.
+pub fn pdfium_dir() -> PathBuf {
+    model_dir("REGATTA_PDFIUM_DIR", "pdfium")
+}
+
+fn model_dir(var: &'static str, name: &str) -> PathBuf {
+    static SET: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut set = SET.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../models")
+            .join(name)
+    });
+    if !set.contains(&var) {
+        std::env::set_var(var, &dir);
+        set.push(var);
+    }
+    dir
 }

@@ -4,12 +4,13 @@
 pub mod args;
 pub mod audio_functions;
 pub mod batch_udf;
-pub mod embed_text;
 pub mod image_functions;
 mod io_runtime;
+pub mod model_call;
 pub mod model_catalog;
 pub mod model_pool;
 pub mod model_udf;
+pub mod pdf_pages;
 pub mod text_chunk;
 pub mod text_split;
 pub mod url_download;
@@ -24,11 +25,12 @@ use datafusion::logical_expr::ScalarUDF;
 pub use args::OnError;
 pub use audio_functions::{AudioFunction, AudioOp};
 pub use batch_udf::BatchUdf;
-pub use embed_text::{EmbedText, EMBED_TEXT};
 pub use image_functions::{ImageFunction, ImageOp};
+pub use model_call::{ModelCall, ModelCallKind, EMBED_TEXT, TRANSCRIBE};
 pub use model_catalog::ModelCatalog;
 pub use model_pool::{ModelPool, ModelPoolStats, ModelProvider};
 pub use model_udf::ModelUdf;
+pub use pdf_pages::{PdfPages, PDF_PAGES};
 pub use text_chunk::{chunk_words, TextChunk};
 pub use text_split::{split_text, TextSplit};
 pub use url_download::{DownloadOptions, UrlDownload};
@@ -85,6 +87,10 @@ pub fn builtin_functions(download: DownloadOptions) -> Vec<(ScalarUDF, Option<Fu
             op.is_expensive().then_some(FunctionCost::Cpu),
         ));
     }
+    out.push((
+        ScalarUDF::new_from_impl(PdfPages::default()),
+        Some(FunctionCost::Cpu),
+    ));
     for op in VectorOp::ALL {
         out.push((ScalarUDF::new_from_impl(VectorFunction::new(op)), None));
     }

