@@ -10,6 +10,7 @@ mod multimodal;
 mod object_store;
 mod relational;
 mod sources_sinks;
+mod speech;
 
 use regatta::arrow::array::{Int64Array, RecordBatch, StringArray};
 use regatta::arrow::datatypes::{DataType, Field, Schema};

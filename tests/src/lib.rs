@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 pub mod pdf_makers;
 pub mod s3_server;
+pub mod speech;
 
 /// Encodes a `w` x `h` gradient as PNG or JPEG bytes.
 pub fn image_bytes(w: u32, h: u32, png: bool) -> Vec<u8> {

@@ -1,0 +1,155 @@
+//! Whisper tiny.en through `transcribe`: the word error rate on 20 synthesised
+//! Harvard sentences, one model load per actor, audio past 30 seconds cut into
+//! windows, and SQL and DataFrame calls agreeing.
+
+use std::sync::Arc;
+
+use regatta::arrow::array::{Array, AsArray, BinaryArray, Int64Array, RecordBatch};
+use regatta::arrow::datatypes::{DataType, Field, Schema};
+use regatta::prelude::*;
+use regatta_tests::speech::{spoken_flac, word_error_rate, HARVARD};
+use regatta_tests::whisper_dir;
+
+use crate::concat;
+
+const MODEL: &str = "whisper-tiny.en";
+
+fn clips(session: &Session, blobs: Vec<Option<Vec<u8>>>) -> DataFrame {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("bytes", DataType::Binary, true),
+    ]));
+    let ids: Vec<i64> = (0..blobs.len() as i64).collect();
+    let bytes = BinaryArray::from_iter(blobs.iter().map(|b| b.as_deref()));
+    let b = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(Int64Array::from(ids)), Arc::new(bytes)],
+    )
+    .unwrap();
+    session.from_batches(vec![b]).unwrap()
+}
+
+fn texts(batches: &[RecordBatch], column: usize) -> Vec<Option<String>> {
+    let b = concat(batches);
+    let t = b.column(column).as_string::<i32>();
+    (0..t.len())
+        .map(|i| (!t.is_null(i)).then(|| t.value(i).to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whisper_tiny_en_transcribes_harvard_sentences_under_15_percent_wer_loading_once() {
+    whisper_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let mut blobs: Vec<Option<Vec<u8>>> = HARVARD
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Some(spoken_flac(s, dir.path(), &format!("s{i}")).unwrap()))
+        .collect();
+    blobs.push(None); // a null clip gives null text
+    let session = Session::local();
+    session
+        .register_dataframe("clips", clips(&session, blobs.clone()))
+        .unwrap();
+    let sql = session
+        .sql(&format!(
+            "SELECT id, transcribe(audio_decode(bytes, 16000, true), '{MODEL}') AS text \
+             FROM clips ORDER BY id"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let got = texts(&sql, 1);
+    assert_eq!(got.len(), HARVARD.len() + 1);
+    assert_eq!(got[HARVARD.len()], None, "null audio gives null text");
+    let hyps: Vec<String> = got[..HARVARD.len()]
+        .iter()
+        .map(|t| t.clone().expect("a transcript"))
+        .collect();
+    let wer = word_error_rate(&HARVARD, &hyps);
+    assert!(wer < 0.15, "WER {wer:.3}: {hyps:#?}");
+
+    // The DataFrame API, in a second query: the same text, no second model load.
+    let df = clips(&session, blobs)
+        .with_column(
+            "text",
+            col("bytes")
+                .audio_decode(16000, true, OnError::Raise)
+                .transcribe(MODEL),
+        )
+        .unwrap()
+        .sort(vec![col("id").sort(true, false)])
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(texts(&df, 2), got);
+    let stats = session.model_stats(MODEL).unwrap();
+    assert_eq!(stats.builds, 1, "two queries, one model load: {stats:?}");
+    assert!(stats.batches >= 3, "21 clips in batches of 8: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_longer_than_thirty_seconds_is_transcribed_window_by_window() {
+    whisper_dir();
+    let dir = tempfile::tempdir().unwrap();
+    // Sixteen sentences read as one clip: about 35 seconds, so two windows.
+    let text = HARVARD[..16].join(" ");
+    let flac = spoken_flac(&text, dir.path(), "long").unwrap();
+    let session = Session::local();
+    session
+        .register_dataframe("clips", clips(&session, vec![Some(flac)]))
+        .unwrap();
+    let b = session
+        .sql(&format!(
+            "SELECT audio_duration(a) AS secs, transcribe(a, '{MODEL}') AS text \
+             FROM (SELECT audio_decode(bytes, 16000, true) AS a FROM clips)"
+        ))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let b = concat(&b);
+    let secs = b
+        .column(0)
+        .as_primitive::<regatta::arrow::datatypes::Float64Type>()
+        .value(0);
+    assert!(secs > 30.0, "the clip should pass 30 s, is {secs:.1} s");
+    let hyp = b.column(1).as_string::<i32>().value(0).to_string();
+    // Words from the first and the last sentence: both windows were decoded.
+    let lower = hyp.to_lowercase();
+    assert!(
+        lower.contains("birch") && lower.contains("evening"),
+        "{hyp}"
+    );
+    let wer = word_error_rate(&[text.as_str()], &[hyp.clone()]);
+    assert!(wer < 0.25, "WER {wer:.3}: {hyp}");
+}
+
+#[tokio::test]
+async fn transcribe_refuses_text_and_unknown_models_at_planning() {
+    whisper_dir();
+    let session = Session::local();
+    session
+        .register_dataframe("clips", clips(&session, vec![None]))
+        .unwrap();
+    for (sql, needle) in [
+        (
+            "SELECT transcribe('hello', 'whisper-tiny.en')",
+            "decoded audio",
+        ),
+        (
+            "SELECT transcribe(audio_decode(bytes), 'whisper-huge') FROM clips",
+            "whisper-tiny.en",
+        ),
+    ] {
+        let err = match session.sql(sql).await {
+            Err(e) => e.to_string(),
+            Ok(df) => df.collect().await.expect_err(sql).to_string(),
+        };
+        assert!(err.contains(needle), "{sql}: {err}");
+    }
+}
