@@ -4,6 +4,7 @@
 use clap::Parser;
 
 mod embed_stub;
+mod media;
 
 // Image pipelines free many large buffers from many threads; glibc's per-thread
 // arenas keep them resident. mimalloc returns them, keeping peak memory flat.
@@ -17,7 +18,8 @@ mod workloads;
 #[derive(Debug, Parser)]
 #[command(name = "regatta-bench")]
 struct Args {
-    /// image | tpch_q1 | tpch_q3 | lance_take | embed_stub (or w1, w3a, w3b, w4, w5),
+    /// image | tpch_q1 | tpch_q3 | lance_take | embed_stub | documents | audio (or w1,
+    /// w3a, w3b, w4, w5, w6, w7),
     /// embed_minilm (the real embedding model) or schedule (the driver's throughput
     /// with no-op tasks).
     #[arg(long)]

@@ -58,6 +58,8 @@ pub async fn run(args: &Args) -> Res<Value> {
         "w3b" => "tpch_q3",
         "w4" => "lance_take",
         "w5" => "embed_stub",
+        "w6" => "documents",
+        "w7" => "audio",
         other => other,
     };
     if name == "schedule" {
@@ -65,9 +67,14 @@ pub async fn run(args: &Args) -> Res<Value> {
             crate::schedule::schedule(args.tasks, args.workers, args.replicas).await?;
         return Ok(record(args, name, rows, secs, extra));
     }
-    if args.runner == "cluster" && !matches!(name, "image" | "tpch_q1" | "tpch_q3") {
+    if args.runner == "cluster"
+        && !matches!(
+            name,
+            "image" | "tpch_q1" | "tpch_q3" | "documents" | "audio"
+        )
+    {
         return Err(format!(
-            "{name} runs only on the native runner; the cluster runs image, tpch_q1 and tpch_q3"
+            "{name} runs only on the native runner; the cluster runs image, tpch_q1, tpch_q3, documents and audio"
         )
         .into());
     }
@@ -79,9 +86,11 @@ pub async fn run(args: &Args) -> Res<Value> {
         "lance_take" => w4_lance_take(data).await?,
         "embed_stub" => w5_embed(args, data).await?,
         "embed_minilm" => embed_minilm(args, data).await?,
+        "documents" => crate::media::w6_documents(args, data).await?,
+        "audio" => crate::media::w7_audio(args, data).await?,
         other => {
             return Err(format!(
-                "unknown workload {other}; choose image, tpch_q1, tpch_q3, lance_take, embed_stub or embed_minilm"
+                "unknown workload {other}; choose image, tpch_q1, tpch_q3, lance_take, embed_stub, embed_minilm, documents or audio"
             )
             .into())
         }
@@ -107,7 +116,7 @@ fn record(args: &Args, name: &str, rows: u64, secs: f64, mut extra: Value) -> Va
 
 /// The session a workload runs on: the in-process engine, or the cluster whose
 /// driver `--driver` (or `REGATTA_DRIVER`) names, with the token in `REGATTA_TOKEN`.
-async fn session(args: &Args) -> Res<Session> {
+pub(crate) async fn session(args: &Args) -> Res<Session> {
     if args.runner != "cluster" {
         return Ok(Session::local_from_env()?);
     }
@@ -124,7 +133,7 @@ async fn session(args: &Args) -> Res<Session> {
     Ok(Session::connect(&url).await?)
 }
 
-fn out_dir(args: &Args, name: &str) -> Res<PathBuf> {
+pub(crate) fn out_dir(args: &Args, name: &str) -> Res<PathBuf> {
     let base = args
         .out_root
         .clone()
@@ -137,7 +146,7 @@ fn out_dir(args: &Args, name: &str) -> Res<PathBuf> {
     Ok(dir.keep())
 }
 
-fn read_dir_batches(dir: &Path) -> Res<Vec<RecordBatch>> {
+pub(crate) fn read_dir_batches(dir: &Path) -> Res<Vec<RecordBatch>> {
     let mut out = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -150,7 +159,7 @@ fn read_dir_batches(dir: &Path) -> Res<Vec<RecordBatch>> {
     Ok(out)
 }
 
-fn finish_output(args: &Args, dir: &Path, extra: &mut Value) {
+pub(crate) fn finish_output(args: &Args, dir: &Path, extra: &mut Value) {
     if args.keep_output {
         extra["out_dir"] = json!(dir.display().to_string());
     } else {

@@ -1,0 +1,98 @@
+//! The document-embedding (W6) and audio-transcription (W7) pipelines on a driver
+//! and three workers (real processes on 127.0.0.1) give the local engine's rows:
+//! PDFs by three producers downloaded, split into pages and 2048/200 chunks and
+//! embedded; spoken FLAC clips decoded, resampled and transcribed by Whisper.
+
+mod common;
+
+use common::{cluster, ok, regatta, table};
+use regatta_tests::pdf_makers::{make_pdf, PdfProducer};
+use regatta_tests::speech::{spoken_flac, HARVARD};
+
+/// A `name (id, url)` table of `paths` in three Parquet files; its `-t` argument.
+fn url_table(dir: &std::path::Path, name: &str, paths: &[std::path::PathBuf]) -> String {
+    let rows: Vec<String> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("({i}, '{}')", p.display()))
+        .collect();
+    table(
+        dir,
+        name,
+        "id",
+        3,
+        &format!(
+            "SELECT column1 AS id, column2 AS url FROM (VALUES {})",
+            rows.join(", ")
+        ),
+    )
+}
+
+const W6: &str = "\
+WITH pages AS (
+  SELECT id, unnest(pdf_pages(url_download(url), 100)) AS p FROM docs
+), chunks AS (
+  SELECT id, p['page'] AS page, unnest(text_split(p['text'], 2048, 200)) AS chunk FROM pages
+)
+SELECT id, page, chunk, embed_text(chunk, 'all-MiniLM-L6-v2') AS e
+FROM chunks ORDER BY id, page, chunk";
+
+#[test]
+fn document_embedding_on_the_cluster_gives_the_local_rows() {
+    regatta_tests::minilm_dir();
+    regatta_tests::pdfium_dir();
+    let d = tempfile::tempdir().unwrap();
+    let pdf_dir = d.path().join("pdfs");
+    std::fs::create_dir_all(&pdf_dir).unwrap();
+    // Three pages' worth of distinct prose per document, so chunks overlap pages.
+    let paths: Vec<_> = (0..6)
+        .map(|i| {
+            let text: String = (0..120)
+                .map(|l| format!("Document {i} line {l} tells of boats, rivers and regattas.\n"))
+                .collect();
+            let producer = PdfProducer::ALL[i % PdfProducer::ALL.len()];
+            make_pdf(producer, &text, &pdf_dir, &format!("doc{i}")).unwrap()
+        })
+        .collect();
+    let docs = url_table(d.path(), "docs", &paths);
+    let local = ok(regatta().args(["sql", "-f", "json", "-t", &docs, W6]));
+    let rows = local.lines().filter(|l| l.starts_with('{')).count();
+    assert!(rows >= 12, "expected several chunks per document: {local}");
+    let c = cluster(&d.path().join("spill"));
+    let remote = ok(c.cli().args(["submit", "-f", "json", "-t", &docs, W6]));
+    // Same chunks in the same order; embeddings equal to float tolerance.
+    common::assert_same_embeddings(&local, &remote, rows, "W6 ");
+    let strip = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| l.split("\"e\"").next().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(strip(&remote), strip(&local));
+}
+
+const W7: &str = "\
+SELECT id, transcribe(audio_decode(url_download(url), 16000, true), 'whisper-tiny.en') AS text
+FROM clips ORDER BY id";
+
+#[test]
+fn audio_transcription_on_the_cluster_gives_the_local_text() {
+    regatta_tests::whisper_dir();
+    let d = tempfile::tempdir().unwrap();
+    let paths: Vec<_> = HARVARD[..9]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let p = d.path().join(format!("clip{i}.flac"));
+            std::fs::write(&p, spoken_flac(s, d.path(), &format!("c{i}")).unwrap()).unwrap();
+            p
+        })
+        .collect();
+    let clips = url_table(d.path(), "clips", &paths);
+    let local = ok(regatta().args(["sql", "-f", "csv", "-t", &clips, W7]));
+    assert_eq!(local.lines().count(), 10, "{local}");
+    assert!(local.to_lowercase().contains("lemons"), "{local}");
+    let c = cluster(&d.path().join("spill"));
+    let remote = ok(c.cli().args(["submit", "-f", "csv", "-t", &clips, W7]));
+    assert_eq!(remote, local);
+}
