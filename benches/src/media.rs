@@ -29,9 +29,22 @@ SELECT id, text AS reference,
        transcribe(audio_decode(audio, 16000, true, 'null'), 'whisper-tiny.en') AS transcript
 FROM audio";
 
-/// Words of a text, whitespace-separated.
-fn words(s: &str) -> Vec<&str> {
-    s.split_whitespace().collect()
+/// Words of a text for comparing a PDF's text with its source: whitespace-separated,
+/// a hyphen at a line end joined to the next word ("non-\nfree" is "non-free"), and
+/// the curly quotes PostScript's standard encoding draws for ASCII ` and ' (as
+/// enscript's output does) read as those characters.
+fn words(s: &str) -> Vec<String> {
+    let s = s.replace('\u{2018}', "`").replace('\u{2019}', "'");
+    let mut out: Vec<String> = Vec::new();
+    let mut joining = false;
+    for w in s.split_whitespace() {
+        match out.last_mut() {
+            Some(last) if joining => last.push_str(w),
+            _ => out.push(w.to_string()),
+        }
+        joining = w.ends_with('-') && w.len() > 1;
+    }
+    out
 }
 
 pub async fn w6_documents(args: &Args, data: &Path) -> Res<(u64, f64, Value)> {

@@ -77,7 +77,14 @@ pub(super) fn extract(bytes: &[u8], max_pages: Option<usize>) -> Result<Vec<PdfP
             .all();
         out.push(PdfPage {
             page: i as i32 + 1,
-            text: tidy(&text.replace("\r\n", "\n").replace('\r', "\n")),
+            // PDFium marks a word hyphenated across a line break with U+0002 and
+            // joins the halves: keep the hyphen ("non-free").
+            text: tidy(
+                &text
+                    .replace("\r\n", "\n")
+                    .replace('\r', "\n")
+                    .replace('\u{2}', "-"),
+            ),
         });
     }
     Ok(out)
