@@ -107,9 +107,30 @@ def audio(args):
     df = df.with_column("transcript", Transcribe(col("audio"))).select("id", col("text").alias("reference"), "transcript")
     df.write_parquet(out)
     secs = time.time() - t0
-    rows = daft.read_parquet(out).count_rows()
+    done = daft.read_parquet(out).to_pylist()
     shutil.rmtree(out, ignore_errors=True)
-    return rows, secs, {}
+    errors = words = 0
+    for r in done:
+        ref, hyp = normalised(r["reference"]), normalised(r["transcript"] or "")
+        errors += edit_distance(ref, hyp)
+        words += len(ref)
+    return len(done), secs, {"clips": len(done), "wer": round(errors / max(words, 1), 4)}
+
+
+def normalised(text):
+    """Lower-case words without punctuation (apostrophes kept), as regatta-bench's W7 check."""
+    out = ["".join(c for c in w if c.isalnum() or c == "'").lower() for w in text.split()]
+    return [w for w in out if w]
+
+
+def edit_distance(a, b):
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a):
+        row = [i + 1] * (len(b) + 1)
+        for j, y in enumerate(b):
+            row[j + 1] = min(prev[j] + (x != y), prev[j + 1] + 1, row[j] + 1)
+        prev = row
+    return prev[-1]
 
 
 def main():

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use regatta::arrow::array::{Array, AsArray};
-use regatta::arrow::datatypes::Int64Type;
+use regatta::arrow::compute::cast;
+use regatta::arrow::datatypes::{DataType, Int64Type};
 use regatta::prelude::*;
 use serde_json::{json, Value};
 
@@ -125,8 +126,11 @@ pub async fn w7_audio(args: &Args, data: &Path) -> Res<(u64, f64, Value)> {
     let mut refs: HashMap<i64, (String, String)> = HashMap::new();
     for b in read_dir_batches(&od)? {
         let ids = b.column(0).as_primitive::<Int64Type>();
-        let r = b.column(1).as_string::<i32>();
-        let t = b.column(2).as_string::<i32>();
+        // Parquet strings read back as views: cast to plain strings first.
+        let r = cast(b.column(1), &DataType::Utf8)?;
+        let r = r.as_string::<i32>();
+        let t = cast(b.column(2), &DataType::Utf8)?;
+        let t = t.as_string::<i32>();
         for i in 0..b.num_rows() {
             let hyp = if t.is_null(i) { "" } else { t.value(i) };
             refs.insert(ids.value(i), (r.value(i).to_string(), hyp.to_string()));
