@@ -19,6 +19,7 @@ mod ledger;
 pub mod minilm;
 mod model;
 mod model_actor;
+mod model_files;
 mod node_resources;
 mod pool_config;
 mod runtime;

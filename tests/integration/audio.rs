@@ -3,12 +3,11 @@
 
 use std::process::Command;
 
-use regatta::arrow::array::{Array, AsArray, BinaryArray, Int64Array, RecordBatch};
-use regatta::arrow::datatypes::{DataType, Field, Float64Type, Int32Type, Schema};
+use regatta::arrow::array::{Array, AsArray, RecordBatch};
+use regatta::arrow::datatypes::{Float64Type, Int32Type};
 use regatta::prelude::*;
-use std::sync::Arc;
 
-use crate::concat;
+use crate::{bytes_frame, concat};
 
 /// 1.5 s of a 440 Hz tone at 22050 Hz in stereo, encoded by FFmpeg as `ext`.
 fn tone(dir: &std::path::Path, ext: &str) -> Vec<u8> {
@@ -28,28 +27,13 @@ fn tone(dir: &std::path::Path, ext: &str) -> Vec<u8> {
     std::fs::read(out).unwrap()
 }
 
-fn frame(session: &Session, blobs: Vec<Option<Vec<u8>>>) -> DataFrame {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("bytes", DataType::Binary, true),
-    ]));
-    let ids: Vec<i64> = (0..blobs.len() as i64).collect();
-    let bytes = BinaryArray::from_iter(blobs.iter().map(|b| b.as_deref()));
-    let b = RecordBatch::try_new(
-        schema,
-        vec![Arc::new(Int64Array::from(ids)), Arc::new(bytes)],
-    )
-    .unwrap();
-    session.from_batches(vec![b]).unwrap()
-}
-
 async fn info(
     session: &Session,
     blobs: Vec<Option<Vec<u8>>>,
     call: &str,
 ) -> Result<RecordBatch, String> {
     session
-        .register_dataframe("clips", frame(session, blobs))
+        .register_dataframe("clips", bytes_frame(session, blobs))
         .unwrap();
     let sql = format!(
         "SELECT id, audio_duration(a) AS d, audio_sample_rate(a) AS r, audio_channels(a) AS c \

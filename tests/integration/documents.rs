@@ -2,15 +2,13 @@
 //! were made from; the page limit; corrupt, encrypted and empty PDFs under
 //! on_error = null and raise.
 
-use std::sync::Arc;
-
-use regatta::arrow::array::{Array, AsArray, BinaryArray, Int64Array, RecordBatch};
-use regatta::arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use regatta::arrow::array::{Array, AsArray};
+use regatta::arrow::datatypes::Int32Type;
 use regatta::prelude::*;
 use regatta_tests::pdf_makers::{make_pdf, test_python, words, PdfProducer};
 use regatta_tests::pdfium_dir;
 
-use crate::concat;
+use crate::{bytes_frame, concat};
 
 /// Ninety lines of prose-like text (enough for two pages from enscript), with
 /// punctuation, capitals and digits; the same for every run.
@@ -56,21 +54,6 @@ pub fn source_text() -> String {
     lines.join("\n") + "\n"
 }
 
-fn frame(session: &Session, blobs: Vec<Option<Vec<u8>>>) -> DataFrame {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("bytes", DataType::Binary, true),
-    ]));
-    let ids: Vec<i64> = (0..blobs.len() as i64).collect();
-    let bytes = BinaryArray::from_iter(blobs.iter().map(|b| b.as_deref()));
-    let b = RecordBatch::try_new(
-        schema,
-        vec![Arc::new(Int64Array::from(ids)), Arc::new(bytes)],
-    )
-    .unwrap();
-    session.from_batches(vec![b]).unwrap()
-}
-
 /// (page numbers, text joined) per row; None for a null row.
 async fn pages(
     blobs: Vec<Option<Vec<u8>>>,
@@ -79,7 +62,7 @@ async fn pages(
     pdfium_dir();
     let session = Session::local();
     session
-        .register_dataframe("docs", frame(&session, blobs))
+        .register_dataframe("docs", bytes_frame(&session, blobs))
         .unwrap();
     let sql = format!("SELECT id, pdf_pages(bytes{args}) AS p FROM docs ORDER BY id");
     let batches = session
@@ -232,7 +215,7 @@ async fn corrupt_encrypted_and_empty_pdfs_are_null_or_name_the_row() {
 async fn bad_arguments_are_plan_errors() {
     let session = Session::local();
     session
-        .register_dataframe("docs", frame(&session, vec![None]))
+        .register_dataframe("docs", bytes_frame(&session, vec![None]))
         .unwrap();
     for (sql, needle) in [
         ("SELECT pdf_pages(id) FROM docs", "expects PDF bytes"),

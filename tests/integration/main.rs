@@ -35,6 +35,22 @@ pub fn url_frame(session: &Session, urls: &[String]) -> DataFrame {
     session.from_batches(vec![batch]).unwrap()
 }
 
+/// A DataFrame of (id, bytes) rows, ids from 0; `None` is a null blob.
+pub fn bytes_frame(session: &Session, blobs: Vec<Option<Vec<u8>>>) -> DataFrame {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("bytes", DataType::Binary, true),
+    ]));
+    let ids: Vec<i64> = (0..blobs.len() as i64).collect();
+    let bytes = regatta::arrow::array::BinaryArray::from_iter(blobs.iter().map(|b| b.as_deref()));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(Int64Array::from(ids)), Arc::new(bytes)],
+    )
+    .unwrap();
+    session.from_batches(vec![batch]).unwrap()
+}
+
 /// Every batch concatenated.
 pub fn concat(batches: &[RecordBatch]) -> RecordBatch {
     let schema = batches[0].schema();

@@ -2,32 +2,14 @@
 //! Harvard sentences, one model load per actor, audio past 30 seconds cut into
 //! windows, and SQL and DataFrame calls agreeing.
 
-use std::sync::Arc;
-
-use regatta::arrow::array::{Array, AsArray, BinaryArray, Int64Array, RecordBatch};
-use regatta::arrow::datatypes::{DataType, Field, Schema};
+use regatta::arrow::array::{Array, AsArray, RecordBatch};
 use regatta::prelude::*;
 use regatta_tests::speech::{spoken_flac, word_error_rate, HARVARD};
 use regatta_tests::whisper_dir;
 
-use crate::concat;
+use crate::{bytes_frame, concat};
 
 const MODEL: &str = "whisper-tiny.en";
-
-fn clips(session: &Session, blobs: Vec<Option<Vec<u8>>>) -> DataFrame {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("bytes", DataType::Binary, true),
-    ]));
-    let ids: Vec<i64> = (0..blobs.len() as i64).collect();
-    let bytes = BinaryArray::from_iter(blobs.iter().map(|b| b.as_deref()));
-    let b = RecordBatch::try_new(
-        schema,
-        vec![Arc::new(Int64Array::from(ids)), Arc::new(bytes)],
-    )
-    .unwrap();
-    session.from_batches(vec![b]).unwrap()
-}
 
 fn texts(batches: &[RecordBatch], column: usize) -> Vec<Option<String>> {
     let b = concat(batches);
@@ -49,7 +31,7 @@ async fn whisper_tiny_en_transcribes_harvard_sentences_under_15_percent_wer_load
     blobs.push(None); // a null clip gives null text
     let session = Session::local();
     session
-        .register_dataframe("clips", clips(&session, blobs.clone()))
+        .register_dataframe("clips", bytes_frame(&session, blobs.clone()))
         .unwrap();
     let sql = session
         .sql(&format!(
@@ -72,7 +54,7 @@ async fn whisper_tiny_en_transcribes_harvard_sentences_under_15_percent_wer_load
     assert!(wer < 0.15, "WER {wer:.3}: {hyps:#?}");
 
     // The DataFrame API, in a second query: the same text, no second model load.
-    let df = clips(&session, blobs)
+    let df = bytes_frame(&session, blobs)
         .with_column(
             "text",
             col("bytes")
@@ -100,7 +82,7 @@ async fn audio_longer_than_thirty_seconds_is_transcribed_window_by_window() {
     let flac = spoken_flac(&text, dir.path(), "long").unwrap();
     let session = Session::local();
     session
-        .register_dataframe("clips", clips(&session, vec![Some(flac)]))
+        .register_dataframe("clips", bytes_frame(&session, vec![Some(flac)]))
         .unwrap();
     let b = session
         .sql(&format!(
@@ -134,7 +116,7 @@ async fn transcribe_refuses_text_and_unknown_models_at_planning() {
     whisper_dir();
     let session = Session::local();
     session
-        .register_dataframe("clips", clips(&session, vec![None]))
+        .register_dataframe("clips", bytes_frame(&session, vec![None]))
         .unwrap();
     for (sql, needle) in [
         (

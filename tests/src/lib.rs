@@ -11,6 +11,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 pub mod pdf_makers;
+
+/// Runs a tool that makes test data; an error names it, says how to install it
+/// (`what`) and carries its stderr.
+pub fn run_tool(cmd: &mut std::process::Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("{what}: cannot run it ({e}); scripts/setup.sh installs it"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
 pub mod s3_server;
 pub mod speech;
 

@@ -5,7 +5,9 @@
 //! fpdf2 comes from `REGATTA_TEST_PYTHON` (scripts/test's virtual environment).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use crate::run_tool;
 
 /// A program that writes PDFs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,21 +63,6 @@ pdf.output(out)
 /// DejaVu Sans, which Debian's fonts-dejavu-core installs.
 pub const DEJAVU_SANS: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
-fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{what}: cannot run it ({e}); scripts/setup.sh installs it"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 /// Writes `text` as a PDF made by `producer` into `dir/name.pdf`.
 pub fn make_pdf(
     producer: PdfProducer,
@@ -93,7 +80,7 @@ pub fn make_pdf(
             } else {
                 DEJAVU_SANS
             };
-            run(
+            run_tool(
                 Command::new(test_python())
                     .args(["-c", FPDF_SCRIPT])
                     .arg(&src)
@@ -102,7 +89,7 @@ pub fn make_pdf(
                 "fpdf2 (pip install fpdf2; set REGATTA_TEST_PYTHON)",
             )?;
         }
-        PdfProducer::Cairo => run(
+        PdfProducer::Cairo => run_tool(
             Command::new("pango-view")
                 .args(["--no-display", "--font=DejaVu Serif 11", "--output"])
                 .arg(&out)
@@ -111,14 +98,14 @@ pub fn make_pdf(
         )?,
         PdfProducer::Ghostscript => {
             let ps = dir.join(format!("{name}.ps"));
-            run(
+            run_tool(
                 Command::new("enscript")
                     .args(["-q", "-B", "-p"])
                     .arg(&ps)
                     .arg(&src),
                 "enscript (Debian enscript)",
             )?;
-            run(
+            run_tool(
                 Command::new("ps2pdf").arg(&ps).arg(&out),
                 "ps2pdf (Debian ghostscript)",
             )?;

@@ -3,7 +3,9 @@
 //! speech as FLAC. `scripts/setup.sh` installs both.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use crate::run_tool;
 
 /// Harvard sentences, lists 1 and 2.
 pub const HARVARD: [&str; 20] = [
@@ -29,32 +31,17 @@ pub const HARVARD: [&str; 20] = [
     "The girl at the booth sold fifty bonds.",
 ];
 
-fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("{what}: cannot run it ({e}); scripts/setup.sh installs it"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
 /// `text` spoken by flite, as FLAC bytes at 22050 Hz (so decoding resamples).
 pub fn spoken_flac(text: &str, dir: &Path, name: &str) -> Result<Vec<u8>, String> {
     let wav = dir.join(format!("{name}.wav"));
     let flac = dir.join(format!("{name}.flac"));
-    run(
+    run_tool(
         Command::new("flite")
             .args(["-voice", "slt", "-t", text, "-o"])
             .arg(&wav),
         "flite (Debian flite)",
     )?;
-    run(
+    run_tool(
         Command::new("ffmpeg")
             .args(["-v", "error", "-y", "-i"])
             .arg(&wav)

@@ -1,6 +1,6 @@
 //! [`MiniLm`]: one loaded copy of the model and its tokenizer.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::DataType;
@@ -12,7 +12,11 @@ use tokenizers::{Tokenizer, TruncationParams};
 
 use super::{DIM, MAX_TOKENS};
 use crate::model::{Model, ModelError};
-use crate::{ActorError, Result};
+use crate::model_files::{files_error, required};
+use crate::Result;
+
+/// How to get the model files when they are missing.
+const FIX: &str = "run scripts/fetch_model.sh, or set REGATTA_MINILM_DIR";
 
 /// all-MiniLM-L6-v2 on one device.
 pub struct MiniLm {
@@ -21,31 +25,12 @@ pub struct MiniLm {
     device: Device,
 }
 
-fn files_error(path: &Path, message: impl std::fmt::Display) -> ActorError {
-    ActorError::ModelFiles {
-        path: path.display().to_string(),
-        message: message.to_string(),
-    }
-}
-
-fn required(dir: &Path, name: &str) -> Result<PathBuf> {
-    let p = dir.join(name);
-    if p.is_file() {
-        Ok(p)
-    } else {
-        Err(files_error(
-            &p,
-            "missing: the model directory needs config.json, model.safetensors and tokenizer.json (run scripts/fetch_model.sh, or set REGATTA_MINILM_DIR)",
-        ))
-    }
-}
-
 impl MiniLm {
     /// Loads the model from `dir` onto `device`.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
-        let config_path = required(dir, "config.json")?;
-        let weights_path = required(dir, "model.safetensors")?;
-        let tokenizer_path = required(dir, "tokenizer.json")?;
+        let config_path = required(dir, "config.json", FIX)?;
+        let weights_path = required(dir, "model.safetensors", FIX)?;
+        let tokenizer_path = required(dir, "tokenizer.json", FIX)?;
         let config_text =
             std::fs::read_to_string(&config_path).map_err(|e| files_error(&config_path, e))?;
         let config: Config =

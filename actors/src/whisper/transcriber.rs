@@ -1,7 +1,7 @@
 //! [`Transcriber`]: one loaded Whisper model, its tokenizer and mel filters;
 //! batched greedy decoding of 30-second windows.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::{DataType, Int32Type};
@@ -15,7 +15,11 @@ use tokenizers::Tokenizer;
 
 use super::{mel, MAX_NEW_TOKENS};
 use crate::model::{Model, ModelError};
-use crate::{ActorError, Result};
+use crate::model_files::{files_error, required};
+use crate::Result;
+
+/// How to get the model files when they are missing.
+const FIX: &str = "run scripts/fetch_whisper.sh, or set REGATTA_WHISPER_DIR";
 
 /// Whisper on one device.
 pub struct Transcriber {
@@ -33,25 +37,6 @@ pub struct Transcriber {
     suppress_first: Tensor,
 }
 
-fn files_error(path: &Path, message: impl std::fmt::Display) -> ActorError {
-    ActorError::ModelFiles {
-        path: path.display().to_string(),
-        message: message.to_string(),
-    }
-}
-
-fn required(dir: &Path, name: &str) -> Result<PathBuf> {
-    let p = dir.join(name);
-    if p.is_file() {
-        Ok(p)
-    } else {
-        Err(files_error(
-            &p,
-            "missing: the model directory needs config.json, model.safetensors and tokenizer.json (run scripts/fetch_whisper.sh, or set REGATTA_WHISPER_DIR)",
-        ))
-    }
-}
-
 fn token(tokenizer: &Tokenizer, text: &str, path: &Path) -> Result<u32> {
     tokenizer
         .token_to_id(text)
@@ -61,9 +46,9 @@ fn token(tokenizer: &Tokenizer, text: &str, path: &Path) -> Result<u32> {
 impl Transcriber {
     /// Loads the model from `dir` onto `device`.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
-        let config_path = required(dir, "config.json")?;
-        let weights_path = required(dir, "model.safetensors")?;
-        let tokenizer_path = required(dir, "tokenizer.json")?;
+        let config_path = required(dir, "config.json", FIX)?;
+        let weights_path = required(dir, "model.safetensors", FIX)?;
+        let tokenizer_path = required(dir, "tokenizer.json", FIX)?;
         let text =
             std::fs::read_to_string(&config_path).map_err(|e| files_error(&config_path, e))?;
         let config: Config =

@@ -1,0 +1,27 @@
+//! The files a built-in model is read from, with errors naming the file.
+
+use std::path::{Path, PathBuf};
+
+use crate::{ActorError, Result};
+
+/// An error about `path`.
+pub(crate) fn files_error(path: &Path, message: impl std::fmt::Display) -> ActorError {
+    ActorError::ModelFiles {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// `dir/name`, or an error saying the directory needs config.json,
+/// model.safetensors and tokenizer.json and how to get them (`fix`).
+pub(crate) fn required(dir: &Path, name: &str, fix: &str) -> Result<PathBuf> {
+    let p = dir.join(name);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(files_error(
+            &p,
+            format!("missing: the model directory needs config.json, model.safetensors and tokenizer.json ({fix})"),
+        ))
+    }
+}
