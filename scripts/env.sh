@@ -12,6 +12,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 regatta_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export REGATTA_MINILM_DIR="${REGATTA_MINILM_DIR:-$regatta_root/models/all-MiniLM-L6-v2}"
 export REGATTA_WHISPER_DIR="${REGATTA_WHISPER_DIR:-$regatta_root/models/whisper-tiny.en}"
+export REGATTA_EFFICIENTNET_DIR="${REGATTA_EFFICIENTNET_DIR:-$regatta_root/models/efficientnet-lite0}"
+export REGATTA_PHOTOS_DIR="${REGATTA_PHOTOS_DIR:-$regatta_root/models/sample-photos}"
 export REGATTA_PDFIUM_DIR="${REGATTA_PDFIUM_DIR:-$regatta_root/models/pdfium}"
 # The S3-compatible server of the object-store tests, built by scripts/setup.sh.
 regatta_s3s="${REGATTA_TOOLS_DIR:-/var/tmp/regatta-tools}/s3s-fs-0.14.1/bin/s3s-fs"

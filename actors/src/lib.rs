@@ -13,6 +13,7 @@
 mod actor_pool;
 mod actor_system;
 mod device;
+pub mod efficientnet;
 mod error;
 mod gpu_probe;
 mod ledger;

@@ -12,8 +12,7 @@ pub(crate) fn files_error(path: &Path, message: impl std::fmt::Display) -> Actor
     }
 }
 
-/// `dir/name`, or an error saying the directory needs config.json,
-/// model.safetensors and tokenizer.json and how to get them (`fix`).
+/// `dir/name`, or an error naming the missing file and how to get it (`fix`).
 pub(crate) fn required(dir: &Path, name: &str, fix: &str) -> Result<PathBuf> {
     let p = dir.join(name);
     if p.is_file() {
@@ -21,7 +20,7 @@ pub(crate) fn required(dir: &Path, name: &str, fix: &str) -> Result<PathBuf> {
     } else {
         Err(files_error(
             &p,
-            format!("missing: the model directory needs config.json, model.safetensors and tokenizer.json ({fix})"),
+            format!("missing: the model directory has no {name} ({fix})"),
         ))
     }
 }

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use regatta_common::Resources;
 use regatta_engine::datafusion::error::DataFusionError;
-use regatta_engine::functions::{ModelPool, ModelProvider};
+use regatta_engine::functions::{ModelPool, ModelProvider, LOGITS_POOL_SUFFIX};
 
+use crate::efficientnet::{self, EfficientNetFactory, Output};
 use crate::minilm::{self, MiniLmFactory};
 use crate::whisper::{self, WhisperFactory};
 use crate::{ActorPool, ActorSystem, ModelFactory, NodeResources, PoolConfig, Result};
@@ -22,6 +23,7 @@ pub struct ActorRuntime {
     pools: Mutex<HashMap<String, Arc<ActorPool>>>,
     minilm_dir: PathBuf,
     whisper_dir: PathBuf,
+    efficientnet_dir: PathBuf,
 }
 
 /// A built-in model: its name and how its pool is made.
@@ -29,23 +31,40 @@ pub struct ActorRuntime {
 enum BuiltinModel {
     MiniLm,
     Whisper,
+    EfficientNet(Output),
 }
 
 impl BuiltinModel {
-    const ALL: [BuiltinModel; 2] = [Self::MiniLm, Self::Whisper];
+    /// The models a user names (the logits pool is reached through `image_logits`).
+    const NAMED: [BuiltinModel; 3] = [
+        Self::MiniLm,
+        Self::Whisper,
+        Self::EfficientNet(Output::Top1),
+    ];
 
-    fn name(self) -> &'static str {
+    /// The pool's name: the model's, with the engine's logits suffix for the
+    /// pool answering `image_logits`.
+    fn pool_name(self) -> String {
         match self {
-            Self::MiniLm => minilm::NAME,
-            Self::Whisper => whisper::NAME,
+            Self::MiniLm => minilm::NAME.to_string(),
+            Self::Whisper => whisper::NAME.to_string(),
+            Self::EfficientNet(Output::Top1) => efficientnet::NAME.to_string(),
+            Self::EfficientNet(Output::Logits) => {
+                format!("{}{LOGITS_POOL_SUFFIX}", efficientnet::NAME)
+            }
         }
     }
 
     fn find(name: &str) -> Option<Self> {
+        if let Some(model) = name.strip_suffix(LOGITS_POOL_SUFFIX) {
+            return efficientnet::is_name(model).then_some(Self::EfficientNet(Output::Logits));
+        }
         if minilm::is_name(name) {
             Some(Self::MiniLm)
         } else if whisper::is_name(name) {
             Some(Self::Whisper)
+        } else if efficientnet::is_name(name) {
+            Some(Self::EfficientNet(Output::Top1))
         } else {
             None
         }
@@ -58,6 +77,8 @@ impl BuiltinModel {
             // A Whisper window is 30 s of audio: 8 windows keep an actor's memory
             // near 1 GiB on the CPU.
             Self::Whisper => ("REGATTA_WHISPER_BATCH_SIZE", 8),
+            // About 5 MB of activations per 224x224 image at the widest layer.
+            Self::EfficientNet(_) => ("REGATTA_EFFICIENTNET_BATCH_SIZE", 32),
         };
         std::env::var(var)
             .ok()
@@ -78,6 +99,7 @@ impl ActorRuntime {
             pools: Mutex::default(),
             minilm_dir: minilm::default_dir(),
             whisper_dir: whisper::default_dir(),
+            efficientnet_dir: efficientnet::default_dir(),
         })
     }
 
@@ -179,16 +201,25 @@ impl ActorRuntime {
         self.builtin_pool(BuiltinModel::Whisper)
     }
 
+    /// The pool of the built-in image classifier (`classify_image`), made on first use.
+    pub fn efficientnet_pool(&self) -> Result<Arc<ActorPool>> {
+        self.builtin_pool(BuiltinModel::EfficientNet(Output::Top1))
+    }
+
     fn builtin_pool(&self, model: BuiltinModel) -> Result<Arc<ActorPool>> {
-        let name = model.name();
-        if let Some(p) = self.get_pool(name) {
+        let name = model.pool_name();
+        if let Some(p) = self.get_pool(&name) {
             return Ok(p);
         }
         let factory: Arc<dyn ModelFactory> = match model {
             BuiltinModel::MiniLm => Arc::new(MiniLmFactory::new(self.minilm_dir.clone())),
             BuiltinModel::Whisper => Arc::new(WhisperFactory::new(self.whisper_dir.clone())),
+            BuiltinModel::EfficientNet(output) => Arc::new(EfficientNetFactory::new(
+                self.efficientnet_dir.clone(),
+                output,
+            )),
         };
-        self.create_pool(name, factory, self.builtin_pool_config(model))
+        self.create_pool(&name, factory, self.builtin_pool_config(model))
     }
 }
 
@@ -210,7 +241,8 @@ impl ModelProvider for ActorRuntime {
 
     fn known(&self) -> Vec<String> {
         let mut names: Vec<String> = self.pools().keys().cloned().collect();
-        names.extend(BuiltinModel::ALL.iter().map(|m| m.name().to_string()));
+        names.extend(BuiltinModel::NAMED.iter().map(|m| m.pool_name()));
+        names.retain(|n| !n.ends_with(LOGITS_POOL_SUFFIX));
         names
     }
 }

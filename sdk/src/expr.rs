@@ -92,6 +92,20 @@ udf_cell!(
         ModelCatalog::default()
     ))
 );
+udf_cell!(
+    classify,
+    ScalarUDF::new_from_impl(ModelCall::new(
+        ModelCallKind::ClassifyImage,
+        ModelCatalog::default()
+    ))
+);
+udf_cell!(
+    logits,
+    ScalarUDF::new_from_impl(ModelCall::new(
+        ModelCallKind::ImageLogits,
+        ModelCatalog::default()
+    ))
+);
 udf_cell!(pdf, ScalarUDF::new_from_impl(PdfPages::default()));
 udf_cell!(
     audio,
@@ -157,6 +171,12 @@ pub trait MultimodalExt {
     /// `transcribe(audio, model)`: the text spoken in decoded audio, by a speech
     /// model such as `whisper-tiny.en`.
     fn transcribe(self, model: &str) -> Expr;
+    /// `classify_image(image, model)`: `{label, score}`, the top-1 ImageNet class
+    /// of a decoded image and its probability, by a classifier such as
+    /// `efficientnet-lite0` (which resizes, crops and normalises itself).
+    fn classify_image(self, model: &str) -> Expr;
+    /// `image_logits(image, model)`: the classifier's raw logits per image.
+    fn image_logits(self, model: &str) -> Expr;
 }
 
 impl MultimodalExt for Expr {
@@ -235,5 +255,11 @@ impl MultimodalExt for Expr {
     }
     fn transcribe(self, model: &str) -> Expr {
         transcribe(vec![self, lit(model)])
+    }
+    fn classify_image(self, model: &str) -> Expr {
+        classify(vec![self, lit(model)])
+    }
+    fn image_logits(self, model: &str) -> Expr {
+        logits(vec![self, lit(model)])
     }
 }

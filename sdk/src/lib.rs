@@ -60,6 +60,7 @@ pub mod lance_io {
 /// Models served by actor pools: implement [`ModelFactory`](models::ModelFactory)
 /// and [`Model`](models::Model), then `Session::register_model`.
 pub mod models {
+    pub use regatta_actors::efficientnet;
     pub use regatta_actors::minilm;
     pub use regatta_actors::{
         ActorContext, ActorError, ActorId, ActorRuntime, Model, ModelError, ModelFactory,

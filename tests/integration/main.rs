@@ -3,6 +3,7 @@
 mod audio;
 mod backpressure;
 mod bad_input;
+mod classify;
 mod documents;
 mod layering;
 mod models;

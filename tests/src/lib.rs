@@ -203,6 +203,24 @@ pub fn pdfium_dir() -> PathBuf {
     model_dir("REGATTA_PDFIUM_DIR", "pdfium")
 }
 
+/// EfficientNet-Lite0's directory (`REGATTA_EFFICIENTNET_DIR`, else the
+/// repository's `models/efficientnet-lite0`, made by scripts/fetch_efficientnet.sh);
+/// sets the variable.
+pub fn efficientnet_dir() -> PathBuf {
+    model_dir("REGATTA_EFFICIENTNET_DIR", "efficientnet-lite0")
+}
+
+/// scikit-image's sample photographs (`REGATTA_PHOTOS_DIR`, else the repository's
+/// `models/sample-photos`, made by scripts/fetch_photos.sh).
+pub fn photos_dir() -> PathBuf {
+    model_dir("REGATTA_PHOTOS_DIR", "sample-photos")
+}
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 fn model_dir(var: &'static str, name: &str) -> PathBuf {
     static SET: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
     let mut set = SET.lock().unwrap_or_else(|p| p.into_inner());

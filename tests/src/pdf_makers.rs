@@ -40,7 +40,8 @@ impl PdfProducer {
     }
 }
 
-/// The Python that has fpdf2: `$REGATTA_TEST_PYTHON`, else `python3`.
+/// The Python the tests run helper scripts with: `$REGATTA_TEST_PYTHON` (scripts/test
+/// points it at a venv with fpdf2, numpy and Pillow), else `python3`.
 pub fn test_python() -> String {
     std::env::var("REGATTA_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }

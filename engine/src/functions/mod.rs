@@ -26,7 +26,10 @@ pub use args::OnError;
 pub use audio_functions::{AudioFunction, AudioOp};
 pub use batch_udf::BatchUdf;
 pub use image_functions::{ImageFunction, ImageOp};
-pub use model_call::{ModelCall, ModelCallKind, EMBED_TEXT, TRANSCRIBE};
+pub use model_call::{
+    ModelCall, ModelCallKind, CLASSIFY_IMAGE, EMBED_TEXT, IMAGE_LOGITS, LOGITS_POOL_SUFFIX,
+    TRANSCRIBE,
+};
 pub use model_catalog::ModelCatalog;
 pub use model_pool::{ModelPool, ModelPoolStats, ModelProvider};
 pub use model_udf::ModelUdf;

@@ -1,5 +1,6 @@
 //! The functions that call a model by name: `embed_text(text, model)` (sentence
-//! embeddings) and `transcribe(audio, model)` (speech to text).
+//! embeddings), `transcribe(audio, model)` (speech to text), `classify_image(image,
+//! model)` (top-1 class) and `image_logits(image, model)` (the classifier's logits).
 
 use std::sync::Arc;
 
@@ -17,6 +18,13 @@ use super::model_catalog::ModelCatalog;
 pub const EMBED_TEXT: &str = "embed_text";
 /// The name `transcribe` is called by.
 pub const TRANSCRIBE: &str = "transcribe";
+/// The name `classify_image` is called by.
+pub const CLASSIFY_IMAGE: &str = "classify_image";
+/// The name `image_logits` is called by.
+pub const IMAGE_LOGITS: &str = "image_logits";
+/// Appended to a classifier's name for the pool that answers `image_logits`
+/// (`classify_image` gets the model's own name).
+pub const LOGITS_POOL_SUFFIX: &str = ":logits";
 
 /// Which model-calling function this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -25,16 +33,35 @@ pub enum ModelCallKind {
     EmbedText,
     /// `transcribe(audio, model)`, audio as `audio_decode` gives it.
     Transcribe,
+    /// `classify_image(image, model)`: `{label, score}` per image.
+    ClassifyImage,
+    /// `image_logits(image, model)`: the classifier's raw logits per image.
+    ImageLogits,
 }
 
 impl ModelCallKind {
-    pub const ALL: [ModelCallKind; 2] = [Self::EmbedText, Self::Transcribe];
+    pub const ALL: [ModelCallKind; 4] = [
+        Self::EmbedText,
+        Self::Transcribe,
+        Self::ClassifyImage,
+        Self::ImageLogits,
+    ];
+
+    /// The name of the pool this function calls for `model`.
+    pub fn pool_name(self, model: &str) -> String {
+        match self {
+            Self::ImageLogits => format!("{model}{LOGITS_POOL_SUFFIX}"),
+            _ => model.to_string(),
+        }
+    }
 
     /// The function's name in SQL.
     pub fn name(self) -> &'static str {
         match self {
             Self::EmbedText => EMBED_TEXT,
             Self::Transcribe => TRANSCRIBE,
+            Self::ClassifyImage => CLASSIFY_IMAGE,
+            Self::ImageLogits => IMAGE_LOGITS,
         }
     }
 
@@ -42,6 +69,8 @@ impl ModelCallKind {
         match self {
             Self::EmbedText => "embed_text(caption, 'all-MiniLM-L6-v2')",
             Self::Transcribe => "transcribe(audio_decode(bytes, 16000, true), 'whisper-tiny.en')",
+            Self::ClassifyImage => "classify_image(image_decode(bytes), 'efficientnet-lite0')",
+            Self::ImageLogits => "image_logits(image_decode(bytes), 'efficientnet-lite0')",
         }
     }
 
@@ -58,6 +87,9 @@ impl ModelCallKind {
                 DataType::Null => true,
                 _ => false,
             },
+            Self::ClassifyImage | Self::ImageLogits => {
+                crate::types::is_image_type(t) || matches!(t, DataType::Null)
+            }
         };
         if ok {
             return Ok(());
@@ -65,6 +97,9 @@ impl ModelCallKind {
         let want = match self {
             Self::EmbedText => "the text must be a string column",
             Self::Transcribe => "the audio must be decoded audio (audio_decode's result)",
+            Self::ClassifyImage | Self::ImageLogits => {
+                "the image must be a decoded image (image_decode's result)"
+            }
         };
         Err(DataFusionError::Plan(format!(
             "{}: {want}, got {t}; as in {}",
@@ -94,11 +129,12 @@ impl ModelCall {
         }
     }
 
+    /// The pool named by the model argument `v`.
     fn model_name(&self, v: Option<&ScalarValue>) -> Result<String> {
         match v {
             Some(ScalarValue::Utf8(Some(s)))
             | Some(ScalarValue::LargeUtf8(Some(s)))
-            | Some(ScalarValue::Utf8View(Some(s))) => Ok(s.clone()),
+            | Some(ScalarValue::Utf8View(Some(s))) => Ok(self.kind.pool_name(s)),
             _ => Err(DataFusionError::Plan(format!(
                 "{}: the model must be a string constant, as in {}",
                 self.kind.name(),
