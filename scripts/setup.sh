@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing regatta needs on a Debian machine: protoc
-# (required by Lance's build) and mold (an optional, faster linker). Safe to re-run.
+# (required by Lance's build), FFmpeg's libraries and libclang (video), and mold (an
+# optional, faster linker). Safe to re-run.
 set -euo pipefail
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
@@ -50,6 +51,16 @@ if [[ ! -x "$S3S_ROOT/bin/s3s-fs" ]]; then
   echo "setup: building the s3s-fs $S3S_VERSION S3 server for the object-store tests (a few minutes, once)" >&2
   mkdir -p "$S3S_ROOT"
   cargo install s3s-fs --version "$S3S_VERSION" --features binary --locked --root "$S3S_ROOT" --quiet
+fi
+# Video frames are decoded by FFmpeg's libraries (ffmpeg-next binds them at build
+# time through bindgen, which needs libclang and pkg-config).
+if ! pkg-config --exists libavcodec libavformat libavutil libswscale 2>/dev/null ||
+  [[ -z "$(ls /usr/lib/llvm-*/lib/libclang*.so* 2>/dev/null)" ]]; then
+  echo "setup: installing FFmpeg's development libraries and libclang (video decoding)" >&2
+  apt_install pkg-config libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libclang-dev || {
+    echo "setup: could not install libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libclang-dev pkg-config" >&2
+    exit 1
+  }
 fi
 # The audio tests make their WAV, FLAC, MP3 and Ogg Vorbis clips with FFmpeg.
 if ! command -v ffmpeg >/dev/null 2>&1; then

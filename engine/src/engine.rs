@@ -126,6 +126,10 @@ impl Engine {
             }
             ctx.register_udf(udf);
         }
+        ctx.register_udtf(
+            crate::io::video_frames::VIDEO_FRAMES,
+            Arc::new(crate::io::video_frames::VideoFramesFunction),
+        );
         let models = ModelCatalog::new(registry.clone());
         // Planning rewrites embed_text and transcribe into the model's own call;
         // an unrewritten one still gets a bounded operator.
@@ -229,6 +233,17 @@ impl Engine {
     /// Reads `input` (file, directory, glob or `file://` URL) as `format`.
     pub async fn read(&self, input: &str, format: FileFormat) -> Result<DataFrame> {
         io::read(&self.ctx, input, format).await
+    }
+
+    /// The frames of the videos `input` names (a file, directory, glob, `file://`
+    /// URL or object-store URL), one row each, decoded as the rows are read.
+    pub fn read_video_frames(
+        &self,
+        input: &str,
+        options: crate::video::VideoOptions,
+    ) -> Result<DataFrame> {
+        let table = io::video_frames::VideoFramesTable::new(input.to_string(), options);
+        Ok(self.ctx.read_table(Arc::new(table))?)
     }
 
     /// A DataFrame over in-memory batches.

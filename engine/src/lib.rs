@@ -15,6 +15,7 @@ pub mod morsel;
 pub mod options;
 pub mod storage;
 pub mod types;
+pub mod video;
 
 pub use engine::Engine;
 pub use error::{EngineError, Result};

@@ -37,6 +37,7 @@ pub use regatta_engine::image::ImageMode;
 pub use regatta_engine::io::{FileFormat, WriteMode};
 /// Object stores (`s3://`, `gs://`, `az://`): the process-wide settings.
 pub use regatta_engine::storage;
+pub use regatta_engine::video::{FrameSelection, VideoOptions};
 pub use regatta_engine::{types, EngineOptions};
 pub use regatta_proto as proto;
 
@@ -47,8 +48,8 @@ pub mod prelude {
     pub use crate::datafusion::logical_expr::{JoinType, SortExpr};
     pub use crate::datafusion::prelude::{col, lit, Expr};
     pub use crate::{
-        BatchUdf, DataFrame, EngineOptions, FileFormat, ImageMode, ModelFunction, MultimodalExt,
-        OnError, Session, WriteMode,
+        BatchUdf, DataFrame, EngineOptions, FileFormat, FrameSelection, ImageMode, ModelFunction,
+        MultimodalExt, OnError, Session, VideoOptions, WriteMode,
     };
 }
 

@@ -1,6 +1,7 @@
 //! [`Session`]: where DataFrames come from.
 
 use crate::cluster::ClusterClient;
+use regatta_engine::video::VideoOptions;
 use std::sync::Arc;
 
 use regatta_actors::{ActorRuntime, ModelFactory, NodeResources, PoolConfig, ResourceOverrides};
@@ -196,6 +197,14 @@ impl Session {
     /// Reads `path` as `format`.
     pub async fn read(&self, path: &str, format: FileFormat) -> Result<DataFrame> {
         Ok(self.wrap(self.engine.read(path, format).await?))
+    }
+
+    /// The frames of the videos `input` names (a file, directory, glob, `file://`
+    /// or object-store URL): `{url, frame_index, pts_seconds, image}` per frame,
+    /// decoded as the rows are read (a few frames in memory per partition). In SQL:
+    /// `video_frames('glob' [, 'size=640x640, every=5, limit=100, on_error=null'])`.
+    pub fn read_video_frames(&self, input: &str, options: VideoOptions) -> Result<DataFrame> {
+        Ok(self.wrap(self.engine.read_video_frames(input, options)?))
     }
 
     /// A DataFrame over in-memory Arrow batches (all with the same schema).

@@ -12,6 +12,7 @@ mod object_store;
 mod relational;
 mod sources_sinks;
 mod speech;
+mod video;
 
 use regatta::arrow::array::{Int64Array, RecordBatch, StringArray};
 use regatta::arrow::datatypes::{DataType, Field, Schema};

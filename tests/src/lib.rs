@@ -30,6 +30,7 @@ pub fn run_tool(cmd: &mut std::process::Command, what: &str) -> Result<(), Strin
 }
 pub mod s3_server;
 pub mod speech;
+pub mod video_makers;
 
 /// Encodes a `w` x `h` gradient as PNG or JPEG bytes.
 pub fn image_bytes(w: u32, h: u32, png: bool) -> Vec<u8> {

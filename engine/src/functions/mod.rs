@@ -15,6 +15,7 @@ pub mod text_chunk;
 pub mod text_split;
 pub mod url_download;
 pub mod vector_functions;
+pub mod video_metadata;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -38,6 +39,7 @@ pub use text_chunk::{chunk_words, TextChunk};
 pub use text_split::{split_text, TextSplit};
 pub use url_download::{DownloadOptions, UrlDownload};
 pub use vector_functions::{VectorFunction, VectorOp};
+pub use video_metadata::{VideoMetadataFunction, VIDEO_METADATA};
 
 /// How the morsel operator should run a function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +94,10 @@ pub fn builtin_functions(download: DownloadOptions) -> Vec<(ScalarUDF, Option<Fu
     }
     out.push((
         ScalarUDF::new_from_impl(PdfPages::default()),
+        Some(FunctionCost::Cpu),
+    ));
+    out.push((
+        ScalarUDF::new_from_impl(VideoMetadataFunction::default()),
         Some(FunctionCost::Cpu),
     ));
     for op in VectorOp::ALL {

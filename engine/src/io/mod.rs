@@ -6,6 +6,7 @@ pub mod sinks;
 pub mod sources;
 pub mod staged;
 pub mod staged_remote;
+pub mod video_frames;
 
 pub use paths::{expand_input, local_path};
 pub use sinks::{write, FileFormat, WriteMode};

@@ -1,0 +1,296 @@
+//! The `video_frames` source: one row per decoded frame, `{url, frame_index,
+//! pts_seconds, image}`, streamed. Each partition decodes its share of the videos on
+//! a blocking thread and hands batches of a few frames through a bounded channel, so
+//! memory holds a few frames per partition however long the videos are.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    ArrayRef, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use tokio::sync::mpsc::Sender;
+
+use super::sources::input_files;
+use crate::functions::OnError;
+use crate::storage;
+use crate::types::{image_type, ImageColumnBuilder};
+use crate::video::{FrameReader, VideoFrame, VideoOptions};
+
+/// The table function's SQL name.
+pub const VIDEO_FRAMES: &str = "video_frames";
+
+/// Frames per output batch: a few, since each is a whole image.
+const FRAMES_PER_BATCH: usize = 8;
+
+/// The rows' schema: `url`, `frame_index`, `pts_seconds`, `image`.
+pub fn video_frames_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("url", DataType::Utf8, false),
+        Field::new("frame_index", DataType::Int64, false),
+        Field::new("pts_seconds", DataType::Float64, false),
+        Field::new("image", image_type(), false),
+    ]))
+}
+
+/// `video_frames('glob, directory, path or URL' [, 'options'])` in SQL.
+#[derive(Debug, Default)]
+pub struct VideoFramesFunction;
+
+const USAGE: &str = "video_frames('videos/*.mp4' [, 'size=640x640, every=1, fps=2, keyframes=true, limit=100, on_error=null'])";
+
+fn string_literal(e: &Expr, what: &str) -> DfResult<String> {
+    match e {
+        Expr::Literal(ScalarValue::Utf8(Some(s)), _)
+        | Expr::Literal(ScalarValue::LargeUtf8(Some(s)), _)
+        | Expr::Literal(ScalarValue::Utf8View(Some(s)), _) => Ok(s.clone()),
+        other => Err(DataFusionError::Plan(format!(
+            "{VIDEO_FRAMES}: the {what} must be a string constant, got {other}; usage: {USAGE}"
+        ))),
+    }
+}
+
+impl TableFunctionImpl for VideoFramesFunction {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if exprs.is_empty() || exprs.len() > 2 {
+            return Err(DataFusionError::Plan(format!(
+                "{VIDEO_FRAMES} takes 1 or 2 arguments, got {}; usage: {USAGE}",
+                exprs.len()
+            )));
+        }
+        let input = string_literal(&exprs[0], "input")?;
+        let options = match exprs.get(1) {
+            Some(e) => VideoOptions::parse(&string_literal(e, "options")?)
+                .map_err(|e| DataFusionError::Plan(format!("{VIDEO_FRAMES}: {e}")))?,
+            None => VideoOptions::default(),
+        };
+        Ok(Arc::new(VideoFramesTable::new(input, options)))
+    }
+}
+
+/// The frames of the videos `input` names, as a table. Files are listed when the
+/// table is scanned (a local glob or directory, or an object-store prefix or glob).
+#[derive(Debug, Clone)]
+pub struct VideoFramesTable {
+    input: String,
+    options: VideoOptions,
+    schema: SchemaRef,
+}
+
+impl VideoFramesTable {
+    pub fn new(input: String, options: VideoOptions) -> Self {
+        Self {
+            input,
+            options,
+            schema: video_frames_schema(),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for VideoFramesTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        // Directories are listed whole: videos come in many extensions.
+        let files = input_files(&self.input, "")
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let n = files
+            .len()
+            .min(state.config().target_partitions().max(1))
+            .max(1);
+        let mut shares: Vec<Vec<String>> = vec![Vec::new(); n];
+        for (i, f) in files.into_iter().enumerate() {
+            shares[i % n].push(f);
+        }
+        let partitions: Vec<Arc<dyn PartitionStream>> = shares
+            .into_iter()
+            .map(|videos| {
+                Arc::new(VideoPartition {
+                    videos,
+                    options: self.options.clone(),
+                    schema: self.schema.clone(),
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        Ok(Arc::new(StreamingTableExec::try_new(
+            self.schema.clone(),
+            partitions,
+            projection,
+            Vec::new(),
+            false,
+            limit,
+        )?))
+    }
+}
+
+/// Some of the videos, decoded one after another.
+#[derive(Debug)]
+struct VideoPartition {
+    videos: Vec<String>,
+    options: VideoOptions,
+    schema: SchemaRef,
+}
+
+impl PartitionStream for VideoPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        // Two batches in flight: the decoder waits when the consumer is slow.
+        let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
+        let tx = builder.tx();
+        let videos = self.videos.clone();
+        let options = self.options.clone();
+        let schema = self.schema.clone();
+        let handle = tokio::runtime::Handle::current();
+        builder.spawn_blocking(move || {
+            for url in &videos {
+                match decode_video(url, &options, &schema, &tx, &handle) {
+                    Ok(true) => {}
+                    Ok(false) => break, // the reader went away
+                    Err(e) => {
+                        // Through the channel, behind the frames already sent (a
+                        // task's own error could overtake them).
+                        let _ = tx.blocking_send(Err(e));
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        });
+        builder.build()
+    }
+}
+
+/// A local copy of a remote video (removed on drop), or the local path itself.
+enum LocalVideo {
+    Path(PathBuf),
+    Temp(tempfile::NamedTempFile),
+}
+
+impl LocalVideo {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Path(p) => p,
+            Self::Temp(t) => t.path(),
+        }
+    }
+}
+
+fn fetch(url: &str, handle: &tokio::runtime::Handle) -> Result<LocalVideo, String> {
+    if !storage::is_object_url(url) {
+        return crate::io::paths::local_path(url)
+            .map(LocalVideo::Path)
+            .map_err(|e| e.to_string());
+    }
+    // FFmpeg reads files: an object is copied to a temporary file first.
+    let parsed = storage::ObjectUrl::parse(url).map_err(|e| e.to_string())?;
+    let bytes = handle
+        .block_on(storage::remote::get_bytes(&parsed))
+        .map_err(|e| e.to_string())?;
+    let mut tmp = tempfile::NamedTempFile::new().map_err(|e| format!("temporary file: {e}"))?;
+    std::io::Write::write_all(&mut tmp, &bytes).map_err(|e| format!("temporary file: {e}"))?;
+    Ok(LocalVideo::Temp(tmp))
+}
+
+fn video_error(url: &str, message: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::Execution(format!("{VIDEO_FRAMES}: {url}: {message}"))
+}
+
+/// Decodes `url` into batches sent on `tx`. False when the receiver is gone.
+fn decode_video(
+    url: &str,
+    options: &VideoOptions,
+    schema: &SchemaRef,
+    tx: &Sender<DfResult<RecordBatch>>,
+    handle: &tokio::runtime::Handle,
+) -> DfResult<bool> {
+    let skip = options.on_error == OnError::Null;
+    let local = match fetch(url, handle) {
+        Ok(l) => l,
+        Err(e) if skip => {
+            log::warn!("{VIDEO_FRAMES}: skipping {url}: {e}");
+            return Ok(true);
+        }
+        Err(e) => return Err(video_error(url, e)),
+    };
+    let mut reader = match FrameReader::open(local.path(), options.clone()) {
+        Ok(r) => r,
+        Err(e) if skip => {
+            log::warn!("{VIDEO_FRAMES}: skipping {url}: {e}");
+            return Ok(true);
+        }
+        Err(e) => return Err(video_error(url, e)),
+    };
+    let mut pending: Vec<VideoFrame> = Vec::with_capacity(FRAMES_PER_BATCH);
+    loop {
+        let (frame, fault, end) = match reader.next_frame() {
+            Ok(Some(f)) => (Some(f), None, false),
+            Ok(None) => (None, None, true),
+            Err(e) => (None, Some(e), true),
+        };
+        pending.extend(frame);
+        // The frames decoded before a fault are sent before it is reported.
+        if pending.len() >= FRAMES_PER_BATCH || (end && !pending.is_empty()) {
+            let batch = frames_batch(url, std::mem::take(&mut pending), schema)?;
+            if tx.blocking_send(Ok(batch)).is_err() {
+                return Ok(false);
+            }
+        }
+        match fault {
+            Some(e) if skip => {
+                log::warn!("{VIDEO_FRAMES}: {url}: {e}; keeping the frames before it");
+                return Ok(true);
+            }
+            Some(e) => return Err(video_error(url, e)),
+            None if end => return Ok(true),
+            None => {}
+        }
+    }
+}
+
+fn frames_batch(url: &str, frames: Vec<VideoFrame>, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let n = frames.len();
+    let bytes: usize = frames.iter().map(|f| f.image.pixels.len()).sum();
+    let mut urls = StringBuilder::with_capacity(n, n * url.len());
+    let mut index = Int64Builder::with_capacity(n);
+    let mut pts = Float64Builder::with_capacity(n);
+    let mut images = ImageColumnBuilder::with_capacity(n, bytes);
+    for f in &frames {
+        urls.append_value(url);
+        index.append_value(f.index as i64);
+        pts.append_value(f.pts_seconds);
+        images.append(&f.image);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(urls.finish()),
+        Arc::new(index.finish()),
+        Arc::new(pts.finish()),
+        images.finish(),
+    ];
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
