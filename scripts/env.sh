@@ -13,6 +13,7 @@ regatta_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export REGATTA_MINILM_DIR="${REGATTA_MINILM_DIR:-$regatta_root/models/all-MiniLM-L6-v2}"
 export REGATTA_WHISPER_DIR="${REGATTA_WHISPER_DIR:-$regatta_root/models/whisper-tiny.en}"
 export REGATTA_EFFICIENTNET_DIR="${REGATTA_EFFICIENTNET_DIR:-$regatta_root/models/efficientnet-lite0}"
+export REGATTA_MTCNN_DIR="${REGATTA_MTCNN_DIR:-$regatta_root/models/mtcnn}"
 export REGATTA_PHOTOS_DIR="${REGATTA_PHOTOS_DIR:-$regatta_root/models/sample-photos}"
 export REGATTA_PDFIUM_DIR="${REGATTA_PDFIUM_DIR:-$regatta_root/models/pdfium}"
 # The S3-compatible server of the object-store tests, built by scripts/setup.sh.

@@ -21,6 +21,7 @@ pub mod minilm;
 mod model;
 mod model_actor;
 mod model_files;
+pub mod mtcnn;
 mod node_resources;
 mod pool_config;
 mod runtime;

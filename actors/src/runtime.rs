@@ -10,6 +10,7 @@ use regatta_engine::functions::{ModelPool, ModelProvider, LOGITS_POOL_SUFFIX};
 
 use crate::efficientnet::{self, EfficientNetFactory, Output};
 use crate::minilm::{self, MiniLmFactory};
+use crate::mtcnn::{self, MtcnnFactory};
 use crate::whisper::{self, WhisperFactory};
 use crate::{ActorPool, ActorSystem, ModelFactory, NodeResources, PoolConfig, Result};
 
@@ -24,6 +25,7 @@ pub struct ActorRuntime {
     minilm_dir: PathBuf,
     whisper_dir: PathBuf,
     efficientnet_dir: PathBuf,
+    mtcnn_dir: PathBuf,
 }
 
 /// A built-in model: its name and how its pool is made.
@@ -32,6 +34,7 @@ enum BuiltinModel {
     MiniLm,
     Whisper,
     EfficientNet(Output),
+    Mtcnn,
 }
 
 impl BuiltinModel {
@@ -52,6 +55,7 @@ impl BuiltinModel {
             Self::EfficientNet(Output::Logits) => {
                 format!("{}{LOGITS_POOL_SUFFIX}", efficientnet::NAME)
             }
+            Self::Mtcnn => mtcnn::NAME.to_string(),
         }
     }
 
@@ -65,6 +69,8 @@ impl BuiltinModel {
             Some(Self::Whisper)
         } else if efficientnet::is_name(name) {
             Some(Self::EfficientNet(Output::Top1))
+        } else if mtcnn::is_name(name) {
+            Some(Self::Mtcnn)
         } else {
             None
         }
@@ -79,6 +85,8 @@ impl BuiltinModel {
             Self::Whisper => ("REGATTA_WHISPER_BATCH_SIZE", 8),
             // About 5 MB of activations per 224x224 image at the widest layer.
             Self::EfficientNet(_) => ("REGATTA_EFFICIENTNET_BATCH_SIZE", 32),
+            // Each image runs its own pyramid: batches only amortise the call.
+            Self::Mtcnn => ("REGATTA_MTCNN_BATCH_SIZE", 8),
         };
         std::env::var(var)
             .ok()
@@ -100,6 +108,7 @@ impl ActorRuntime {
             minilm_dir: minilm::default_dir(),
             whisper_dir: whisper::default_dir(),
             efficientnet_dir: efficientnet::default_dir(),
+            mtcnn_dir: mtcnn::default_dir(),
         })
     }
 
@@ -218,6 +227,7 @@ impl ActorRuntime {
                 self.efficientnet_dir.clone(),
                 output,
             )),
+            BuiltinModel::Mtcnn => Arc::new(MtcnnFactory::new(self.mtcnn_dir.clone())),
         };
         self.create_pool(&name, factory, self.builtin_pool_config(model))
     }

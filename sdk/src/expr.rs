@@ -106,6 +106,13 @@ udf_cell!(
         ModelCatalog::default()
     ))
 );
+udf_cell!(
+    faces,
+    ScalarUDF::new_from_impl(ModelCall::new(
+        ModelCallKind::DetectFaces,
+        ModelCatalog::default()
+    ))
+);
 udf_cell!(pdf, ScalarUDF::new_from_impl(PdfPages::default()));
 udf_cell!(
     audio,
@@ -177,6 +184,9 @@ pub trait MultimodalExt {
     fn classify_image(self, model: &str) -> Expr;
     /// `image_logits(image, model)`: the classifier's raw logits per image.
     fn image_logits(self, model: &str) -> Expr;
+    /// `detect_faces(image)`: the faces in a decoded image as a list of
+    /// `{x, y, w, h, score}` boxes in pixels (MTCNN), ready for `image_crop`.
+    fn detect_faces(self) -> Expr;
 }
 
 impl MultimodalExt for Expr {
@@ -261,5 +271,8 @@ impl MultimodalExt for Expr {
     }
     fn image_logits(self, model: &str) -> Expr {
         logits(vec![self, lit(model)])
+    }
+    fn detect_faces(self) -> Expr {
+        faces(vec![self])
     }
 }

@@ -63,6 +63,7 @@ pub mod lance_io {
 pub mod models {
     pub use regatta_actors::efficientnet;
     pub use regatta_actors::minilm;
+    pub use regatta_actors::mtcnn;
     pub use regatta_actors::{
         ActorContext, ActorError, ActorId, ActorRuntime, Model, ModelError, ModelFactory,
         NodeResources, PoolConfig, ResourceOverrides,

@@ -5,6 +5,7 @@ mod backpressure;
 mod bad_input;
 mod classify;
 mod documents;
+mod faces;
 mod layering;
 mod models;
 mod multimodal;

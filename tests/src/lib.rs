@@ -211,6 +211,12 @@ pub fn efficientnet_dir() -> PathBuf {
     model_dir("REGATTA_EFFICIENTNET_DIR", "efficientnet-lite0")
 }
 
+/// MTCNN's directory (`REGATTA_MTCNN_DIR`, else the repository's `models/mtcnn`,
+/// made by scripts/fetch_mtcnn.sh); sets the variable.
+pub fn mtcnn_dir() -> PathBuf {
+    model_dir("REGATTA_MTCNN_DIR", "mtcnn")
+}
+
 /// scikit-image's sample photographs (`REGATTA_PHOTOS_DIR`, else the repository's
 /// `models/sample-photos`, made by scripts/fetch_photos.sh).
 pub fn photos_dir() -> PathBuf {

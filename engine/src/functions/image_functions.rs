@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BinaryBuilder, Int32Builder, ListBuilder, StringBuilder, StructArray,
+    Array, ArrayRef, AsArray, BinaryBuilder, Int32Builder, ListBuilder, StringBuilder, StructArray,
     UInt32Builder, UInt8Builder,
 };
 use datafusion::arrow::compute::cast;
@@ -287,9 +287,35 @@ impl ImageFunction {
         Ok(out)
     }
 
+    /// `image_crop` with geometry per row (constants or columns, e.g. the boxes
+    /// `detect_faces` gives); a null coordinate gives a null image.
+    fn crop_rows(&self, imgs: &ImageColumn<'_>, args: &[ColumnarValue]) -> Result<ArrayRef> {
+        let name = self.op.name();
+        let rows = imgs.len();
+        let [x, y, w, h] = [(1, "x"), (2, "y"), (3, "width"), (4, "height")]
+            .map(|(i, what)| per_row_u32(args, i, rows, name, what));
+        let (x, y, w, h) = (x?, y?, w?, h?);
+        let mut results = Vec::with_capacity(rows);
+        for i in 0..rows {
+            let (Some(img), Some(x), Some(y), Some(w), Some(h)) =
+                (imgs.get(i)?, x[i], y[i], w[i], h[i])
+            else {
+                results.push(None);
+                continue;
+            };
+            let res = image::crop(img, x, y, w, h)
+                .map_err(|e| row_error(self.op.name(), i, None, e.to_string()))?;
+            results.push(Some(res));
+        }
+        Ok(build_images(&results))
+    }
+
     fn transform(&self, input: &ArrayRef, args: &[ColumnarValue]) -> Result<ArrayRef> {
         let name = self.op.name();
         let imgs = ImageColumn::try_new(input.as_ref(), name)?;
+        if self.op == ImageOp::Crop {
+            return self.crop_rows(&imgs, args);
+        }
         let mut results: Vec<Option<image::DecodedImage>> = Vec::with_capacity(imgs.len());
         let (w, h, x, y, mode) = match self.op {
             ImageOp::Resize => (
@@ -328,6 +354,46 @@ impl ImageFunction {
         Ok(build_images(&results))
     }
 }
+
+/// Argument `i` for each of `rows` rows: a constant repeated, or a column of
+/// integers (null stays null); values must fit in u32.
+fn per_row_u32(
+    args: &[ColumnarValue],
+    i: usize,
+    rows: usize,
+    func: &str,
+    what: &str,
+) -> Result<Vec<Option<u32>>> {
+    let array = match args.get(i) {
+        Some(ColumnarValue::Array(a)) => a.clone(),
+        _ => return Ok(vec![Some(u32_arg(args, i, func, what)?); rows]),
+    };
+    let ints = cast(&array, &DataType::Int64).map_err(|_| {
+        DataFusionError::Plan(format!(
+            "{func}: {what} must be an integer, got {}",
+            array.data_type()
+        ))
+    })?;
+    let ints = ints.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+    (0..ints.len())
+        .map(|r| {
+            if ints.is_null(r) {
+                return Ok(None);
+            }
+            let v = ints.value(r);
+            u32::try_from(v).map(Some).map_err(|_| {
+                row_error(
+                    IMAGE_CROP,
+                    r,
+                    None,
+                    format!("{what} must be in 0..=4294967295, got {v}"),
+                )
+            })
+        })
+        .collect()
+}
+
+const IMAGE_CROP: &str = "image_crop";
 
 /// One image column with its pixel buffer allocated once, at its exact size.
 fn build_images(images: &[Option<image::DecodedImage>]) -> ArrayRef {

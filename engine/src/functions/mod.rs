@@ -28,8 +28,8 @@ pub use audio_functions::{AudioFunction, AudioOp};
 pub use batch_udf::BatchUdf;
 pub use image_functions::{ImageFunction, ImageOp};
 pub use model_call::{
-    ModelCall, ModelCallKind, CLASSIFY_IMAGE, EMBED_TEXT, IMAGE_LOGITS, LOGITS_POOL_SUFFIX,
-    TRANSCRIBE,
+    ModelCall, ModelCallKind, CLASSIFY_IMAGE, DETECT_FACES, EMBED_TEXT, IMAGE_LOGITS,
+    LOGITS_POOL_SUFFIX, TRANSCRIBE,
 };
 pub use model_catalog::ModelCatalog;
 pub use model_pool::{ModelPool, ModelPoolStats, ModelProvider};

@@ -9,7 +9,8 @@ use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Expr, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
 };
 
 use super::model_catalog::ModelCatalog;
@@ -22,6 +23,8 @@ pub const TRANSCRIBE: &str = "transcribe";
 pub const CLASSIFY_IMAGE: &str = "classify_image";
 /// The name `image_logits` is called by.
 pub const IMAGE_LOGITS: &str = "image_logits";
+/// The name `detect_faces` is called by.
+pub const DETECT_FACES: &str = "detect_faces";
 /// Appended to a classifier's name for the pool that answers `image_logits`
 /// (`classify_image` gets the model's own name).
 pub const LOGITS_POOL_SUFFIX: &str = ":logits";
@@ -37,15 +40,26 @@ pub enum ModelCallKind {
     ClassifyImage,
     /// `image_logits(image, model)`: the classifier's raw logits per image.
     ImageLogits,
+    /// `detect_faces(image [, model])`: face boxes per image (MTCNN by default).
+    DetectFaces,
 }
 
 impl ModelCallKind {
-    pub const ALL: [ModelCallKind; 4] = [
+    pub const ALL: [ModelCallKind; 5] = [
         Self::EmbedText,
         Self::Transcribe,
         Self::ClassifyImage,
         Self::ImageLogits,
+        Self::DetectFaces,
     ];
+
+    /// The model used when the call names none.
+    pub fn default_model(self) -> Option<&'static str> {
+        match self {
+            Self::DetectFaces => Some("mtcnn"),
+            _ => None,
+        }
+    }
 
     /// The name of the pool this function calls for `model`.
     pub fn pool_name(self, model: &str) -> String {
@@ -62,6 +76,7 @@ impl ModelCallKind {
             Self::Transcribe => TRANSCRIBE,
             Self::ClassifyImage => CLASSIFY_IMAGE,
             Self::ImageLogits => IMAGE_LOGITS,
+            Self::DetectFaces => DETECT_FACES,
         }
     }
 
@@ -71,6 +86,7 @@ impl ModelCallKind {
             Self::Transcribe => "transcribe(audio_decode(bytes, 16000, true), 'whisper-tiny.en')",
             Self::ClassifyImage => "classify_image(image_decode(bytes), 'efficientnet-lite0')",
             Self::ImageLogits => "image_logits(image_decode(bytes), 'efficientnet-lite0')",
+            Self::DetectFaces => "detect_faces(image_decode(bytes))",
         }
     }
 
@@ -87,7 +103,7 @@ impl ModelCallKind {
                 DataType::Null => true,
                 _ => false,
             },
-            Self::ClassifyImage | Self::ImageLogits => {
+            Self::ClassifyImage | Self::ImageLogits | Self::DetectFaces => {
                 crate::types::is_image_type(t) || matches!(t, DataType::Null)
             }
         };
@@ -97,7 +113,7 @@ impl ModelCallKind {
         let want = match self {
             Self::EmbedText => "the text must be a string column",
             Self::Transcribe => "the audio must be decoded audio (audio_decode's result)",
-            Self::ClassifyImage | Self::ImageLogits => {
+            Self::ClassifyImage | Self::ImageLogits | Self::DetectFaces => {
                 "the image must be a decoded image (image_decode's result)"
             }
         };
@@ -125,7 +141,10 @@ impl ModelCall {
         Self {
             kind,
             catalog,
-            signature: Signature::any(2, Volatility::Immutable),
+            signature: Signature::one_of(
+                vec![TypeSignature::Any(1), TypeSignature::Any(2)],
+                Volatility::Immutable,
+            ),
         }
     }
 
@@ -135,6 +154,14 @@ impl ModelCall {
             Some(ScalarValue::Utf8(Some(s)))
             | Some(ScalarValue::LargeUtf8(Some(s)))
             | Some(ScalarValue::Utf8View(Some(s))) => Ok(self.kind.pool_name(s)),
+            None => match self.kind.default_model() {
+                Some(m) => Ok(self.kind.pool_name(m)),
+                None => Err(DataFusionError::Plan(format!(
+                    "{}: name the model, as in {}",
+                    self.kind.name(),
+                    self.kind.example()
+                ))),
+            },
             _ => Err(DataFusionError::Plan(format!(
                 "{}: the model must be a string constant, as in {}",
                 self.kind.name(),
@@ -181,6 +208,7 @@ impl ScalarUDFImpl for ModelCall {
     fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> Result<ExprSimplifyResult> {
         let name = match args.get(1) {
             Some(Expr::Literal(v, _)) => self.model_name(Some(v))?,
+            None => self.model_name(None)?,
             _ => return Ok(ExprSimplifyResult::Original(args)),
         };
         let udf = self.catalog.udf(&name)?;
@@ -193,7 +221,14 @@ impl ScalarUDFImpl for ModelCall {
         // Only reached when planning did not rewrite the call.
         let name = match args.args.get(1) {
             Some(ColumnarValue::Scalar(v)) => self.model_name(Some(v))?,
-            _ => self.model_name(None)?,
+            None => self.model_name(None)?,
+            Some(_) => {
+                return Err(DataFusionError::Plan(format!(
+                    "{}: the model must be a string constant, as in {}",
+                    self.kind.name(),
+                    self.kind.example()
+                )))
+            }
         };
         let udf = self.catalog.udf(&name)?;
         let rows = args.number_rows;
