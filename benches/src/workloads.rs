@@ -60,6 +60,8 @@ pub async fn run(args: &Args) -> Res<Value> {
         "w5" => "embed_stub",
         "w6" => "documents",
         "w7" => "audio",
+        "w8" => "classify",
+        "w9" => "video",
         other => other,
     };
     if name == "schedule" {
@@ -70,11 +72,11 @@ pub async fn run(args: &Args) -> Res<Value> {
     if args.runner == "cluster"
         && !matches!(
             name,
-            "image" | "tpch_q1" | "tpch_q3" | "documents" | "audio"
+            "image" | "tpch_q1" | "tpch_q3" | "documents" | "audio" | "classify"
         )
     {
         return Err(format!(
-            "{name} runs only on the native runner; the cluster runs image, tpch_q1, tpch_q3, documents and audio"
+            "{name} runs only on the native runner; the cluster runs image, tpch_q1, tpch_q3, documents, audio and classify"
         )
         .into());
     }
@@ -88,9 +90,11 @@ pub async fn run(args: &Args) -> Res<Value> {
         "embed_minilm" => embed_minilm(args, data).await?,
         "documents" => crate::media::w6_documents(args, data).await?,
         "audio" => crate::media::w7_audio(args, data).await?,
+        "classify" => crate::vision::w8_classify(args, data).await?,
+        "video" => crate::vision::w9_video(args, data).await?,
         other => {
             return Err(format!(
-                "unknown workload {other}; choose image, tpch_q1, tpch_q3, lance_take, embed_stub, embed_minilm, documents or audio"
+                "unknown workload {other}; choose image, tpch_q1, tpch_q3, lance_take, embed_stub, embed_minilm, documents, audio, classify or video"
             )
             .into())
         }

@@ -13,6 +13,10 @@ use crate::{bytes_frame, concat};
 /// hairline to the chin and ear to ear: x, y, w, h.
 const ASTRONAUT_FACE: [f32; 4] = [170.0, 70.0, 105.0, 115.0];
 
+/// The box facenet-pytorch 2.6.0's MTCNN (PyTorch, the same weights) gives for it:
+/// `MTCNN(keep_all=True).detect(astronaut)` = (181.05, 62.16)-(267.75, 172.05).
+const FACENET_BOX: [f32; 4] = [181.05, 62.16, 86.70, 109.89];
+
 fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
     let w = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
     let h = (a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1]);
@@ -72,6 +76,13 @@ async fn detect_faces_finds_the_astronauts_face_and_crops_it() {
             |a, (o, f)| if o > a.0 { (o, Some(f)) } else { a },
         );
     assert!(best.0 > 0.5, "best IoU {:.2} of {astronaut:?}", best.0);
+    // Close to the reference implementation's box too (resampling differs a little).
+    let f = astronaut[0];
+    let with_facenet = iou([f[0], f[1], f[2], f[3]], FACENET_BOX);
+    assert!(
+        with_facenet > 0.8,
+        "IoU {with_facenet:.2} with facenet-pytorch's box: {astronaut:?}"
+    );
     assert!(best.1.is_some_and(|f| f[4] > 0.9), "{astronaut:?}");
     assert_eq!(astronaut.len(), 1, "one face: {astronaut:?}");
     assert_eq!(
