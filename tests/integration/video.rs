@@ -111,6 +111,12 @@ async fn frame_counts_and_timestamps_equal_ffprobes_for_mp4_and_avi() {
         assert_times(&fifth, &want, "every=5");
         assert!(fifth.iter().all(|r| r.1 % 5 == 0 && (r.3, r.4) == (64, 48)));
 
+        // Six frames a second of a 24 fps video: every 4th frame.
+        let six = frame_rows(&session, &select(path, "fps=6")).await;
+        let want: Vec<ProbedFrame> = probed.iter().step_by(4).copied().collect();
+        assert_times(&six, &want, "fps=6");
+        assert!(six.iter().all(|r| r.1 % 4 == 0), "{six:?}");
+
         // Key frames only: exactly ffprobe's key frames (one every 12 frames).
         let keys = frame_rows(&session, &select(path, "keyframes=true")).await;
         let want: Vec<ProbedFrame> = probed.iter().filter(|f| f.key).copied().collect();
