@@ -1,7 +1,8 @@
 //! The document-embedding (W6) and audio-transcription (W7) pipelines on a driver
 //! and three workers (real processes on 127.0.0.1) give the local engine's rows:
 //! PDFs by three producers downloaded, split into pages and 2048/200 chunks and
-//! embedded; spoken FLAC clips decoded, resampled and transcribed by Whisper.
+//! embedded; spoken FLAC clips decoded, resampled and transcribed by Whisper;
+//! photographs classified by EfficientNet-Lite0 and searched for faces by MTCNN.
 
 mod common;
 
@@ -95,4 +96,41 @@ fn audio_transcription_on_the_cluster_gives_the_local_text() {
     let c = cluster(&d.path().join("spill"));
     let remote = ok(c.cli().args(["submit", "-f", "csv", "-t", &clips, W7]));
     assert_eq!(remote, local);
+}
+
+const W8: &str = "\
+SELECT id, classify_image(image_decode(url_download(url)), 'efficientnet-lite0')['label'] AS label
+FROM photos ORDER BY id";
+
+const FACES: &str = "\
+SELECT id, array_length(detect_faces(image_decode(url_download(url)))) AS faces
+FROM photos ORDER BY id";
+
+#[test]
+fn image_classification_and_face_detection_on_the_cluster_give_the_local_rows() {
+    regatta_tests::efficientnet_dir();
+    regatta_tests::mtcnn_dir();
+    let d = tempfile::tempdir().unwrap();
+    let photos = regatta_tests::photos_dir();
+    let paths: Vec<_> = [
+        "chelsea.png",
+        "coffee.png",
+        "rocket.jpg",
+        "astronaut.png",
+        "camera.png",
+    ]
+    .iter()
+    .map(|p| photos.join(p))
+    .collect();
+    let table = url_table(d.path(), "photos", &paths);
+    let c = cluster(&d.path().join("spill"));
+    // One model per query: a query calling two models at once stalled on this
+    // three-worker cluster (docs/architecture.md, Known limits).
+    for (sql, needle) in [(W8, "espresso"), (FACES, "3,1")] {
+        let local = ok(regatta().args(["sql", "-f", "csv", "-t", &table, sql]));
+        assert_eq!(local.lines().count(), 6, "{local}");
+        assert!(local.contains(needle), "{local}");
+        let remote = ok(c.cli().args(["submit", "-f", "csv", "-t", &table, sql]));
+        assert_eq!(remote, local);
+    }
 }
