@@ -213,10 +213,7 @@ async fn classify_image_refuses_bytes_and_unknown_models_at_planning() {
             "efficientnet-lite0",
         ),
     ] {
-        let err = match session.sql(sql).await {
-            Err(e) => e.to_string(),
-            Ok(df) => df.collect().await.expect_err(sql).to_string(),
-        };
+        let err = crate::query_error(&session, sql).await;
         assert!(err.contains(needle), "{sql}: {err}");
     }
 }

@@ -226,10 +226,7 @@ async fn bad_arguments_are_plan_errors() {
             "engine",
         ),
     ] {
-        let err = match session.sql(sql).await {
-            Err(e) => e.to_string(),
-            Ok(df) => df.collect().await.expect_err(sql).to_string(),
-        };
+        let err = crate::query_error(&session, sql).await;
         assert!(err.contains(needle), "{sql}: {err}");
     }
 }

@@ -54,6 +54,14 @@ pub fn bytes_frame(session: &Session, blobs: Vec<Option<Vec<u8>>>) -> DataFrame 
     session.from_batches(vec![batch]).unwrap()
 }
 
+/// The error `sql` gives, whether at planning or when run (it must give one).
+pub async fn query_error(session: &Session, sql: &str) -> String {
+    match session.sql(sql).await {
+        Err(e) => e.to_string(),
+        Ok(df) => df.collect().await.expect_err(sql).to_string(),
+    }
+}
+
 /// Every batch concatenated.
 pub fn concat(batches: &[RecordBatch]) -> RecordBatch {
     let schema = batches[0].schema();

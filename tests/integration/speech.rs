@@ -128,10 +128,7 @@ async fn transcribe_refuses_text_and_unknown_models_at_planning() {
             "whisper-tiny.en",
         ),
     ] {
-        let err = match session.sql(sql).await {
-            Err(e) => e.to_string(),
-            Ok(df) => df.collect().await.expect_err(sql).to_string(),
-        };
+        let err = crate::query_error(&session, sql).await;
         assert!(err.contains(needle), "{sql}: {err}");
     }
 }

@@ -271,10 +271,7 @@ async fn a_truncated_mp4_gives_its_decodable_frames_then_an_error_naming_it() {
         (select(&v.mp4, "speed=2"), "unknown option"),
         (select(&v.dir.join("missing.mp4"), ""), "missing.mp4"),
     ] {
-        let err = match session.sql(&sql).await {
-            Err(e) => e.to_string(),
-            Ok(df) => df.collect().await.unwrap_err().to_string(),
-        };
+        let err = crate::query_error(&session, &sql).await;
         assert!(err.contains(needle), "{sql}: {err}");
     }
 }

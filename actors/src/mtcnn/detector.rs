@@ -133,7 +133,7 @@ fn push_chw(img: &DecodedImage, out: &mut Vec<f32>) {
 
 /// The image region of a candidate (clipped to the image, as MTCNN's `pad` does),
 /// resized to `side` x `side`; `None` when nothing of it is inside.
-fn crop_square(img: &DecodedImage, c: &Cand, side: u32) -> Option<DecodedImage> {
+fn crop_square(img: ImageRef<'_>, c: &Cand, side: u32) -> Option<DecodedImage> {
     let (w, h) = (img.width as i64, img.height as i64);
     let x = (c.b[0].trunc() as i64).max(1);
     let y = (c.b[1].trunc() as i64).max(1);
@@ -143,7 +143,7 @@ fn crop_square(img: &DecodedImage, c: &Cand, side: u32) -> Option<DecodedImage> 
         return None;
     }
     let crop = image::crop(
-        view(img),
+        img,
         (x - 1) as u32,
         (y - 1) as u32,
         (ex - x + 1) as u32,
@@ -159,15 +159,13 @@ pub fn detect(
     device: &Device,
     src: ImageRef<'_>,
 ) -> std::result::Result<Vec<FaceBox>, ModelError> {
+    // Borrowed when already RGB: no copy of the frame.
+    let converted;
     let img = if src.mode == ImageMode::Rgb {
-        DecodedImage {
-            pixels: src.pixels.to_vec(),
-            width: src.width,
-            height: src.height,
-            mode: ImageMode::Rgb,
-        }
+        src
     } else {
-        image::convert(src, ImageMode::Rgb)
+        converted = image::convert(src, ImageMode::Rgb);
+        view(&converted)
     };
     let (w, h) = (img.width as f32, img.height as f32);
     // Stage 1: P-net over a pyramid of scales, 12-pixel cells at stride 2.
@@ -176,7 +174,7 @@ pub fn detect(
     let mut cands: Vec<Cand> = Vec::new();
     while minl >= 12.0 {
         let (sh, sw) = ((h * scale + 1.0) as u32, (w * scale + 1.0) as u32);
-        let resized = image::resize(view(&img), sw, sh)?;
+        let resized = image::resize(img, sw, sh)?;
         let mut input = Vec::new();
         push_chw(&resized, &mut input);
         let x = Tensor::from_vec(input, (1, 3, sh as usize, sw as usize), device)?;
@@ -231,7 +229,7 @@ pub fn detect(
         let mut input = Vec::new();
         let mut kept = Vec::new();
         for c in &cands {
-            if let Some(crop) = crop_square(&img, c, side) {
+            if let Some(crop) = crop_square(img, c, side) {
                 push_chw(&crop, &mut input);
                 kept.push(*c);
             }
