@@ -27,17 +27,34 @@ pub struct Drivers {
     pub patience: Duration,
 }
 
-/// True for a refusal that another replica (or a later try) may not give.
+/// True for a refusal that another replica (or a later try) may not give:
+/// `Unavailable` (a follower, no leader, a refused connection), or any status
+/// whose cause is the connection itself (a replica that died mid-call surfaces
+/// as `Unknown`, `Cancelled` or `Internal` carrying an h2, hyper or I/O error).
 pub fn is_retryable(s: &Status) -> bool {
     match s.code() {
         Code::Unavailable => true,
-        // A connection reset mid-call (the replica died) surfaces as Unknown.
-        Code::Unknown | Code::Cancelled => {
-            let m = s.message().to_ascii_lowercase();
-            m.contains("transport") || m.contains("connection") || m.contains("broken pipe")
+        Code::Unknown | Code::Cancelled | Code::Internal | Code::DeadlineExceeded => {
+            caused_by_transport(s)
         }
         _ => false,
     }
+}
+
+/// Walks the status's source chain for a transport-level error type.
+fn caused_by_transport(s: &Status) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(s);
+    while let Some(e) = cause {
+        if e.is::<tonic::transport::Error>()
+            || e.is::<h2::Error>()
+            || e.is::<hyper::Error>()
+            || e.is::<std::io::Error>()
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -186,4 +203,22 @@ fn same_address(a: &str, b: &str) -> bool {
             .to_string()
     };
     strip(a) == strip(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_connection_is_retryable_and_a_refusal_is_not() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let dropped = Status::from_error(Box::new(reset));
+        assert_eq!(dropped.code(), Code::Unknown);
+        assert!(is_retryable(&dropped), "{dropped:?}");
+        assert!(is_retryable(&Status::unavailable("no leader")));
+        // The same codes without a transport cause are the driver's own answers.
+        assert!(!is_retryable(&Status::unknown("connection string invalid")));
+        assert!(!is_retryable(&Status::internal("driver storage /x: full")));
+        assert!(!is_retryable(&Status::permission_denied("wrong token")));
+    }
 }

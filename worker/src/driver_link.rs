@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use regatta_proto::worker_control_client::WorkerControlClient;
 use regatta_proto::{Drivers, RegisterRequest, RegisterResponse, Resources, TaskKey, TaskReport};
+use tonic::{Code, Status};
 
 use crate::{Result, WorkerError};
 
@@ -87,27 +88,40 @@ impl DriverLink {
             running,
             ..self.identity.clone()
         };
-        let reply = self
-            .drivers
-            .call_within(patience, |ch| {
-                let r = request.clone();
-                async move { WorkerControlClient::new(ch).register(r).await }
-            })
-            .await
-            .map_err(|s| {
-                if regatta_proto::is_retryable(&s) {
-                    WorkerError::Driver {
-                        address: self.drivers.addresses().join(","),
-                        message: s.message().to_string(),
-                    }
-                } else {
-                    WorkerError::Refused {
+        // Anything but a plain refusal is retried until `patience` ends: replicas
+        // die and restart mid-call during an outage, with errors of every kind,
+        // and a worker must outlive them with its tasks and shuffle files.
+        let deadline = Instant::now() + patience;
+        let reply = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let outcome = self
+                .drivers
+                .call_within(left, |ch| {
+                    let r = request.clone();
+                    async move { WorkerControlClient::new(ch).register(r).await }
+                })
+                .await;
+            match outcome {
+                Ok(r) => break r.into_inner(),
+                Err(s) if !is_refusal(&s) && Instant::now() < deadline => {
+                    log::debug!("no driver took the registration yet: {}", s.message());
+                    self.drivers.follow(&s);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(s) if is_refusal(&s) => {
+                    return Err(WorkerError::Refused {
                         address: self.drivers.current(),
                         message: s.message().to_string(),
-                    }
+                    })
                 }
-            })?
-            .into_inner();
+                Err(s) => {
+                    return Err(WorkerError::Driver {
+                        address: self.drivers.addresses().join(","),
+                        message: s.message().to_string(),
+                    })
+                }
+            }
+        };
         let before = self.id.swap(reply.worker_id, Ordering::SeqCst);
         self.term.fetch_max(reply.term, Ordering::SeqCst);
         if before != 0 && before != reply.worker_id {
@@ -162,4 +176,17 @@ impl DriverLink {
             self.held().remove(&k);
         }
     }
+}
+
+/// A driver's answer that no retry changes: the wrong cluster or token, or a
+/// registration the driver cannot take.
+fn is_refusal(s: &Status) -> bool {
+    matches!(
+        s.code(),
+        Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::InvalidArgument
+            | Code::AlreadyExists
+            | Code::FailedPrecondition
+    )
 }
