@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing regatta needs on a Debian machine: protoc
-# (required by Lance's build), FFmpeg's libraries and libclang (video), and mold (an
-# optional, faster linker). Safe to re-run.
+# (required by Lance's build), FFmpeg's libraries and libclang (video), Chromium and
+# its driver (the dashboard's browser tests), and mold (an optional, faster
+# linker). Safe to re-run.
 set -euo pipefail
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
@@ -42,6 +43,15 @@ done
 if ! python3 -c "import venv, ensurepip" >/dev/null 2>&1; then
   echo "setup: installing python3-venv (the Ray tests make a virtual environment)" >&2
   apt_install python3-venv || { echo "setup: could not install python3-venv" >&2; exit 1; }
+fi
+# The dashboard's browser tests drive Debian's headless Chromium through its
+# WebDriver (chromedriver), both from Debian's packages.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "setup: installing chromium and chromium-driver (the dashboard's browser tests)" >&2
+  apt_install chromium chromium-driver || {
+    echo "setup: could not install chromium and chromium-driver; the dashboard tests need them" >&2
+    exit 1
+  }
 fi
 # The object-store tests' S3-compatible server: s3s-fs from crates.io, built
 # once into a directory outside the clone (scripts/env.sh points the tests at it).

@@ -127,6 +127,17 @@ impl ActorRuntime {
         self.pools().values().map(|p| p.stats().builds).sum()
     }
 
+    /// Every pool's numbers now, by pool name (sorted).
+    pub fn pool_stats(&self) -> Vec<(String, regatta_engine::functions::ModelPoolStats)> {
+        let mut all: Vec<_> = self
+            .pools()
+            .iter()
+            .map(|(name, p)| (name.clone(), p.stats()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
     /// The GPU devices the latest actors of every pool hold.
     pub fn actor_devices(&self) -> Vec<String> {
         let mut all: Vec<String> = self

@@ -157,6 +157,7 @@ pub async fn schedule(tasks: u32, workers: u32, replicas: u64) -> Res<(u64, f64,
     driver
         .submit(
             Command::SubmitJob {
+                submitted_unix_ms: 0,
                 job,
                 name: "no-op".into(),
                 stages: vec![StageSpec {

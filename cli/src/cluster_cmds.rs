@@ -8,7 +8,9 @@ use clap::{Args, Subcommand};
 use regatta::proto::{JobInfo, JobStatus, SubmitRequest, TableSource};
 use regatta::ClusterClient;
 use regatta_cluster_config::ClusterConfig;
-use regatta_scheduler::driver::{DriverHandle, DriverOptions, Planner, ReplicationOptions};
+use regatta_scheduler::driver::{
+    DashboardBind, DriverHandle, DriverOptions, Planner, ReplicationOptions,
+};
 use regatta_worker::{Worker, WorkerOptions};
 
 use crate::{CliError, Result};
@@ -136,7 +138,8 @@ pub enum JobsAction {
     /// Drop a finished job's result rows from its workers now.
     Delete { job: u64 },
     /// Where a job's time went: planning, then per stage its span and its
-    /// tasks' time split into shuffle read, compute and shuffle write.
+    /// tasks' time split into shuffle read, compute and shuffle write; then
+    /// each operator's rows, compute time and time waiting on its consumer.
     Stages { job: u64 },
     /// Print a job's rows, read from the workers that hold them (streamed as
     /// they finish while it runs).
@@ -249,6 +252,12 @@ pub(crate) fn driver_options(
         replication,
         launcher: None,
         control_host: cfg.ray.control_host.clone(),
+        history_jobs: cfg.driver.history_jobs,
+        dashboard: (!cfg.driver.dashboard_bind.is_empty()).then(|| DashboardBind {
+            address: cfg.driver.dashboard_bind.clone(),
+            any_port_if_taken: cfg.driver.dashboard_bind
+                == regatta_cluster_config::DEFAULT_DASHBOARD_BIND,
+        }),
     })
 }
 
@@ -298,7 +307,10 @@ pub async fn run_driver(args: DriverArgs) -> Result<()> {
         ));
     }
     let handle = start_driver(&bind, options).await?;
-    // Tests and scripts read this line to learn the port.
+    if let Some(d) = &handle.dashboard {
+        println!("regatta dashboard at {}/", d.url());
+    }
+    // Tests and scripts read this line (the last word) to learn the port.
     match replicated {
         Some(id) => println!("regatta driver {id} listening on {}", handle.address),
         None => println!("regatta driver listening on {}", handle.address),
@@ -321,6 +333,8 @@ pub async fn run_worker(args: WorkerArgs) -> Result<()> {
         driver: args.driver.unwrap_or_else(|| driver_url(&cfg)),
         token: cfg.cluster.token.clone(),
         bind: args.bind.unwrap_or_else(|| cfg.worker.bind.clone()),
+        metrics_bind: (!cfg.worker.metrics_bind.is_empty())
+            .then(|| cfg.worker.metrics_bind.clone()),
         cpus: args
             .cpus
             .or((cfg.worker.cpus > 0).then_some(cfg.worker.cpus)),
@@ -496,6 +510,24 @@ fn print_stages(i: &JobInfo) {
             s.read_seconds,
             compute,
             s.write_seconds
+        );
+    }
+    if i.operators.is_empty() {
+        return;
+    }
+    println!();
+    // Each operator summed over its stage's finished tasks; indented by depth.
+    println!("stage  operator                                      rows-in     rows-out  compute-s  waited-s");
+    for o in &i.operators {
+        let name = format!("{}{}", "  ".repeat(o.depth as usize), o.name);
+        println!(
+            "{:>5}  {:<40} {:>12} {:>12} {:>10.3} {:>9.3}",
+            o.stage_id,
+            name,
+            o.rows_in,
+            o.rows_out,
+            o.compute_nanos as f64 / 1e9,
+            o.backpressure_nanos as f64 / 1e9
         );
     }
 }

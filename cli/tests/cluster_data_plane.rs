@@ -81,6 +81,8 @@ fn results_are_read_from_the_workers_until_deleted_or_expired() {
     let rows: Vec<Vec<f64>> = stages
         .lines()
         .skip(2)
+        // The stage table ends at a blank line; the operator table follows.
+        .take_while(|l| !l.trim().is_empty())
         .map(|l| l.split_whitespace().map(|w| w.parse().unwrap()).collect())
         .collect();
     assert!(rows.len() >= 3, "{stages}");

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use regatta_common::ByteSize;
+use regatta_common::{is_loopback, ByteSize};
 use serde::{Deserialize, Serialize};
 
 use crate::{ConfigError, Result};
@@ -112,6 +112,10 @@ pub struct TlsFiles {
     pub ca: Vec<u8>,
 }
 
+/// Where the dashboard listens unless `driver.dashboard_bind` says otherwise
+/// (Ray's dashboard port, on loopback).
+pub const DEFAULT_DASHBOARD_BIND: &str = "127.0.0.1:8265";
+
 /// `[driver]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -138,6 +142,11 @@ pub struct DriverConfig {
     /// `driver.result_retention_secs`: how long a finished job's result rows
     /// stay on its workers for clients to read.
     pub result_retention_secs: u64,
+    /// `driver.dashboard_bind`: where the web dashboard and the driver's
+    /// Prometheus endpoint listen; empty turns them off.
+    pub dashboard_bind: String,
+    /// `driver.history_jobs`: finished jobs kept for listings and the dashboard.
+    pub history_jobs: u32,
 }
 
 impl Default for DriverConfig {
@@ -152,6 +161,8 @@ impl Default for DriverConfig {
             data_dir: None,
             raft_heartbeat_ms: 100,
             result_retention_secs: 3600,
+            dashboard_bind: DEFAULT_DASHBOARD_BIND.into(),
+            history_jobs: 100,
         }
     }
 }
@@ -175,6 +186,9 @@ pub struct WorkerConfig {
     /// `worker.driver_patience_secs`: how long a worker that lost its leading
     /// driver keeps looking for one (all replicas restarting) before it ends.
     pub driver_patience_secs: u64,
+    /// `worker.metrics_bind`: where the worker's Prometheus endpoint listens
+    /// (port 0 picks one); empty turns it off.
+    pub metrics_bind: String,
 }
 
 impl Default for WorkerConfig {
@@ -186,6 +200,7 @@ impl Default for WorkerConfig {
             spill_dirs: vec![std::env::temp_dir().join("regatta-spill")],
             gpus: None,
             driver_patience_secs: 60,
+            metrics_bind: "127.0.0.1:0".into(),
         }
     }
 }
@@ -309,15 +324,25 @@ impl ClusterConfig {
                 ));
             }
         }
-        let loopback = |a: &str| {
-            let host = a.rsplit_once(':').map(|(h, _)| h).unwrap_or(a);
-            host == "localhost" || host.starts_with("127.") || host == "[::1]"
-        };
-        if self.cluster.token.is_empty() && !loopback(&self.driver.bind) {
+        for (key, address) in [
+            ("driver.bind", &self.driver.bind),
+            ("driver.dashboard_bind", &self.driver.dashboard_bind),
+            ("worker.bind", &self.worker.bind),
+            ("worker.metrics_bind", &self.worker.metrics_bind),
+        ] {
+            if self.cluster.token.is_empty() && !address.is_empty() && !is_loopback(address) {
+                return Err(invalid(
+                    "cluster.token",
+                    "",
+                    &format!("set a token: {key} = {address:?} is reachable beyond loopback"),
+                ));
+            }
+        }
+        if self.driver.history_jobs == 0 {
             return Err(invalid(
-                "cluster.token",
-                "",
-                "set a token: the driver binds beyond loopback",
+                "driver.history_jobs",
+                "0",
+                "keep at least 1 finished job",
             ));
         }
         if self.driver.worker_timeout_ms <= self.driver.heartbeat_interval_ms {

@@ -9,7 +9,8 @@ pub mod reference;
 mod storage;
 
 pub use config::{
-    ClusterConfig, DriverConfig, RayConfig, SharedConfig, TlsFiles, WorkerConfig, RAY_LAUNCH_MODES,
+    ClusterConfig, DriverConfig, RayConfig, SharedConfig, TlsFiles, WorkerConfig,
+    DEFAULT_DASHBOARD_BIND, RAY_LAUNCH_MODES,
 };
 pub use error::{ConfigError, Result};
 pub use storage::{BucketConfig, StorageConfig};

@@ -102,6 +102,28 @@ pub const KEYS: &[KeyDoc] = &[
               names the task, the worker and the cause.",
     },
     KeyDoc {
+        key: "driver.dashboard_bind",
+        kind: "host:port, or empty",
+        example: "\"127.0.0.1:8265\"",
+        env: None,
+        doc: "Where the driver serves its web dashboard (`/`) and its Prometheus \
+              endpoint (`/metrics`); empty turns both off. On loopback by default; \
+              beyond loopback it needs `cluster.token`, and every request must then \
+              carry it (`authorization: Bearer …`, or once as `?token=…`, which sets \
+              a cookie). It serves over TLS when the cluster does. The default port \
+              falls back to a free one when 8265 is taken (the driver prints the URL); \
+              a port set here must be free. See docs/dashboard.md.",
+    },
+    KeyDoc {
+        key: "driver.history_jobs",
+        kind: "integer ≥ 1",
+        example: "100",
+        env: None,
+        doc: "Finished jobs kept (in the replicated state, so across restarts and \
+              leader changes) for `regatta jobs` and the dashboard; older finished \
+              jobs whose results are gone are forgotten first.",
+    },
+    KeyDoc {
         key: "driver.result_retention_secs",
         kind: "integer ≥ 1 (seconds)",
         example: "600",
@@ -190,6 +212,16 @@ pub const KEYS: &[KeyDoc] = &[
               leader (every replica restarting, a network cut) before it ends. It keeps \
               its running tasks and shuffle files meanwhile, and hands them to the new \
               leader. At start-up a worker waits 10 s for a driver.",
+    },
+    KeyDoc {
+        key: "worker.metrics_bind",
+        kind: "host:port, or empty",
+        example: "\"127.0.0.1:9100\"",
+        env: None,
+        doc: "Where the worker serves its Prometheus endpoint (`/metrics`); port 0 \
+              picks a free one (the driver's dashboard links to it), empty turns it \
+              off. Beyond loopback it needs `cluster.token`, which every scrape must \
+              then carry (`authorization: Bearer …`).",
     },
     KeyDoc {
         key: "storage.endpoint",

@@ -7,6 +7,17 @@ pub enum CommonError {
     ByteSize { input: String, reason: String },
     #[error("invalid resources: {0}")]
     Resources(String),
+    /// A listener beyond loopback without the cluster token.
+    #[error(
+        "refusing to serve the {what} on {address} without a token: that address is \
+         reachable from other machines. Set cluster.token in the cluster file (or \
+         REGATTA_TOKEN), or bind {key} to 127.0.0.1"
+    )]
+    Unprotected {
+        what: String,
+        address: String,
+        key: String,
+    },
 }
 
 /// Result alias of this crate.

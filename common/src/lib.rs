@@ -3,11 +3,14 @@
 
 mod error;
 mod ids;
+mod listen;
+pub mod prometheus;
 mod resources;
 mod size;
 
 pub use error::{CommonError, Result};
 pub use ids::{JobId, StageId, TaskId, WorkerId};
+pub use listen::{check_listener, is_loopback};
 pub use resources::Resources;
 pub use size::ByteSize;
 

@@ -12,6 +12,7 @@ pub mod functions;
 pub mod image;
 pub mod io;
 pub mod morsel;
+pub mod operator_summary;
 pub mod options;
 pub mod storage;
 pub mod types;

@@ -55,6 +55,9 @@ pub struct WorkerSpec {
     pub shuffle_root: String,
     #[serde(default)]
     pub shuffle_token: String,
+    /// Its Prometheus endpoint, `host:port`; empty when it serves none.
+    #[serde(default)]
+    pub metrics_address: String,
 }
 
 /// What one task wrote to one output partition.
@@ -63,6 +66,34 @@ pub struct OutputStats {
     pub partition: u32,
     pub rows: u64,
     pub bytes: u64,
+}
+
+/// One operator of a stage's plan and what it did in one task (or, summed,
+/// in the whole stage): counts, never rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorStat {
+    /// Its place in the stage plan (pre-order), the same in every task.
+    pub index: u32,
+    pub depth: u32,
+    pub name: String,
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub bytes_out: u64,
+    pub compute_nanos: u64,
+    pub in_flight_peak: u64,
+    pub backpressure_nanos: u64,
+}
+
+impl OperatorStat {
+    /// Adds another task's numbers for the same operator.
+    pub fn add(&mut self, other: &OperatorStat) {
+        self.rows_in += other.rows_in;
+        self.rows_out += other.rows_out;
+        self.bytes_out += other.bytes_out;
+        self.compute_nanos += other.compute_nanos;
+        self.in_flight_peak = self.in_flight_peak.max(other.in_flight_peak);
+        self.backpressure_nanos += other.backpressure_nanos;
+    }
 }
 
 /// Where a job writes its result: its last stage's tasks write staged parts,
@@ -143,6 +174,9 @@ pub enum Command {
         /// SubmitJob with the same key is refused, so a submit retried across
         /// a leader change never starts the job twice.
         request_id: String,
+        /// The leader's clock when it accepted the job (Unix ms).
+        #[serde(default)]
+        submitted_unix_ms: u64,
     },
     /// A job failed for good (planning, or a task out of retries).
     FailJob {
@@ -186,6 +220,9 @@ pub enum Command {
         spilled_bytes: u64,
         /// What a write task staged (JSON), empty for other tasks.
         written: String,
+        /// Its plan's operators and what each did.
+        #[serde(default)]
+        operators: Vec<OperatorStat>,
     },
     TaskFailed {
         task: TaskKey,

@@ -115,6 +115,9 @@ pub struct StageState {
     /// Partitions waiting for a worker, in order.
     pub pending: BTreeSet<u32>,
     pub done: u32,
+    /// Its operators, summed over its finished tasks.
+    #[serde(default)]
+    pub operators: Vec<crate::OperatorStat>,
 }
 
 impl StageState {
@@ -134,11 +137,24 @@ impl StageState {
             tasks,
             pending,
             done: 0,
+            operators: Vec::new(),
         }
     }
 
     pub fn is_done(&self) -> bool {
         self.done == self.spec.tasks
+    }
+
+    /// Adds a finished task's operators to the stage's sums (matched by their
+    /// place in the plan, which every task of the stage shares).
+    pub fn add_operators(&mut self, ops: &[crate::OperatorStat]) {
+        for op in ops {
+            match self.operators.iter_mut().find(|o| o.index == op.index) {
+                Some(sum) => sum.add(op),
+                None => self.operators.push(op.clone()),
+            }
+        }
+        self.operators.sort_by_key(|o| o.index);
     }
 }
 
@@ -164,6 +180,35 @@ pub struct JobState {
     pub released: Option<Released>,
     /// The client's submission key (empty: none).
     pub request_id: String,
+    /// The latest task failures, oldest first (at most [`FAILURES_KEPT`]).
+    #[serde(default)]
+    pub failures: Vec<FailureNote>,
+    /// When it was submitted (the leader's clock, Unix ms; 0 if not known).
+    #[serde(default)]
+    pub submitted_unix_ms: u64,
+}
+
+/// Failures kept per job for people to read (the count is in `retried_tasks`).
+pub const FAILURES_KEPT: usize = 50;
+
+/// One failed or lost task attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureNote {
+    pub stage: StageId,
+    pub partition: u32,
+    pub attempt: u32,
+    pub worker: WorkerId,
+    pub error: String,
+}
+
+impl JobState {
+    /// Keeps a failure for people to read, forgetting the oldest beyond the cap.
+    pub fn note_failure(&mut self, note: FailureNote) {
+        if self.failures.len() >= FAILURES_KEPT {
+            self.failures.remove(0);
+        }
+        self.failures.push(note);
+    }
 }
 
 impl JobState {

@@ -8,6 +8,7 @@
 
 mod assign;
 mod command;
+pub mod dashboard;
 pub mod driver;
 mod error;
 mod job_state;
@@ -18,14 +19,24 @@ mod stage_planner;
 mod state;
 
 pub use assign::next_assignments;
+
+/// The wall clock in Unix milliseconds (0 if the clock is before 1970).
+pub fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 pub use command::{
-    Command, JobOutput, OutputFormat, OutputMode, OutputStats, StageSpec, TaskKey, WorkerSpec,
+    Command, JobOutput, OperatorStat, OutputFormat, OutputMode, OutputStats, StageSpec, TaskKey,
+    WorkerSpec,
 };
 pub use error::{Result, SchedulerError};
-pub use job_state::{JobState, JobStatus, Released, StageState, TaskState, TaskStatus};
+pub use job_state::{
+    FailureNote, JobState, JobStatus, Released, StageState, TaskState, TaskStatus, FAILURES_KEPT,
+};
 pub use shared_state::SharedState;
 pub use stage_planner::{split_into_stages, PlannedStage};
-pub use state::{DriverState, WorkerState, DEFAULT_MAX_TASK_FAILURES};
+pub use state::{DriverState, WorkerState, DEFAULT_HISTORY_JOBS, DEFAULT_MAX_TASK_FAILURES};
 
 #[cfg(test)]
 mod state_tests;

@@ -6,7 +6,7 @@ use regatta_common::{JobId, Resources, StageId, WorkerId};
 use regatta_shuffle::MapLocation;
 use serde::{Deserialize, Serialize};
 
-use crate::job_state::{JobState, JobStatus, StageState, TaskStatus};
+use crate::job_state::{FailureNote, JobState, JobStatus, StageState, TaskStatus};
 use crate::{Command, Result, SchedulerError, StageSpec, TaskKey, WorkerSpec};
 
 /// Attempts a task may fail by its own fault before its job fails.
@@ -22,6 +22,9 @@ pub struct WorkerState {
     pub used: Resources,
     pub running: BTreeSet<TaskKey>,
     pub tasks_done: u64,
+    /// Why it was declared lost (empty while alive).
+    #[serde(default)]
+    pub lost_reason: String,
 }
 
 impl WorkerState {
@@ -52,6 +55,17 @@ pub struct DriverState {
     workers: BTreeMap<WorkerId, WorkerState>,
     max_task_failures: u32,
     applied: u64,
+    /// Finished jobs kept (`driver.history_jobs`); older ones whose results
+    /// are gone are forgotten. The same on every replica (it is configuration).
+    #[serde(default = "default_history")]
+    history_jobs: u32,
+}
+
+/// Finished jobs kept unless configured otherwise.
+pub const DEFAULT_HISTORY_JOBS: u32 = 100;
+
+fn default_history() -> u32 {
+    DEFAULT_HISTORY_JOBS
 }
 
 impl Default for DriverState {
@@ -84,6 +98,39 @@ impl DriverState {
             workers: BTreeMap::new(),
             max_task_failures: max_task_failures.max(1),
             applied: 0,
+            history_jobs: DEFAULT_HISTORY_JOBS,
+        }
+    }
+
+    /// This state keeping `jobs` finished jobs (at least 1).
+    pub fn with_history(mut self, jobs: u32) -> Self {
+        self.history_jobs = jobs.max(1);
+        self
+    }
+
+    /// Forgets the oldest finished jobs beyond `history_jobs`, keeping any
+    /// whose result rows clients may still read.
+    fn prune_history(&mut self) {
+        let finished: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.status.is_terminal())
+            .map(|(id, _)| *id)
+            .collect();
+        let mut excess = finished.len().saturating_sub(self.history_jobs as usize);
+        for id in finished {
+            if excess == 0 {
+                break;
+            }
+            let forgettable = self.jobs.get(&id).is_some_and(|j| !j.holds_results())
+                && !self
+                    .workers
+                    .values()
+                    .any(|w| w.running.iter().any(|t| t.job == id));
+            if forgettable {
+                self.jobs.remove(&id);
+                excess -= 1;
+            }
         }
     }
 
@@ -96,7 +143,13 @@ impl DriverState {
                 stages,
                 output,
                 request_id,
-            } => self.submit(*job, name, stages, output.clone(), request_id)?,
+                submitted_unix_ms,
+            } => {
+                self.submit(*job, name, stages, output.clone(), request_id)?;
+                if let Some(j) = self.jobs.get_mut(job) {
+                    j.submitted_unix_ms = *submitted_unix_ms;
+                }
+            }
             Command::FailJob { job, reason } => {
                 self.end_job(*job, JobStatus::Failed(reason.clone()), "failed")?
             }
@@ -143,10 +196,11 @@ impl DriverState {
                         used: Resources::default(),
                         running: BTreeSet::new(),
                         tasks_done: 0,
+                        lost_reason: String::new(),
                     },
                 );
             }
-            Command::WorkerLost { worker, .. } => self.lose_worker(*worker)?,
+            Command::WorkerLost { worker, reason } => self.lose_worker(*worker, reason)?,
             Command::TaskAssigned { task, worker } => self.assign(*task, *worker)?,
             Command::TaskFinished {
                 task,
@@ -155,6 +209,7 @@ impl DriverState {
                 outputs,
                 spilled_bytes,
                 written,
+                operators,
             } => {
                 if self.release(*task, *worker, *attempt) {
                     if let Some(w) = self.workers.get_mut(worker) {
@@ -172,6 +227,7 @@ impl DriverState {
                                 };
                                 s.done += 1;
                             }
+                            s.add_operators(operators);
                         }
                     }
                 }
@@ -184,6 +240,15 @@ impl DriverState {
                 lost_input,
             } => {
                 if self.release(*task, *worker, *attempt) {
+                    if let Some(j) = self.jobs.get_mut(&task.job) {
+                        j.note_failure(FailureNote {
+                            stage: task.stage,
+                            partition: task.partition,
+                            attempt: *attempt,
+                            worker: *worker,
+                            error: error.clone(),
+                        });
+                    }
                     self.fail_task(*task, *worker, error, lost_input.is_some());
                 }
             }
@@ -202,6 +267,7 @@ impl DriverState {
                 return Ok(());
             }
         }
+        self.prune_history();
         self.applied += 1;
         Ok(())
     }
@@ -288,6 +354,8 @@ impl DriverState {
                 finished_unix_ms: 0,
                 released: None,
                 request_id: request_id.to_string(),
+                failures: Vec::new(),
+                submitted_unix_ms: 0,
             },
         );
         Ok(())
@@ -447,7 +515,7 @@ impl DriverState {
         }
     }
 
-    fn lose_worker(&mut self, worker: WorkerId) -> Result<()> {
+    fn lose_worker(&mut self, worker: WorkerId, reason: &str) -> Result<()> {
         let w = self
             .workers
             .get_mut(&worker)
@@ -456,6 +524,7 @@ impl DriverState {
             return Ok(());
         }
         w.alive = false;
+        w.lost_reason = reason.to_string();
         w.used = Resources::default();
         w.running.clear();
         for j in self.jobs.values_mut() {
@@ -477,7 +546,18 @@ impl DriverState {
                 };
                 for (p, t) in s.tasks.iter_mut().enumerate() {
                     match &t.status {
-                        TaskStatus::Running { worker: w, .. } if *w == worker => {
+                        TaskStatus::Running { worker: w, attempt } if *w == worker => {
+                            let note = FailureNote {
+                                stage: id,
+                                partition: p as u32,
+                                attempt: *attempt,
+                                worker,
+                                error: format!("lost with {worker}: {reason}"),
+                            };
+                            if j.failures.len() >= crate::FAILURES_KEPT {
+                                j.failures.remove(0);
+                            }
+                            j.failures.push(note);
                             t.status = TaskStatus::Pending;
                             s.pending.insert(p as u32);
                             j.retried_tasks += 1;

@@ -1,6 +1,8 @@
 //! The Arrow Flight service a worker runs to serve its shuffle files to others.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
@@ -49,6 +51,7 @@ type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'sta
 pub struct ShuffleFlightService {
     layout: ShuffleLayout,
     token: TokenCheck,
+    served: Arc<AtomicU64>,
 }
 
 impl ShuffleFlightService {
@@ -56,7 +59,14 @@ impl ShuffleFlightService {
         Self {
             layout,
             token: TokenCheck::new(&token),
+            served: Arc::default(),
         }
+    }
+
+    /// Bytes of Flight data it has sent, over its life (shared: read it while
+    /// the service runs).
+    pub fn served_bytes(&self) -> Arc<AtomicU64> {
+        self.served.clone()
     }
 }
 
@@ -136,8 +146,14 @@ impl FlightService for ShuffleFlightService {
             None => stream::empty().boxed(),
             Some(reader) => blocking_batches(reader, path),
         };
+        let served = self.served.clone();
         let out = FlightDataEncoderBuilder::new()
             .build(input)
+            .map_ok(move |d| {
+                let n = d.data_body.len() + d.data_header.len();
+                served.fetch_add(n as u64, Ordering::Relaxed);
+                d
+            })
             .map_err(|e| Status::internal(e.to_string()));
         Ok(Response::new(out.boxed()))
     }

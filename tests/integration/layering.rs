@@ -10,8 +10,8 @@ fn manifest(dir: &str) -> String {
 
 fn layer(crate_name: &str) -> Option<u32> {
     Some(match crate_name {
-        "regatta-common" | "regatta-proto" => 0,
-        "regatta-cluster-config" | "regatta-engine" => 1,
+        "regatta-common" => 0,
+        "regatta-proto" | "regatta-cluster-config" | "regatta-engine" => 1,
         "regatta-shuffle" | "regatta-actors" => 2,
         "regatta-scheduler" | "regatta-worker" => 3,
         "regatta" | "regatta-ray" => 4,

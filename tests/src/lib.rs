@@ -10,6 +10,7 @@ use image::{ImageBuffer, Rgb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+pub mod http;
 pub mod pdf_makers;
 
 /// Runs a tool that makes test data; an error names it, says how to install it
@@ -31,6 +32,7 @@ pub fn run_tool(cmd: &mut std::process::Command, what: &str) -> Result<(), Strin
 pub mod s3_server;
 pub mod speech;
 pub mod video_makers;
+pub mod webdriver;
 
 /// Encodes a `w` x `h` gradient as PNG or JPEG bytes.
 pub fn image_bytes(w: u32, h: u32, png: bool) -> Vec<u8> {
@@ -104,6 +106,11 @@ pub fn png_declaring(w: u32, h: u32) -> Vec<u8> {
         out.extend_from_slice(&crc32(&chunk).to_be_bytes());
     }
     out
+}
+
+/// A free 127.0.0.1 port for a process to bind.
+pub fn free_port() -> u16 {
+    closed_port()
 }
 
 /// A 127.0.0.1 port with nothing listening on it.

@@ -40,6 +40,7 @@ impl DriverLink {
         node_label: String,
         gpu_ids: Vec<String>,
         (shuffle_root, shuffle_token): (String, String),
+        metrics_address: String,
     ) -> Self {
         let identity = RegisterRequest {
             shuffle_root,
@@ -51,6 +52,7 @@ impl DriverLink {
             resources: Some(resources),
             node_label,
             gpu_ids,
+            metrics_address,
             ..RegisterRequest::default()
         };
         Self {

@@ -17,6 +17,11 @@ pub enum WorkerError {
         #[source]
         source: std::io::Error,
     },
+    /// A listener that would be reachable beyond loopback without a token.
+    #[error(transparent)]
+    Unprotected(#[from] regatta_common::CommonError),
+    #[error("the worker's metrics endpoint: {0}")]
+    Metrics(String),
     #[error(transparent)]
     Engine(#[from] regatta_engine::EngineError),
     #[error(transparent)]

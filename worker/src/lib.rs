@@ -9,6 +9,7 @@ mod error;
 mod options;
 mod task_runner;
 mod worker;
+mod worker_stats;
 mod yield_exec;
 
 pub use error::{Result, WorkerError};

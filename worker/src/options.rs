@@ -13,6 +13,8 @@ pub struct WorkerOptions {
     pub token: String,
     /// Where the shuffle (Arrow Flight) server listens; port 0 picks one.
     pub bind: String,
+    /// Where the Prometheus endpoint listens (port 0 picks one); None: nowhere.
+    pub metrics_bind: Option<String>,
     /// CPUs to offer; None detects.
     pub cpus: Option<u32>,
     /// GPUs to offer; None asks NVML.
@@ -41,6 +43,7 @@ impl Default for WorkerOptions {
             driver: "127.0.0.1:7700".into(),
             token: String::new(),
             bind: "127.0.0.1:0".into(),
+            metrics_bind: Some("127.0.0.1:0".into()),
             cpus: None,
             gpus: None,
             memory_limit: 4 << 30,

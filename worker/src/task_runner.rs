@@ -9,7 +9,7 @@ use regatta_common::{JobId, StageId};
 use regatta_engine::datafusion::error::DataFusionError;
 use regatta_engine::datafusion::physical_plan::ExecutionPlan;
 use regatta_engine::Engine;
-use regatta_proto::{PartitionStats, TaskAssignment, TaskReport};
+use regatta_proto::{OperatorStats, PartitionStats, TaskAssignment, TaskReport};
 use regatta_shuffle::{
     MapLocation, RegattaCodec, ShuffleError, ShuffleFetcher, ShuffleInput, ShuffleLayout,
     ShuffleWriteExec,
@@ -39,6 +39,7 @@ impl TaskRunner {
                 task_nanos: started.elapsed().as_nanos() as u64,
                 read_nanos: done.read_nanos,
                 write_nanos: done.write_nanos,
+                operators: done.operators,
                 ..TaskReport::default()
             },
             Err(e) => TaskReport {
@@ -130,6 +131,15 @@ impl TaskRunner {
             written: done.written,
             read_nanos: metric_nanos(&plan, "fetch_time"),
             write_nanos: metric_nanos(&plan, "write_time"),
+            operators: {
+                let mut ops = operator_stats(&plan, key.stage_id);
+                // The root writes the task's output: what it wrote is its output.
+                if let Some(root) = ops.first_mut() {
+                    root.rows_out = outputs.iter().map(|o| o.rows).sum();
+                    root.bytes_out = outputs.iter().map(|o| o.bytes).sum();
+                }
+                ops
+            },
         })
     }
 }
@@ -141,6 +151,27 @@ struct Executed {
     written: String,
     read_nanos: u64,
     write_nanos: u64,
+    operators: Vec<OperatorStats>,
+}
+
+/// The plan's operators as the report carries them (the yield wrappers this
+/// worker adds are left out, so every task of a stage lists the same ones).
+fn operator_stats(plan: &Arc<dyn ExecutionPlan>, stage_id: u32) -> Vec<OperatorStats> {
+    regatta_engine::operator_summary::operator_summaries(plan, &[YieldExec::NAME])
+        .into_iter()
+        .map(|o| OperatorStats {
+            stage_id,
+            index: o.index,
+            depth: o.depth,
+            name: o.name,
+            rows_in: o.rows_in,
+            rows_out: o.rows_out,
+            bytes_out: o.bytes_out,
+            compute_nanos: o.compute_nanos,
+            in_flight_peak: o.in_flight_peak,
+            backpressure_nanos: o.backpressure_nanos,
+        })
+        .collect()
 }
 
 /// The sum of the time metric `name` over every operator of `plan`.

@@ -22,14 +22,19 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::driver_link::DriverLink;
 use crate::task_runner::TaskRunner;
+use crate::worker_stats::WorkerStats;
 use crate::{Result, WorkerError, WorkerOptions};
+use regatta_proto::HttpServer;
 
 /// A running worker. Dropping it stops everything it runs.
 pub struct Worker {
     pub id: u64,
     pub shuffle_address: SocketAddr,
     pub layout: ShuffleLayout,
+    /// Its Prometheus endpoint, when it serves one.
+    pub metrics_address: Option<SocketAddr>,
     tasks: JoinSet<Result<()>>,
+    _metrics: Option<HttpServer>,
     _task_runtime: TaskRuntime,
 }
 
@@ -78,6 +83,22 @@ impl Worker {
     pub async fn start(options: WorkerOptions) -> Result<Self> {
         if options.die_with_parent {
             die_with_parent()?;
+        }
+        // Refused before anything starts: whatever set the address (the file, a
+        // flag, a launcher), beyond loopback needs the token.
+        regatta_common::check_listener(
+            "worker's shuffle (Arrow Flight) server",
+            &options.bind,
+            "worker.bind",
+            &options.token,
+        )?;
+        if let Some(bind) = &options.metrics_bind {
+            regatta_common::check_listener(
+                "worker's metrics endpoint",
+                bind,
+                "worker.metrics_bind",
+                &options.token,
+            )?;
         }
         let spill_root = options
             .spill_dirs
@@ -137,11 +158,40 @@ impl Worker {
             source,
         })?;
         let mut tasks = JoinSet::new();
-        let flight = FlightServiceServer::new(ShuffleFlightService::new(
-            layout.clone(),
-            options.token.clone(),
-        ))
-        .max_encoding_message_size(usize::MAX);
+        let flight_service = ShuffleFlightService::new(layout.clone(), options.token.clone());
+        let stats = Arc::new(WorkerStats::new(
+            engine.clone(),
+            actors.clone(),
+            flight_service.served_bytes(),
+            options.memory_limit,
+        ));
+        let flight = FlightServiceServer::new(flight_service).max_encoding_message_size(usize::MAX);
+        let metrics = match &options.metrics_bind {
+            None => None,
+            Some(bind) => {
+                let s = stats.clone();
+                let router = regatta_proto::axum::Router::new().route(
+                    "/metrics",
+                    regatta_proto::axum::routing::get(move || {
+                        let s = s.clone();
+                        async move { s.prometheus() }
+                    }),
+                );
+                let server = HttpServer::start(
+                    "worker's metrics endpoint",
+                    "worker.metrics_bind",
+                    bind,
+                    &options.token,
+                    options.tls.as_ref(),
+                    router,
+                )
+                .await
+                .map_err(WorkerError::Metrics)?;
+                log::info!("metrics at {}/metrics", server.url());
+                Some(server)
+            }
+        };
+        let metrics_address = metrics.as_ref().map(|m| m.address);
         let mut server = tonic::transport::Server::builder();
         if let Some(tls) = &options.tls {
             server = server.tls_config(tls.server()).map_err(|e| {
@@ -178,6 +228,7 @@ impl Worker {
             options.node_label.clone(),
             actors.resources().gpu_ids().to_vec(),
             (shuffle_root, shuffle_token),
+            metrics_address.map(|a| a.to_string()).unwrap_or_default(),
         ));
         let registered = link.register(options.connect_timeout).await?;
         let id = registered.worker_id;
@@ -199,7 +250,8 @@ impl Worker {
             runner,
             task_handle,
             layout: layout.clone(),
-            running: Arc::new(AtomicU32::new(0)),
+            running: stats.running.clone(),
+            stats,
             actors,
             jobs: HashMap::new(),
             reconnect_timeout: options.reconnect_timeout,
@@ -210,7 +262,9 @@ impl Worker {
             id,
             shuffle_address,
             layout,
+            metrics_address,
             tasks,
+            _metrics: metrics,
             _task_runtime: task_runtime,
         })
     }
@@ -270,6 +324,7 @@ struct Session {
     task_handle: tokio::runtime::Handle,
     layout: ShuffleLayout,
     running: Arc<AtomicU32>,
+    stats: Arc<WorkerStats>,
     actors: Arc<ActorRuntime>,
     /// Tasks by job; they outlive a leader change.
     jobs: HashMap<JobId, JoinSet<()>>,
@@ -329,6 +384,7 @@ impl Session {
                             running_tasks: self.running.load(Ordering::Relaxed),
                             model_builds: self.actors.model_builds(),
                             actor_devices: self.actors.actor_devices(),
+                            usage: Some(self.stats.usage()),
                         })
                         .await;
                     match reply {
@@ -377,6 +433,7 @@ impl Session {
                 let job = JobId(key.job_id);
                 let runner = self.runner.clone();
                 let link = self.link.clone();
+                let stats = self.stats.clone();
                 let counted = RunningTask::new(&self.running);
                 let worker = runner.worker;
                 let run = self.task_handle.spawn(async move {
@@ -396,6 +453,7 @@ impl Session {
                             ..TaskReport::default()
                         },
                     };
+                    stats.record(&report);
                     link.report(report).await;
                 });
             }

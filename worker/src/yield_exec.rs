@@ -29,6 +29,9 @@ pub struct YieldExec {
 }
 
 impl YieldExec {
+    /// Its operator name.
+    pub const NAME: &'static str = "YieldExec";
+
     /// `plan` with every operator below its root wrapped (the root stays itself:
     /// callers look at its type).
     pub fn wrap_below_root(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
@@ -53,7 +56,7 @@ impl DisplayAs for YieldExec {
 
 impl ExecutionPlan for YieldExec {
     fn name(&self) -> &str {
-        "YieldExec"
+        Self::NAME
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {

@@ -30,7 +30,15 @@ impl Drop for Proc {
 }
 
 /// Starts a process and returns it with the first stdout line containing `marker`.
-pub fn start(mut cmd: Command, marker: &str) -> (Proc, String) {
+pub fn start(cmd: Command, marker: &str) -> (Proc, String) {
+    let (proc, mut lines) = start_lines(cmd, marker);
+    let last = lines.pop().unwrap_or_default();
+    (proc, last)
+}
+
+/// Starts a process and returns it with its stdout lines up to and including
+/// the first containing `marker`.
+pub fn start_lines(mut cmd: Command, marker: &str) -> (Proc, Vec<String>) {
     // REGATTA_TEST_LOG_DIR keeps every process's log, to read after a failure.
     let stderr = match std::env::var_os("REGATTA_TEST_LOG_DIR") {
         Some(dir) => {
@@ -45,13 +53,16 @@ pub fn start(mut cmd: Command, marker: &str) -> (Proc, String) {
     let out = child.stdout.take().unwrap();
     let mut lines = BufReader::new(out).lines();
     let proc = Proc(child);
+    let mut seen = Vec::new();
     loop {
         let line = lines
             .next()
             .expect("process exited before it was ready")
             .unwrap();
-        if line.contains(marker) {
-            return (proc, line);
+        let done = line.contains(marker);
+        seen.push(line);
+        if done {
+            return (proc, seen);
         }
     }
 }

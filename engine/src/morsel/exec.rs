@@ -99,7 +99,7 @@ impl MorselExec {
         config: MorselConfig,
     ) -> Self {
         let metrics = ExecutionPlanMetricsSet::new();
-        let peak = MetricBuilder::new(&metrics).global_gauge("in_flight_rows_peak");
+        let peak = MetricBuilder::new(&metrics).global_gauge(IN_FLIGHT_PEAK_METRIC);
         MetricBuilder::new(&metrics)
             .global_gauge("concurrency")
             .set(config.concurrency);
@@ -251,6 +251,8 @@ struct PartitionMetrics {
     output_bytes: Count,
     morsels: Count,
     compute: Time,
+    /// Time finished morsels waited for the consumer to take them.
+    backpressure: Time,
     model: Option<ModelMetrics>,
 }
 
@@ -320,11 +322,17 @@ impl PartitionMetrics {
             output_bytes: MetricBuilder::new(set).output_bytes(partition),
             morsels: MetricBuilder::new(set).counter("morsels", partition),
             compute: MetricBuilder::new(set).elapsed_compute(partition),
+            backpressure: MetricBuilder::new(set).subset_time(BACKPRESSURE_METRIC, partition),
         }
     }
 }
 
 type Item = Result<(RecordBatch, InFlightGuard)>;
+
+/// The metric of time an operator's finished output waited on its consumer.
+pub const BACKPRESSURE_METRIC: &str = "backpressure_wait";
+/// The metric of the most rows an operator held in flight.
+pub const IN_FLIGHT_PEAK_METRIC: &str = "in_flight_rows_peak";
 
 /// Runs one partition: pulls morsels, computes them, hands them on in order.
 struct Driver {
@@ -360,7 +368,10 @@ impl Driver {
                     let Some(done) = done else { continue };
                     let item: Item = done;
                     let item = item?;
-                    if tx.send(Ok(item)).await.is_err() {
+                    let waited = Instant::now();
+                    let sent = tx.send(Ok(item)).await;
+                    self.metrics.backpressure.add_elapsed(waited);
+                    if sent.is_err() {
                         return Ok(()); // consumer dropped the stream
                     }
                 }

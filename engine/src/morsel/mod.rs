@@ -15,7 +15,7 @@ mod rule;
 mod sizer;
 mod splitter;
 
-pub use exec::{MorselConfig, MorselExec};
+pub use exec::{MorselConfig, MorselExec, BACKPRESSURE_METRIC, IN_FLIGHT_PEAK_METRIC};
 pub use filter::StreamingFilterExec;
 pub use in_flight::InFlight;
 pub use rule::MorselRule;

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use regatta_common::{JobId, WorkerId};
 use regatta_proto::{
-    worker_order, JobInfo, MapOutput, ResultPartition, StageInput, TaskAssignment, WorkerOrder,
+    worker_order, JobInfo, MapOutput, ResultPartition, StageInput, TaskAssignment, WorkerInfo,
+    WorkerOrder,
 };
 use tokio::sync::mpsc;
 use tonic::Status;
@@ -87,7 +88,7 @@ pub struct TaskTime {
 }
 
 /// What a worker said about itself at its last heartbeat.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct WorkerReport {
     /// Models it has loaded over its life.
     pub model_builds: u64,
@@ -95,6 +96,8 @@ pub struct WorkerReport {
     pub running_tasks: u32,
     /// The GPU devices its latest model actors hold.
     pub actor_devices: Vec<String>,
+    /// Memory, spill, shuffle bytes and model pools.
+    pub usage: regatta_proto::WorkerUsage,
 }
 
 /// How commands reach the state.
@@ -129,9 +132,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Driver {
     /// A lone driver, its state in memory.
     pub fn new(options: DriverOptions) -> Self {
-        let shared = Arc::new(SharedState::new(DriverState::new(
-            options.max_task_failures,
-        )));
+        let shared = Arc::new(SharedState::new(
+            DriverState::new(options.max_task_failures).with_history(options.history_jobs),
+        ));
         Self::with(options, shared, Consensus::Local)
     }
 
@@ -464,6 +467,45 @@ impl Driver {
                 order: Some(worker_order::Order::EndJob(job.0)),
             });
         }
+    }
+
+    /// Every worker the driver knows, with what it said at its last heartbeat.
+    pub fn workers_info(&self) -> Vec<WorkerInfo> {
+        let workers: Vec<(WorkerId, WorkerInfo)> = self.with_state(|s| {
+            s.workers()
+                .map(|(id, w)| {
+                    (
+                        *id,
+                        WorkerInfo {
+                            worker_id: id.0,
+                            flight_address: w.spec.address.clone(),
+                            host: w.spec.host.clone(),
+                            total: Some(resources_msg(w.spec.resources)),
+                            used: Some(resources_msg(w.used)),
+                            alive: w.alive,
+                            running_tasks: w.running.len() as u32,
+                            tasks_done: w.tasks_done,
+                            node_label: w.spec.node_label.clone(),
+                            gpu_ids: w.spec.gpu_ids.clone(),
+                            metrics_address: w.spec.metrics_address.clone(),
+                            lost_reason: w.lost_reason.clone(),
+                            ..WorkerInfo::default()
+                        },
+                    )
+                })
+                .collect()
+        });
+        workers
+            .into_iter()
+            .map(|(id, mut w)| {
+                let report = self.worker_report(id);
+                w.model_builds = report.model_builds;
+                w.reported_running = report.running_tasks;
+                w.actor_devices = report.actor_devices;
+                w.usage = Some(report.usage);
+                w
+            })
+            .collect()
     }
 
     /// A job's progress as clients see it.
@@ -961,7 +1003,100 @@ pub fn info_of(job: JobId, j: &JobState) -> JobInfo {
         spilled_bytes: j.spilled_bytes,
         shuffle_bytes: j.shuffle_bytes,
         elapsed_seconds: 0.0,
+        operators: j
+            .stages
+            .iter()
+            .flat_map(|(id, s)| {
+                s.operators.iter().map(|o| regatta_proto::OperatorStats {
+                    stage_id: id.0 as u32,
+                    index: o.index,
+                    depth: o.depth,
+                    name: o.name.clone(),
+                    rows_in: o.rows_in,
+                    rows_out: o.rows_out,
+                    bytes_out: o.bytes_out,
+                    compute_nanos: o.compute_nanos,
+                    in_flight_peak: o.in_flight_peak,
+                    backpressure_nanos: o.backpressure_nanos,
+                })
+            })
+            .collect(),
+        failures: j
+            .failures
+            .iter()
+            .map(|f| regatta_proto::TaskFailure {
+                stage_id: f.stage.0 as u32,
+                partition: f.partition,
+                attempt: f.attempt,
+                worker_id: f.worker.0,
+                error: f.error.clone(),
+            })
+            .collect(),
+        task_workers: task_workers(j),
+        rows_in: source_leaves(j).map(|o| o.rows_out).sum(),
+        bytes_in: source_leaves(j).map(|o| o.bytes_out).sum(),
+        bytes_out: j.stages.get(&j.final_stage).map_or(0, |s| {
+            s.tasks
+                .iter()
+                .filter_map(|t| match &t.status {
+                    TaskStatus::Done { outputs, .. } => {
+                        Some(outputs.iter().map(|o| o.bytes).sum::<u64>())
+                    }
+                    _ => None,
+                })
+                .sum()
+        }),
+        submitted_unix_ms: j.submitted_unix_ms,
         ..JobInfo::default()
+    }
+}
+
+/// The leaf operators (scans) of the stages that read no other stage.
+fn source_leaves(j: &JobState) -> impl Iterator<Item = &crate::OperatorStat> {
+    j.stages
+        .values()
+        .filter(|s| s.spec.inputs.is_empty())
+        .flat_map(|s| {
+            s.operators.iter().enumerate().filter(move |(i, o)| {
+                s.operators
+                    .get(i + 1)
+                    .is_none_or(|next| next.depth <= o.depth)
+            })
+        })
+        .map(|(_, o)| o)
+}
+
+/// A job's tasks by worker: running, done, and failed attempts.
+fn task_workers(j: &JobState) -> Vec<regatta_proto::WorkerTasks> {
+    use std::collections::BTreeMap;
+    fn slot(
+        by: &mut BTreeMap<u64, regatta_proto::WorkerTasks>,
+        w: WorkerId,
+    ) -> &mut regatta_proto::WorkerTasks {
+        by.entry(w.0).or_insert_with(|| regatta_proto::WorkerTasks {
+            worker_id: w.0,
+            ..Default::default()
+        })
+    }
+    let mut by = BTreeMap::new();
+    for t in j.stages.values().flat_map(|s| &s.tasks) {
+        match &t.status {
+            TaskStatus::Running { worker, .. } => slot(&mut by, *worker).running += 1,
+            TaskStatus::Done { worker, .. } => slot(&mut by, *worker).done += 1,
+            TaskStatus::Pending => {}
+        }
+    }
+    for f in &j.failures {
+        slot(&mut by, f.worker).failed += 1;
+    }
+    by.into_values().collect()
+}
+
+fn resources_msg(r: regatta_common::Resources) -> regatta_proto::Resources {
+    regatta_proto::Resources {
+        cpus: r.cpus.round() as u32,
+        gpus: r.gpus.ceil() as u32,
+        memory_bytes: r.memory,
     }
 }
 

@@ -4,12 +4,11 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
-use regatta_common::{JobId, WorkerId};
+use regatta_common::JobId;
 use regatta_proto::job_service_server::JobService;
 use regatta_proto::{
     JobInfo, JobRequest, JobStatus as ProtoStatus, ListJobsRequest, ListJobsResponse,
-    ListWorkersRequest, ListWorkersResponse, Resources as ResourcesMsg, ResultLocationsResponse,
-    SubmitRequest, WorkerInfo,
+    ListWorkersRequest, ListWorkersResponse, ResultLocationsResponse, SubmitRequest,
 };
 use tonic::{Request, Response, Status};
 
@@ -33,14 +32,6 @@ impl JobServiceImpl {
         self.driver
             .job_info(JobId(job))
             .ok_or_else(|| Status::not_found(format!("job-{job} does not exist")))
-    }
-}
-
-fn resources_msg(r: regatta_common::Resources) -> ResourcesMsg {
-    ResourcesMsg {
-        cpus: r.cpus.round() as u32,
-        gpus: r.gpus.ceil() as u32,
-        memory_bytes: r.memory,
     }
 }
 
@@ -181,38 +172,7 @@ impl JobService for JobServiceImpl {
         &self,
         _request: Request<ListWorkersRequest>,
     ) -> Result<Response<ListWorkersResponse>, Status> {
-        let workers: Vec<(WorkerId, WorkerInfo)> = self.driver.with_state(|s| {
-            s.workers()
-                .map(|(id, w)| {
-                    (
-                        *id,
-                        WorkerInfo {
-                            worker_id: id.0,
-                            flight_address: w.spec.address.clone(),
-                            host: w.spec.host.clone(),
-                            total: Some(resources_msg(w.spec.resources)),
-                            used: Some(resources_msg(w.used)),
-                            alive: w.alive,
-                            running_tasks: w.running.len() as u32,
-                            tasks_done: w.tasks_done,
-                            node_label: w.spec.node_label.clone(),
-                            gpu_ids: w.spec.gpu_ids.clone(),
-                            ..WorkerInfo::default()
-                        },
-                    )
-                })
-                .collect()
-        });
-        let workers = workers
-            .into_iter()
-            .map(|(id, mut w)| {
-                let report = self.driver.worker_report(id);
-                w.model_builds = report.model_builds;
-                w.reported_running = report.running_tasks;
-                w.actor_devices = report.actor_devices;
-                w
-            })
-            .collect();
+        let workers = self.driver.workers_info();
         Ok(Response::new(ListWorkersResponse { workers }))
     }
 }

@@ -10,7 +10,7 @@ mod worker_control;
 
 pub use self::core::{info_of, Driver, ResultLocations, TaskTime, WorkerReport};
 pub use job_service::JobServiceImpl;
-pub use options::{DriverOptions, ReplicationOptions};
+pub use options::{DashboardBind, DriverOptions, ReplicationOptions};
 pub use planning::Planner;
 pub use results::JOB_TAG;
 pub use server::DriverHandle;

@@ -26,6 +26,19 @@ pub struct DriverOptions {
     pub launcher: Option<std::sync::Arc<dyn crate::launcher::WorkerLauncher>>,
     /// The host launched workers dial; empty takes the bound address's host.
     pub control_host: String,
+    /// Finished jobs kept (`driver.history_jobs`).
+    pub history_jobs: u32,
+    /// Where the dashboard and `/metrics` listen; None: nowhere.
+    pub dashboard: Option<DashboardBind>,
+}
+
+/// Where the dashboard listens.
+#[derive(Debug, Clone)]
+pub struct DashboardBind {
+    pub address: String,
+    /// Take a free port when this one is taken (true for the default address,
+    /// so several drivers on one machine all start; false when set by hand).
+    pub any_port_if_taken: bool,
 }
 
 /// How a driver replicates its state.
@@ -62,6 +75,8 @@ impl Default for DriverOptions {
             replication: None,
             launcher: None,
             control_host: String::new(),
+            history_jobs: crate::DEFAULT_HISTORY_JOBS,
+            dashboard: None,
         }
     }
 }

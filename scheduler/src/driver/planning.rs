@@ -126,6 +126,7 @@ impl Planner {
             stages,
             output,
             request_id: request.request_id.clone(),
+            submitted_unix_ms: crate::unix_ms_now(),
         })
     }
 }

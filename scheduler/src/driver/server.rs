@@ -26,6 +26,8 @@ use std::sync::Arc;
 pub struct DriverHandle {
     pub address: SocketAddr,
     pub driver: Driver,
+    /// The dashboard and `/metrics`, when served.
+    pub dashboard: Option<regatta_proto::HttpServer>,
     tasks: JoinSet<()>,
     launcher: Option<Arc<dyn WorkerLauncher>>,
 }
@@ -33,6 +35,19 @@ pub struct DriverHandle {
 impl DriverHandle {
     /// Binds `bind` (port 0 picks one) and serves until dropped.
     pub async fn start(bind: &str, options: DriverOptions, planner: Planner) -> Result<Self> {
+        // Whatever set the address (the file, `--bind`, the environment, a
+        // launcher), beyond loopback needs the token: checked before listening.
+        regatta_common::check_listener("driver", bind, "driver.bind", &options.token)
+            .map_err(|e| SchedulerError::Refused(e.to_string()))?;
+        if let Some(d) = &options.dashboard {
+            regatta_common::check_listener(
+                "dashboard",
+                &d.address,
+                "driver.dashboard_bind",
+                &options.token,
+            )
+            .map_err(|e| SchedulerError::Refused(e.to_string()))?;
+        }
         let listener = TcpListener::bind(bind)
             .await
             .map_err(|e| SchedulerError::Plan(format!("driver cannot listen on {bind}: {e}")))?;
@@ -106,6 +121,10 @@ impl DriverHandle {
             }
         });
         log::info!("driver listening on {address}");
+        let dashboard = match &options.dashboard {
+            Some(d) => Some(start_dashboard(d, &options, driver.clone()).await?),
+            None => None,
+        };
         if let Some(launcher) = &options.launcher {
             let host = if options.control_host.is_empty() {
                 address.ip().to_string()
@@ -129,6 +148,7 @@ impl DriverHandle {
         Ok(Self {
             address,
             driver,
+            dashboard,
             tasks,
             launcher: options.launcher.clone(),
         })
@@ -164,6 +184,40 @@ fn leader_only(
     }
 }
 
+/// Serves the dashboard on `d`, on a free port when the default one is taken.
+async fn start_dashboard(
+    d: &super::DashboardBind,
+    options: &DriverOptions,
+    driver: Driver,
+) -> Result<regatta_proto::HttpServer> {
+    let listener = match TcpListener::bind(&d.address).await {
+        Ok(l) => l,
+        Err(e) if d.any_port_if_taken && e.kind() == std::io::ErrorKind::AddrInUse => {
+            let host = d.address.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
+            log::info!("{} is taken; the dashboard takes a free port", d.address);
+            TcpListener::bind(format!("{host}:0")).await.map_err(|e| {
+                SchedulerError::Plan(format!("the dashboard cannot listen on {host}: {e}"))
+            })?
+        }
+        Err(e) => {
+            return Err(SchedulerError::Plan(format!(
+                "the dashboard cannot listen on {} (driver.dashboard_bind): {e}",
+                d.address
+            )))
+        }
+    };
+    let server = regatta_proto::HttpServer::serve(
+        "dashboard",
+        listener,
+        &options.token,
+        options.tls.as_ref(),
+        crate::dashboard::router(driver),
+    )
+    .map_err(SchedulerError::Plan)?;
+    log::info!("dashboard at {}/", server.url());
+    Ok(server)
+}
+
 /// Opens this driver's Raft replica (its state restored from disk).
 async fn start_replica(
     r: &ReplicationOptions,
@@ -186,9 +240,9 @@ async fn start_replica(
             r.members.keys().collect::<Vec<_>>()
         )));
     }
-    let shared = Arc::new(SharedState::new(DriverState::new(
-        options.max_task_failures,
-    )));
+    let shared = Arc::new(SharedState::new(
+        DriverState::new(options.max_task_failures).with_history(options.history_jobs),
+    ));
     let replica = Replica::start(
         ReplicaOptions {
             node_id: r.node_id,

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::{Driver, TaskTime, WorkerReport};
-use crate::{Command, OutputStats, TaskKey, WorkerSpec};
+use crate::{Command, OperatorStat, OutputStats, TaskKey, WorkerSpec};
 
 /// Serves workers.
 #[derive(Clone)]
@@ -90,6 +90,7 @@ impl WorkerControl for WorkerControlImpl {
             gpu_ids: r.gpu_ids,
             shuffle_root: r.shuffle_root,
             shuffle_token: r.shuffle_token,
+            metrics_address: r.metrics_address,
         };
         let previous = (r.previous_worker_id != 0).then_some(WorkerId(r.previous_worker_id));
         let running: Vec<(TaskKey, u32)> =
@@ -137,6 +138,7 @@ impl WorkerControl for WorkerControlImpl {
                 model_builds: h.model_builds,
                 running_tasks: h.running_tasks,
                 actor_devices: h.actor_devices,
+                usage: h.usage.unwrap_or_default(),
             },
         );
         Ok(Response::new(HeartbeatResponse { known }))
@@ -168,6 +170,21 @@ impl WorkerControl for WorkerControlImpl {
                     .collect(),
                 spilled_bytes: r.spilled_bytes,
                 written: r.written,
+                operators: r
+                    .operators
+                    .iter()
+                    .map(|o| OperatorStat {
+                        index: o.index,
+                        depth: o.depth,
+                        name: o.name.clone(),
+                        rows_in: o.rows_in,
+                        rows_out: o.rows_out,
+                        bytes_out: o.bytes_out,
+                        compute_nanos: o.compute_nanos,
+                        in_flight_peak: o.in_flight_peak,
+                        backpressure_nanos: o.backpressure_nanos,
+                    })
+                    .collect(),
             }
         } else {
             log::warn!("{task} failed on {worker}: {}", r.error);

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""A browser watching the dashboard, for benches/dashboard_pair.sh: starts
+chromedriver on a free 127.0.0.1 port (loopback only: no --allowed-ips), opens
+URL in headless Chromium, prints `watching` once the page says it is live (its
+server-sent event stream is connected), then keeps it open until stdin closes.
+On exit it prints what the page showed last, so the run can show the browser was
+really watching.
+
+    python3 benches/dashboard_watch.py URL < fifo
+"""
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(base: str, method: str, path: str, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def main() -> int:
+    url = sys.argv[1]
+    port = free_port()
+    driver = subprocess.Popen(["chromedriver", f"--port={port}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                call(base, "GET", "/status")
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    print("chromedriver did not answer within 30 s", file=sys.stderr)
+                    return 1
+                time.sleep(0.1)
+        caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1400,1000"]}}}}
+        session = call(base, "POST", "/session", caps)["value"]["sessionId"]
+        s = f"/session/{session}"
+        call(base, "POST", s + "/url", {"url": url})
+        script = {"script": "const l = document.getElementById('live');"
+                            "return l ? l.textContent : 'no dashboard';", "args": []}
+        deadline = time.monotonic() + 30
+        while call(base, "POST", s + "/execute/sync", script)["value"] != "live":
+            if time.monotonic() > deadline:
+                print(f"the page at {url.split('?')[0]} did not go live within 30 s", file=sys.stderr)
+                return 1
+            time.sleep(0.1)
+        print("watching", flush=True)
+        sys.stdin.read()
+        shown = call(base, "POST", s + "/execute/sync", {
+            "script": "return document.getElementById('live').textContent + ' | ' +"
+                      " document.getElementById('app').innerText.slice(0, 200).replace(/\\s+/g, ' ');",
+            "args": []})["value"]
+        print(f"last shown: {shown}", flush=True)
+        call(base, "DELETE", s)
+        return 0
+    finally:
+        driver.terminate()
+        driver.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

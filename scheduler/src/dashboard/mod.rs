@@ -1,0 +1,112 @@
+//! The driver's web dashboard and Prometheus endpoint, on one HTTP listener
+//! (`driver.dashboard_bind`). The page is static HTML, CSS and plain
+//! JavaScript compiled into the binary (no front-end toolchain); it reads
+//! `/api/*` JSON and follows `/api/events`, a server-sent event stream that
+//! pushes the overview (and the open job) every second.
+
+mod driver_metrics;
+mod snapshot;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::Stream;
+use regatta_proto::axum;
+
+use crate::driver::Driver;
+
+/// How often the page gets new numbers.
+const PUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// The dashboard's routes over `driver`.
+pub fn router(driver: Driver) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/jobs/{id}", get(index))
+        .route("/workers", get(index))
+        .route("/app.js", get(app_js))
+        .route("/style.css", get(style_css))
+        .route("/api/overview", get(overview))
+        .route("/api/jobs/{id}", get(job))
+        .route("/api/events", get(events))
+        .route("/metrics", get(metrics))
+        .with_state(driver)
+}
+
+async fn index() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("assets/index.html"),
+    )
+        .into_response()
+}
+
+async fn app_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("assets/app.js"),
+    )
+        .into_response()
+}
+
+async fn style_css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("assets/style.css"),
+    )
+        .into_response()
+}
+
+async fn overview(State(driver): State<Driver>) -> Json<serde_json::Value> {
+    Json(snapshot::overview(&driver).await)
+}
+
+async fn job(State(driver): State<Driver>, Path(id): Path<u64>) -> Response {
+    match snapshot::job(&driver, id) {
+        Some(j) => Json(j).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("job-{id} is not known here")).into_response(),
+    }
+}
+
+async fn metrics(State(driver): State<Driver>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        driver_metrics::render(&driver),
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    job: Option<u64>,
+}
+
+/// Pushes the overview, and the job the page shows, every second.
+async fn events(
+    State(driver): State<Driver>,
+    Query(q): Query<EventsQuery>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = futures::stream::unfold(true, move |first| {
+        let driver = driver.clone();
+        async move {
+            if !first {
+                tokio::time::sleep(PUSH_EVERY).await;
+            }
+            let mut data = serde_json::json!({ "overview": snapshot::overview(&driver).await });
+            if let Some(id) = q.job {
+                data["job"] = snapshot::job(&driver, id).unwrap_or(serde_json::Value::Null);
+            }
+            Some((Ok(Event::default().data(data.to_string())), false))
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
