@@ -94,6 +94,38 @@ impl OperatorStat {
         self.in_flight_peak = self.in_flight_peak.max(other.in_flight_peak);
         self.backpressure_nanos += other.backpressure_nanos;
     }
+
+    /// As the protocol reports it, for stage `stage_id`.
+    pub fn to_proto(&self, stage_id: u32) -> regatta_proto::OperatorStats {
+        regatta_proto::OperatorStats {
+            stage_id,
+            index: self.index,
+            depth: self.depth,
+            name: self.name.clone(),
+            rows_in: self.rows_in,
+            rows_out: self.rows_out,
+            bytes_out: self.bytes_out,
+            compute_nanos: self.compute_nanos,
+            in_flight_peak: self.in_flight_peak,
+            backpressure_nanos: self.backpressure_nanos,
+        }
+    }
+}
+
+impl From<&regatta_proto::OperatorStats> for OperatorStat {
+    fn from(o: &regatta_proto::OperatorStats) -> Self {
+        OperatorStat {
+            index: o.index,
+            depth: o.depth,
+            name: o.name.clone(),
+            rows_in: o.rows_in,
+            rows_out: o.rows_out,
+            bytes_out: o.bytes_out,
+            compute_nanos: o.compute_nanos,
+            in_flight_peak: o.in_flight_peak,
+            backpressure_nanos: o.backpressure_nanos,
+        }
+    }
 }
 
 /// Where a job writes its result: its last stage's tasks write staged parts,

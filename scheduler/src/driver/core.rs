@@ -1006,20 +1006,7 @@ pub fn info_of(job: JobId, j: &JobState) -> JobInfo {
         operators: j
             .stages
             .iter()
-            .flat_map(|(id, s)| {
-                s.operators.iter().map(|o| regatta_proto::OperatorStats {
-                    stage_id: id.0 as u32,
-                    index: o.index,
-                    depth: o.depth,
-                    name: o.name.clone(),
-                    rows_in: o.rows_in,
-                    rows_out: o.rows_out,
-                    bytes_out: o.bytes_out,
-                    compute_nanos: o.compute_nanos,
-                    in_flight_peak: o.in_flight_peak,
-                    backpressure_nanos: o.backpressure_nanos,
-                })
-            })
+            .flat_map(|(id, s)| s.operators.iter().map(|o| o.to_proto(id.0 as u32)))
             .collect(),
         failures: j
             .failures

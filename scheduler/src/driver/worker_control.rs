@@ -170,21 +170,7 @@ impl WorkerControl for WorkerControlImpl {
                     .collect(),
                 spilled_bytes: r.spilled_bytes,
                 written: r.written,
-                operators: r
-                    .operators
-                    .iter()
-                    .map(|o| OperatorStat {
-                        index: o.index,
-                        depth: o.depth,
-                        name: o.name.clone(),
-                        rows_in: o.rows_in,
-                        rows_out: o.rows_out,
-                        bytes_out: o.bytes_out,
-                        compute_nanos: o.compute_nanos,
-                        in_flight_peak: o.in_flight_peak,
-                        backpressure_nanos: o.backpressure_nanos,
-                    })
-                    .collect(),
+                operators: r.operators.iter().map(OperatorStat::from).collect(),
             }
         } else {
             log::warn!("{task} failed on {worker}: {}", r.error);
