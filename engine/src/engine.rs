@@ -259,6 +259,20 @@ impl Engine {
         Ok(())
     }
 
+    /// Registers the Lance dataset at `input` as table `name`, read fragment by
+    /// fragment at its current version by a scan a cluster can ship to its
+    /// workers (one partition per fragment when `per_fragment`). Returns the table.
+    pub async fn register_lance_fragments(
+        &self,
+        name: &str,
+        input: &str,
+        per_fragment: bool,
+    ) -> Result<io::lance_scan::LanceFragmentTable> {
+        let table = io::lance_scan::LanceFragmentTable::open(input, per_fragment).await?;
+        self.ctx.register_table(name, Arc::new(table.clone()))?;
+        Ok(table)
+    }
+
     /// Plans a SQL statement.
     pub async fn sql(&self, query: &str) -> Result<DataFrame> {
         Ok(self.ctx.sql(query).await?)

@@ -164,12 +164,15 @@ impl From<regatta_engine::io::FileFormat> for OutputFormat {
     }
 }
 
-impl From<OutputMode> for regatta_engine::io::WriteMode {
-    fn from(m: OutputMode) -> Self {
-        match m {
-            OutputMode::Create => Self::Create,
-            OutputMode::Append => Self::Append,
-            OutputMode::Overwrite => Self::Overwrite,
+impl OutputMode {
+    /// How rows are written; None for a job that adds columns instead.
+    pub fn write_mode(self) -> Option<regatta_engine::io::WriteMode> {
+        use regatta_engine::io::WriteMode;
+        match self {
+            Self::Create => Some(WriteMode::Create),
+            Self::Append => Some(WriteMode::Append),
+            Self::Overwrite => Some(WriteMode::Overwrite),
+            Self::AddColumns => None,
         }
     }
 }
@@ -189,6 +192,9 @@ pub enum OutputMode {
     Create,
     Append,
     Overwrite,
+    /// The job's rows are new columns of an existing Lance dataset (appended
+    /// last: earlier log entries keep their encoding).
+    AddColumns,
 }
 
 /// One change to the driver's state.

@@ -271,9 +271,37 @@ impl Session {
 
     /// Computes `expr` over the Lance dataset at `path` and adds it as column `name`
     /// without rewriting the existing columns. Returns the new dataset version.
+    ///
+    /// On a cluster the workers compute it fragment by fragment (a task per
+    /// fragment of the version read), each writing its fragment's new data file,
+    /// and the driver adds them in one commit tagged with the job, so a failover
+    /// never adds the column twice. `expr` must be computed row by row from the
+    /// dataset's own columns; the dataset must be where every worker, the driver
+    /// and this client can reach it (a shared path or an object store).
     pub async fn add_lance_column(&self, path: &str, name: &str, expr: Expr) -> Result<u64> {
         let expr = self.engine.bind(expr)?;
-        Ok(self.engine.add_lance_column(path, name, expr).await?)
+        let Some(cluster) = &self.cluster else {
+            return Ok(self.engine.add_lance_column(path, name, expr).await?);
+        };
+        use datafusion_proto::bytes::Serializeable;
+        let bytes = expr.to_bytes().map_err(|e| {
+            Error::InvalidArgument(format!(
+                "the expression for column {name} cannot be sent to a cluster: {e}"
+            ))
+        })?;
+        let request = regatta_proto::SubmitRequest {
+            output_path: path.to_string(),
+            output_format: "lance".into(),
+            output_mode: regatta_proto::WriteMode::AddColumns as i32,
+            new_column: Some(regatta_proto::NewColumn {
+                name: name.to_string(),
+                expr: bytes.to_vec(),
+            }),
+            ..Default::default()
+        };
+        cluster.run_to_end(request).await?;
+        let ds = regatta_engine::io::lance::open(path).await?;
+        Ok(ds.version().version)
     }
 }
 

@@ -1,5 +1,6 @@
 //! [`RegattaCodec`]: datafusion-proto's extension codec for regatta's own plan nodes
-//! (shuffle reads and writes, morsel operators, streaming filters) and for models,
+//! (shuffle reads and writes, morsel operators, streaming filters, Lance fragment
+//! scans) and for models,
 //! which a worker builds by name.
 
 use std::collections::HashMap;
@@ -18,10 +19,14 @@ use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use datafusion_proto::protobuf::{PhysicalExprNode, Schema as SchemaNode};
 use prost::Message;
 use regatta_common::{JobId, StageId};
+use regatta_engine::io::lance_scan::LanceFragmentScanExec;
 use regatta_engine::morsel::{MorselExec, StreamingFilterExec};
 use regatta_engine::Engine;
 use regatta_proto::plan_node::Node;
-use regatta_proto::{MorselNode, PlanNode, ShuffleReadNode, ShuffleWriteNode, StreamingFilterNode};
+use regatta_proto::{
+    FragmentGroup, LanceScanNode, MorselNode, PlanNode, ShuffleReadNode, ShuffleWriteNode,
+    StreamingFilterNode,
+};
 
 use crate::{
     OutputSink, ShuffleInput, ShuffleLayout, ShufflePartitioning, ShuffleReadExec, ShuffleWriteExec,
@@ -176,6 +181,17 @@ impl PhysicalExtensionCodec for RegattaCodec {
                 let predicate = self.parse_expr(&f.predicate, ctx, &input.schema())?;
                 Ok(Arc::new(StreamingFilterExec::try_new(predicate, input)?))
             }
+            Node::LanceScan(l) => {
+                let proto = SchemaNode::decode(l.schema.as_slice()).map_err(decode_err)?;
+                let schema = Schema::try_from(&proto)?;
+                let groups = l.groups.into_iter().map(|g| g.fragments).collect();
+                Ok(Arc::new(LanceFragmentScanExec::new(
+                    l.uri,
+                    l.version,
+                    Arc::new(schema),
+                    groups,
+                )))
+            }
         }
     }
 
@@ -219,6 +235,20 @@ impl PhysicalExtensionCodec for RegattaCodec {
         } else if let Some(f) = node.downcast_ref::<StreamingFilterExec>() {
             Node::StreamingFilter(StreamingFilterNode {
                 predicate: self.expr_bytes(f.predicate())?,
+            })
+        } else if let Some(l) = node.downcast_ref::<LanceFragmentScanExec>() {
+            let schema = SchemaNode::try_from(l.schema().as_ref())?;
+            Node::LanceScan(LanceScanNode {
+                uri: l.uri().to_string(),
+                version: l.version(),
+                schema: schema.encode_to_vec(),
+                groups: l
+                    .groups()
+                    .iter()
+                    .map(|g| FragmentGroup {
+                        fragments: g.clone(),
+                    })
+                    .collect(),
             })
         } else {
             return Err(DataFusionError::NotImplemented(format!(

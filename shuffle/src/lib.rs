@@ -25,7 +25,7 @@ pub use flight_server::ShuffleFlightService;
 pub use layout::ShuffleLayout;
 pub use read_exec::{ShuffleInput, ShuffleReadExec};
 pub use reader::{open_map_output, read_map_output, stream_map_output};
-pub use sink::{OutputSink, StagedOutput};
+pub use sink::{OutputSink, SinkMode, StagedOutput};
 pub use write_exec::{ShufflePartitioning, ShuffleWriteExec, TaskOutput};
 pub use writer::{PartitionOutput, ShuffleWriter};
 

@@ -6,13 +6,37 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use regatta_engine::io::{lance, staged, FileFormat, WriteMode};
 use regatta_proto::{OutputFormat as FormatMsg, OutputSink as SinkMsg, WriteMode as ModeMsg};
 
+/// What a write job's tasks do at the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkMode {
+    /// Write rows: a new output, or onto (or over) an existing one.
+    Write(WriteMode),
+    /// Add the rows' columns to a Lance dataset: partition `p`'s rows are the
+    /// new values for fragment `fragments[p]` of version `read_version`.
+    AddColumns {
+        read_version: u64,
+        fragments: Vec<u64>,
+    },
+}
+
+impl std::fmt::Display for SinkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Write(m) => write!(f, "{m:?}"),
+            Self::AddColumns { read_version, .. } => {
+                write!(f, "add columns to version {read_version}")
+            }
+        }
+    }
+}
+
 /// A write job's destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutputSink {
     /// A directory of part files (Parquet, CSV, JSON) or a Lance dataset.
     pub path: String,
     pub format: FileFormat,
-    pub mode: WriteMode,
+    pub mode: SinkMode,
     /// `<cluster id>/job-N`: names the staging area and tags the commit.
     pub job_tag: String,
 }
@@ -35,9 +59,29 @@ impl OutputSink {
         attempt: u32,
     ) -> DfResult<StagedOutput> {
         let external = |e: regatta_engine::EngineError| DataFusionError::External(Box::new(e));
+        let mode = match &self.mode {
+            SinkMode::Write(mode) => *mode,
+            SinkMode::AddColumns {
+                read_version,
+                fragments,
+            } => {
+                let fragment = fragments.get(partition as usize).ok_or_else(|| {
+                    DataFusionError::Plan(format!(
+                        "output {}: no fragment for partition {partition} (of {})",
+                        self.path,
+                        fragments.len()
+                    ))
+                })?;
+                let (written, rows) =
+                    lance::add_columns_to_fragment(stream, &self.path, *read_version, *fragment)
+                        .await
+                        .map_err(external)?;
+                return Ok(StagedOutput { rows, written });
+            }
+        };
         match self.format {
             FileFormat::Lance => {
-                let (written, rows) = lance::write_fragments(stream, &self.path, self.mode)
+                let (written, rows) = lance::write_fragments(stream, &self.path, mode)
                     .await
                     .map_err(external)?;
                 Ok(StagedOutput { rows, written })
@@ -56,6 +100,15 @@ impl OutputSink {
 
     /// The wire form.
     pub fn to_msg(&self) -> SinkMsg {
+        let (mode, read_version, fragments) = match &self.mode {
+            SinkMode::Write(WriteMode::Create) => (ModeMsg::Create, 0, Vec::new()),
+            SinkMode::Write(WriteMode::Append) => (ModeMsg::Append, 0, Vec::new()),
+            SinkMode::Write(WriteMode::Overwrite) => (ModeMsg::Overwrite, 0, Vec::new()),
+            SinkMode::AddColumns {
+                read_version,
+                fragments,
+            } => (ModeMsg::AddColumns, *read_version, fragments.clone()),
+        };
         SinkMsg {
             path: self.path.clone(),
             format: match self.format {
@@ -64,12 +117,10 @@ impl OutputSink {
                 FileFormat::Json => FormatMsg::Json,
                 FileFormat::Lance => FormatMsg::Lance,
             } as i32,
-            mode: match self.mode {
-                WriteMode::Create => ModeMsg::Create,
-                WriteMode::Append => ModeMsg::Append,
-                WriteMode::Overwrite => ModeMsg::Overwrite,
-            } as i32,
+            mode: mode as i32,
             job_tag: self.job_tag.clone(),
+            read_version,
+            fragments,
         }
     }
 
@@ -88,9 +139,13 @@ impl OutputSink {
             }
         };
         let mode = match m.mode() {
-            ModeMsg::Create | ModeMsg::Unspecified => WriteMode::Create,
-            ModeMsg::Append => WriteMode::Append,
-            ModeMsg::Overwrite => WriteMode::Overwrite,
+            ModeMsg::Create | ModeMsg::Unspecified => SinkMode::Write(WriteMode::Create),
+            ModeMsg::Append => SinkMode::Write(WriteMode::Append),
+            ModeMsg::Overwrite => SinkMode::Write(WriteMode::Overwrite),
+            ModeMsg::AddColumns => SinkMode::AddColumns {
+                read_version: m.read_version,
+                fragments: m.fragments.clone(),
+            },
         };
         Ok(Self {
             path: m.path.clone(),

@@ -240,7 +240,7 @@ impl DisplayAs for ShuffleWriteExec {
         if let Some(sink) = &self.sink {
             return write!(
                 f,
-                "ShuffleWriteExec: {}/{} write {:?} ({:?}) to {}",
+                "ShuffleWriteExec: {}/{} write {:?} ({}) to {}",
                 self.job, self.stage, sink.format, sink.mode, sink.path
             );
         }

@@ -102,6 +102,17 @@ pub async fn open(input: &str) -> Result<Dataset> {
     target.open().await
 }
 
+/// Version `version` of the dataset at `input` (a path or an object-store URL).
+pub async fn open_version(input: &str, version: u64) -> Result<Dataset> {
+    let target = Target::of(input)?;
+    lance::dataset::builder::DatasetBuilder::from_uri(&target.uri)
+        .with_version(version)
+        .with_session(storage::lance_provider::session())
+        .load()
+        .await
+        .map_err(lance_err(&target.uri))
+}
+
 /// A DataFusion table over the dataset at `input`, scanned in row order.
 pub async fn open_lance_provider(input: &str) -> Result<LanceTableProvider> {
     let ds = open(input).await?;
@@ -396,4 +407,115 @@ pub fn fragment_rows(json: &str) -> u64 {
     serde_json::from_str::<Vec<lance::table::format::Fragment>>(json)
         .map(|f| f.iter().map(|f| f.physical_rows.unwrap_or(0) as u64).sum())
         .unwrap_or(0)
+}
+
+/// What one task of a distributed column add wrote: fragment `fragment` of
+/// version `read_version`, with its new column's data file added.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct AddedColumnFragment {
+    pub read_version: u64,
+    pub fragment: lance::table::format::Fragment,
+}
+
+/// Writes the columns of `stream` (one row per live row of fragment `fragment`
+/// of version `version`, in its order) as a new data file of that fragment,
+/// uncommitted (one task of a distributed column add). Returns the updated
+/// fragment as JSON, for [`commit_added_columns`], and its rows.
+pub async fn add_columns_to_fragment(
+    stream: SendableRecordBatchStream,
+    dest: &str,
+    version: u64,
+    fragment: u64,
+) -> Result<(String, u64)> {
+    let uri = Target::of(dest)?.uri;
+    let ds = open_version(dest, version).await?;
+    let file = ds
+        .get_fragment(fragment as usize)
+        .ok_or_else(|| EngineError::Lance {
+            uri: uri.clone(),
+            message: format!("version {version} has no fragment {fragment}"),
+        })?;
+    let (updated, _schema) = file
+        .add_columns(NewColumnTransform::Stream(stream), None, None)
+        .await
+        .map_err(lance_err(&uri))?;
+    let rows = updated.physical_rows.unwrap_or(0) as u64;
+    let json = serde_json::to_string(&AddedColumnFragment {
+        read_version: version,
+        fragment: updated,
+    })
+    .map_err(|e| EngineError::Lance {
+        uri: uri.clone(),
+        message: format!("encoding a fragment: {e}"),
+    })?;
+    Ok((json, rows))
+}
+
+/// Commits the fragments every task of job `tag` rewrote (JSON from
+/// [`add_columns_to_fragment`], one per fragment of the version they read) as
+/// one new version holding the columns of `columns`. Exactly once: a version
+/// already committed by `tag` is returned instead. Every fragment of the read
+/// version must be there, or nothing is committed.
+pub async fn commit_added_columns(
+    dest: &str,
+    written: &[String],
+    columns: &datafusion::arrow::datatypes::Schema,
+    tag: &str,
+) -> Result<u64> {
+    use lance::dataset::transaction::{Operation, Transaction};
+    use lance::dataset::CommitBuilder;
+    let target = Target::of(dest)?;
+    let uri = target.uri.clone();
+    if let Some(version) = committed_version(dest, tag).await? {
+        log::info!("{tag}: {uri} version {version} was already committed by this job");
+        return Ok(version);
+    }
+    let bad = |message: String| EngineError::Lance {
+        uri: uri.clone(),
+        message,
+    };
+    let mut added = Vec::with_capacity(written.len());
+    for json in written {
+        let a: AddedColumnFragment = serde_json::from_str(json)
+            .map_err(|e| bad(format!("a task's fragment does not decode: {e}")))?;
+        added.push(a);
+    }
+    let Some(read_version) = added.first().map(|a| a.read_version) else {
+        return Err(bad("no task wrote a fragment".into()));
+    };
+    if added.iter().any(|a| a.read_version != read_version) {
+        return Err(bad("the tasks read different versions".into()));
+    }
+    let base = open_version(dest, read_version).await?;
+    let mut fragments: Vec<lance::table::format::Fragment> =
+        added.into_iter().map(|a| a.fragment).collect();
+    fragments.sort_by_key(|f| f.id);
+    let expected: Vec<u64> = base.get_fragments().iter().map(|f| f.id() as u64).collect();
+    let got: Vec<u64> = fragments.iter().map(|f| f.id).collect();
+    if expected != got {
+        return Err(bad(format!(
+            "version {read_version} has fragments {expected:?} but the tasks wrote {got:?}"
+        )));
+    }
+    // The schema the tasks wrote against: the read version's plus the new
+    // columns, numbered after its highest field id, as Lance numbers them.
+    let mut schema = base.schema().merge(columns).map_err(lance_err(&uri))?;
+    schema
+        .try_set_field_id(Some(base.manifest().max_field_id()))
+        .map_err(lance_err(&uri))?;
+    let preserves_nullability = columns.fields().iter().all(|f| f.is_nullable());
+    let operation = Operation::Merge {
+        fragments,
+        schema,
+        preserves_nullability,
+    };
+    let properties = std::collections::HashMap::from([(JOB_PROPERTY.to_string(), tag.to_string())]);
+    let txn = Transaction::new(read_version, operation, None);
+    let ds = CommitBuilder::new(uri.as_str())
+        .with_session(storage::lance_provider::session())
+        .with_transaction_properties(properties)
+        .execute(txn)
+        .await
+        .map_err(lance_err(&uri))?;
+    Ok(ds.version().version)
 }

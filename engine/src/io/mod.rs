@@ -1,6 +1,7 @@
 //! Reading and writing: path resolution, file formats and Lance datasets.
 
 pub mod lance;
+pub mod lance_scan;
 pub mod paths;
 pub mod sinks;
 pub mod sources;

@@ -10,10 +10,11 @@ use datafusion_proto::bytes::{
 };
 use regatta_common::{JobId, Resources};
 use regatta_engine::functions::ModelProvider;
+use regatta_engine::io::lance_scan::LanceFragmentTable;
 use regatta_engine::io::FileFormat;
 use regatta_engine::{Engine, EngineOptions};
 use regatta_proto::{submit_request, SubmitRequest, WriteMode as ProtoMode};
-use regatta_shuffle::{OutputSink, RegattaCodec};
+use regatta_shuffle::{OutputSink, RegattaCodec, SinkMode};
 
 use crate::{split_into_stages, Command, JobOutput, OutputMode, Result, SchedulerError, StageSpec};
 
@@ -62,12 +63,27 @@ impl Planner {
                 ));
             }
             let format = format_of(&t.name, &t.path, &t.format)?;
-            engine
-                .register(&t.name, &t.path, format)
-                .await
-                .map_err(|e| SchedulerError::Plan(format!("table {}: {e}", t.name)))?;
+            let table_err = |e| SchedulerError::Plan(format!("table {}: {e}", t.name));
+            if format == FileFormat::Lance {
+                // Read fragment by fragment, a scan the workers can run.
+                engine
+                    .register_lance_fragments(&t.name, &t.path, false)
+                    .await
+                    .map_err(table_err)?;
+            } else {
+                engine
+                    .register(&t.name, &t.path, format)
+                    .await
+                    .map_err(table_err)?;
+            }
         }
+        let mut new_column = None;
         let df = match &request.plan {
+            _ if request.new_column.is_some() => {
+                let (df, target) = new_column_frame(&engine, request).await?;
+                new_column = Some(target);
+                df
+            }
             Some(submit_request::Plan::Sql(sql)) => engine.sql(sql).await?,
             Some(submit_request::Plan::LogicalPlan(bytes)) => {
                 let ctx: &SessionContext = engine.context();
@@ -81,7 +97,16 @@ impl Planner {
                 ))
             }
         };
-        let physical = engine.physical_plan(df).await?;
+        let physical = match engine.physical_plan(df).await {
+            Err(e) if new_column.is_some() => {
+                return Err(SchedulerError::Plan(format!(
+                    "output {}: the new column cannot be computed row by row from the \
+                     dataset's own rows: {e}",
+                    request.output_path
+                )))
+            }
+            planned => planned?,
+        };
         let output = output_of(request, &physical.schema()).await?;
         let codec = RegattaCodec::encoder();
         let demand = Resources {
@@ -89,12 +114,38 @@ impl Planner {
             gpus: 0.0,
             memory: task_memory,
         };
-        let mut planned = split_into_stages(job, physical, partitions)?;
+        // A new column's rows must stay each fragment's, in order: no stage
+        // deals them out.
+        let cores = if new_column.is_some() { 1 } else { partitions };
+        let mut planned = split_into_stages(job, physical, cores)?;
+        if let Some(target) = &new_column {
+            let tasks = planned.last().map_or(0, |s| s.tasks() as usize);
+            if planned.len() != 1 || tasks != target.fragments().len() {
+                return Err(SchedulerError::Plan(format!(
+                    "output {}: a new column must be computed row by row from the \
+                     dataset's own rows (no aggregate, join, sort or window)",
+                    request.output_path
+                )));
+            }
+        }
         if let (Some(out), Some(last)) = (&output, planned.last_mut()) {
+            let mode = match (out.mode.write_mode(), &new_column) {
+                (Some(mode), _) => SinkMode::Write(mode),
+                (None, Some(target)) => SinkMode::AddColumns {
+                    read_version: target.version(),
+                    fragments: target.fragments().to_vec(),
+                },
+                (None, None) => {
+                    return Err(SchedulerError::Plan(format!(
+                        "output {}: mode add_columns needs the new column",
+                        out.path
+                    )))
+                }
+            };
             let sink = OutputSink {
                 path: out.path.clone(),
                 format: out.format.into(),
-                mode: out.mode.into(),
+                mode,
                 job_tag: job_tag.to_string(),
             };
             last.plan = Arc::new((*last.plan).clone().with_sink(Some(sink)));
@@ -148,7 +199,13 @@ async fn output_of(request: &SubmitRequest, schema: &SchemaRef) -> Result<Option
         ProtoMode::Create | ProtoMode::Unspecified => OutputMode::Create,
         ProtoMode::Append => OutputMode::Append,
         ProtoMode::Overwrite => OutputMode::Overwrite,
+        ProtoMode::AddColumns => OutputMode::AddColumns,
     };
+    if (mode == OutputMode::AddColumns) != request.new_column.is_some() {
+        return Err(SchedulerError::Plan(format!(
+            "output {path}: a new column goes with mode add_columns, and only it"
+        )));
+    }
     let plan_err =
         |e: regatta_engine::EngineError| SchedulerError::Plan(format!("output {path}: {e}"));
     match format {
@@ -162,9 +219,16 @@ async fn output_of(request: &SubmitRequest, schema: &SchemaRef) -> Result<Option
                 )));
             }
         }
-        _ => regatta_engine::io::staged::check_output(&path, format, mode.into())
-            .await
-            .map_err(plan_err)?,
+        _ => match mode.write_mode() {
+            Some(write) => regatta_engine::io::staged::check_output(&path, format, write)
+                .await
+                .map_err(plan_err)?,
+            None => {
+                return Err(SchedulerError::Plan(format!(
+                    "output {path}: only a Lance dataset takes new columns"
+                )))
+            }
+        },
     }
     let mut schema_ipc = Vec::new();
     let mut w = StreamWriter::try_new(&mut schema_ipc, schema)
@@ -178,4 +242,52 @@ async fn output_of(request: &SubmitRequest, schema: &SchemaRef) -> Result<Option
         mode,
         schema_ipc,
     }))
+}
+
+/// The table a new-column job reads: the dataset it adds to.
+const NEW_COLUMN_SOURCE: &str = "__regatta_new_column_source";
+
+/// A new-column job's rows: its expression over every row of the dataset at
+/// `output_path`, one partition per fragment, in order; and that dataset.
+async fn new_column_frame(
+    engine: &Engine,
+    request: &SubmitRequest,
+) -> Result<(datafusion::prelude::DataFrame, LanceFragmentTable)> {
+    use datafusion_proto::bytes::Serializeable;
+    let path = &request.output_path;
+    let plan_err = |m: String| SchedulerError::Plan(format!("output {path}: {m}"));
+    let Some(column) = &request.new_column else {
+        return Err(plan_err("no new column".into()));
+    };
+    if request.plan.is_some() {
+        return Err(plan_err(
+            "a new-column job computes from the dataset alone; it takes no plan".into(),
+        ));
+    }
+    if column.name.is_empty() {
+        return Err(plan_err("the new column has no name".into()));
+    }
+    let table = engine
+        .register_lance_fragments(NEW_COLUMN_SOURCE, path, true)
+        .await
+        .map_err(|e| plan_err(e.to_string()))?;
+    if table.fragments().is_empty() {
+        return Err(plan_err(
+            "the dataset has no rows to add a column to".into(),
+        ));
+    }
+    let ctx = engine.context();
+    if datafusion::datasource::TableProvider::schema(&table)
+        .field_with_name(&column.name)
+        .is_ok()
+    {
+        return Err(plan_err(format!("column {} already exists", column.name)));
+    }
+    let expr = datafusion::prelude::Expr::from_bytes_with_ctx(&column.expr, &ctx.task_ctx())
+        .map_err(|e| plan_err(format!("malformed column expression: {e}")))?;
+    let df = ctx
+        .table(NEW_COLUMN_SOURCE)
+        .await?
+        .select(vec![expr.alias(&column.name)])?;
+    Ok((df, table))
 }

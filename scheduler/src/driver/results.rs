@@ -28,12 +28,23 @@ pub async fn commit_output(
     since: std::time::SystemTime,
 ) -> Result<Option<u64>> {
     let format: FileFormat = out.format.into();
-    let mode: WriteMode = out.mode.into();
+    let schema = || {
+        StreamReader::try_new(Cursor::new(out.schema_ipc.as_slice()), None)
+            .map(|r| r.schema())
+            .map_err(|e| SchedulerError::Plan(format!("output {}: schema: {e}", out.path)))
+    };
+    let Some(mode) = out.mode.write_mode() else {
+        // New columns: every fragment rewritten once, committed as one Merge.
+        let fragments: Vec<String> = written.iter().map(|(_, w)| w.clone()).collect();
+        let version = lance::commit_added_columns(&out.path, &fragments, schema()?.as_ref(), tag)
+            .await
+            .map_err(output_err(out))?;
+        log::info!("{tag}: added columns to {} as version {version}", out.path);
+        return Ok(None);
+    };
     match format {
         FileFormat::Lance => {
-            let schema = StreamReader::try_new(Cursor::new(out.schema_ipc.as_slice()), None)
-                .map_err(|e| SchedulerError::Plan(format!("output {}: schema: {e}", out.path)))?
-                .schema();
+            let schema = schema()?;
             let fragments: Vec<String> = written.iter().map(|(_, w)| w.clone()).collect();
             let version = lance::commit_fragments(&out.path, mode, &fragments, &schema, tag)
                 .await
@@ -91,7 +102,7 @@ pub async fn discard_output(
             let committed = lance::dataset_exists(&out.path)
                 .await
                 .map_err(output_err(out))?;
-            if committed || WriteMode::from(out.mode) == WriteMode::Create {
+            if committed || out.mode.write_mode() == Some(WriteMode::Create) {
                 lance::remove_unreferenced(&out.path, since)
                     .await
                     .map_err(output_err(out))?;
