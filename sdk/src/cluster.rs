@@ -238,6 +238,12 @@ impl ClusterClient {
         }
     }
 
+    /// The driver's progress messages for `job`, one per change, ending with it.
+    pub(crate) async fn watch_stream(&self, job: u64) -> Result<tonic::Streaming<JobInfo>> {
+        self.call(|mut c| async move { c.watch_job(JobRequest { job_id: job }).await })
+            .await
+    }
+
     /// Where a job's result partitions are (the rows stay on the workers).
     pub async fn result_locations(&self, job: u64) -> Result<ResultLocationsResponse> {
         self.call(|mut c| async move { c.result_locations(JobRequest { job_id: job }).await })

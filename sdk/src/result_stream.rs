@@ -92,6 +92,8 @@ impl Reader {
         let mut delivered = 0u64;
         let mut wait = Duration::from_millis(20);
         let mut stuck_since: Option<(Instant, String)> = None;
+        let mut watch: Option<tonic::Streaming<regatta_proto::JobInfo>> = None;
+        let mut watch_ended = false;
         loop {
             let loc = self.client.result_locations(self.job).await?;
             let info = loc.job.clone().unwrap_or_default();
@@ -156,8 +158,25 @@ impl Reader {
             if progressed {
                 wait = Duration::from_millis(20);
             } else {
-                // Nothing new is done yet: ask again soon, less often over time.
-                tokio::time::sleep(wait).await;
+                // Nothing new is done yet: wait for the driver's next progress
+                // message (it pushes one when a task ends), at most `wait`, so
+                // the end of a job is seen when it happens, not at the next poll.
+                if watch.is_none() && !watch_ended {
+                    watch = self.client.watch_stream(self.job).await.ok();
+                    watch_ended = watch.is_none();
+                }
+                match watch.as_mut() {
+                    Some(w) => match tokio::time::timeout(wait, w.message()).await {
+                        Ok(Ok(Some(_))) | Err(_) => {}
+                        // Ended (the job did, or the leader changed) or failed:
+                        // polling alone from here.
+                        Ok(_) => {
+                            watch = None;
+                            watch_ended = true;
+                        }
+                    },
+                    None => tokio::time::sleep(wait).await,
+                }
                 wait = (wait * 2).min(Duration::from_millis(500));
             }
         }
