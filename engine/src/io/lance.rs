@@ -285,8 +285,7 @@ pub async fn commit_fragments(
     schema: &datafusion::arrow::datatypes::Schema,
     tag: &str,
 ) -> Result<u64> {
-    use lance::dataset::transaction::{Operation, Transaction};
-    use lance::dataset::CommitBuilder;
+    use lance::dataset::transaction::Operation;
     use lance::table::format::Fragment;
     let target = Target::of(dest)?;
     let uri = target.uri.clone();
@@ -322,14 +321,26 @@ pub async fn commit_fragments(
             initial_bases: None,
         },
     };
+    commit_tagged(&uri, read_version, operation, tag).await
+}
+
+/// Commits `operation` on version `read_version` of the dataset at `uri`, the
+/// transaction tagged with job `tag` (see [`committed_version`]). Returns the
+/// new version.
+async fn commit_tagged(
+    uri: &str,
+    read_version: u64,
+    operation: lance::dataset::transaction::Operation,
+    tag: &str,
+) -> Result<u64> {
+    use lance::dataset::transaction::Transaction;
     let properties = std::collections::HashMap::from([(JOB_PROPERTY.to_string(), tag.to_string())]);
-    let txn = Transaction::new(read_version, operation, None);
-    let ds = CommitBuilder::new(uri.as_str())
+    let ds = lance::dataset::CommitBuilder::new(uri)
         .with_session(storage::lance_provider::session())
         .with_transaction_properties(properties)
-        .execute(txn)
+        .execute(Transaction::new(read_version, operation, None))
         .await
-        .map_err(lance_err(&uri))?;
+        .map_err(lance_err(uri))?;
     Ok(ds.version().version)
 }
 
@@ -462,8 +473,7 @@ pub async fn commit_added_columns(
     columns: &datafusion::arrow::datatypes::Schema,
     tag: &str,
 ) -> Result<u64> {
-    use lance::dataset::transaction::{Operation, Transaction};
-    use lance::dataset::CommitBuilder;
+    use lance::dataset::transaction::Operation;
     let target = Target::of(dest)?;
     let uri = target.uri.clone();
     if let Some(version) = committed_version(dest, tag).await? {
@@ -509,13 +519,5 @@ pub async fn commit_added_columns(
         schema,
         preserves_nullability,
     };
-    let properties = std::collections::HashMap::from([(JOB_PROPERTY.to_string(), tag.to_string())]);
-    let txn = Transaction::new(read_version, operation, None);
-    let ds = CommitBuilder::new(uri.as_str())
-        .with_session(storage::lance_provider::session())
-        .with_transaction_properties(properties)
-        .execute(txn)
-        .await
-        .map_err(lance_err(&uri))?;
-    Ok(ds.version().version)
+    commit_tagged(&uri, read_version, operation, tag).await
 }
