@@ -77,21 +77,19 @@ impl Planner {
                     .map_err(table_err)?;
             }
         }
-        let mut new_column = None;
-        let df = match &request.plan {
-            _ if request.new_column.is_some() => {
+        let (df, new_column) = match (&request.new_column, &request.plan) {
+            (Some(_), _) => {
                 let (df, target) = new_column_frame(&engine, request).await?;
-                new_column = Some(target);
-                df
+                (df, Some(target))
             }
-            Some(submit_request::Plan::Sql(sql)) => engine.sql(sql).await?,
-            Some(submit_request::Plan::LogicalPlan(bytes)) => {
+            (None, Some(submit_request::Plan::Sql(sql))) => (engine.sql(sql).await?, None),
+            (None, Some(submit_request::Plan::LogicalPlan(bytes))) => {
                 let ctx: &SessionContext = engine.context();
                 let plan = logical_plan_from_bytes(bytes, &ctx.task_ctx())
                     .map_err(|e| SchedulerError::Plan(format!("malformed logical plan: {e}")))?;
-                ctx.execute_logical_plan(plan).await?
+                (ctx.execute_logical_plan(plan).await?, None)
             }
-            None => {
+            (None, None) => {
                 return Err(SchedulerError::Plan(
                     "the request has no plan or SQL".into(),
                 ))
