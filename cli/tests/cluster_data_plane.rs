@@ -325,6 +325,63 @@ fn a_worker_killed_during_a_write_leaves_every_row_once_in_one_version() {
     assert_eq!(versions, 1);
     assert_eq!(referenced, on_disk, "a failed attempt's file remains");
     no_staging_beside(&lance);
+    no_staging_inside(&lance);
+}
+
+/// No job's staging prefix left inside the Lance dataset at `dest`.
+fn no_staging_inside(dest: &Path) {
+    let leftovers: Vec<String> = std::fs::read_dir(dest)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.starts_with("_regatta-staging-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_worker_killed_during_an_append_leaves_every_row_once_and_other_writers_files_alone() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let (first, second) = (d.path().join("first"), d.path().join("second"));
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&second).unwrap();
+    let mut c = cluster(&d.path().join("spill"));
+    let lance = d.path().join("thumbs.lance");
+    let mut cmd = c.cli();
+    cmd.args(["submit", "-o", lance.to_str().unwrap()]);
+    ok(common::with_tables(&mut cmd, &[images(&first, 20)]).arg(THUMBS));
+    // Another writer's data file, not committed (yet): never ours to remove.
+    let foreign = lance.join("data").join("another-writers-uncommitted.lance");
+    std::fs::write(&foreign, b"not regatta's").unwrap();
+
+    let mut cmd = c.cli();
+    cmd.args(["submit", "--detach", "--output-mode", "append", "-o"])
+        .arg(&lance);
+    let job: u64 = ok(common::with_tables(&mut cmd, &[images(&second, 240)]).arg(THUMBS))
+        .trim()
+        .parse()
+        .unwrap();
+    let at_kill = c.wait_for(job, Duration::from_secs(60), |j| j.stages_done >= 1);
+    assert_eq!(at_kill.status, "running", "finished before the kill");
+    c.workers[2].0.kill().unwrap();
+    let end = c.wait_for(job, Duration::from_secs(120), common::JobLine::finished);
+    assert_eq!(end.status, "succeeded", "{}", end.line);
+    assert_eq!(end.rows, 242, "the job's own rows: {}", end.line);
+    let counted = local_csv(
+        &[format!("t={}", lance.display())],
+        "SELECT count(*) AS n, count(DISTINCT id) AS k FROM t",
+    );
+    assert_eq!(counted.lines().nth(1).unwrap(), "264,242", "22 + 242 rows");
+    let (versions, referenced, on_disk) = lance_files(&lance);
+    assert_eq!(versions, 2, "the append is one version");
+    assert_eq!(
+        referenced + 1,
+        on_disk,
+        "a failed attempt's file remains, or the other writer's went"
+    );
+    assert!(foreign.exists(), "another writer's file was removed");
+    no_staging_inside(&lance);
 }
 
 #[test]

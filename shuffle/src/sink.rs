@@ -3,7 +3,7 @@
 
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::physical_plan::SendableRecordBatchStream;
-use regatta_engine::io::{lance, staged, FileFormat, WriteMode};
+use regatta_engine::io::{lance, lance_staged, staged, FileFormat, WriteMode};
 use regatta_proto::{OutputFormat as FormatMsg, OutputSink as SinkMsg, WriteMode as ModeMsg};
 
 /// What a write job's tasks do at the destination.
@@ -46,7 +46,7 @@ pub struct OutputSink {
 pub struct StagedOutput {
     pub rows: u64,
     /// For the commit: the staged part's file name (empty: no rows), or the
-    /// Lance fragments as JSON.
+    /// staged Lance fragments as JSON.
     pub written: String,
 }
 
@@ -81,9 +81,16 @@ impl OutputSink {
         };
         match self.format {
             FileFormat::Lance => {
-                let (written, rows) = lance::write_fragments(stream, &self.path, mode)
-                    .await
-                    .map_err(external)?;
+                let (written, rows) = lance_staged::stage_fragments(
+                    stream,
+                    &self.path,
+                    mode,
+                    &self.job_tag,
+                    partition,
+                    attempt,
+                )
+                .await
+                .map_err(external)?;
                 Ok(StagedOutput { rows, written })
             }
             format => {

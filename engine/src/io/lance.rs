@@ -20,8 +20,8 @@ use crate::{EngineError, Result};
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     /// What Lance is given: a local path or the object URL.
-    uri: String,
-    remote: Option<ObjectUrl>,
+    pub(crate) uri: String,
+    pub(crate) remote: Option<ObjectUrl>,
 }
 
 impl Target {
@@ -39,7 +39,7 @@ impl Target {
         })
     }
 
-    fn write_params(&self, mode: LanceMode) -> Result<WriteParams> {
+    pub(crate) fn write_params(&self, mode: LanceMode) -> Result<WriteParams> {
         Ok(WriteParams {
             mode,
             session: Some(storage::lance_provider::session()),
@@ -57,14 +57,14 @@ impl Target {
 
     /// A committed dataset is there (not just the data files of uncommitted
     /// fragments that a distributed write staged).
-    async fn is_dataset(&self) -> Result<bool> {
+    pub(crate) async fn is_dataset(&self) -> Result<bool> {
         match &self.remote {
             Some(url) => remote::exists(&url.join("_versions")).await,
             None => Ok(std::path::Path::new(&self.uri).join("_versions").is_dir()),
         }
     }
 
-    async fn open(&self) -> Result<Dataset> {
+    pub(crate) async fn open(&self) -> Result<Dataset> {
         lance::dataset::builder::DatasetBuilder::from_uri(&self.uri)
             .with_session(storage::lance_provider::session())
             .load()
@@ -73,7 +73,7 @@ impl Target {
     }
 }
 
-fn lance_err(uri: &str) -> impl FnOnce(lance::Error) -> EngineError + '_ {
+pub(crate) fn lance_err(uri: &str) -> impl FnOnce(lance::Error) -> EngineError + '_ {
     move |e| EngineError::Lance {
         uri: uri.to_string(),
         message: e.to_string(),
@@ -194,61 +194,6 @@ pub async fn schema_metadata(input: &str) -> Result<std::collections::HashMap<St
 /// The transaction property naming the job that committed a version.
 pub const JOB_PROPERTY: &str = "regatta.job";
 
-async fn lance_mode(target: &Target, mode: WriteMode) -> Result<LanceMode> {
-    let exists = target.is_dataset().await?;
-    Ok(match mode {
-        WriteMode::Create => LanceMode::Create,
-        WriteMode::Append if exists => LanceMode::Append,
-        WriteMode::Append => LanceMode::Create,
-        WriteMode::Overwrite => LanceMode::Overwrite,
-    })
-}
-
-/// Writes `stream` as fragments of the dataset at `dest` without committing
-/// them (one task of a distributed write). Returns the fragments as JSON, for
-/// [`commit_fragments`], and the rows written.
-pub async fn write_fragments(
-    stream: SendableRecordBatchStream,
-    dest: &str,
-    mode: WriteMode,
-) -> Result<(String, u64)> {
-    use lance::dataset::transaction::Operation;
-    let target = Target::of(dest)?;
-    let uri = target.uri.clone();
-    let params = target.write_params(lance_mode(&target, mode).await?)?;
-    let mut stream = futures::StreamExt::peekable(stream);
-    // Lance refuses an empty write; a task with no rows stages no fragment.
-    if std::pin::Pin::new(&mut stream).peek().await.is_none() {
-        return Ok(("[]".into(), 0));
-    }
-    let schema = stream.get_ref().schema();
-    let stream: SendableRecordBatchStream =
-        Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream));
-    let txn = InsertBuilder::new(uri.as_str())
-        .with_params(&params)
-        .execute_uncommitted_stream(stream)
-        .await
-        .map_err(lance_err(&uri))?;
-    let fragments = match txn.operation {
-        Operation::Append { fragments } | Operation::Overwrite { fragments, .. } => fragments,
-        other => {
-            return Err(EngineError::Lance {
-                uri,
-                message: format!("an uncommitted write gave a {other} transaction"),
-            })
-        }
-    };
-    let rows = fragments
-        .iter()
-        .map(|f| f.physical_rows.unwrap_or(0) as u64)
-        .sum();
-    let json = serde_json::to_string(&fragments).map_err(|e| EngineError::Lance {
-        uri: uri.clone(),
-        message: format!("encoding fragments: {e}"),
-    })?;
-    Ok((json, rows))
-}
-
 /// The dataset version job `tag` committed to `dest`, if it did.
 pub async fn committed_version(dest: &str, tag: &str) -> Result<Option<u64>> {
     let target = Target::of(dest)?;
@@ -273,55 +218,65 @@ pub async fn committed_version(dest: &str, tag: &str) -> Result<Option<u64>> {
     Ok(None)
 }
 
-/// Commits the fragments every task of job `tag` wrote (JSON from
-/// [`write_fragments`]) to `dest` as one new version: an append, or an
-/// overwrite (which creates a new dataset). Exactly once: a version already
-/// committed by `tag` is found and returned instead of committing again.
-/// Returns the version.
+/// Commits the fragments every task of job `tag` staged (reports from
+/// [`stage_fragments`](super::lance_staged::stage_fragments)) to `dest` as one
+/// new version: an append, or an overwrite (which creates a new dataset). Their
+/// data files are moved into the dataset first; what else the job staged (the
+/// attempts that lost) is removed after. Exactly once: a version already
+/// committed by `tag` is found and returned instead of committing again, and a
+/// commit that fails removes the files it moved. Returns the version.
 pub async fn commit_fragments(
     dest: &str,
     mode: WriteMode,
-    fragments: &[String],
+    reports: &[String],
     schema: &datafusion::arrow::datatypes::Schema,
     tag: &str,
 ) -> Result<u64> {
+    use super::lance_staged;
     use lance::dataset::transaction::Operation;
-    use lance::table::format::Fragment;
     let target = Target::of(dest)?;
     let uri = target.uri.clone();
     if let Some(version) = committed_version(dest, tag).await? {
         log::info!("{tag}: {uri} version {version} was already committed by this job");
+        lance_staged::discard_staging(dest, tag).await?;
         return Ok(version);
-    }
-    let mut all: Vec<Fragment> = Vec::new();
-    for json in fragments {
-        let mut f: Vec<Fragment> = serde_json::from_str(json).map_err(|e| EngineError::Lance {
-            uri: uri.clone(),
-            message: format!("a task's fragment list does not decode: {e}"),
-        })?;
-        all.append(&mut f);
     }
     let existing = if target.is_dataset().await? {
         Some(target.open().await?)
     } else {
         None
     };
-    let read_version = existing.as_ref().map_or(0, |d| d.version().version);
-    let operation = match (mode, &existing) {
-        (WriteMode::Create, Some(_)) => {
-            return Err(EngineError::InvalidArgument(format!(
+    if let (WriteMode::Create, Some(_)) = (mode, &existing) {
+        return Err(EngineError::InvalidArgument(format!(
             "Lance dataset {uri} appeared while the job ran; write with mode append or overwrite"
-        )))
-        }
-        (WriteMode::Append, Some(_)) => Operation::Append { fragments: all },
+        )));
+    }
+    let read_version = existing.as_ref().map_or(0, |d| d.version().version);
+    let (fragments, moved) = lance_staged::adopt(dest, reports).await?;
+    let operation = match (mode, &existing) {
+        (WriteMode::Append, Some(_)) => Operation::Append { fragments },
         _ => Operation::Overwrite {
-            fragments: all,
+            fragments,
             schema: lance::datatypes::Schema::try_from(schema).map_err(lance_err(&uri))?,
             config_upsert_values: None,
             initial_bases: None,
         },
     };
-    commit_tagged(&uri, read_version, operation, tag).await
+    match commit_tagged(&uri, read_version, operation, tag).await {
+        Ok(version) => {
+            lance_staged::discard_staging(dest, tag).await?;
+            Ok(version)
+        }
+        Err(e) => {
+            // Unless the commit landed after all, its moved files are strays.
+            if committed_version(dest, tag).await.ok().flatten().is_none() {
+                if let Err(r) = lance_staged::remove_moved(dest, &moved).await {
+                    log::warn!("{tag}: removing the files of a failed commit: {r}");
+                }
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Commits `operation` on version `read_version` of the dataset at `uri`, the
@@ -411,13 +366,6 @@ pub async fn remove_unreferenced(dest: &str, since: std::time::SystemTime) -> Re
         }
     }
     Ok(removed)
-}
-
-/// Rows in a fragment list from [`write_fragments`] (0 if it does not decode).
-pub fn fragment_rows(json: &str) -> u64 {
-    serde_json::from_str::<Vec<lance::table::format::Fragment>>(json)
-        .map(|f| f.iter().map(|f| f.physical_rows.unwrap_or(0) as u64).sum())
-        .unwrap_or(0)
 }
 
 /// What one task of a distributed column add wrote: fragment `fragment` of

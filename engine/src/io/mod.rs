@@ -1,7 +1,9 @@
 //! Reading and writing: path resolution, file formats and Lance datasets.
 
+mod dir_append;
 pub mod lance;
 pub mod lance_scan;
+pub mod lance_staged;
 pub mod paths;
 pub mod sinks;
 pub mod sources;

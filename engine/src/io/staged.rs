@@ -18,6 +18,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
 
+use super::dir_append::{append_parts, NewPart};
 use super::paths::local_path;
 use super::sinks::{FileFormat, WriteMode};
 use super::staged_remote;
@@ -233,16 +234,15 @@ pub fn publish_parts(
     }
     match mode {
         WriteMode::Append => {
-            // Each part appears whole, in one rename; a reader may see some of a
-            // job's parts before the rest.
-            std::fs::create_dir_all(&dest).map_err(io_err(&dest))?;
+            // All the job's parts appear in one step (see dir_append).
+            let mut new_parts = Vec::with_capacity(parts.len());
             for p in parts {
-                let from = staging.join(&p.file);
-                let to = dest.join(published_part_name(p.partition, tag, format)?);
-                if from.exists() {
-                    std::fs::rename(&from, &to).map_err(io_err(&to))?;
-                }
+                new_parts.push(NewPart {
+                    staged: staging.join(&p.file),
+                    name: published_part_name(p.partition, tag, format)?,
+                });
             }
+            append_parts(&dest, &sibling(&dest, "publish", tag), &new_parts)?;
         }
         WriteMode::Create | WriteMode::Overwrite => {
             // The parts gather in a directory beside `dest` that becomes `dest` in

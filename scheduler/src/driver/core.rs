@@ -803,8 +803,7 @@ impl Driver {
                 return Err(SchedulerError::NotLeader { leader: None });
             }
             let tag = self.job_tag(job);
-            let since = self.job_started_at(job);
-            match commit_output(&out, &tag, &written, since).await {
+            match commit_output(&out, &tag, &written).await {
                 Ok(committed) => rows = committed.unwrap_or(rows),
                 Err(e) => {
                     let reason = format!("committing the output {}: {e}", out.path);

@@ -7,7 +7,7 @@
 use std::io::Cursor;
 
 use datafusion::arrow::ipc::reader::StreamReader;
-use regatta_engine::io::{lance, staged, FileFormat, WriteMode};
+use regatta_engine::io::{lance, lance_staged, staged, FileFormat, WriteMode};
 
 use crate::{JobOutput, Result, SchedulerError};
 
@@ -25,7 +25,6 @@ pub async fn commit_output(
     out: &JobOutput,
     tag: &str,
     written: &[(u32, String)],
-    since: std::time::SystemTime,
 ) -> Result<Option<u64>> {
     let format: FileFormat = out.format.into();
     let schema = || {
@@ -50,16 +49,6 @@ pub async fn commit_output(
                 .await
                 .map_err(output_err(out))?;
             log::info!("{tag}: committed version {version} of {}", out.path);
-            if mode == WriteMode::Create {
-                // The job made this dataset, so every data file no version
-                // references is a failed or superseded attempt's.
-                let removed = lance::remove_unreferenced(&out.path, since)
-                    .await
-                    .map_err(output_err(out))?;
-                if removed > 0 {
-                    log::info!("{tag}: removed {removed} files of failed attempts");
-                }
-            }
             // The job's own rows, not the dataset's after an append.
             let rows = fragments_rows(&fragments);
             Ok(Some(rows))
@@ -84,8 +73,7 @@ pub async fn commit_output(
 
 /// Rows in the fragments the tasks reported.
 fn fragments_rows(fragments: &[String]) -> u64 {
-    use regatta_engine::io::lance::fragment_rows;
-    fragments.iter().map(|f| fragment_rows(f)).sum()
+    fragments.iter().map(|f| lance_staged::staged_rows(f)).sum()
 }
 
 /// Removes what a failed or cancelled job staged for `out`: part files, or
@@ -97,12 +85,14 @@ pub async fn discard_output(
 ) -> Result<()> {
     match FileFormat::from(out.format) {
         FileFormat::Lance => {
-            // A dataset this job was creating is the job's alone; in any other
-            // mode only a committed dataset's stray files are touched.
-            let committed = lance::dataset_exists(&out.path)
+            // Every attempt's files are under the job's staging prefix. A
+            // dataset this job was creating is the job's alone, so files a
+            // commit moved into it and never committed go too; in any other
+            // mode, files outside the staging prefix are left to their writers.
+            lance_staged::discard_staging(&out.path, tag)
                 .await
                 .map_err(output_err(out))?;
-            if committed || out.mode.write_mode() == Some(WriteMode::Create) {
+            if out.mode.write_mode() == Some(WriteMode::Create) {
                 lance::remove_unreferenced(&out.path, since)
                     .await
                     .map_err(output_err(out))?;
