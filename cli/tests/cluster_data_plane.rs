@@ -450,6 +450,38 @@ fn a_connected_sessions_dataframes_stream_count_and_write_on_the_workers() {
             .write(path, FileFormat::Lance, WriteMode::Overwrite)
             .await?;
         assert_eq!(local.read_lance(path).await?.count().await?, expected);
+        // A Lance DataFrame runs on the workers, at the version it was built on
+        // (an append made after it is not read), with the local engine's rows.
+        let per_flag = |df: DataFrame| async move {
+            df.filter(col("l_quantity").gt(lit(10)))?
+                .aggregate(
+                    vec![col("l_returnflag")],
+                    vec![count(col("l_orderkey")).alias("n")],
+                )?
+                .sort(vec![col("l_returnflag").sort(true, false)])?
+                .to_table_string(10)
+                .await
+        };
+        let on_cluster = session.read_lance(path).await?;
+        let before = local.read_lance(path).await?;
+        local
+            .read_parquet(&lineitem)
+            .await?
+            .write(path, FileFormat::Lance, WriteMode::Append)
+            .await?;
+        let tasks_before: u64 = c.workers().iter().map(|w| w.tasks_done).sum();
+        assert_eq!(per_flag(on_cluster).await?, per_flag(before).await?);
+        let tasks_after: u64 = c.workers().iter().map(|w| w.tasks_done).sum();
+        assert!(
+            tasks_after > tasks_before,
+            "the Lance DataFrame ran locally"
+        );
+        assert_eq!(session.read_lance(path).await?.count().await?, 2 * expected);
+        local
+            .read_parquet(&lineitem)
+            .await?
+            .write(path, FileFormat::Lance, WriteMode::Overwrite)
+            .await?;
         let csv = out.join("items_csv");
         let n = df().await?.write_csv(csv.to_str().unwrap()).await?;
         assert_eq!(n as usize, expected);
@@ -463,7 +495,10 @@ fn a_connected_sessions_dataframes_stream_count_and_write_on_the_workers() {
     })
     .unwrap();
     let (versions, referenced, on_disk) = lance_files(&out.join("items.lance"));
-    assert_eq!(versions, 3, "create, append, overwrite: one version each");
+    assert_eq!(
+        versions, 5,
+        "create, append, overwrite on the cluster, then a local append and overwrite"
+    );
     assert!(referenced <= on_disk);
     let (bad, _, err) = output(
         regatta()

@@ -235,6 +235,14 @@ impl Engine {
         io::read(&self.ctx, input, format).await
     }
 
+    /// The latest version of the Lance dataset at `input`, read fragment by
+    /// fragment: a scan a cluster's workers can run (see
+    /// [`io::lance_scan::LanceFragmentTable`]).
+    pub async fn read_lance_fragments(&self, input: &str) -> Result<DataFrame> {
+        let table = io::lance_scan::LanceFragmentTable::open(input, false).await?;
+        Ok(self.ctx.read_table(Arc::new(table))?)
+    }
+
     /// The frames of the videos `input` names (a file, directory, glob, `file://`
     /// URL or object-store URL), one row each, decoded as the rows are read.
     pub fn read_video_frames(

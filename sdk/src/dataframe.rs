@@ -46,13 +46,16 @@ impl DataFrame {
     /// The request that runs this DataFrame's plan on a cluster.
     fn remote_request(&self) -> Result<regatta_proto::SubmitRequest> {
         let plan = self.df.logical_plan().clone();
-        let bytes = datafusion_proto::bytes::logical_plan_to_bytes(&plan).map_err(|e| {
-            crate::Error::InvalidArgument(format!(
-                "this DataFrame cannot be sent to a cluster: {e} (in-memory tables and \
+        let codec = regatta_shuffle::RegattaLogicalCodec::default();
+        let bytes =
+            datafusion_proto::bytes::logical_plan_to_bytes_with_extension_codec(&plan, &codec)
+                .map_err(|e| {
+                    crate::Error::InvalidArgument(format!(
+                        "this DataFrame cannot be sent to a cluster: {e} (in-memory tables and \
                  functions registered only in this process cannot run remotely; write the \
                  data to Parquet, or register the function in the workers)"
-            ))
-        })?;
+                    ))
+                })?;
         Ok(regatta_proto::SubmitRequest {
             plan: Some(regatta_proto::submit_request::Plan::LogicalPlan(
                 bytes.to_vec(),

@@ -189,8 +189,13 @@ impl Session {
         self.read(path, FileFormat::Json).await
     }
 
-    /// Reads a Lance dataset.
+    /// Reads a Lance dataset (its latest version). On a connected session the
+    /// DataFrame reads that version fragment by fragment, so the workers can run
+    /// it; a local one reads through Lance's own provider.
     pub async fn read_lance(&self, path: &str) -> Result<DataFrame> {
+        if self.cluster.is_some() {
+            return Ok(self.wrap(self.engine.read_lance_fragments(path).await?));
+        }
         self.read(path, FileFormat::Lance).await
     }
 

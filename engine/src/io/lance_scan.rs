@@ -54,8 +54,33 @@ impl LanceFragmentTable {
         })
     }
 
+    /// A snapshot already described (a plan's table, decoded): nothing is opened.
+    pub fn from_parts(
+        uri: String,
+        version: u64,
+        schema: SchemaRef,
+        fragments: Vec<u64>,
+        per_fragment: bool,
+    ) -> Self {
+        Self {
+            uri,
+            version,
+            schema,
+            fragments,
+            per_fragment,
+        }
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
     pub fn version(&self) -> u64 {
         self.version
+    }
+
+    pub fn per_fragment(&self) -> bool {
+        self.per_fragment
     }
 
     pub fn fragments(&self) -> &[u64] {

@@ -6,7 +6,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::prelude::SessionContext;
 use datafusion_proto::bytes::{
-    logical_plan_from_bytes, physical_plan_to_bytes_with_extension_codec,
+    logical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
 };
 use regatta_common::{JobId, Resources};
 use regatta_engine::functions::ModelProvider;
@@ -85,8 +85,12 @@ impl Planner {
             (None, Some(submit_request::Plan::Sql(sql))) => (engine.sql(sql).await?, None),
             (None, Some(submit_request::Plan::LogicalPlan(bytes))) => {
                 let ctx: &SessionContext = engine.context();
-                let plan = logical_plan_from_bytes(bytes, &ctx.task_ctx())
-                    .map_err(|e| SchedulerError::Plan(format!("malformed logical plan: {e}")))?;
+                let codec = regatta_shuffle::RegattaLogicalCodec::default();
+                let plan =
+                    logical_plan_from_bytes_with_extension_codec(bytes, &ctx.task_ctx(), &codec)
+                        .map_err(|e| {
+                            SchedulerError::Plan(format!("malformed logical plan: {e}"))
+                        })?;
                 (ctx.execute_logical_plan(plan).await?, None)
             }
             (None, None) => {
