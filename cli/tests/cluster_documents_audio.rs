@@ -134,3 +134,88 @@ fn image_classification_and_face_detection_on_the_cluster_give_the_local_rows() 
         assert_eq!(remote, local);
     }
 }
+
+/// W9's steps (frames → faces → one row per face → crop → PNG), counted per frame.
+fn w9_faces_per_frame(videos: &std::path::Path) -> String {
+    format!(
+        "SELECT regexp_replace(url, '^.*/', '') AS video, frame_index, pts_seconds, \
+           count(*) AS faces, min(image_decode(png)['width']) > 8 AS cropped \
+         FROM (SELECT url, frame_index, pts_seconds, \
+                 image_encode(image_crop(image, CAST(f['x'] AS INT), CAST(f['y'] AS INT), \
+                   CAST(f['w'] AS INT), CAST(f['h'] AS INT)), 'png') AS png \
+               FROM (SELECT url, frame_index, pts_seconds, image, \
+                       unnest(detect_faces(image)) AS f \
+                     FROM video_frames('{}', 'every=6, size=320x240'))) \
+         GROUP BY url, frame_index, pts_seconds ORDER BY video, frame_index",
+        videos.display()
+    )
+}
+
+#[test]
+fn video_face_detection_on_the_cluster_decodes_on_the_workers_and_gives_the_local_rows() {
+    use regatta_tests::video_makers::{zoom_video, VideoKind};
+    regatta_tests::mtcnn_dir();
+    let d = tempfile::tempdir().unwrap();
+    let videos = d.path().join("videos");
+    std::fs::create_dir_all(&videos).unwrap();
+    let astronaut = regatta_tests::photos_dir().join("astronaut.png");
+    for (name, kind) in [
+        ("a.mp4", VideoKind::H264Mp4),
+        ("b.avi", VideoKind::Mpeg4Avi),
+        ("c.mp4", VideoKind::H264Mp4),
+    ] {
+        zoom_video(&astronaut, &videos.join(name), kind, 24, (320, 240)).unwrap();
+    }
+    let sql = w9_faces_per_frame(&videos);
+    let local = ok(regatta().args(["sql", "-f", "csv", &sql]));
+    // Three videos, every 6th of 24 frames, the astronaut's face in each.
+    assert_eq!(local.lines().count(), 1 + 3 * 4, "{local}");
+    assert!(
+        local.lines().skip(1).all(|l| l.ends_with(",true")),
+        "{local}"
+    );
+    let c = cluster(&d.path().join("spill"));
+    let remote = ok(c.cli().args(["submit", "-f", "csv", &sql]));
+    assert_eq!(remote, local);
+    // The frames were decoded by the workers' tasks, more than one of them.
+    let busy = c.workers().iter().filter(|w| w.tasks_done > 0).count();
+    assert!(busy >= 2, "one worker did everything");
+
+    // A connected session's read_video_frames DataFrame runs there too.
+    let frames = |session: regatta::prelude::Session| {
+        let videos = videos.clone();
+        async move {
+            use regatta::prelude::*;
+            let options = VideoOptions::parse("every=4, limit=5, size=64x48").unwrap();
+            session
+                .read_video_frames(videos.to_str().unwrap(), options)?
+                .select_columns(&["url", "frame_index", "pts_seconds"])?
+                .sort(vec![
+                    col("url").sort(true, false),
+                    col("frame_index").sort(true, false),
+                ])?
+                .to_table_string(100)
+                .await
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (here, there) = rt
+        .block_on(async {
+            use regatta::prelude::*;
+            let session =
+                Session::connect_with_token(&format!("http://{}", c.driver), common::TOKEN).await?;
+            let tasks_before: u64 = c.workers().iter().map(|w| w.tasks_done).sum();
+            let there = frames(session).await?;
+            let tasks_after: u64 = c.workers().iter().map(|w| w.tasks_done).sum();
+            assert!(tasks_after > tasks_before, "the frames were read locally");
+            Ok::<_, regatta::Error>((frames(Session::local()).await?, there))
+        })
+        .unwrap();
+    // Every 4th frame, at most 5 per video: 0, 4, 8, 12, 16 of each of three.
+    assert_eq!(
+        here.matches(".mp4").count() + here.matches(".avi").count(),
+        15,
+        "{here}"
+    );
+    assert_eq!(there, here);
+}

@@ -20,14 +20,16 @@ use datafusion_proto::protobuf::{PhysicalExprNode, Schema as SchemaNode};
 use prost::Message;
 use regatta_common::{JobId, StageId};
 use regatta_engine::io::lance_scan::LanceFragmentScanExec;
+use regatta_engine::io::video_frames_exec::VideoFramesExec;
 use regatta_engine::morsel::{MorselExec, StreamingFilterExec};
 use regatta_engine::Engine;
 use regatta_proto::plan_node::Node;
 use regatta_proto::{
     FragmentGroup, LanceScanNode, MorselNode, PlanNode, ShuffleReadNode, ShuffleWriteNode,
-    StreamingFilterNode,
+    StreamingFilterNode, VideoFramesNode, VideoShare,
 };
 
+use crate::video_msg::{video_options_from_msg, video_options_to_msg};
 use crate::{
     OutputSink, ShuffleInput, ShuffleLayout, ShufflePartitioning, ShuffleReadExec, ShuffleWriteExec,
 };
@@ -181,6 +183,7 @@ impl PhysicalExtensionCodec for RegattaCodec {
                 let predicate = self.parse_expr(&f.predicate, ctx, &input.schema())?;
                 Ok(Arc::new(StreamingFilterExec::try_new(predicate, input)?))
             }
+            Node::VideoFrames(v) => Ok(Arc::new(video_frames_from_msg(v)?)),
             Node::LanceScan(l) => {
                 let proto = SchemaNode::decode(l.schema.as_slice()).map_err(decode_err)?;
                 let schema = Schema::try_from(&proto)?;
@@ -236,6 +239,8 @@ impl PhysicalExtensionCodec for RegattaCodec {
             Node::StreamingFilter(StreamingFilterNode {
                 predicate: self.expr_bytes(f.predicate())?,
             })
+        } else if let Some(v) = node.downcast_ref::<VideoFramesExec>() {
+            Node::VideoFrames(video_frames_to_msg(v))
         } else if let Some(l) = node.downcast_ref::<LanceFragmentScanExec>() {
             let schema = SchemaNode::try_from(l.schema().as_ref())?;
             Node::LanceScan(LanceScanNode {
@@ -274,4 +279,29 @@ impl PhysicalExtensionCodec for RegattaCodec {
             ))
         })
     }
+}
+
+fn video_frames_to_msg(v: &VideoFramesExec) -> VideoFramesNode {
+    VideoFramesNode {
+        shares: v
+            .shares()
+            .iter()
+            .map(|urls| VideoShare { urls: urls.clone() })
+            .collect(),
+        options: Some(video_options_to_msg(v.options())),
+        projection: v
+            .projection()
+            .map(|p| p.iter().map(|&i| i as u32).collect())
+            .unwrap_or_default(),
+        projected: v.projection().is_some(),
+    }
+}
+
+fn video_frames_from_msg(v: VideoFramesNode) -> DfResult<VideoFramesExec> {
+    let options = video_options_from_msg(v.options)?;
+    let projection = v
+        .projected
+        .then(|| v.projection.iter().map(|&i| i as usize).collect());
+    let shares = v.shares.into_iter().map(|s| s.urls).collect();
+    VideoFramesExec::new(shares, options, projection)
 }

@@ -16,6 +16,7 @@ mod logical_codec;
 mod read_exec;
 mod reader;
 mod sink;
+mod video_msg;
 mod write_exec;
 mod writer;
 

@@ -10,6 +10,7 @@ pub mod sources;
 pub mod staged;
 pub mod staged_remote;
 pub mod video_frames;
+pub mod video_frames_exec;
 
 pub use paths::{expand_input, local_path};
 pub use sinks::{write, FileFormat, WriteMode};

@@ -14,14 +14,13 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use tokio::sync::mpsc::Sender;
 
 use super::sources::input_files;
+use super::video_frames_exec::VideoFramesExec;
 use crate::functions::OnError;
 use crate::storage;
 use crate::types::{image_type, ImageColumnBuilder};
@@ -96,6 +95,14 @@ impl VideoFramesTable {
             schema: video_frames_schema(),
         }
     }
+
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+
+    pub fn options(&self) -> &VideoOptions {
+        &self.options
+    }
 }
 
 #[async_trait]
@@ -111,7 +118,7 @@ impl TableProvider for VideoFramesTable {
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
         _filters: &[Expr],
-        limit: Option<usize>,
+        _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         // Directories are listed whole: videos come in many extensions.
         let files = input_files(&self.input, "")
@@ -125,65 +132,41 @@ impl TableProvider for VideoFramesTable {
         for (i, f) in files.into_iter().enumerate() {
             shares[i % n].push(f);
         }
-        let partitions: Vec<Arc<dyn PartitionStream>> = shares
-            .into_iter()
-            .map(|videos| {
-                Arc::new(VideoPartition {
-                    videos,
-                    options: self.options.clone(),
-                    schema: self.schema.clone(),
-                }) as Arc<dyn PartitionStream>
-            })
-            .collect();
-        Ok(Arc::new(StreamingTableExec::try_new(
-            self.schema.clone(),
-            partitions,
-            projection,
-            Vec::new(),
-            false,
-            limit,
+        Ok(Arc::new(VideoFramesExec::new(
+            shares,
+            self.options.clone(),
+            projection.cloned(),
         )?))
     }
 }
 
-/// Some of the videos, decoded one after another.
-#[derive(Debug)]
-struct VideoPartition {
+/// Decodes `videos` one after another as a stream of frame batches (the full
+/// schema), on a blocking thread that waits when the consumer is slow.
+pub(crate) fn decode_videos(
     videos: Vec<String>,
     options: VideoOptions,
     schema: SchemaRef,
-}
-
-impl PartitionStream for VideoPartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        // Two batches in flight: the decoder waits when the consumer is slow.
-        let mut builder = RecordBatchReceiverStreamBuilder::new(self.schema.clone(), 2);
-        let tx = builder.tx();
-        let videos = self.videos.clone();
-        let options = self.options.clone();
-        let schema = self.schema.clone();
-        let handle = tokio::runtime::Handle::current();
-        builder.spawn_blocking(move || {
-            for url in &videos {
-                match decode_video(url, &options, &schema, &tx, &handle) {
-                    Ok(true) => {}
-                    Ok(false) => break, // the reader went away
-                    Err(e) => {
-                        // Through the channel, behind the frames already sent (a
-                        // task's own error could overtake them).
-                        let _ = tx.blocking_send(Err(e));
-                        break;
-                    }
+) -> SendableRecordBatchStream {
+    // Two batches in flight: the decoder waits when the consumer is slow.
+    let mut builder = RecordBatchReceiverStreamBuilder::new(schema.clone(), 2);
+    let tx = builder.tx();
+    let handle = tokio::runtime::Handle::current();
+    builder.spawn_blocking(move || {
+        for url in &videos {
+            match decode_video(url, &options, &schema, &tx, &handle) {
+                Ok(true) => {}
+                Ok(false) => break, // the reader went away
+                Err(e) => {
+                    // Through the channel, behind the frames already sent (a
+                    // task's own error could overtake them).
+                    let _ = tx.blocking_send(Err(e));
+                    break;
                 }
             }
-            Ok(())
-        });
-        builder.build()
-    }
+        }
+        Ok(())
+    });
+    builder.build()
 }
 
 /// A local copy of a remote video (removed on drop), or the local path itself.
