@@ -2,6 +2,7 @@
 //! `driver`, `worker`, `submit`, `jobs` and `cluster` for a self-hosted cluster.
 
 mod cluster_cmds;
+mod dashboard_cmd;
 mod demo;
 mod demo_data;
 mod error;
@@ -46,6 +47,9 @@ pub enum Command {
     Cluster(cluster_cmds::ClusterArgs),
     /// List, add or remove driver replicas (role, term, log position).
     Drivers(cluster_cmds::DriversArgs),
+    /// Serve the web dashboard for local work: a driver on loopback with workers
+    /// on this machine, until Ctrl-C.
+    Dashboard(dashboard_cmd::DashboardArgs),
 }
 
 /// Runs a parsed command line.
@@ -66,6 +70,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Jobs(a) => cluster_cmds::run_jobs(a).await,
             Command::Cluster(a) => cluster_cmds::run_cluster(a).await,
             Command::Drivers(a) => cluster_cmds::run_drivers(a).await,
+            Command::Dashboard(a) => dashboard_cmd::run(a).await,
         }
     })
 }

@@ -554,3 +554,63 @@ fn listeners_beyond_loopback_without_a_token_refuse_to_start() {
         );
     }
 }
+
+#[test]
+fn regatta_dashboard_serves_local_work_with_its_own_workers_until_stopped() {
+    let d = tempfile::tempdir().unwrap();
+    let dashboard = format!("127.0.0.1:{}", free_port());
+    let config = d.path().join("cluster.toml");
+    std::fs::write(
+        &config,
+        format!("[driver]\ndashboard_bind = \"{dashboard}\"\n"),
+    )
+    .unwrap();
+    let mut cmd = regatta();
+    cmd.args(["dashboard", "-c"]).arg(&config);
+    let (mut proc, lines) = start_lines(cmd, "listening on");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == &format!("regatta dashboard at http://{dashboard}/")),
+        "{lines:?}"
+    );
+    let grpc = lines
+        .last()
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap()
+        .to_string();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("REGATTA_DRIVER={grpc}"))),
+        "it does not say how to run jobs on it: {lines:?}"
+    );
+    // A job run on it shows there, with the worker it started.
+    let mut submit = regatta();
+    submit
+        .env("REGATTA_DRIVER", &grpc)
+        .args(["submit", "-f", "csv", "SELECT 6 * 7 AS answer"]);
+    assert_eq!(ok(&mut submit), "answer\n42\n");
+    let get = |path: &str| {
+        let r = http::get(&dashboard, path, &[("Authorization", &bearer())]).unwrap();
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        serde_json::from_str::<serde_json::Value>(&r.body).unwrap()
+    };
+    let overview = get("/api/overview");
+    let workers = overview["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{overview}");
+    assert!(
+        workers[0]["node_label"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("local:")),
+        "{overview}"
+    );
+    let jobs = overview["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1, "{overview}");
+    assert_eq!(jobs[0]["status"], "succeeded", "{overview}");
+    assert_eq!(jobs[0]["rows_out"], 1, "{overview}");
+    // Ctrl-C (SIGINT) stops it and its worker.
+    ok(Command::new("kill").args(["-INT", &proc.0.id().to_string()]));
+    let status = proc.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
