@@ -3,80 +3,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use common::{local_csv, ok, output, regatta, start, tpch_tables, Q1};
-
-/// A CA and a certificate it signed for 127.0.0.1 and localhost, made by openssl.
-fn certificates(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl is needed for the TLS test (scripts/setup.sh installs it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=regatta test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "node.key",
-        "-out",
-        "node.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "node.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "node.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-}
 
 #[test]
 fn a_tls_cluster_serves_clients_that_trust_its_ca_and_refuses_plain_ones() {
     let d = tempfile::tempdir().unwrap();
-    certificates(d.path());
+    regatta_tests::tls_certs::certificates(d.path());
     let tables = tpch_tables(d.path(), 5_000, 2);
     let config = d.path().join("cluster.toml");
     let tls = format!(

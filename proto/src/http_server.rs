@@ -63,8 +63,12 @@ impl HttpServer {
         let address = listener
             .local_addr()
             .map_err(|e| format!("the {what}'s address: {e}"))?;
+        let gate = TokenGate {
+            token: token.to_string(),
+            secure: tls.is_some(),
+        };
         let router = router.layer(axum::middleware::from_fn_with_state(
-            Arc::new(token.to_string()),
+            Arc::new(gate),
             require_token,
         ));
         let name = what.to_string();
@@ -156,18 +160,36 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn require_token(State(want): State<Arc<String>>, request: Request, next: Next) -> Response {
+/// What every request must carry, and whether the listener speaks TLS.
+struct TokenGate {
+    token: String,
+    secure: bool,
+}
+
+/// The cookie a `?token=` visit gets: Secure over TLS, so the browser never
+/// sends it over plain HTTP.
+fn token_cookie(token: &str, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{secure}")
+}
+
+async fn require_token(
+    State(gate): State<Arc<TokenGate>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let want = &gate.token;
     if want.is_empty() {
         return next.run(request).await;
     }
-    let (ok, in_query) = carries(&want, request.headers(), request.uri().query());
+    let (ok, in_query) = carries(want, request.headers(), request.uri().query());
     if ok {
         return next.run(request).await;
     }
     if in_query {
         // Keep it in a cookie, and take it out of the address bar and history.
         let path = request.uri().path().to_string();
-        let cookie = format!("{TOKEN_COOKIE}={want}; Path=/; HttpOnly; SameSite=Strict");
+        let cookie = token_cookie(want, gate.secure);
         return (
             StatusCode::SEE_OTHER,
             [(header::LOCATION, path), (header::SET_COOKIE, cookie)],
@@ -238,6 +260,13 @@ impl axum::serve::Listener for TlsListener {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_cookie_is_secure_over_tls_only() {
+        assert!(token_cookie("t", true).ends_with("; Secure"));
+        assert!(!token_cookie("t", false).contains("Secure"));
+        assert!(token_cookie("t", false).contains("HttpOnly"));
+    }
 
     #[test]
     fn the_token_is_found_in_a_header_a_cookie_or_the_query() {

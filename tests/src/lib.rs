@@ -31,6 +31,7 @@ pub fn run_tool(cmd: &mut std::process::Command, what: &str) -> Result<(), Strin
 }
 pub mod s3_server;
 pub mod speech;
+pub mod tls_certs;
 pub mod video_makers;
 pub mod webdriver;
 

@@ -32,6 +32,11 @@ impl Drop for Browser {
 impl Browser {
     /// Starts chromedriver and a headless Chromium of `width`×`height`.
     pub fn start(width: u32, height: u32) -> Result<Self, String> {
+        Self::start_with(width, height, &[])
+    }
+
+    /// As [`Browser::start`], with more Chromium flags.
+    pub fn start_with(width: u32, height: u32, flags: &[String]) -> Result<Self, String> {
         let port = crate::free_port();
         let address = format!("127.0.0.1:{port}");
         let driver = Command::new(chromedriver_path())
@@ -53,12 +58,20 @@ impl Browser {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--window-size={width},{height}"));
+        args.extend(flags.iter().cloned());
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": {"args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu",
-                "--disable-dev-shm-usage", format!("--window-size={width},{height}"),
-            ]}
+            "goog:chromeOptions": {"args": args}
         }}});
         let reply = b.call("POST", "/session", Some(caps))?;
         b.session = reply["sessionId"]
