@@ -37,16 +37,11 @@ DASH="$(grep -m1 "regatta dashboard at" "$OUT/driver.log" | awk '{print $NF}')"
 [[ -n "$DASH" ]] || { echo "the driver printed no dashboard address; see $OUT/driver.log" >&2; exit 1; }
 echo "driver $DRIVER, dashboard $DASH, 2 workers; results in $OUT" >&2
 
-next_job() {  # the id the next submitted job will get
-  curl -sf -H "Authorization: Bearer $REGATTA_TOKEN" "${DASH}api/overview" |
-    python3 -c 'import json,sys; print(max([j["id"] for j in json.load(sys.stdin)["jobs"]], default=0) + 1)'
-}
-
 run() {  # run LABEL: one W3a run on the cluster, its JSON line appended to $OUT/runs.jsonl
   local label=$1 line fifo=""
   if [[ "$label" == watched ]]; then
     fifo="$OUT/watch.fifo"; rm -f "$fifo"; mkfifo "$fifo"
-    python3 "$HERE/dashboard_watch.py" "${DASH}jobs/$(next_job)?token=$REGATTA_TOKEN" \
+    python3 "$HERE/dashboard_watch.py" "${DASH}jobs/latest?token=$REGATTA_TOKEN" \
       < "$fifo" > "$OUT/watch.log" 2>&1 &
     watcher=$!
     exec 9> "$fifo"

@@ -585,6 +585,19 @@ fn regatta_dashboard_serves_local_work_with_its_own_workers_until_stopped() {
             .any(|l| l.contains(&format!("REGATTA_DRIVER={grpc}"))),
         "it does not say how to run jobs on it: {lines:?}"
     );
+    // The latest-job page, opened before any job, follows the first one.
+    let b = browser();
+    b.open(&format!(
+        "http://{dashboard}/jobs/latest?token={}",
+        common::TOKEN
+    ))
+    .unwrap();
+    b.wait_for(
+        "that no job was submitted yet",
+        Duration::from_secs(20),
+        "return document.getElementById('no-job-yet') !== null;",
+    )
+    .unwrap();
     // A job run on it shows there, with the worker it started.
     let mut submit = regatta();
     submit
@@ -609,6 +622,13 @@ fn regatta_dashboard_serves_local_work_with_its_own_workers_until_stopped() {
     assert_eq!(jobs.len(), 1, "{overview}");
     assert_eq!(jobs[0]["status"], "succeeded", "{overview}");
     assert_eq!(jobs[0]["rows_out"], 1, "{overview}");
+    b.wait_for(
+        "the job it followed, finished",
+        Duration::from_secs(20),
+        "const h = document.querySelector('h1'); \
+         return h && h.textContent.includes('job-1') && h.querySelector('.badge.succeeded') !== null;",
+    )
+    .unwrap();
     // Ctrl-C (SIGINT) stops it and its worker.
     ok(Command::new("kill").args(["-INT", &proc.0.id().to_string()]));
     let status = proc.0.wait().unwrap();

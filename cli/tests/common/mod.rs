@@ -39,26 +39,41 @@ pub fn start(cmd: Command, marker: &str) -> (Proc, String) {
 /// Starts a process and returns it with its stdout lines up to and including
 /// the first containing `marker`.
 pub fn start_lines(mut cmd: Command, marker: &str) -> (Proc, Vec<String>) {
-    // REGATTA_TEST_LOG_DIR keeps every process's log, to read after a failure.
-    let stderr = match std::env::var_os("REGATTA_TEST_LOG_DIR") {
+    // REGATTA_TEST_LOG_DIR keeps every process's log, to read after a failure;
+    // else it goes to an unnamed file, shown if the process dies before ready.
+    let log = match std::env::var_os("REGATTA_TEST_LOG_DIR") {
         Some(dir) => {
             static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let name = format!("{}-{n:03}.log", std::process::id());
-            Stdio::from(std::fs::File::create(Path::new(&dir).join(name)).unwrap())
+            std::fs::File::create(Path::new(&dir).join(name)).unwrap()
         }
-        None => Stdio::null(),
+        None => tempfile::tempfile().unwrap(),
     };
+    let stderr = Stdio::from(log.try_clone().unwrap());
     let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().unwrap();
     let out = child.stdout.take().unwrap();
     let mut lines = BufReader::new(out).lines();
     let proc = Proc(child);
     let mut seen = Vec::new();
     loop {
-        let line = lines
-            .next()
-            .expect("process exited before it was ready")
-            .unwrap();
+        let Some(line) = lines.next() else {
+            use std::io::{Read, Seek};
+            let mut log = log;
+            let mut text = String::new();
+            let _ = log.seek(std::io::SeekFrom::Start(0));
+            let _ = log.read_to_string(&mut text);
+            let tail: String = text
+                .chars()
+                .rev()
+                .take(3000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            panic!("process exited before it was ready; stdout {seen:?}; stderr ends:\n{tail}");
+        };
+        let line = line.unwrap();
         let done = line.contains(marker);
         seen.push(line);
         if done {

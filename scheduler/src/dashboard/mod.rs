@@ -28,7 +28,7 @@ const PUSH_EVERY: Duration = Duration::from_secs(1);
 pub fn router(driver: Driver) -> Router {
     Router::new()
         .route("/", get(index))
-        .route("/jobs/{id}", get(index))
+        .route("/jobs/{id}", get(index)) // an id, or `latest`
         .route("/workers", get(index))
         .route("/app.js", get(app_js))
         .route("/style.css", get(style_css))
@@ -87,7 +87,32 @@ async fn metrics(State(driver): State<Driver>) -> Response {
 
 #[derive(serde::Deserialize)]
 struct EventsQuery {
-    job: Option<u64>,
+    /// A job id, or `latest`: the newest job, followed as new ones come.
+    job: Option<String>,
+}
+
+/// The job a page follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobRef {
+    Id(u64),
+    Latest,
+}
+
+impl JobRef {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "latest" => Some(Self::Latest),
+            n => n.parse().ok().map(Self::Id),
+        }
+    }
+
+    /// The id it names now (none for `latest` before the first job).
+    fn resolve(self, driver: &Driver) -> Option<u64> {
+        match self {
+            Self::Id(id) => Some(id),
+            Self::Latest => driver.jobs().iter().map(|j| j.job_id).max(),
+        }
+    }
 }
 
 /// Pushes the overview, and the job the page shows, every second.
@@ -95,6 +120,7 @@ async fn events(
     State(driver): State<Driver>,
     Query(q): Query<EventsQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let followed = q.job.as_deref().and_then(JobRef::parse);
     let stream = futures::stream::unfold(true, move |first| {
         let driver = driver.clone();
         async move {
@@ -102,8 +128,11 @@ async fn events(
                 tokio::time::sleep(PUSH_EVERY).await;
             }
             let mut data = serde_json::json!({ "overview": snapshot::overview(&driver).await });
-            if let Some(id) = q.job {
-                data["job"] = snapshot::job(&driver, id).unwrap_or(serde_json::Value::Null);
+            if let Some(job) = followed {
+                data["job"] = job
+                    .resolve(&driver)
+                    .and_then(|id| snapshot::job(&driver, id))
+                    .unwrap_or(serde_json::Value::Null);
             }
             Some((Ok(Event::default().data(data.to_string())), false))
         }

@@ -170,7 +170,8 @@ function stageGraph(stages) {
     <path d="M0,0 L10,5 L0,10 z" fill="#9aa7b5"/></marker></defs>${arrows.join("")}${boxes.join("")}</svg>`;
 }
 
-function jobPage(j) {
+function jobPage(j, latest) {
+  if (!j && latest) return `<h1>Latest job</h1><p class="muted" id="no-job-yet">No job yet: this page shows the newest job as soon as one is submitted.</p>`;
   if (!j) return `<h1>Job</h1><p class="muted">This job is not known here (forgotten, or not yet replicated).</p>`;
   const rate = remember("rows" + j.id, j.operators.reduce((a, o) => a + (o.depth === 0 ? o.rows_out : 0), 0));
   const maxCompute = Math.max(...j.operators.map(o => o.compute_seconds), 1e-9);
@@ -217,8 +218,8 @@ function jobPage(j) {
 // ---------------------------------------------------------------- wiring
 
 function route() {
-  const m = location.pathname.match(/^\/jobs\/(\d+)/);
-  if (m) return { page: "job", job: Number(m[1]) };
+  const m = location.pathname.match(/^\/jobs\/(\d+|latest)$/);
+  if (m) return { page: "job", job: m[1] };
   if (location.pathname === "/workers") return { page: "workers" };
   return { page: "overview" };
 }
@@ -227,7 +228,7 @@ function render(data) {
   const r = route();
   document.querySelectorAll("[data-nav]").forEach(a =>
     a.classList.toggle("active", a.dataset.nav === r.page));
-  if (r.page === "job") app.innerHTML = jobPage(data.job);
+  if (r.page === "job") app.innerHTML = jobPage(data.job, r.job === "latest");
   else if (r.page === "workers") app.innerHTML = workersPage(data.overview);
   else app.innerHTML = overviewPage(data.overview);
   document.body.dataset.updated = String(Date.now());
