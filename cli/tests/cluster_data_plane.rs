@@ -222,15 +222,25 @@ fn fragments(path: &Path) -> usize {
     })
 }
 
-/// No staging or publishing directory of any job beside `dest`.
-fn no_staging_beside(dest: &Path) {
-    let leftovers: Vec<String> = std::fs::read_dir(dest.parent().unwrap())
+/// Fails naming the entries of `dir` that `is_leftover` picks.
+fn assert_none_left(dir: &Path, is_leftover: impl Fn(&str) -> bool) {
+    let leftovers: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.contains(".regatta-"))
+        .filter(|n| is_leftover(n))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// No staging or publishing directory of any job beside `dest`.
+fn no_staging_beside(dest: &Path) {
+    assert_none_left(dest.parent().unwrap(), |n| n.contains(".regatta-"));
+}
+
+/// No job's staging prefix left inside the Lance dataset at `dest`.
+fn no_staging_inside(dest: &Path) {
+    assert_none_left(dest, |n| n.starts_with("_regatta-staging-"));
 }
 
 #[test]
@@ -326,17 +336,6 @@ fn a_worker_killed_during_a_write_leaves_every_row_once_in_one_version() {
     assert_eq!(referenced, on_disk, "a failed attempt's file remains");
     no_staging_beside(&lance);
     no_staging_inside(&lance);
-}
-
-/// No job's staging prefix left inside the Lance dataset at `dest`.
-fn no_staging_inside(dest: &Path) {
-    let leftovers: Vec<String> = std::fs::read_dir(dest)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.starts_with("_regatta-staging-"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]

@@ -11,12 +11,7 @@ fn a_tls_cluster_serves_clients_that_trust_its_ca_and_refuses_plain_ones() {
     regatta_tests::tls_certs::certificates(d.path());
     let tables = tpch_tables(d.path(), 5_000, 2);
     let config = d.path().join("cluster.toml");
-    let tls = format!(
-        "[cluster]\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntls_ca = \"{}\"\n",
-        d.path().join("node.pem").display(),
-        d.path().join("node.key").display(),
-        d.path().join("ca.pem").display()
-    );
+    let tls = regatta_tests::tls_certs::cluster_section(d.path());
     std::fs::write(&config, &tls).unwrap();
     let mut cmd = regatta();
     cmd.args(["driver", "-c"])

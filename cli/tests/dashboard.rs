@@ -644,11 +644,8 @@ fn over_tls_the_browser_gets_the_dashboard_by_https_only() {
     std::fs::write(
         &config,
         format!(
-            "[cluster]\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntls_ca = \"{}\"\n\
-             [driver]\ndashboard_bind = \"{dashboard}\"\n",
-            d.path().join("node.pem").display(),
-            d.path().join("node.key").display(),
-            d.path().join("ca.pem").display()
+            "{}[driver]\ndashboard_bind = \"{dashboard}\"\n",
+            regatta_tests::tls_certs::cluster_section(d.path())
         ),
     )
     .unwrap();

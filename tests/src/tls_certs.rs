@@ -89,3 +89,14 @@ pub fn node_spki_pin(dir: &Path) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// The `[cluster]` section of a cluster file serving with the certificates
+/// [`certificates`] made in `dir`.
+pub fn cluster_section(dir: &Path) -> String {
+    format!(
+        "[cluster]\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntls_ca = \"{}\"\n",
+        dir.join("node.pem").display(),
+        dir.join("node.key").display(),
+        dir.join("ca.pem").display()
+    )
+}
