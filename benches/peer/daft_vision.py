@@ -12,11 +12,16 @@ W8: url.download() -> decode_image (RGB) -> a batch UDF (32 images): Pillow
 resize of the shorter side to 256 (bilinear), centre crop 224, (x - 127) / 128,
 EfficientNet-Lite0 in PyTorch built from regatta's model.safetensors -> top-1
 label and probability -> Parquet.
-W9: read_video_frames (PyAV) at the videos' own 320x240 -> MTCNN from the
+W9: frames decoded by PyAV at the videos' own 320x240 in a Daft UDF (one row per
+video, exploded) -> MTCNN from the
 facenet-pytorch package (the weights regatta converts) per frame -> explode the
 boxes -> crop -> PNG -> Parquet. facenet-pytorch imports torchvision for one
 function (batched_nms); no torchvision wheel here matches this torch, so this
-script supplies that function in plain PyTorch.
+script supplies that function in plain PyTorch. Daft's own read_video_frames
+(--frames daft) deadlocks here over six videos: a Python thread blocks in
+PyFileReference.exists() on Daft's IO runtime while holding the GIL, and that
+runtime's thread waits for the GIL (seen with gdb on 2026-12-01); it finishes one
+video but not six.
 """
 import argparse
 import json
@@ -162,6 +167,9 @@ def video(args):
     @daft.udf(return_dtype=DataType.list(box), batch_size=8, concurrency=1)
     class Faces:
         def __init__(self):
+            # The UDF may run in a process of its own: the stand-in goes there too.
+            torchvision_stand_in()
+            torch.set_num_threads(args.threads)
             from facenet_pytorch import MTCNN
 
             self.mtcnn = MTCNN(keep_all=True, device="cpu")
@@ -169,7 +177,7 @@ def video(args):
         def __call__(self, frames):
             out = []
             for a in frames.to_pylist():
-                img = np.asarray(a)
+                img = as_rgb(a)
                 boxes, probs = self.mtcnn.detect(img)
                 faces = []
                 h, w = img.shape[:2]
@@ -189,17 +197,44 @@ def video(args):
         out = []
         for a, f in zip(frames.to_pylist(), faces.to_pylist()):
             x, y = int(f["x"]), int(f["y"])
-            im = Image.fromarray(np.asarray(a)).crop((x, y, x + int(f["w"]), y + int(f["h"])))
+            im = Image.fromarray(as_rgb(a)).crop((x, y, x + int(f["w"]), y + int(f["h"])))
             buf = io.BytesIO()
             im.save(buf, format="PNG")
             out.append(buf.getvalue())
+        return out
+
+    def as_rgb(a):
+        # read_video_frames gives an image array; the PyAV UDF raw 240x320 RGB bytes.
+        if isinstance(a, (bytes, bytearray)):
+            return np.frombuffer(a, dtype=np.uint8).reshape(240, 320, 3)
+        return np.asarray(a)
+
+    frame = DataType.struct({"frame_index": DataType.int64(), "data": DataType.binary()})
+
+    @daft.udf(return_dtype=DataType.list(frame))
+    def pyav_frames(paths):
+        import av
+
+        out = []
+        for path in paths.to_pylist():
+            rows = []
+            with av.open(path) as container:
+                for i, f in enumerate(container.decode(video=0)):
+                    rgb = f.to_ndarray(format="rgb24", width=320, height=240)
+                    rows.append({"frame_index": i, "data": rgb.tobytes()})
+            out.append(rows)
         return out
 
     src = os.path.join(args.data, "video", "videos")
     files = sorted(os.path.join(src, f) for f in os.listdir(src))
     out = tempfile.mkdtemp(prefix="daft_w9_")
     t0 = time.time()
-    df = daft.read_video_frames(files, image_height=240, image_width=320)
+    if args.frames == "daft":
+        df = daft.read_video_frames(files, image_height=240, image_width=320)
+    else:
+        df = daft.from_pydict({"path": files}).into_partitions(len(files))
+        df = df.with_column("f", pyav_frames(col("path"))).explode("f")
+        df = df.select("path", col("f")["frame_index"].alias("frame_index"), col("f")["data"].alias("data"))
     df = df.with_column("faces", Faces(col("data"))).explode("faces").where(col("faces").not_null())
     df = df.with_column("png", crop_png(col("data"), col("faces")))
     df = df.select("path", "frame_index", col("faces")["score"].alias("score"), "png")
@@ -217,6 +252,9 @@ def main():
     ap.add_argument("--data", default="/tmp/regatta-bench-data")
     ap.add_argument("--efficientnet", default=os.environ.get("REGATTA_EFFICIENTNET_DIR", "models/efficientnet-lite0"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--frames", choices=["pyav", "daft"], default="pyav",
+                    help="W9's frames: PyAV in a Daft UDF (default), or daft.read_video_frames, "
+                         "which in Daft 0.7.26 deadlocks over several files (see the module doc)")
     args = ap.parse_args()
     name = {"w8": "classify", "w9": "video"}.get(args.workload, args.workload)
     rows, secs, extra = (classify if name == "classify" else video)(args)
