@@ -53,6 +53,7 @@ run() {  # run LABEL: one W3a run on the cluster, its JSON line appended to $OUT
     exec 9>&-
     wait "$watcher"; watcher=""
     echo "    browser $(grep 'last shown' "$OUT/watch.log")" >&2
+    echo "    $(grep 'browser cpu' "$OUT/watch.log")" >&2
   fi
   python3 -c 'import json,sys; r=json.loads(sys.argv[1]); r["label"]=sys.argv[2]; print(json.dumps(r))' \
     "$line" "$label" >> "$OUT/runs.jsonl"

@@ -9,6 +9,7 @@ really watching.
     python3 benches/dashboard_watch.py URL < fifo
 """
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -28,6 +29,27 @@ def call(base: str, method: str, path: str, body=None):
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=60) as r:
         return json.loads(r.read() or b"{}")
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) used so far by `root` and every process below it."""
+    parents, cpu = {}, {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(pid)] = int(fields[1])
+        cpu[int(pid)] = (int(fields[11]) + int(fields[12])) / tick
+    def under(pid: int) -> bool:
+        while pid > 1:
+            if pid == root:
+                return True
+            pid = parents.get(pid, 1)
+        return False
+    return sum(c for pid, c in cpu.items() if under(pid))
 
 
 def main() -> int:
@@ -62,7 +84,11 @@ def main() -> int:
                 return 1
             time.sleep(0.1)
         print("watching", flush=True)
+        cpu_before = tree_cpu_seconds(driver.pid)
+        watch_started = time.monotonic()
         sys.stdin.read()
+        print(f"browser cpu: {tree_cpu_seconds(driver.pid) - cpu_before:.2f} s in "
+              f"{time.monotonic() - watch_started:.2f} s watched", flush=True)
         shown = call(base, "POST", s + "/execute/sync", {
             "script": "return document.getElementById('live').textContent + ' | ' +"
                       " document.getElementById('app').innerText.slice(0, 200).replace(/\\s+/g, ' ');",
