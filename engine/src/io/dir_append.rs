@@ -8,8 +8,10 @@
 //! Hard links cost no copying, and a reader that opened the old directory
 //! still finds every file it listed. Publishers of the same parent directory
 //! take turns under a lock; a file another program adds while the new state is
-//! built is moved over after the swap. Where the filesystem has no hard links
-//! or no exchange, the parts are moved in one by one (each whole), as before.
+//! built is moved over after the swap. The old state's links are removed a
+//! moment after the swap, so a listing that began just before it still ends
+//! whole. Where the filesystem has no hard links or no exchange, the parts are
+//! moved in one by one (each whole), as before.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -108,6 +110,10 @@ fn move_missing(from: &Path, to: &Path) -> std::io::Result<usize> {
     Ok(moved)
 }
 
+/// How long the old state outlives the swap before its links are removed: far
+/// longer than listing a directory takes, short for a job's commit.
+const OLD_STATE_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// One new part: where it is staged, and its name in the output.
 #[derive(Debug, Clone)]
 pub(crate) struct NewPart {
@@ -142,6 +148,11 @@ pub(crate) fn append_parts(dest: &Path, work: &Path, parts: &[NewPart]) -> Resul
             }
         }
         let swapped = linked.and_then(|()| exchange(work, dest));
+        if swapped.is_ok() {
+            // A listing of the old directory opened just before the swap reads
+            // its entries after it; removing them under it would cut it short.
+            std::thread::sleep(OLD_STATE_GRACE);
+        }
         if let Err(e) = swapped {
             log::warn!(
                 "{}: no hard links or directory exchange here ({e}); its new parts appear one by one",
