@@ -80,11 +80,6 @@ pub(crate) fn lance_err(uri: &str) -> impl FnOnce(lance::Error) -> EngineError +
     }
 }
 
-/// True when a committed dataset is at `input`.
-pub async fn dataset_exists(input: &str) -> Result<bool> {
-    Target::of(input)?.is_dataset().await
-}
-
 /// True when anything (a dataset, or stray files) is at `input`.
 pub async fn anything_at(input: &str) -> Result<bool> {
     Target::of(input)?.exists().await
@@ -300,9 +295,9 @@ async fn commit_tagged(
 }
 
 /// Removes data files under `dest` that no committed version references and
-/// that were written at or after `since` (the job's start): the fragments of
-/// failed or superseded attempts, or of a job that never committed. A dataset
-/// that was never committed is removed whole.
+/// that were written at or after `since` (the job's start): for a failed job
+/// that was creating the dataset, files a commit moved in and never committed.
+/// A dataset that was never committed is removed whole.
 pub async fn remove_unreferenced(dest: &str, since: std::time::SystemTime) -> Result<usize> {
     let target = Target::of(dest)?;
     if !target.exists().await? {
