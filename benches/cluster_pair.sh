@@ -49,6 +49,14 @@ for w in $WORKLOADS; do
     run local "$w"
     run cluster "$w" --runner cluster --driver "$DRIVER"
   done
+  # Where the last cluster run's time went: planning, each stage's span (the gap
+  # before it is scheduling) and its tasks' shuffle read, compute and write.
+  last_job="$(REGATTA_DRIVER="$DRIVER" "$CLI" jobs list | sed -n 's/^job-\([0-9]*\).*/\1/p' | sort -n | tail -n 1)"
+  if [[ -n "$last_job" ]]; then
+    { echo "### $w: the last cluster run, job-$last_job"; echo '```';
+      REGATTA_DRIVER="$DRIVER" "$CLI" jobs stages "$last_job"; echo '```'; } > "$OUT/stages_$w.md"
+    cat "$OUT/stages_$w.md" >&2
+  fi
   # The cluster's output, checked against the expected values.
   if [[ -x "$PY" ]]; then
     case "$w" in

@@ -204,4 +204,63 @@ mod tests {
         assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
         assert_eq!(ShuffleError::lost_worker(&err), Some(7));
     }
+
+    #[tokio::test]
+    async fn a_remote_read_goes_over_flight_compressed_while_the_file_stays_plain() {
+        use std::sync::atomic::Ordering;
+
+        use arrow_flight::flight_service_server::FlightServiceServer;
+
+        use crate::ShuffleFlightService;
+
+        let dir = tempfile::tempdir().unwrap();
+        let layout = ShuffleLayout::new(dir.path().join("shuffle"));
+        layout.claim().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let ids = (JobId(1), StageId(1), TaskId(0));
+        let mut w = ShuffleWriter::new(layout.clone(), ids, schema.clone(), 1).unwrap();
+        // 100,000 repetitive values: 800 kB plain, far less under LZ4.
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int64Array::from_iter_values(
+                (0..100_000).map(|i| i % 7),
+            ))],
+        )
+        .unwrap();
+        w.append(0, &batch).unwrap();
+        let written = w.finish().unwrap();
+        assert!(written[0].bytes > 800_000, "stored plain: {written:?}");
+
+        let service = ShuffleFlightService::new(layout.clone(), "t".into());
+        let served = service.served_bytes();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(FlightServiceServer::new(service))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        // The client has no local files and another token: it must use the network.
+        let mut at = location(layout.root(), "not-the-token");
+        at.address = address;
+        let got: Vec<RecordBatch> = ShuffleFetcher::remote("t".into())
+            .fetch((JobId(1), StageId(1)), &at, 0)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        server.abort();
+        assert_eq!(got.iter().map(|b| b.num_rows()).sum::<usize>(), 100_000);
+        assert_eq!(
+            arrow::compute::concat_batches(&got[0].schema(), &got).unwrap(),
+            batch
+        );
+        let sent = served.load(Ordering::Relaxed);
+        assert!(
+            sent > 0 && sent < written[0].bytes / 4,
+            "{sent} bytes on the wire for a {} byte file",
+            written[0].bytes
+        );
+    }
 }

@@ -4,6 +4,8 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow::ipc::CompressionType;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
@@ -147,7 +149,13 @@ impl FlightService for ShuffleFlightService {
             Some(reader) => blocking_batches(reader, path),
         };
         let served = self.served.clone();
+        // Files are stored uncompressed for same-machine readers; what crosses
+        // the network is LZ4-compressed, which the client's decoder undoes.
+        let options = IpcWriteOptions::default()
+            .try_with_compression(Some(CompressionType::LZ4_FRAME))
+            .map_err(|e| Status::internal(format!("shuffle compression: {e}")))?;
         let out = FlightDataEncoderBuilder::new()
+            .with_options(options)
             .build(input)
             .map_ok(move |d| {
                 let n = d.data_body.len() + d.data_header.len();

@@ -1,7 +1,7 @@
-//! The shuffle between stages: map tasks write partitioned, compressed Arrow IPC
-//! files under a spill directory, namespaced by job, stage and partition; reducers
-//! read them locally or over Arrow Flight from the worker holding them; a finished
-//! or cancelled job's files are removed together.
+//! The shuffle between stages: map tasks write partitioned Arrow IPC files under
+//! a spill directory, namespaced by job, stage and partition; reducers read them
+//! locally or over Arrow Flight (LZ4 on the wire) from the worker holding them; a
+//! finished or cancelled job's files are removed together.
 //!
 //! Also here: the plan nodes that bound a stage ([`ShuffleWriteExec`] at its root,
 //! [`ShuffleReadExec`] at its leaves) and [`RegattaCodec`], which ships plans with

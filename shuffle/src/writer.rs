@@ -1,11 +1,11 @@
 //! Writes one map task's output into per-partition IPC files.
 
 use std::fs::File;
+use std::io::BufWriter;
 use std::path::PathBuf;
 
 use arrow::datatypes::SchemaRef;
-use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
-use arrow::ipc::CompressionType;
+use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
 use regatta_common::{JobId, StageId, TaskId};
 
@@ -31,7 +31,7 @@ pub struct ShuffleWriter {
     stage: StageId,
     task: TaskId,
     schema: SchemaRef,
-    writers: Vec<Option<(FileWriter<File>, u64)>>,
+    writers: Vec<Option<(FileWriter<BufWriter<File>>, u64)>>,
 }
 
 impl ShuffleWriter {
@@ -76,10 +76,11 @@ impl ShuffleWriter {
                 std::fs::create_dir_all(dir).map_err(io_err(dir))?;
             }
             let file = File::create(&path).map_err(io_err(&path))?;
-            let opts = IpcWriteOptions::default()
-                .try_with_compression(Some(CompressionType::LZ4_FRAME))
-                .map_err(arrow_err(&path))?;
-            let w = FileWriter::try_new_with_options(file, &self.schema, opts)
+            // Uncompressed on disk: most reads are by a task on the same machine,
+            // which maps the file straight into batches; compressing there cost
+            // the map task more than the bytes saved. Reads from another machine
+            // are compressed on the wire instead (see the Flight server).
+            let w = FileWriter::try_new(BufWriter::new(file), &self.schema)
                 .map_err(arrow_err(&path))?;
             *slot = Some((w, 0));
         }
@@ -94,12 +95,16 @@ impl ShuffleWriter {
     pub fn finish(mut self) -> Result<Vec<PartitionOutput>> {
         let mut out = Vec::new();
         for p in 0..self.writers.len() {
-            let Some((mut w, rows)) = self.writers[p].take() else {
+            let Some((w, rows)) = self.writers[p].take() else {
                 continue;
             };
             let tmp = self.temp_path(p as u32);
-            w.finish().map_err(arrow_err(&tmp))?;
-            drop(w);
+            // Finishing writes the footer; unwrapping the buffer flushes it, so a
+            // failed write is an error here, not lost in a drop.
+            let buffered = w.into_inner().map_err(arrow_err(&tmp))?;
+            buffered
+                .into_inner()
+                .map_err(|e| io_err(&tmp)(e.into_error()))?;
             let path = self.layout.file(self.job, self.stage, p as u32, self.task);
             std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
             let bytes = std::fs::metadata(&path).map_err(io_err(&path))?.len();
