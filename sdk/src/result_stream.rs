@@ -22,8 +22,11 @@ use tokio::sync::mpsc;
 use crate::cluster::ClusterClient;
 use crate::{Error, Result};
 
-/// Batches read ahead of the consumer.
-const READ_AHEAD: usize = 4;
+/// Batches handed over ahead of the consumer. One: the fetch below already reads
+/// a couple of batches ahead, and result batches can be tens of megabytes (a
+/// morsel of downloaded images), so every extra slot here was client memory
+/// that a slow consumer (one writing JSON) kept full.
+const READ_AHEAD: usize = 1;
 /// How long a partition may stay unreadable (its worker lost, its
 /// recomputation not done) before the read gives up.
 const LOST_PATIENCE: Duration = Duration::from_secs(300);

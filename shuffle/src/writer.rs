@@ -12,6 +12,29 @@ use regatta_common::{JobId, StageId, TaskId};
 use crate::error::{arrow_err, io_err};
 use crate::{Result, ShuffleError, ShuffleLayout};
 
+/// The most bytes one stored batch holds. Every reader of a shuffle file (a
+/// reduce task, a client reading results) keeps a few batches in flight, so
+/// batch size times that is its memory: a morsel of downloaded images can be
+/// tens of megabytes, which would make a reader's memory follow the rows'
+/// width. Relational batches (thousands of narrow rows) stay far below it.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// `batch` cut by rows into pieces of at most about [`MAX_BATCH_BYTES`] (zero-copy
+/// slices; the IPC writer stores only each slice's part of the buffers).
+fn pieces(batch: &RecordBatch) -> Vec<RecordBatch> {
+    let rows = batch.num_rows();
+    let bytes = batch.get_array_memory_size();
+    let parts = bytes.div_ceil(MAX_BATCH_BYTES).clamp(1, rows.max(1));
+    if parts == 1 {
+        return vec![batch.clone()];
+    }
+    let per = rows.div_ceil(parts);
+    (0..rows)
+        .step_by(per)
+        .map(|offset| batch.slice(offset, per.min(rows - offset)))
+        .collect()
+}
+
 /// What a map task wrote for one partition.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PartitionOutput {
@@ -77,7 +100,7 @@ impl ShuffleWriter {
             }
             let file = File::create(&path).map_err(io_err(&path))?;
             // Uncompressed on disk: most reads are by a task on the same machine,
-            // which maps the file straight into batches; compressing there cost
+            // which reads the file straight back into batches; compressing there cost
             // the map task more than the bytes saved. Reads from another machine
             // are compressed on the wire instead (see the Flight server).
             let w = FileWriter::try_new(BufWriter::new(file), &self.schema)
@@ -85,7 +108,9 @@ impl ShuffleWriter {
             *slot = Some((w, 0));
         }
         if let Some((w, rows)) = slot.as_mut() {
-            w.write(batch).map_err(arrow_err(&path))?;
+            for piece in pieces(batch) {
+                w.write(&piece).map_err(arrow_err(&path))?;
+            }
             *rows += batch.num_rows() as u64;
         }
         Ok(())
@@ -116,5 +141,56 @@ impl ShuffleWriter {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::BinaryArray;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::read_map_output;
+
+    #[test]
+    fn a_wide_batch_is_stored_in_pieces_of_a_few_megabytes_without_copies_of_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = ShuffleLayout::new(dir.path());
+        let schema = Arc::new(Schema::new(vec![Field::new("b", DataType::Binary, false)]));
+        // 64 rows of 256 KiB: one 16 MiB batch, as a morsel of images can be.
+        let values: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i; 256 << 10]).collect();
+        let column = BinaryArray::from_iter_values(values.iter());
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(column)]).unwrap();
+        let ids = (JobId(1), StageId(1), TaskId(0));
+        let mut w = ShuffleWriter::new(layout.clone(), ids, schema, 1).unwrap();
+        w.append(0, &batch).unwrap();
+        let out = w.finish().unwrap();
+        assert_eq!(out[0].rows, 64);
+        // Each piece holds only its own rows' bytes: the file is the data once.
+        assert!(
+            out[0].bytes < (16 << 20) + (1 << 20),
+            "{} bytes",
+            out[0].bytes
+        );
+        let back = read_map_output(&layout, ids, 0).unwrap();
+        assert!(back.len() >= 4, "{} batches", back.len());
+        // Rows of 256 KiB: at most 4 MiB of values per stored batch.
+        let rows: Vec<usize> = back.iter().map(|b| b.num_rows()).collect();
+        assert!(
+            rows.iter().all(|&r| r * (256 << 10) <= MAX_BATCH_BYTES),
+            "{rows:?}"
+        );
+        let joined = arrow::compute::concat_batches(&back[0].schema(), &back).unwrap();
+        assert_eq!(joined, batch);
+    }
+
+    #[test]
+    fn a_narrow_batch_is_stored_whole() {
+        let schema = Arc::new(Schema::new(vec![Field::new("b", DataType::Binary, false)]));
+        let column = BinaryArray::from_iter_values((0..8192u32).map(|i| i.to_le_bytes()));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(column)]).unwrap();
+        assert_eq!(pieces(&batch), vec![batch]);
     }
 }
