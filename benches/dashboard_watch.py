@@ -1,12 +1,20 @@
 #!/usr/bin/env python3
-"""A browser watching the dashboard, for benches/dashboard_pair.sh: starts
-chromedriver on a free 127.0.0.1 port (loopback only: no --allowed-ips), opens
-URL in headless Chromium, prints `watching` once the page says it is live (its
-server-sent event stream is connected), then keeps it open until stdin closes.
-On exit it prints what the page showed last, so the run can show the browser was
-really watching.
+"""A browser for benches/dashboard_pair.sh: starts chromedriver on a free
+127.0.0.1 port (loopback only: no --allowed-ips) and one headless Chromium, then
+follows commands, one per line on stdin, answering each on stdout:
 
-    python3 benches/dashboard_watch.py URL < fifo
+    watch URL   open URL (the dashboard) and answer `watching` once the page says
+                it is live (its server-sent event stream is connected)
+    blank       open about:blank (nothing to draw, nothing pushed): `blank`
+    shown       `shown: ...`, what the dashboard page shows now
+    cpu         `cpu: S`, CPU seconds Chromium and chromedriver used so far
+
+It quits when stdin closes. One browser serves every run, so a watched run and
+an unwatched one differ only in what the open tab shows: Chromium's own start-up
+(seconds of CPU in its first moments, whatever the page) is paid once, before
+the runs, as it is for a person who opens the dashboard and leaves it open.
+
+    python3 benches/dashboard_watch.py < commands
 """
 import json
 import os
@@ -53,7 +61,6 @@ def tree_cpu_seconds(root: int) -> float:
 
 
 def main() -> int:
-    url = sys.argv[1]
     port = free_port()
     driver = subprocess.Popen(["chromedriver", f"--port={port}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -74,26 +81,36 @@ def main() -> int:
                      "--disable-dev-shm-usage", "--window-size=1400,1000"]}}}}
         session = call(base, "POST", "/session", caps)["value"]["sessionId"]
         s = f"/session/{session}"
-        call(base, "POST", s + "/url", {"url": url})
-        script = {"script": "const l = document.getElementById('live');"
-                            "return l ? l.textContent : 'no dashboard';", "args": []}
-        deadline = time.monotonic() + 30
-        while call(base, "POST", s + "/execute/sync", script)["value"] != "live":
-            if time.monotonic() > deadline:
-                print(f"the page at {url.split('?')[0]} did not go live within 30 s", file=sys.stderr)
+        live = {"script": "const l = document.getElementById('live');"
+                          "return l ? l.textContent : 'no dashboard';", "args": []}
+        print("ready", flush=True)
+        for line in sys.stdin:
+            cmd, _, arg = line.strip().partition(" ")
+            if cmd == "watch":
+                call(base, "POST", s + "/url", {"url": arg})
+                deadline = time.monotonic() + 30
+                while call(base, "POST", s + "/execute/sync", live)["value"] != "live":
+                    if time.monotonic() > deadline:
+                        print(f"the page at {arg.split('?')[0]} did not go live within 30 s",
+                              file=sys.stderr)
+                        return 1
+                    time.sleep(0.1)
+                print("watching", flush=True)
+            elif cmd == "blank":
+                call(base, "POST", s + "/url", {"url": "about:blank"})
+                print("blank", flush=True)
+            elif cmd == "shown":
+                shown = call(base, "POST", s + "/execute/sync", {
+                    "script": "return document.getElementById('live').textContent + ' | ' +"
+                              " document.getElementById('app').innerText.slice(0, 200)"
+                              ".replace(/\\s+/g, ' ');",
+                    "args": []})["value"]
+                print(f"shown: {shown}", flush=True)
+            elif cmd == "cpu":
+                print(f"cpu: {tree_cpu_seconds(driver.pid):.2f}", flush=True)
+            else:
+                print(f"unknown command {cmd!r}", file=sys.stderr)
                 return 1
-            time.sleep(0.1)
-        print("watching", flush=True)
-        cpu_before = tree_cpu_seconds(driver.pid)
-        watch_started = time.monotonic()
-        sys.stdin.read()
-        print(f"browser cpu: {tree_cpu_seconds(driver.pid) - cpu_before:.2f} s in "
-              f"{time.monotonic() - watch_started:.2f} s watched", flush=True)
-        shown = call(base, "POST", s + "/execute/sync", {
-            "script": "return document.getElementById('live').textContent + ' | ' +"
-                      " document.getElementById('app').innerText.slice(0, 200).replace(/\\s+/g, ' ');",
-            "args": []})["value"]
-        print(f"last shown: {shown}", flush=True)
         call(base, "DELETE", s)
         return 0
     finally:
