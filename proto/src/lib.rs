@@ -13,7 +13,9 @@ mod drivers;
 mod http_server;
 mod token_check;
 pub use axum;
-pub use cluster_tls::{client_trusting, endpoint, install_crypto_provider, url, ClusterTls};
+pub use cluster_tls::{
+    client_trusting, endpoint, incoming, install_crypto_provider, url, ClusterTls,
+};
 pub use drivers::{is_retryable, Drivers, LEADER_HEADER};
 pub use http_server::{HttpServer, TOKEN_COOKIE};
 pub use token_check::TokenCheck;

@@ -18,7 +18,6 @@ use regatta_proto::{
 use regatta_shuffle::{ShuffleFetcher, ShuffleFlightService, ShuffleLayout};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tonic::transport::server::TcpIncoming;
 
 use crate::driver_link::DriverLink;
 use crate::task_runner::TaskRunner;
@@ -203,11 +202,7 @@ impl Worker {
         tasks.spawn(async move {
             server
                 .add_service(flight)
-                // TCP_NODELAY on every accepted connection: `serve_with_incoming`
-                // ignores the builder's setting, and with Nagle on, each small
-                // message after the first (a task order, a Flight batch header)
-                // waited for the peer's delayed ACK, about 40 ms a stage.
-                .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
+                .serve_with_incoming(regatta_proto::incoming(listener))
                 .await
                 .map_err(|e| {
                     WorkerError::Stopped(format!("shuffle server on {shuffle_address}: {e}"))

@@ -7,7 +7,6 @@ use regatta_proto::job_service_server::JobServiceServer;
 use regatta_proto::worker_control_server::WorkerControlServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tonic::transport::server::TcpIncoming;
 
 use regatta_proto::TokenCheck;
 
@@ -99,11 +98,7 @@ impl DriverHandle {
                 .add_service(jobs)
                 .add_service(workers)
                 .add_optional_service(replication)
-                // TCP_NODELAY on every accepted connection: `serve_with_incoming`
-                // ignores the builder's setting, and with Nagle on, each small
-                // message after the first (a task order, a Flight batch header)
-                // waited for the peer's delayed ACK, about 40 ms a stage.
-                .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
+                .serve_with_incoming(regatta_proto::incoming(listener))
                 .await;
             if let Err(e) = served {
                 log::error!("driver server stopped: {e}");
