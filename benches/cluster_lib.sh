@@ -1,5 +1,6 @@
 # Sourced by the cluster benchmarks: starts a driver and two one-core workers on
-# 127.0.0.1 (release binaries), stopped when the script exits.
+# 127.0.0.1 (release binaries; WORKERS=N for another count), stopped when the
+# script exits.
 #   start_cluster OUT_DIR MEMORY_LIMIT   sets DRIVER (host:port); needs CLI and REGATTA_TOKEN.
 cluster_pids=()
 stop_cluster() {
@@ -14,14 +15,14 @@ start_cluster() {
   for _ in $(seq 1 100); do grep -q "listening on" "$out/driver.log" && break; sleep 0.1; done
   DRIVER="$(grep -m1 "listening on" "$out/driver.log" | awk '{print $NF}')"
   [[ -n "$DRIVER" ]] || { echo "the driver did not start; see $out/driver.err" >&2; exit 1; }
-  for i in 1 2; do
+  for i in $(seq 1 "${WORKERS:-2}"); do
     printf '[worker]\ncpus = 1\nmemory_limit = "%s"\n' "$limit" > "$out/worker$i.toml"
     "$CLI" worker -c "$out/worker$i.toml" --driver "$DRIVER" --spill-dir "$out/spill$i" \
       > "$out/worker$i.log" 2> "$out/worker$i.err" &
     cluster_pids+=($!)
   done
   for _ in $(seq 1 100); do
-    [[ "$(cat "$out"/worker*.log 2>/dev/null | grep -c "serving shuffle")" == 2 ]] && return 0
+    [[ "$(cat "$out"/worker*.log 2>/dev/null | grep -c "serving shuffle")" == "${WORKERS:-2}" ]] && return 0
     sleep 0.1
   done
   echo "the workers did not start; see $out/worker*.err" >&2
