@@ -1,8 +1,10 @@
 //! EfficientNet-Lite0 image classification in Rust (candle): ImageNet's 1,000
 //! classes from a 224x224 RGB crop. Batch norm is folded into the convolutions
-//! at load; depthwise convolutions run as a direct kernel on the CPU (candle's
-//! grouped convolution would make one call per channel) and as shifted
-//! multiply-adds on other devices.
+//! at load. On the CPU the network runs on its own NHWC kernels (1x1 convolutions
+//! as one matrix product over the batch's pixels with bias, ReLU6 and residual
+//! fused in; depthwise convolutions along contiguous channels); on other devices
+//! as candle tensor operations, depthwise as shifted multiply-adds (candle's
+//! grouped convolution would make one call per channel).
 //!
 //! The model is read from a local directory holding `model.safetensors` (the
 //! checkpoint's own names) and `labels.txt`; `scripts/fetch_efficientnet.sh`
@@ -12,7 +14,11 @@ mod classifier;
 mod depthwise;
 mod factory;
 mod network;
+mod nhwc_kernels;
+mod nhwc_network;
 mod preprocess;
+mod tensor_network;
+mod weights;
 
 use std::path::PathBuf;
 

@@ -1,123 +1,28 @@
-//! [`EfficientNetLite0`]: the network, with batch norm folded into its convolutions.
+//! [`EfficientNetLite0`]: the network, with batch norm folded into its
+//! convolutions, run by the NHWC kernels on the CPU and by candle's tensor
+//! operations on other devices.
 
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 
-use super::depthwise::{same_padding, Depthwise};
+use super::nhwc_network::NhwcNetwork;
+use super::tensor_network::TensorNetwork;
+use super::weights::Weights;
 use super::CLASSES;
 
-/// Batch norm's epsilon in the TensorFlow-trained checkpoint.
-const BN_EPS: f32 = 1e-3;
-
-/// Blocks whose depthwise convolution has stride 2 (the first of stages 2, 3, 4 and 6).
-const STRIDE_TWO: [usize; 4] = [1, 3, 5, 11];
-
-/// A 1x1 convolution as a matrix product, bias added.
 #[derive(Debug)]
-struct Pointwise {
-    /// `(out, in)`.
-    weight: Tensor,
-    /// `(1, out, 1)`.
-    bias: Tensor,
-}
-
-impl Pointwise {
-    fn forward(&self, x: &Tensor, relu6: bool) -> candle_core::Result<Tensor> {
-        let (b, c, h, w) = x.dims4()?;
-        let out = self.weight.dim(0)?;
-        let y = self
-            .weight
-            .broadcast_matmul(&x.reshape((b, c, h * w))?)?
-            .broadcast_add(&self.bias)?;
-        let y = if relu6 { y.clamp(0f32, 6f32)? } else { y };
-        y.reshape((b, out, h, w))
-    }
-}
-
-#[derive(Debug)]
-struct Block {
-    expand: Option<Pointwise>,
-    depthwise: Depthwise,
-    project: Pointwise,
-    residual: bool,
+enum Path {
+    Nhwc(NhwcNetwork),
+    Tensor(TensorNetwork),
 }
 
 /// EfficientNet-Lite0: a 3x3 stem, 16 inverted-residual blocks (no squeeze-excite,
 /// ReLU6), a 1x1 head to 1,280 channels, average pooling and a 1,000-way
-/// classifier. Input: `(B, 3, 224, 224)`, pixels as `(x - 127) / 128`.
+/// classifier. Input: `(B, 3, H, W)`, pixels as `(x - 127) / 128`.
 #[derive(Debug)]
 pub struct EfficientNetLite0 {
-    stem_weight: Tensor,
-    stem_bias: Tensor,
-    blocks: Vec<Block>,
-    head: Pointwise,
-    fc_weight_t: Tensor,
-    fc_bias: Tensor,
-}
-
-/// The checkpoint's tensors, read on the CPU, with errors naming the tensor.
-struct Weights(HashMap<String, Tensor>);
-
-impl Weights {
-    fn get(&self, name: &str) -> candle_core::Result<&Tensor> {
-        self.0
-            .get(name)
-            .ok_or_else(|| candle_core::Error::Msg(format!("the weights have no tensor {name}")))
-    }
-
-    fn vec(&self, name: &str) -> candle_core::Result<Vec<f32>> {
-        self.get(name)?.flatten_all()?.to_vec1()
-    }
-
-    /// `(scale, shift)` of the batch norm `prefix`: y = x * scale + shift.
-    fn batch_norm(&self, prefix: &str) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
-        let gamma = self.vec(&format!("{prefix}.weight"))?;
-        let beta = self.vec(&format!("{prefix}.bias"))?;
-        let mean = self.vec(&format!("{prefix}.running_mean"))?;
-        let var = self.vec(&format!("{prefix}.running_var"))?;
-        let scale: Vec<f32> = gamma
-            .iter()
-            .zip(&var)
-            .map(|(g, v)| g / (v + BN_EPS).sqrt())
-            .collect();
-        let shift = beta
-            .iter()
-            .zip(&mean)
-            .zip(&scale)
-            .map(|((b, m), s)| b - m * s)
-            .collect();
-        Ok((scale, shift))
-    }
-
-    /// A convolution's weights with batch norm `bn` folded in: `(out, rest...)` and bias.
-    fn folded(
-        &self,
-        conv: &str,
-        bn: &str,
-    ) -> candle_core::Result<(Vec<f32>, Vec<usize>, Vec<f32>)> {
-        let w = self.get(&format!("{conv}.weight"))?;
-        let dims = w.dims().to_vec();
-        let mut values: Vec<f32> = w.flatten_all()?.to_vec1()?;
-        let (scale, shift) = self.batch_norm(bn)?;
-        let per_out = values.len() / scale.len().max(1);
-        if scale.len() != dims[0] {
-            candle_core::bail!("{conv}: {} outputs but {bn} has {}", dims[0], scale.len());
-        }
-        for (o, chunk) in values.chunks_mut(per_out).enumerate() {
-            chunk.iter_mut().for_each(|v| *v *= scale[o]);
-        }
-        Ok((values, dims, shift))
-    }
-
-    fn pointwise(&self, conv: &str, bn: &str, device: &Device) -> candle_core::Result<Pointwise> {
-        let (w, dims, bias) = self.folded(conv, bn)?;
-        let (out, inp) = (dims[0], dims[1]);
-        Ok(Pointwise {
-            weight: Tensor::from_vec(w, (out, inp), device)?,
-            bias: Tensor::from_vec(bias, (1, out, 1), device)?,
-        })
-    }
+    path: Path,
 }
 
 impl EfficientNetLite0 {
@@ -125,86 +30,171 @@ impl EfficientNetLite0 {
     /// once on the CPU to fold the batch norms), placing it on `device`.
     pub fn new(tensors: HashMap<String, Tensor>, device: &Device) -> candle_core::Result<Self> {
         let w = Weights(tensors);
-        let (stem, stem_dims, stem_bias) = w.folded("_conv_stem", "_bn0")?;
-        let stem_weight = Tensor::from_vec(stem, stem_dims.as_slice(), device)?;
-        let stem_bias = Tensor::from_vec(stem_bias.clone(), (1, stem_bias.len(), 1, 1), device)?;
-        let mut blocks = Vec::new();
-        let mut channels = stem_dims[0];
-        for b in 0.. {
-            let p = format!("_blocks.{b}.");
-            if !w.0.contains_key(&format!("{p}_depthwise_conv.weight")) {
-                break;
-            }
-            let expand = if w.0.contains_key(&format!("{p}_expand_conv.weight")) {
-                Some(w.pointwise(&format!("{p}_expand_conv"), &format!("{p}_bn0"), device)?)
-            } else {
-                None
-            };
-            let (dw, dw_dims, dw_bias) =
-                w.folded(&format!("{p}_depthwise_conv"), &format!("{p}_bn1"))?;
-            let k = dw_dims[2];
-            let stride = if STRIDE_TWO.contains(&b) { 2 } else { 1 };
-            let depthwise = Depthwise::new(dw, dw_bias, k, stride, device)?;
-            let project = w.pointwise(&format!("{p}_project_conv"), &format!("{p}_bn2"), device)?;
-            let out = project.weight.dim(0)?;
-            blocks.push(Block {
-                expand,
-                depthwise,
-                project,
-                residual: stride == 1 && out == channels,
-            });
-            channels = out;
-        }
-        if blocks.len() != 16 {
-            candle_core::bail!(
-                "EfficientNet-Lite0 has 16 blocks, the weights {}",
-                blocks.len()
-            );
-        }
-        let head = w.pointwise("_conv_head", "_bn1", device)?;
-        let fc = w.get("_fc.weight")?;
-        if fc.dims() != [CLASSES, head.weight.dim(0)?] {
-            candle_core::bail!("_fc.weight is {:?}, expected [{CLASSES}, 1280]", fc.dims());
-        }
-        Ok(Self {
-            stem_weight,
-            stem_bias,
-            blocks,
-            head,
-            fc_weight_t: fc.t()?.contiguous()?.to_device(device)?,
-            fc_bias: w.get("_fc.bias")?.to_device(device)?,
-        })
+        let path = if device.is_cpu() {
+            Path::Nhwc(NhwcNetwork::new(&w)?)
+        } else {
+            Path::Tensor(TensorNetwork::new(&w, device)?)
+        };
+        Ok(Self { path })
+    }
+
+    /// The network as candle tensor operations even on the CPU: the device path,
+    /// for checking it where no GPU is.
+    pub fn with_tensor_ops(
+        tensors: HashMap<String, Tensor>,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
+        let path = Path::Tensor(TensorNetwork::new(&Weights(tensors), device)?);
+        Ok(Self { path })
     }
 
     /// Logits `(B, 1000)` of a batch `(B, 3, H, W)` of normalised images.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (_, _, h, w) = x.dims4()?;
-        let k = self.stem_weight.dim(2)?;
-        let (top, bottom, _) = same_padding(h, k, 2);
-        let (left, right, _) = same_padding(w, k, 2);
-        let padded = x
-            .pad_with_zeros(2, top, bottom)?
-            .pad_with_zeros(3, left, right)?;
-        let mut x = padded
-            .conv2d(&self.stem_weight, 0, 2, 1, 1)?
-            .broadcast_add(&self.stem_bias)?
-            .clamp(0f32, 6f32)?;
-        for block in &self.blocks {
-            let input = x.clone();
-            if let Some(expand) = &block.expand {
-                x = expand.forward(&x, true)?;
-            }
-            x = block.depthwise.forward(&x)?;
-            x = block.project.forward(&x, false)?;
-            if block.residual {
-                x = (x + input)?;
+        match &self.path {
+            Path::Tensor(net) => net.forward(x),
+            Path::Nhwc(net) => {
+                let (b, c, h, w) = x.dims4()?;
+                if c != 3 {
+                    candle_core::bail!("EfficientNet-Lite0 takes 3 channels, got {c}");
+                }
+                let values: Vec<f32> = x.flatten_all()?.to_vec1()?;
+                let logits = net.forward(&values, b, h, w);
+                Tensor::from_vec(logits, (b, CLASSES), &Device::Cpu)
             }
         }
-        let x = self.head.forward(&x, true)?;
-        let (b, c, h, w) = x.dims4()?;
-        let pooled = x.reshape((b, c, h * w))?.mean(2)?;
-        pooled
-            .matmul(&self.fc_weight_t)?
-            .broadcast_add(&self.fc_bias)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Made-up tensors with a checkpoint's names, filled from a fixed sequence.
+    struct Checkpoint {
+        tensors: HashMap<String, Tensor>,
+        state: u64,
+    }
+
+    impl Checkpoint {
+        fn put(
+            &mut self,
+            name: String,
+            dims: &[usize],
+            lo: f32,
+            hi: f32,
+        ) -> candle_core::Result<()> {
+            let n: usize = dims.iter().product();
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                self.state = self
+                    .state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                v.push(lo + (hi - lo) * ((self.state >> 33) % 1000) as f32 / 1000.0);
+            }
+            self.tensors
+                .insert(name, Tensor::from_vec(v, dims, &Device::Cpu)?);
+            Ok(())
+        }
+
+        fn conv(&mut self, conv: &str, bn: &str, dims: &[usize]) -> candle_core::Result<()> {
+            let fan_in: usize = dims[1..].iter().product();
+            let r = 1.5 / (fan_in as f32).sqrt();
+            self.put(format!("{conv}.weight"), dims, -r, r)?;
+            let c = dims[0];
+            self.put(format!("{bn}.weight"), &[c], 0.5, 1.5)?;
+            self.put(format!("{bn}.bias"), &[c], -0.2, 0.3)?;
+            self.put(format!("{bn}.running_mean"), &[c], -0.1, 0.1)?;
+            self.put(format!("{bn}.running_var"), &[c], 0.5, 1.5)
+        }
+    }
+
+    /// EfficientNet-Lite0's layout (16 blocks, its kernel sizes and strides) with
+    /// few channels and made-up values.
+    fn small_checkpoint() -> candle_core::Result<HashMap<String, Tensor>> {
+        let mut ck = Checkpoint {
+            tensors: HashMap::new(),
+            state: 7,
+        };
+        let mut c = 8;
+        ck.conv("_conv_stem", "_bn0", &[c, 3, 3, 3])?;
+        // (expansion, kernel, outputs) per block, as Lite0 has them.
+        let blocks = [
+            (1, 3, 4),
+            (6, 3, 6),
+            (6, 3, 6),
+            (6, 5, 8),
+            (6, 5, 8),
+            (6, 3, 10),
+            (6, 3, 10),
+            (6, 3, 10),
+            (6, 5, 12),
+            (6, 5, 12),
+            (6, 5, 12),
+            (6, 5, 14),
+            (6, 5, 14),
+            (6, 5, 14),
+            (6, 5, 14),
+            (6, 3, 16),
+        ];
+        for (b, (expansion, k, out)) in blocks.into_iter().enumerate() {
+            let p = format!("_blocks.{b}.");
+            let inner = c * expansion;
+            if expansion != 1 {
+                ck.conv(
+                    &format!("{p}_expand_conv"),
+                    &format!("{p}_bn0"),
+                    &[inner, c, 1, 1],
+                )?;
+            }
+            ck.conv(
+                &format!("{p}_depthwise_conv"),
+                &format!("{p}_bn1"),
+                &[inner, 1, k, k],
+            )?;
+            ck.conv(
+                &format!("{p}_project_conv"),
+                &format!("{p}_bn2"),
+                &[out, inner, 1, 1],
+            )?;
+            c = out;
+        }
+        ck.conv("_conv_head", "_bn1", &[24, c, 1, 1])?;
+        ck.put("_fc.weight".into(), &[CLASSES, 24], -0.3, 0.3)?;
+        ck.put("_fc.bias".into(), &[CLASSES], -0.1, 0.1)?;
+        Ok(ck.tensors)
+    }
+
+    /// The CPU's NHWC kernels and the device path's tensor operations are the same
+    /// network: equal logits on a batch that spans two of the CPU path's sub-batches.
+    #[test]
+    fn the_nhwc_path_and_the_tensor_path_give_the_same_logits() -> candle_core::Result<()> {
+        let nhwc = EfficientNetLite0::new(small_checkpoint()?, &Device::Cpu)?;
+        let tensor = EfficientNetLite0::with_tensor_ops(small_checkpoint()?, &Device::Cpu)?;
+        assert!(matches!(nhwc.path, Path::Nhwc(_)) && matches!(tensor.path, Path::Tensor(_)));
+        let (b, h, w) = (9, 45, 38);
+        let x: Vec<f32> = (0..b * 3 * h * w)
+            .map(|i| ((i * 7919 % 257) as f32 - 128.0) / 128.0)
+            .collect();
+        let x = Tensor::from_vec(x, (b, 3, h, w), &Device::Cpu)?;
+        for round in 0..2 {
+            let a: Vec<f32> = nhwc.forward(&x)?.flatten_all()?.to_vec1()?;
+            let t: Vec<f32> = tensor.forward(&x)?.flatten_all()?.to_vec1()?;
+            assert_eq!(a.len(), b * CLASSES);
+            let spread = t.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(
+                spread > 1e-2,
+                "logits all near zero: the check would be empty"
+            );
+            for (i, (a, t)) in a.iter().zip(&t).enumerate() {
+                assert!(
+                    (a - t).abs() <= 1e-4 * spread.max(1.0),
+                    "round {round}, image {}, class {}: {a} vs {t}",
+                    i / CLASSES,
+                    i % CLASSES
+                );
+            }
+        }
+        Ok(())
     }
 }
