@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, Float32Array, StringArray, StructArray};
 use arrow::datatypes::{DataType, Field, Fields};
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 use regatta_engine::types::{embedding_array, embedding_type, ImageColumn};
 
 use super::{center_crop, normalise, EfficientNetLite0, Output, CLASSES, CROP};
@@ -92,16 +93,25 @@ impl Classifier {
     /// Classifies an image column; null images give null results.
     pub fn classify(&self, images: &ArrayRef) -> std::result::Result<ArrayRef, ModelError> {
         let column = ImageColumn::try_new(images.as_ref(), super::NAME)?;
-        let mut inputs = Vec::new();
-        let mut present = 0;
+        let mut images_in = Vec::with_capacity(column.len());
         for row in 0..column.len() {
             if let Some(img) = column.get(row)? {
-                let crop = center_crop(img).map_err(|e| format!("image at row {row}: {e}"))?;
-                normalise(&crop, &mut inputs);
-                present += 1;
+                images_in.push((row, img));
             }
         }
-        let logits = self.logits(inputs, present)?;
+        // Resize, crop and normalise on all cores, not one by one in the actor's
+        // thread while the other cores wait for the network.
+        let per_image = 3 * (CROP * CROP) as usize;
+        let mut inputs = vec![0f32; images_in.len() * per_image];
+        inputs
+            .par_chunks_mut(per_image)
+            .zip(&images_in)
+            .try_for_each(|(dst, (row, img))| {
+                let crop = center_crop(*img).map_err(|e| format!("image at row {row}: {e}"))?;
+                normalise(&crop, dst);
+                Ok::<_, String>(())
+            })?;
+        let logits = self.logits(inputs, images_in.len())?;
         let nulls = images.logical_nulls();
         let mut rows = logits.chunks_exact(CLASSES);
         match self.output {

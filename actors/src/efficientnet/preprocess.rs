@@ -42,17 +42,17 @@ pub fn center_crop(src: ImageRef<'_>) -> Result<DecodedImage, ImageError> {
     image::crop(src, (w - CROP) / 2, (h - CROP) / 2, CROP, CROP)
 }
 
-/// Appends `img` (RGB) as channel-major floats `(x - 127) / 128`: the
-/// normalisation the TensorFlow-trained Lite models use.
-pub fn normalise(img: &DecodedImage, out: &mut Vec<f32>) {
+/// Writes `img` (RGB) into `dst` (`3 x width x height` values) as channel-major
+/// floats `(x - 127) / 128`: the normalisation the TensorFlow-trained Lite models use.
+pub fn normalise(img: &DecodedImage, dst: &mut [f32]) {
     let plane = img.width as usize * img.height as usize;
-    let start = out.len();
-    out.resize(start + 3 * plane, 0.0);
-    let dst = &mut out[start..];
+    debug_assert_eq!(dst.len(), 3 * plane);
+    let (r, rest) = dst.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
     for (i, px) in img.pixels.chunks_exact(3).enumerate() {
-        for (c, &v) in px.iter().enumerate() {
-            dst[c * plane + i] = (f32::from(v) - 127.0) / 128.0;
-        }
+        r[i] = (f32::from(px[0]) - 127.0) / 128.0;
+        g[i] = (f32::from(px[1]) - 127.0) / 128.0;
+        b[i] = (f32::from(px[2]) - 127.0) / 128.0;
     }
 }
 
@@ -81,7 +81,7 @@ mod tests {
         // Resized to 512x256, the crop spans x in [144, 368): the edge at 256 sits at column 112.
         let px = |x: usize| out.pixels[(100 * CROP as usize + x) * 3];
         assert_eq!((px(0), px(100), px(124), px(223)), (0, 0, 255, 255));
-        let mut floats = Vec::new();
+        let mut floats = vec![f32::NAN; 3 * 224 * 224];
         normalise(&out, &mut floats);
         assert_eq!(floats.len(), 3 * 224 * 224);
         assert_eq!(floats[0], -127.0 / 128.0);

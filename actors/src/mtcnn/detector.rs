@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float32Builder, ListBuilder, StructBuilder};
 use arrow::datatypes::{DataType, Field, Fields};
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 use regatta_engine::image::{self, DecodedImage, ImageMode};
 use regatta_engine::types::{ImageColumn, ImageRef};
 
@@ -318,13 +319,27 @@ impl FaceDetector {
             DataType::Struct(fields),
             true,
         )));
-        for row in 0..column.len() {
-            let Some(img) = column.get(row)? else {
+        let frames = (0..column.len())
+            .map(|row| column.get(row))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        // Frames are independent: detect on all cores at once. One frame's
+        // cascade is many small layers that keep a single core busy at best.
+        let found: Vec<_> = frames
+            .par_iter()
+            .enumerate()
+            .map(|(row, img)| {
+                img.map(|img| {
+                    detect(&self.nets, &self.device, img)
+                        .map_err(|e| format!("image at row {row}: {e}"))
+                })
+                .transpose()
+            })
+            .collect();
+        for faces in found {
+            let Some(faces) = faces? else {
                 out.append(false);
                 continue;
             };
-            let faces = detect(&self.nets, &self.device, img)
-                .map_err(|e| format!("image at row {row}: {e}"))?;
             let s = out.values();
             for f in faces {
                 for (k, v) in [f.x, f.y, f.w, f.h, f.score].into_iter().enumerate() {
