@@ -22,6 +22,7 @@ mod model;
 mod model_actor;
 mod model_files;
 pub mod mtcnn;
+mod nhwc;
 mod node_resources;
 mod pool_config;
 mod runtime;

@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor};
 
-use super::nhwc_kernels::same_padding;
+use crate::nhwc::same_padding;
 
 /// One depthwise convolution layer (batch norm already folded in): each channel
 /// convolved with its own `k`x`k` kernel, TensorFlow "SAME" padding, then the bias

@@ -14,7 +14,6 @@ mod classifier;
 mod depthwise;
 mod factory;
 mod network;
-mod nhwc_kernels;
 mod nhwc_network;
 mod preprocess;
 mod tensor_network;

@@ -5,9 +5,11 @@
 
 use std::sync::Mutex;
 
-use super::nhwc_kernels::{depthwise, pointwise, same_padding, stem, Activation, Planes};
 use super::weights::{Folded, Weights};
 use super::CLASSES;
+use crate::nhwc::{
+    conv, conv_weights, depthwise, pointwise, same_padding, Activation, ConvLayer, Padding, Planes,
+};
 
 /// Images pushed through the network together: enough rows for the late 7x7
 /// layers' matrix products, few enough that the early layers' activations
@@ -97,15 +99,7 @@ impl NhwcNetwork {
         if inputs != 3 || s.dims[3] != k {
             candle_core::bail!("_conv_stem.weight is {:?}, expected [_, 3, k, k]", s.dims);
         }
-        // (out, c, ki, kj) -> ((ki, kj, c), out)
-        let mut stem_weights = vec![0f32; s.values.len()];
-        for o in 0..outputs {
-            for c in 0..3 {
-                for t in 0..k * k {
-                    stem_weights[(t * 3 + c) * outputs + o] = s.values[(o * 3 + c) * k * k + t];
-                }
-            }
-        }
+        let stem_weights = conv_weights(&s.values, outputs, 3, k);
         let mut blocks = Vec::new();
         let mut channels = outputs;
         for spec in w.blocks()? {
@@ -202,18 +196,33 @@ impl NhwcNetwork {
         let (_, _, mut h_now) = same_padding(h, k, 2);
         let (_, _, mut w_now) = same_padding(w, k, 2);
         let mut channels = self.stem_bias.len();
+        // The preprocessing hands over NCHW; the kernels read NHWC.
+        let plane = h * w;
+        let mut nhwc = bufs.take(x.len());
+        for (src, dst) in x
+            .chunks_exact(3 * plane)
+            .zip(nhwc.chunks_exact_mut(3 * plane))
+        {
+            for (i, px) in dst.chunks_exact_mut(3).enumerate() {
+                px.copy_from_slice(&[src[i], src[plane + i], src[2 * plane + i]]);
+            }
+        }
         let mut cur = bufs.take(images * h_now * w_now * channels);
-        stem(
-            x,
+        let stem = ConvLayer {
+            weights: &self.stem_weights,
+            bias: &self.stem_bias,
+            k,
+            stride: 2,
+            padding: Padding::Same,
+        };
+        let shape = Planes {
             images,
             h,
             w,
-            &self.stem_weights,
-            &self.stem_bias,
-            k,
-            2,
-            &mut cur,
-        );
+            channels: 3,
+        };
+        conv(&nhwc, shape, stem, Activation::Relu6, &mut cur);
+        bufs.give(nhwc);
         for block in &self.blocks {
             let rows = images * h_now * w_now;
             let (expanded, inner) = match &block.expand {

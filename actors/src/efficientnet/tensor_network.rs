@@ -4,9 +4,9 @@
 use candle_core::{Device, Tensor};
 
 use super::depthwise::Depthwise;
-use super::nhwc_kernels::same_padding;
 use super::weights::{Folded, Weights};
 use super::CLASSES;
+use crate::nhwc::same_padding;
 
 /// A 1x1 convolution as a matrix product, bias added.
 #[derive(Debug)]

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float32Builder, ListBuilder, StructBuilder};
 use arrow::datatypes::{DataType, Field, Fields};
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use rayon::prelude::*;
 use regatta_engine::image::{self, DecodedImage, ImageMode};
 use regatta_engine::types::{ImageColumn, ImageRef};
 
-use super::Nets;
+use super::cascade::{Cascade, StageOut};
 use crate::model::{Model, ModelError};
 use crate::model_files::{files_error, required};
 use crate::Result;
@@ -120,16 +120,14 @@ fn view(img: &DecodedImage) -> ImageRef<'_> {
     }
 }
 
-/// Appends an RGB image as channel-major `(x - 127.5) / 128`.
-fn push_chw(img: &DecodedImage, out: &mut Vec<f32>) {
-    let plane = img.width as usize * img.height as usize;
-    let start = out.len();
-    out.resize(start + 3 * plane, 0.0);
-    for (i, px) in img.pixels.chunks_exact(3).enumerate() {
-        for (c, &v) in px.iter().enumerate() {
-            out[start + c * plane + i] = (f32::from(v) - 127.5) * 0.0078125;
-        }
-    }
+/// Appends an RGB image's pixels as `(x - 127.5) / 128`, channels interleaved
+/// (`h x w x 3`).
+fn push_hwc(img: &DecodedImage, out: &mut Vec<f32>) {
+    out.extend(
+        img.pixels
+            .iter()
+            .map(|&v| (f32::from(v) - 127.5) * 0.0078125),
+    );
 }
 
 /// The image region of a candidate (clipped to the image, as MTCNN's `pad` does),
@@ -155,11 +153,7 @@ fn crop_square(img: ImageRef<'_>, c: &Cand, side: u32) -> Option<DecodedImage> {
 }
 
 /// Runs the cascade over one image.
-pub fn detect(
-    nets: &Nets,
-    device: &Device,
-    src: ImageRef<'_>,
-) -> std::result::Result<Vec<FaceBox>, ModelError> {
+pub fn detect(nets: &Cascade, src: ImageRef<'_>) -> std::result::Result<Vec<FaceBox>, ModelError> {
     // Borrowed when already RGB: no copy of the frame.
     let converted;
     let img = if src.mode == ImageMode::Rgb {
@@ -177,12 +171,8 @@ pub fn detect(
         let (sh, sw) = ((h * scale + 1.0) as u32, (w * scale + 1.0) as u32);
         let resized = image::resize(img, sw, sh)?;
         let mut input = Vec::new();
-        push_chw(&resized, &mut input);
-        let x = Tensor::from_vec(input, (1, 3, sh as usize, sw as usize), device)?;
-        let (reg, prob) = nets.pnet(&x)?;
-        let (_, _, ph, pw) = reg.dims4()?;
-        let reg: Vec<f32> = reg.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?;
-        let prob: Vec<f32> = prob.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?;
+        push_hwc(&resized, &mut input);
+        let (ph, pw, StageOut { prob, reg }) = nets.pnet(&input, sh as usize, sw as usize)?;
         let mut level = Vec::new();
         for yy in 0..ph {
             for xx in 0..pw {
@@ -190,7 +180,7 @@ pub fn detect(
                 if p < THRESHOLDS[0] {
                     continue;
                 }
-                let at = |k: usize| reg[k * ph * pw + yy * pw + xx];
+                let at = |k: usize| reg[(yy * pw + xx) * 4 + k];
                 let (bx, by) = (xx as f32, yy as f32);
                 level.push(Cand {
                     b: [
@@ -231,7 +221,7 @@ pub fn detect(
         let mut kept = Vec::new();
         for c in &cands {
             if let Some(crop) = crop_square(img, c, side) {
-                push_chw(&crop, &mut input);
+                push_hwc(&crop, &mut input);
                 kept.push(*c);
             }
         }
@@ -239,14 +229,11 @@ pub fn detect(
             cands.clear();
             break;
         }
-        let x = Tensor::from_vec(input, (kept.len(), 3, side as usize, side as usize), device)?;
-        let (reg, prob) = if stage == 1 {
-            nets.rnet(&x)?
+        let StageOut { prob, reg } = if stage == 1 {
+            nets.rnet(&input, kept.len())?
         } else {
-            nets.onet(&x)?
+            nets.onet(&input, kept.len())?
         };
-        let reg: Vec<f32> = reg.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?;
-        let prob: Vec<f32> = prob.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?;
         let mut next: Vec<Cand> = Vec::new();
         for (i, c) in kept.iter().enumerate() {
             if prob[i] > THRESHOLDS[stage] {
@@ -294,8 +281,7 @@ pub fn detect(
 
 /// MTCNN on one device.
 pub struct FaceDetector {
-    nets: Nets,
-    device: Device,
+    nets: Cascade,
 }
 
 impl FaceDetector {
@@ -305,8 +291,8 @@ impl FaceDetector {
         let bytes = std::fs::read(&path).map_err(|e| files_error(&path, e))?;
         let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
             .map_err(|e| files_error(&path, e))?;
-        let nets = Nets::new(tensors, &device).map_err(|e| files_error(&path, e))?;
-        Ok(Self { nets, device })
+        let nets = Cascade::new(tensors, &device).map_err(|e| files_error(&path, e))?;
+        Ok(Self { nets })
     }
 
     /// Faces of every image of a column; a null image gives a null list.
@@ -329,8 +315,7 @@ impl FaceDetector {
             .enumerate()
             .map(|(row, img)| {
                 img.map(|img| {
-                    detect(&self.nets, &self.device, img)
-                        .map_err(|e| format!("image at row {row}: {e}"))
+                    detect(&self.nets, img).map_err(|e| format!("image at row {row}: {e}"))
                 })
                 .transpose()
             })
@@ -372,7 +357,7 @@ impl Model for FaceDetector {
 impl std::fmt::Debug for FaceDetector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FaceDetector")
-            .field("device", &self.device)
+            .field("device", &self.nets.device())
             .finish()
     }
 }

@@ -6,15 +6,19 @@
 //! (`scripts/fetch_mtcnn.sh` converts facenet-pytorch's checkpoints); nothing is
 //! downloaded at run time.
 
+mod cascade;
 mod detector;
 mod factory;
 mod nets;
+mod nhwc_nets;
 
 use std::path::PathBuf;
 
+pub use cascade::{Cascade, StageOut};
 pub use detector::{detect, face_box_fields, faces_type, FaceBox, FaceDetector};
 pub use factory::MtcnnFactory;
 pub use nets::Nets;
+pub use nhwc_nets::NhwcNets;
 
 /// The model's canonical name (`detect_faces(image)` uses it by default).
 pub const NAME: &str = "mtcnn";

@@ -1,8 +1,11 @@
-//! [`Nets`]: MTCNN's P-, R- and O-net as facenet-pytorch defines them.
+//! [`Nets`]: MTCNN's P-, R- and O-net as facenet-pytorch defines them, as candle
+//! tensor operations (the device path; the CPU runs [`super::NhwcNets`]).
 
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
+
+use crate::nhwc::ceil_out;
 
 struct Conv {
     weight: Tensor,
@@ -30,16 +33,6 @@ impl Dense {
 /// PReLU with one slope per channel, `slope` shaped to broadcast over `x`.
 fn prelu(x: &Tensor, slope: &Tensor) -> candle_core::Result<Tensor> {
     x.relu()? + x.minimum(0f32)?.broadcast_mul(slope)?
-}
-
-/// PyTorch's output size of a pooling with `ceil_mode = true`.
-fn ceil_out(n: usize, k: usize, s: usize) -> usize {
-    let n = n.max(k);
-    let mut o = (n - k).div_ceil(s) + 1;
-    if (o - 1) * s >= n {
-        o -= 1;
-    }
-    o
 }
 
 /// Max pooling with `ceil_mode = true`: the input is padded on the far sides with a
@@ -214,13 +207,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ceil_mode_pooling_sizes_match_pytorch() {
-        // PyTorch's MaxPool2d(k, s, ceil_mode=True): (3, 2) on 22 -> 11 and on
-        // 10 -> 5, (2, 2) on 5 -> 3 and on 4 -> 2.
-        assert_eq!(ceil_out(22, 3, 2), 11);
-        assert_eq!(ceil_out(10, 3, 2), 5);
-        assert_eq!(ceil_out(5, 2, 2), 3);
-        assert_eq!(ceil_out(4, 2, 2), 2);
+    fn ceil_mode_pooling_keeps_the_partial_windows() {
         let x = Tensor::arange(0f32, 25.0, &Device::Cpu)
             .unwrap()
             .reshape((1, 1, 5, 5))

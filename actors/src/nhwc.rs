@@ -1,20 +1,37 @@
-//! The CPU kernels of [`super::NhwcNetwork`], on activations laid out NHWC (one
-//! row of `C` channels per pixel), each with its bias, ReLU6 and residual fused in,
-//! so every layer reads and writes its activations once.
+//! CPU kernels for the vision models (EfficientNet-Lite0, MTCNN) on activations
+//! laid out NHWC (one row of `C` channels per pixel), each with its bias,
+//! activation and residual fused in, so every layer reads and writes its
+//! activations once. Convolutions are matrix products (gemm) over row-blocked
+//! pieces of the output, the pieces spread over the cores with rayon.
 
 use rayon::prelude::*;
 
-/// ReLU6 after the bias, or nothing (a block's linear projection).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Activation {
+/// What follows a layer's bias.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Activation<'a> {
+    /// `min(max(x, 0), 6)`.
     Relu6,
+    /// Nothing (a linear projection).
     Linear,
+    /// `x` where positive, else `x * slope` with one slope per channel.
+    PRelu(&'a [f32]),
 }
 
-impl Activation {
+impl Activation<'_> {
+    /// Applies to `values`, rows of as many channels as the layer has.
     fn apply(self, values: &mut [f32]) {
-        if self == Activation::Relu6 {
-            values.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0));
+        match self {
+            Activation::Relu6 => values.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0)),
+            Activation::Linear => {}
+            Activation::PRelu(slopes) => {
+                for row in values.chunks_exact_mut(slopes.len().max(1)) {
+                    row.iter_mut().zip(slopes).for_each(|(v, a)| {
+                        if *v < 0.0 {
+                            *v *= a;
+                        }
+                    });
+                }
+            }
         }
     }
 }
@@ -77,7 +94,7 @@ pub(crate) fn pointwise(
     weights_t: &[f32],
     bias: &[f32],
     residual: Option<&[f32]>,
-    activation: Activation,
+    activation: Activation<'_>,
     out: &mut [f32],
 ) {
     let outputs = bias.len();
@@ -176,56 +193,152 @@ pub(crate) fn depthwise(
         });
 }
 
-/// The stem: a 3-channel `k`x`k` convolution at `stride`, "SAME" padding, bias and
-/// ReLU6, reading NCHW input (`images x 3 x h x w`, as the preprocessing makes it)
-/// and writing NHWC. `weights` is `(k * k * 3) x outputs`, rows ordered
-/// (tap row, tap column, input channel), the order each pixel's patch is gathered in.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn stem(
+/// How a convolution pads its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Padding {
+    /// TensorFlow's "SAME": the output is `ceil(size / stride)`.
+    Same,
+    /// None: only windows wholly inside.
+    Valid,
+}
+
+/// A `k`x`k` convolution's weights: `(k * k * inputs) x outputs`, rows ordered
+/// (tap row, tap column, input channel), the order an NHWC patch is gathered in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvLayer<'a> {
+    pub weights: &'a [f32],
+    pub bias: &'a [f32],
+    pub k: usize,
+    pub stride: usize,
+    pub padding: Padding,
+}
+
+impl ConvLayer<'_> {
+    /// `(top, left, out_h, out_w)` for an `h` x `w` input.
+    pub fn geometry(&self, h: usize, w: usize) -> (usize, usize, usize, usize) {
+        match self.padding {
+            Padding::Same => {
+                let (top, _, oh) = same_padding(h, self.k, self.stride);
+                let (left, _, ow) = same_padding(w, self.k, self.stride);
+                (top, left, oh, ow)
+            }
+            Padding::Valid => {
+                let out = |n: usize| n.saturating_sub(self.k) / self.stride + 1;
+                (0, 0, out(h), out(w))
+            }
+        }
+    }
+}
+
+/// Reorders a convolution's weights from PyTorch's `(out, in, k, k)` to
+/// [`ConvLayer`]'s `(k * k * in) x out`.
+pub(crate) fn conv_weights(values: &[f32], outputs: usize, inputs: usize, k: usize) -> Vec<f32> {
+    let mut w = vec![0f32; values.len()];
+    for o in 0..outputs {
+        for c in 0..inputs {
+            for t in 0..k * k {
+                w[(t * inputs + c) * outputs + o] = values[(o * inputs + c) * k * k + t];
+            }
+        }
+    }
+    w
+}
+
+/// A convolution over NHWC `x` (`shape`), then `activation`, into `out`
+/// (`images x oh x ow x outputs`): each output row gathers its patches (im2col)
+/// and multiplies them by the weights in one matrix product.
+pub(crate) fn conv(
     x: &[f32],
-    images: usize,
-    h: usize,
-    w: usize,
-    weights: &[f32],
-    bias: &[f32],
-    k: usize,
-    stride: usize,
+    shape: Planes,
+    layer: ConvLayer<'_>,
+    activation: Activation<'_>,
     out: &mut [f32],
 ) {
-    const IN: usize = 3;
-    let outputs = bias.len();
-    let (top, _, oh) = same_padding(h, k, stride);
-    let (left, _, ow) = same_padding(w, k, stride);
-    let patch = k * k * IN;
+    let Planes {
+        images,
+        h,
+        w,
+        channels,
+    } = shape;
+    let k = layer.k;
+    let outputs = layer.bias.len();
+    let (top, left, oh, ow) = layer.geometry(h, w);
+    let patch = k * k * channels;
+    debug_assert_eq!(x.len(), images * h * w * channels);
     debug_assert_eq!(out.len(), images * oh * ow * outputs);
+    debug_assert_eq!(layer.weights.len(), patch * outputs);
     out.par_chunks_mut(ow * outputs)
         .enumerate()
         .for_each_init(Vec::new, |cols, (row, dst)| {
             let (image, oy) = (row / oh, row % oh);
-            let input = &x[image * IN * h * w..(image + 1) * IN * h * w];
+            let plane = &x[image * h * w * channels..(image + 1) * h * w * channels];
             cols.clear();
             cols.resize(ow * patch, 0.0);
             for (ox, p) in cols.chunks_exact_mut(patch).enumerate() {
                 for ki in 0..k {
-                    let iy = (oy * stride + ki) as isize - top as isize;
+                    let iy = (oy * layer.stride + ki) as isize - top as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
                     for kj in 0..k {
-                        let ix = (ox * stride + kj) as isize - left as isize;
-                        let inside = iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w;
-                        for c in 0..IN {
-                            p[(ki * k + kj) * IN + c] = if inside {
-                                input[(c * h + iy as usize) * w + ix as usize]
-                            } else {
-                                0.0
-                            };
+                        let ix = (ox * layer.stride + kj) as isize - left as isize;
+                        if ix < 0 || ix >= w as isize {
+                            continue;
                         }
+                        let at = (iy as usize * w + ix as usize) * channels;
+                        p[(ki * k + kj) * channels..(ki * k + kj + 1) * channels]
+                            .copy_from_slice(&plane[at..at + channels]);
                     }
                 }
             }
             dst.chunks_exact_mut(outputs)
-                .for_each(|d| d.copy_from_slice(bias));
-            matmul_add(dst, cols, weights, ow, patch, outputs);
-            Activation::Relu6.apply(dst);
+                .for_each(|d| d.copy_from_slice(layer.bias));
+            matmul_add(dst, cols, layer.weights, ow, patch, outputs);
+            activation.apply(dst);
         });
+}
+
+/// PyTorch's output size of a pooling with `ceil_mode = true`.
+pub(crate) fn ceil_out(n: usize, k: usize, s: usize) -> usize {
+    let n = n.max(k);
+    let mut o = (n - k).div_ceil(s) + 1;
+    if (o - 1) * s >= n {
+        o -= 1;
+    }
+    o
+}
+
+/// Max pooling `k`x`k` at stride `s` with `ceil_mode = true` (the last, partial
+/// window counts) over NHWC `x`; returns the output and its `(h, w)`.
+pub(crate) fn max_pool_ceil(
+    x: &[f32],
+    shape: Planes,
+    k: usize,
+    s: usize,
+) -> (Vec<f32>, usize, usize) {
+    let Planes {
+        images,
+        h,
+        w,
+        channels,
+    } = shape;
+    let (oh, ow) = (ceil_out(h, k, s), ceil_out(w, k, s));
+    let mut out = vec![f32::NEG_INFINITY; images * oh * ow * channels];
+    out.par_chunks_mut(ow * channels)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let (image, oy) = (row / oh, row % oh);
+            let plane = &x[image * h * w * channels..(image + 1) * h * w * channels];
+            for iy in oy * s..(oy * s + k).min(h) {
+                for (ox, d) in dst.chunks_exact_mut(channels).enumerate() {
+                    for ix in ox * s..(ox * s + k).min(w) {
+                        let src = &plane[(iy * w + ix) * channels..(iy * w + ix + 1) * channels];
+                        d.iter_mut().zip(src).for_each(|(d, v)| *d = d.max(*v));
+                    }
+                }
+            }
+        });
+    (out, oh, ow)
 }
 
 #[cfg(test)]
@@ -278,31 +391,25 @@ mod tests {
     }
 
     #[test]
-    fn depthwise_and_stem_equal_a_naive_convolution() {
+    fn depthwise_and_conv_equal_a_naive_convolution() {
         for (k, stride, h, w) in [(3, 1, 7, 9), (3, 2, 8, 7), (5, 2, 11, 10), (5, 1, 6, 6)] {
             // Depthwise, 3 channels, 2 images.
             let (images, c) = (2, 3);
             let weights: Vec<f32> = (0..k * k * c).map(|i| wave(i, 11)).collect();
             let bias: Vec<f32> = (0..c).map(|i| wave(i, 3)).collect();
             let x: Vec<f32> = (0..images * h * w * c).map(|i| wave(i, 17) * 3.0).collect();
-            let (top, _, oh) = same_padding(h, k, stride);
-            let (left, _, ow) = same_padding(w, k, stride);
-            let mut out = vec![f32::NAN; images * oh * ow * c];
             let shape = Planes {
                 images,
                 h,
                 w,
                 channels: c,
             };
+            let (top, _, oh) = same_padding(h, k, stride);
+            let (left, _, ow) = same_padding(w, k, stride);
+            let mut out = vec![f32::NAN; images * oh * ow * c];
             depthwise(&x, shape, &weights, &bias, k, stride, &mut out);
-            // The stem on the same numbers read as NCHW, 4 outputs.
-            let outputs = 4;
-            let sw: Vec<f32> = (0..k * k * 3 * outputs).map(|i| wave(i, 23)).collect();
-            let sb: Vec<f32> = (0..outputs).map(|i| wave(i, 7)).collect();
-            let mut stem_out = vec![f32::NAN; images * oh * ow * outputs];
-            stem(&x, images, h, w, &sw, &sb, k, stride, &mut stem_out);
-            let at = |iy: usize, ki: usize, ox: usize, kj: usize| {
-                let iy = (iy * stride + ki) as isize - top as isize;
+            let at = |oy: usize, ki: usize, ox: usize, kj: usize, top: usize, left: usize| {
+                let iy = (oy * stride + ki) as isize - top as isize;
                 let ix = (ox * stride + kj) as isize - left as isize;
                 (iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w)
                     .then_some((iy as usize, ix as usize))
@@ -314,7 +421,7 @@ mod tests {
                             let mut want = bias[ch];
                             for ki in 0..k {
                                 for kj in 0..k {
-                                    if let Some((iy, ix)) = at(oy, ki, ox, kj) {
+                                    if let Some((iy, ix)) = at(oy, ki, ox, kj, top, left) {
                                         want += weights[(ki * k + kj) * c + ch]
                                             * x[((n * h + iy) * w + ix) * c + ch];
                                     }
@@ -327,28 +434,87 @@ mod tests {
                                 "dw k{k} s{stride}: {got} vs {want}"
                             );
                         }
-                        for o in 0..outputs {
-                            let mut want = sb[o];
-                            for ki in 0..k {
-                                for kj in 0..k {
-                                    if let Some((iy, ix)) = at(oy, ki, ox, kj) {
-                                        for ch in 0..3 {
-                                            want += sw[((ki * k + kj) * 3 + ch) * outputs + o]
-                                                * x[((n * 3 + ch) * h + iy) * w + ix];
+                    }
+                }
+            }
+            // A full convolution, 4 outputs, "SAME" with ReLU6 and "VALID" with PReLU,
+            // weights given in PyTorch's order.
+            let outputs = 4;
+            let torch: Vec<f32> = (0..outputs * c * k * k).map(|i| wave(i, 23)).collect();
+            let sw = conv_weights(&torch, outputs, c, k);
+            let sb: Vec<f32> = (0..outputs).map(|i| wave(i, 7)).collect();
+            let slopes: Vec<f32> = (0..outputs).map(|i| 0.1 + i as f32 * 0.2).collect();
+            for (padding, act) in [
+                (Padding::Same, Activation::Relu6),
+                (Padding::Valid, Activation::PRelu(&slopes)),
+            ] {
+                let layer = ConvLayer {
+                    weights: &sw,
+                    bias: &sb,
+                    k,
+                    stride,
+                    padding,
+                };
+                let (top, left, oh, ow) = layer.geometry(h, w);
+                let mut got = vec![f32::NAN; images * oh * ow * outputs];
+                conv(&x, shape, layer, act, &mut got);
+                for n in 0..images {
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            for o in 0..outputs {
+                                let mut want = sb[o];
+                                for ki in 0..k {
+                                    for kj in 0..k {
+                                        if let Some((iy, ix)) = at(oy, ki, ox, kj, top, left) {
+                                            for ch in 0..c {
+                                                want += torch[((o * c + ch) * k + ki) * k + kj]
+                                                    * x[((n * h + iy) * w + ix) * c + ch];
+                                            }
                                         }
                                     }
                                 }
+                                let want = match act {
+                                    Activation::PRelu(a) if want < 0.0 => want * a[o],
+                                    Activation::PRelu(_) => want,
+                                    _ => want.clamp(0.0, 6.0),
+                                };
+                                let g = got[((n * oh + oy) * ow + ox) * outputs + o];
+                                assert!(
+                                    (g - want).abs() < 1e-4,
+                                    "conv {padding:?} k{k} s{stride}: {g} vs {want}"
+                                );
                             }
-                            let want = want.clamp(0.0, 6.0);
-                            let got = stem_out[((n * oh + oy) * ow + ox) * outputs + o];
-                            assert!(
-                                (got - want).abs() < 1e-4,
-                                "stem k{k} s{stride}: {got} vs {want}"
-                            );
                         }
                     }
                 }
             }
         }
+    }
+
+    #[test]
+    fn ceil_mode_pooling_matches_pytorch() {
+        // PyTorch's MaxPool2d(k, s, ceil_mode=True): (3, 2) on 22 -> 11 and on
+        // 10 -> 5, (2, 2) on 5 -> 3 and on 4 -> 2.
+        assert_eq!(ceil_out(22, 3, 2), 11);
+        assert_eq!(ceil_out(10, 3, 2), 5);
+        assert_eq!(ceil_out(5, 2, 2), 3);
+        assert_eq!(ceil_out(4, 2, 2), 2);
+        // One 5x5 plane 0..25 and the same negated as a second channel.
+        let x: Vec<f32> = (0..25).flat_map(|i| [i as f32, -(i as f32)]).collect();
+        let shape = Planes {
+            images: 1,
+            h: 5,
+            w: 5,
+            channels: 2,
+        };
+        let (y, oh, ow) = max_pool_ceil(&x, shape, 2, 2);
+        assert_eq!((oh, ow), (3, 3));
+        let first: Vec<f32> = y.iter().step_by(2).copied().collect();
+        assert_eq!(first, vec![6., 8., 9., 16., 18., 19., 21., 23., 24.]);
+        let second: Vec<f32> = y.iter().skip(1).step_by(2).copied().collect();
+        assert_eq!(
+            second,
+            vec![0., -2., -4., -10., -12., -14., -20., -22., -24.]
+        );
     }
 }
