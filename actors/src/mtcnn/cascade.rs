@@ -20,7 +20,7 @@ pub struct StageOut {
 
 /// The networks, on the CPU or on a device.
 pub enum Cascade {
-    Nhwc(NhwcNets),
+    Nhwc(Box<NhwcNets>),
     Tensor { nets: Nets, device: Device },
 }
 
@@ -29,7 +29,7 @@ impl Cascade {
     /// kernels, on other devices as candle tensors.
     pub fn new(tensors: HashMap<String, Tensor>, device: &Device) -> candle_core::Result<Self> {
         if device.is_cpu() {
-            Ok(Self::Nhwc(NhwcNets::new(&tensors)?))
+            Ok(Self::Nhwc(Box::new(NhwcNets::new(&tensors)?)))
         } else {
             Self::with_tensor_ops(tensors, device)
         }
