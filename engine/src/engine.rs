@@ -11,6 +11,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::FunctionRegistry as _;
 use datafusion::logical_expr::{Expr, ScalarUDF};
+use datafusion::optimizer::{Optimizer, OptimizerRule};
 use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan, SendableRecordBatchStream};
@@ -38,6 +39,23 @@ fn optimizer_rules(
         options.clone(),
     )));
     rules
+}
+
+/// DataFusion 54's logical optimizer rules that move struct field accesses
+/// (`s['a']`) towards the scan. Pushed through a projection they replace the
+/// column `s` by the expression that made it, once per field: `s['label'],
+/// s['score']` over `classify_image(...) AS s` ran the download, the decode and
+/// the model twice. regatta's struct columns are mostly such expensive results,
+/// so these rules are left out.
+const DUPLICATING_RULES: [&str; 2] = ["extract_leaf_expressions", "push_down_leaf_projections"];
+
+/// DataFusion's logical optimizer rules without [`DUPLICATING_RULES`].
+fn logical_rules() -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
+    Optimizer::new()
+        .rules
+        .into_iter()
+        .filter(|r| !DUPLICATING_RULES.contains(&r.name()))
+        .collect()
 }
 
 /// The memory pool and spill directories of `options`; the directories are made
@@ -112,6 +130,7 @@ impl Engine {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_optimizer_rules(logical_rules())
             .with_physical_optimizer_rules(optimizer_rules(&registry, &options))
             .build();
         // URL tables let SQL name files directly: SELECT * FROM 'x.parquet'.
@@ -331,5 +350,45 @@ impl Engine {
             .select(vec![expr.alias(name)])?;
         let stream = df.execute_stream().await?;
         io::lance::add_columns(dest, stream).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::physical_plan::displayable;
+
+    #[test]
+    fn the_left_out_rules_exist_under_these_names() {
+        let all = Optimizer::new().rules;
+        let names: Vec<&str> = all.iter().map(|r| r.name()).collect();
+        for rule in DUPLICATING_RULES {
+            assert!(
+                names.contains(&rule),
+                "DataFusion has no rule {rule} now: {names:?}"
+            );
+        }
+        let kept = logical_rules();
+        assert_eq!(kept.len(), names.len() - DUPLICATING_RULES.len());
+    }
+
+    /// Two fields of one struct-valued call compute the call once.
+    #[tokio::test]
+    async fn two_fields_of_one_struct_result_compute_it_once() {
+        let engine = Engine::with_defaults();
+        let df = engine
+            .sql(
+                "SELECT m['width'] AS w, m['height'] AS h FROM \
+                 (SELECT video_metadata(b) AS m FROM (VALUES (X'00'), (X'01')) AS t(b))",
+            )
+            .await
+            .expect("plans");
+        let plan = engine.physical_plan(df).await.expect("physical plan");
+        let text = displayable(plan.as_ref()).indent(true).to_string();
+        assert_eq!(
+            text.matches("video_metadata(").count(),
+            1,
+            "the call is planned more than once:\n{text}"
+        );
     }
 }
