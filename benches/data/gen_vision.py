@@ -9,7 +9,8 @@ the cameraman, the astronaut; scripts/fetch_photos.sh fetches them) cut to a
 random 70-100 % crop, flipped half the time and re-encoded as JPEG (quality 70-95)
 or PNG; DIR/classify/images.parquet lists (id, url, source).
 W9: VIDEOS videos of the astronaut portrait in DIR/video/videos/: slow zooms and
-pans (so the face moves in a known way), 320x240, 24 fps, 48 frames each; even
+pans (so the face moves in a known way), 320x240, 24 fps, 48 frames each
+(--frames: more, for the memory check of benches/video_memory.sh); even
 ones H.264 MP4, odd ones MPEG-4 AVI (as Hollywood2's files are).
 
 Needs Pillow in this Python, ffmpeg, and the regatta binary (--regatta, default
@@ -62,24 +63,25 @@ def classify(out, n, photos, regatta, rng):
     print(f"gen_vision: {n} images in {d}")
 
 
-def videos(out, n, photos, rng):
+def videos(out, n, photos, rng, frames=48):
     d = os.path.join(out, "video", "videos")
     os.makedirs(d, exist_ok=True)
     src = os.path.join(photos, "astronaut.png")
     for v in range(n):
-        speed = rng.uniform(0.003, 0.008)
+        # Longer videos (--frames) make the same motion, slower.
+        speed = rng.uniform(0.003, 0.008) * 48 / frames
         # Zoom towards the face (upper middle), drifting left or right.
         drift = rng.choice(["-", "+"])
         zoom = (
             f"zoompan=z='min(zoom+{speed:.4f},1.6)':"
-            f"x='iw/2-(iw/zoom/2){drift}on*2':y='ih/4-(ih/zoom/4)':d=48:s=320x240:fps=24"
+            f"x='iw/2-(iw/zoom/2){drift}on*{96 / frames:.4f}':y='ih/4-(ih/zoom/4)':d={frames}:s=320x240:fps=24"
         )
         if v % 2 == 0:
             path, codec = os.path.join(d, f"vid{v}.mp4"), ["-c:v", "libx264", "-profile:v", "baseline", "-pix_fmt", "yuv420p"]
         else:
             path, codec = os.path.join(d, f"vid{v}.avi"), ["-c:v", "mpeg4", "-q:v", "5"]
         subprocess.run(
-            ["ffmpeg", "-v", "error", "-y", "-i", src, "-vf", zoom, "-frames:v", "48", "-g", "12", *codec, path],
+            ["ffmpeg", "-v", "error", "-y", "-i", src, "-vf", zoom, "-frames:v", str(frames), "-g", "12", *codec, path],
             check=True,
         )
     print(f"gen_vision: {n} videos in {d}")
@@ -90,6 +92,7 @@ def main():
     ap.add_argument("--out", default="/tmp/regatta-bench-data")
     ap.add_argument("--images", type=int, default=2000)
     ap.add_argument("--videos", type=int, default=6)
+    ap.add_argument("--frames", type=int, default=48, help="frames per video (24 fps)")
     here = os.path.dirname(os.path.abspath(__file__))
     ap.add_argument("--photos", default=os.environ.get("REGATTA_PHOTOS_DIR", os.path.join(here, "..", "..", "models", "sample-photos")))
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(here, "..", "..", "target"))
@@ -101,7 +104,7 @@ def main():
     if a.only in (None, "classify"):
         classify(a.out, a.images, a.photos, a.regatta, rng)
     if a.only in (None, "video"):
-        videos(a.out, a.videos, a.photos, rng)
+        videos(a.out, a.videos, a.photos, rng, a.frames)
 
 
 if __name__ == "__main__":
