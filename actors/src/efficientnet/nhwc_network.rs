@@ -24,19 +24,16 @@ struct Dense {
 }
 
 impl Dense {
-    /// From a folded `(out, in, 1, 1)` convolution.
-    fn new(f: Folded) -> Self {
-        let (out, inp) = (f.dims[0], f.dims[1]);
-        let mut weights_t = vec![0f32; out * inp];
-        for o in 0..out {
-            for i in 0..inp {
-                weights_t[i * out + o] = f.values[o * inp + i];
-            }
-        }
+    /// From PyTorch's `(out, in)` weights (a 1x1 convolution's `(out, in, 1, 1)`).
+    fn new(values: &[f32], out: usize, inp: usize, bias: Vec<f32>) -> Self {
         Self {
-            weights_t,
-            bias: f.bias,
+            weights_t: conv_weights(values, out, inp, 1),
+            bias,
         }
+    }
+
+    fn folded(f: Folded) -> Self {
+        Self::new(&f.values, f.dims[0], f.dims[1], f.bias)
     }
 
     fn outputs(&self) -> usize {
@@ -105,7 +102,7 @@ impl NhwcNetwork {
         for spec in w.blocks()? {
             let p = &spec.prefix;
             let expand = if spec.has_expand {
-                Some(Dense::new(
+                Some(Dense::folded(
                     w.folded(&format!("{p}_expand_conv"), &format!("{p}_bn0"))?,
                 ))
             } else {
@@ -120,14 +117,10 @@ impl NhwcNetwork {
                     dw.dims
                 );
             }
-            // (c, 1, ki, kj) -> ((ki, kj), c)
-            let mut dw_weights = vec![0f32; dw.values.len()];
-            for ch in 0..c {
-                for t in 0..dk * dk {
-                    dw_weights[t * c + ch] = dw.values[ch * dk * dk + t];
-                }
-            }
-            let project = Dense::new(w.folded(&format!("{p}_project_conv"), &format!("{p}_bn2"))?);
+            // (c, 1, ki, kj) -> ((ki, kj), c): a convolution of one input channel.
+            let dw_weights = conv_weights(&dw.values, c, 1, dk);
+            let project =
+                Dense::folded(w.folded(&format!("{p}_project_conv"), &format!("{p}_bn2"))?);
             let out = project.outputs();
             blocks.push(Block {
                 expand,
@@ -140,7 +133,7 @@ impl NhwcNetwork {
             });
             channels = out;
         }
-        let head = Dense::new(w.folded("_conv_head", "_bn1")?);
+        let head = Dense::folded(w.folded("_conv_head", "_bn1")?);
         let fc_weight = w.get("_fc.weight")?;
         if fc_weight.dims() != [CLASSES, head.outputs()] {
             candle_core::bail!(
@@ -149,11 +142,12 @@ impl NhwcNetwork {
                 head.outputs()
             );
         }
-        let fc = Dense::new(Folded {
-            values: fc_weight.flatten_all()?.to_vec1()?,
-            dims: vec![CLASSES, head.outputs(), 1, 1],
-            bias: w.vec("_fc.bias")?,
-        });
+        let fc = Dense::new(
+            &fc_weight.flatten_all()?.to_vec1::<f32>()?,
+            CLASSES,
+            head.outputs(),
+            w.vec("_fc.bias")?,
+        );
         Ok(Self {
             stem_weights,
             stem_bias: s.bias,

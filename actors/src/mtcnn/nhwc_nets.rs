@@ -94,7 +94,7 @@ impl Reader<'_> {
         })
     }
 
-    /// The `(out, in)` layers `names` stacked into one `in x (sum of out)` layer
+    /// The `(out, in)` layers (or 1x1 convolutions) `names` stacked into one `in x (sum of out)` layer
     /// (their outputs side by side); `in` is read as `side x side x channels` laid
     /// out as facenet-pytorch flattens (width, height, channel) when `flattened`
     /// is `Some(channels)`, and reordered to NHWC's (height, width, channel).
@@ -108,7 +108,9 @@ impl Reader<'_> {
         for name in names {
             let (w, dims) = self.values(&format!("{name}.weight"))?;
             let (b, _) = self.values(&format!("{name}.bias"))?;
-            if dims.len() != 2 || b.len() != dims[0] {
+            // A dense layer `(out, in)`, or a 1x1 convolution `(out, in, 1, 1)`.
+            let shape_ok = dims.len() == 2 || (dims.len() == 4 && dims[2] == 1 && dims[3] == 1);
+            if !shape_ok || b.len() != dims[0] {
                 candle_core::bail!("{name}.weight is {dims:?} with {} biases", b.len());
             }
             layers.push((w, dims[0], dims[1], b));
@@ -165,28 +167,6 @@ impl Reader<'_> {
             slopes,
         })
     }
-
-    /// 1x1 convolutions `names` stacked like [`Reader::dense`].
-    fn pointwise(&self, names: &[&str]) -> candle_core::Result<Dense> {
-        let mut flat = HashMap::new();
-        for name in names {
-            let (w, dims) = self.values(&format!("{name}.weight"))?;
-            if dims.len() != 4 || dims[2] != 1 || dims[3] != 1 {
-                candle_core::bail!("{name}.weight is {dims:?}, expected [out, in, 1, 1]");
-            }
-            flat.insert(
-                format!("{name}.weight"),
-                Tensor::from_vec(w, (dims[0], dims[1]), &candle_core::Device::Cpu)?,
-            );
-            let (b, _) = self.values(&format!("{name}.bias"))?;
-            let n = b.len();
-            flat.insert(
-                format!("{name}.bias"),
-                Tensor::from_vec(b, n, &candle_core::Device::Cpu)?,
-            );
-        }
-        Reader(&flat).dense(names, None, None)
-    }
 }
 
 /// The three networks' layers in the layouts the NHWC kernels read.
@@ -236,7 +216,7 @@ impl NhwcNets {
                 r.conv_prelu("pnet", 2)?,
                 r.conv_prelu("pnet", 3)?,
             ],
-            pnet_out: r.pointwise(&["pnet.conv4_1", "pnet.conv4_2"])?,
+            pnet_out: r.dense(&["pnet.conv4_1", "pnet.conv4_2"], None, None)?,
             rnet_dense: r.dense(&["rnet.dense4"], Some("rnet.prelu4"), Some(rnet_c))?,
             rnet_out: r.dense(&["rnet.dense5_1", "rnet.dense5_2"], None, None)?,
             rnet,
