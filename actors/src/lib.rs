@@ -8,7 +8,8 @@
 //! lease CPUs, memory and GPUs from the node's [`NodeResources`]: GPU requests get
 //! distinct devices, fractional ones share a device, and a request that can never fit
 //! fails at once. [`ActorRuntime`] ties these to a session and serves the built-in
-//! models ([`minilm`]) to the engine.
+//! models ([`minilm`], [`whisper`], ...) to the engine, found by name or path in
+//! a [`ModelStore`].
 
 mod actor_pool;
 mod actor_system;
@@ -21,6 +22,8 @@ pub mod minilm;
 mod model;
 mod model_actor;
 mod model_files;
+pub mod model_pull;
+pub mod model_store;
 pub mod mtcnn;
 mod nhwc;
 mod node_resources;
@@ -34,6 +37,7 @@ pub use error::{ActorError, Result};
 pub use gpu_probe::nvml_gpu_count;
 pub use ledger::{Lease, ResourceLedger};
 pub use model::{ActorContext, ActorId, Model, ModelError, ModelFactory};
+pub use model_store::{ModelEntry, ModelKind, ModelStore, ResolvedModel};
 pub use node_resources::{NodeResources, ResourceOverrides};
 pub use pool_config::PoolConfig;
 pub use runtime::ActorRuntime;

@@ -1,7 +1,6 @@
 //! [`ActorRuntime`]: a session's actor system, resources and model pools.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use regatta_common::Resources;
@@ -9,10 +8,11 @@ use regatta_engine::datafusion::error::DataFusionError;
 use regatta_engine::functions::{ModelPool, ModelProvider, LOGITS_POOL_SUFFIX};
 
 use crate::efficientnet::{self, EfficientNetFactory, Output};
-use crate::minilm::{self, MiniLmFactory};
-use crate::mtcnn::{self, MtcnnFactory};
+use crate::minilm::{self, EmbedderFactory};
+use crate::model_store::{ModelKind, ModelStore, BUILTIN};
+use crate::mtcnn::MtcnnFactory;
 use crate::whisper::{self, WhisperFactory};
-use crate::{ActorPool, ActorSystem, ModelFactory, NodeResources, PoolConfig, Result};
+use crate::{ActorError, ActorPool, ActorSystem, ModelFactory, NodeResources, PoolConfig, Result};
 
 /// Owns one actix system and every pool a session made. Pools stay until the
 /// runtime is dropped, so a model is loaded once per actor, not once per query.
@@ -22,64 +22,34 @@ pub struct ActorRuntime {
     system: Mutex<Option<Arc<ActorSystem>>>,
     resources: Arc<NodeResources>,
     pools: Mutex<HashMap<String, Arc<ActorPool>>>,
-    minilm_dir: PathBuf,
-    whisper_dir: PathBuf,
-    efficientnet_dir: PathBuf,
-    mtcnn_dir: PathBuf,
+    store: ModelStore,
 }
 
-/// A built-in model: its name and how its pool is made.
+/// What a model pool serves: the model's kind, and for the classifier which
+/// of its outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BuiltinModel {
-    MiniLm,
+enum Served {
+    Embedding,
     Whisper,
     EfficientNet(Output),
     Mtcnn,
 }
 
-impl BuiltinModel {
-    /// The models a user names (the logits pool is reached through `image_logits`).
-    const NAMED: [BuiltinModel; 3] = [
-        Self::MiniLm,
-        Self::Whisper,
-        Self::EfficientNet(Output::Top1),
-    ];
-
-    /// The pool's name: the model's, with the engine's logits suffix for the
-    /// pool answering `image_logits`.
-    fn pool_name(self) -> String {
-        match self {
-            Self::MiniLm => minilm::NAME.to_string(),
-            Self::Whisper => whisper::NAME.to_string(),
-            Self::EfficientNet(Output::Top1) => efficientnet::NAME.to_string(),
-            Self::EfficientNet(Output::Logits) => {
-                format!("{}{LOGITS_POOL_SUFFIX}", efficientnet::NAME)
-            }
-            Self::Mtcnn => mtcnn::NAME.to_string(),
-        }
-    }
-
-    fn find(name: &str) -> Option<Self> {
-        if let Some(model) = name.strip_suffix(LOGITS_POOL_SUFFIX) {
-            return efficientnet::is_name(model).then_some(Self::EfficientNet(Output::Logits));
-        }
-        if minilm::is_name(name) {
-            Some(Self::MiniLm)
-        } else if whisper::is_name(name) {
-            Some(Self::Whisper)
-        } else if efficientnet::is_name(name) {
-            Some(Self::EfficientNet(Output::Top1))
-        } else if mtcnn::is_name(name) {
-            Some(Self::Mtcnn)
-        } else {
-            None
+impl Served {
+    fn of(kind: ModelKind, logits: bool) -> Self {
+        match kind {
+            ModelKind::Embedding => Self::Embedding,
+            ModelKind::Whisper => Self::Whisper,
+            ModelKind::EfficientNet if logits => Self::EfficientNet(Output::Logits),
+            ModelKind::EfficientNet => Self::EfficientNet(Output::Top1),
+            ModelKind::Mtcnn => Self::Mtcnn,
         }
     }
 
     /// Rows per model call, tunable by environment (benchmarks use it).
     fn batch_size(self) -> usize {
         let (var, default) = match self {
-            Self::MiniLm => ("REGATTA_MINILM_BATCH_SIZE", 64),
+            Self::Embedding => ("REGATTA_MINILM_BATCH_SIZE", 64),
             // A Whisper window is 30 s of audio: 8 windows keep an actor's memory
             // near 1 GiB on the CPU.
             Self::Whisper => ("REGATTA_WHISPER_BATCH_SIZE", 8),
@@ -97,19 +67,26 @@ impl BuiltinModel {
 }
 
 impl ActorRuntime {
-    /// A runtime leasing from `resources`; the built-in models are read from
-    /// [`minilm::default_dir`] and [`whisper::default_dir`]. The actor system
-    /// starts with the first pool.
+    /// A runtime leasing from `resources`, finding models in the default
+    /// [`ModelStore`] (the user cache, the `REGATTA_*_DIR` variables, paths).
+    /// The actor system starts with the first pool.
     pub fn new(resources: Arc<NodeResources>) -> Arc<Self> {
+        Self::with_store(resources, ModelStore::default())
+    }
+
+    /// A runtime finding models in `store`.
+    pub fn with_store(resources: Arc<NodeResources>, store: ModelStore) -> Arc<Self> {
         Arc::new(Self {
             system: Mutex::default(),
             resources,
             pools: Mutex::default(),
-            minilm_dir: minilm::default_dir(),
-            whisper_dir: whisper::default_dir(),
-            efficientnet_dir: efficientnet::default_dir(),
-            mtcnn_dir: mtcnn::default_dir(),
+            store,
         })
+    }
+
+    /// Where this runtime finds models.
+    pub fn store(&self) -> &ModelStore {
+        &self.store
     }
 
     fn system(&self) -> Result<Arc<ActorSystem>> {
@@ -184,14 +161,14 @@ impl ActorRuntime {
 
     /// The pool configuration the built-in embedding model gets.
     pub fn minilm_pool_config(&self) -> PoolConfig {
-        self.builtin_pool_config(BuiltinModel::MiniLm)
+        self.model_pool_config(Served::Embedding, None)
     }
 
-    /// The pool configuration a built-in model gets: one actor per GPU when the
-    /// node has GPUs, else one CPU actor (candle already uses every core).
-    fn builtin_pool_config(&self, model: BuiltinModel) -> PoolConfig {
+    /// The pool configuration a model gets: one actor per GPU when the node
+    /// has GPUs, else one CPU actor (the kernels already use every core).
+    fn model_pool_config(&self, served: Served, batch_size: Option<usize>) -> PoolConfig {
         let gpus = self.resources.total().gpus.floor() as usize;
-        let batch_size = model.batch_size();
+        let batch_size = batch_size.unwrap_or_else(|| served.batch_size());
         // One actor per GPU from the start: each holds its own device.
         let mut config = PoolConfig {
             min_actors: gpus.max(1),
@@ -213,56 +190,73 @@ impl ActorRuntime {
 
     /// The pool of the built-in embedding model, made on first use.
     pub fn minilm_pool(&self) -> Result<Arc<ActorPool>> {
-        self.builtin_pool(BuiltinModel::MiniLm)
+        self.model_pool(minilm::NAME)
     }
 
     /// The pool of the built-in speech model, made on first use.
     pub fn whisper_pool(&self) -> Result<Arc<ActorPool>> {
-        self.builtin_pool(BuiltinModel::Whisper)
+        self.model_pool(whisper::NAME)
     }
 
     /// The pool of the built-in image classifier (`classify_image`), made on first use.
     pub fn efficientnet_pool(&self) -> Result<Arc<ActorPool>> {
-        self.builtin_pool(BuiltinModel::EfficientNet(Output::Top1))
+        self.model_pool(efficientnet::NAME)
     }
 
-    fn builtin_pool(&self, model: BuiltinModel) -> Result<Arc<ActorPool>> {
-        let name = model.pool_name();
-        if let Some(p) = self.get_pool(&name) {
+    /// The pool serving `name` (a model name, a path, or a classifier's name
+    /// with the logits suffix), made on first use: the name resolves in the
+    /// store, or the error says where it was looked for and how to fetch it.
+    pub fn model_pool(&self, name: &str) -> Result<Arc<ActorPool>> {
+        if let Some(p) = self.get_pool(name) {
             return Ok(p);
         }
-        let factory: Arc<dyn ModelFactory> = match model {
-            BuiltinModel::MiniLm => Arc::new(MiniLmFactory::new(self.minilm_dir.clone())),
-            BuiltinModel::Whisper => Arc::new(WhisperFactory::new(self.whisper_dir.clone())),
-            BuiltinModel::EfficientNet(output) => Arc::new(EfficientNetFactory::new(
-                self.efficientnet_dir.clone(),
-                output,
-            )),
-            BuiltinModel::Mtcnn => Arc::new(MtcnnFactory::new(self.mtcnn_dir.clone())),
+        let (model, logits) = match name.strip_suffix(LOGITS_POOL_SUFFIX) {
+            Some(m) => (m, true),
+            None => (name, false),
         };
-        self.create_pool(&name, factory, self.builtin_pool_config(model))
+        let resolved = self.store.resolve(model)?;
+        if logits && resolved.kind != ModelKind::EfficientNet {
+            return Err(ActorError::ModelNotFound {
+                model: model.to_string(),
+                message: format!(
+                    "is a {} model; image_logits needs an image classifier",
+                    resolved.kind.as_str()
+                ),
+            });
+        }
+        let served = Served::of(resolved.kind, logits);
+        let dir = resolved.dir.clone();
+        let factory: Arc<dyn ModelFactory> = match served {
+            Served::Embedding => Arc::new(EmbedderFactory::open(dir)?),
+            Served::Whisper => Arc::new(WhisperFactory::new(dir)),
+            Served::EfficientNet(output) => Arc::new(EfficientNetFactory::new(dir, output)),
+            Served::Mtcnn => Arc::new(MtcnnFactory::new(dir)),
+        };
+        self.create_pool(
+            name,
+            factory,
+            self.model_pool_config(served, resolved.batch_size),
+        )
     }
 }
 
 impl ModelProvider for ActorRuntime {
     fn pool(&self, name: &str) -> std::result::Result<Option<Arc<dyn ModelPool>>, DataFusionError> {
-        if let Some(p) = self.get_pool(name) {
-            return Ok(Some(p));
-        }
-        match BuiltinModel::find(name) {
-            Some(model) => {
-                let pool = self
-                    .builtin_pool(model)
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                Ok(Some(pool))
+        match self.model_pool(name) {
+            Ok(pool) => Ok(Some(pool)),
+            // A model not found is the query's error: it names where the
+            // model was looked for and how to get it.
+            Err(e @ ActorError::ModelNotFound { .. }) | Err(e @ ActorError::ModelFiles { .. }) => {
+                Err(DataFusionError::Plan(e.to_string()))
             }
-            None => Ok(None),
+            Err(e) => Err(DataFusionError::External(Box::new(e))),
         }
     }
 
     fn known(&self) -> Vec<String> {
         let mut names: Vec<String> = self.pools().keys().cloned().collect();
-        names.extend(BuiltinModel::NAMED.iter().map(|m| m.pool_name()));
+        names.extend(BUILTIN.iter().map(|m| m.name.to_string()));
+        names.extend(self.store.entries().iter().map(|e| e.name.clone()));
         names.retain(|n| !n.ends_with(LOGITS_POOL_SUFFIX));
         names
     }

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use regatta_actors::minilm::{self, MiniLm};
+use regatta_actors::minilm::{self, SentenceEmbedder};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -56,7 +56,7 @@ fn cosine(a: &[f32], b: &[f64]) -> f64 {
 
 #[test]
 fn embeddings_match_the_reference_within_cosine_0_999() {
-    let model = MiniLm::load(&model_dir(), Device::Cpu).unwrap();
+    let model = SentenceEmbedder::load(&model_dir(), Device::Cpu).unwrap();
     let reference = reference();
     let sentences = sentences();
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
@@ -87,7 +87,7 @@ fn embeddings_match_the_reference_within_cosine_0_999() {
 
 #[test]
 fn token_ids_match_the_reference_including_truncation() {
-    let model = MiniLm::load(&model_dir(), Device::Cpu).unwrap();
+    let model = SentenceEmbedder::load(&model_dir(), Device::Cpu).unwrap();
     let reference = reference();
     let counts: Vec<u64> = reference["token_counts"]
         .as_array()
@@ -115,7 +115,7 @@ fn token_ids_match_the_reference_including_truncation() {
 
 #[test]
 fn one_sentence_alone_equals_the_same_sentence_in_a_padded_batch() {
-    let model = MiniLm::load(&model_dir(), Device::Cpu).unwrap();
+    let model = SentenceEmbedder::load(&model_dir(), Device::Cpu).unwrap();
     let s = sentences();
     let alone = model.embed(&[s[0].as_str()]).unwrap();
     let batch = model.embed(&[s[0].as_str(), s[7].as_str()]).unwrap();
@@ -126,11 +126,8 @@ fn one_sentence_alone_equals_the_same_sentence_in_a_padded_batch() {
 #[test]
 fn a_missing_model_directory_is_named_in_the_error() {
     let dir = tempfile::tempdir().unwrap();
-    let e = MiniLm::load(dir.path(), Device::Cpu)
+    let e = SentenceEmbedder::load(dir.path(), Device::Cpu)
         .unwrap_err()
         .to_string();
-    assert!(
-        e.contains("config.json") && e.contains("fetch_model"),
-        "{e}"
-    );
+    assert!(e.contains("config.json") && e.contains("missing"), "{e}");
 }

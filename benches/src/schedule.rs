@@ -173,7 +173,7 @@ pub async fn schedule(tasks: u32, workers: u32, replicas: u64) -> Res<(u64, f64,
                     plan: Vec::new(),
                 }],
                 output: None,
-                request_id: String::new(),
+                request_id: regatta_common::RequestId::generate(),
             },
             Duration::ZERO,
         )

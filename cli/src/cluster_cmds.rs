@@ -261,11 +261,32 @@ pub(crate) fn driver_options(
     })
 }
 
-/// Starts a driver on `bind` with the built-in models.
-pub(crate) async fn start_driver(bind: &str, options: DriverOptions) -> Result<DriverHandle> {
-    let models = regatta::models::ActorRuntime::new(regatta::models::NodeResources::detect(
-        regatta::models::ResourceOverrides::default(),
-    ));
+/// Where this process finds models: the cluster file's `[models]`, then the
+/// built-in models' variables and the user cache.
+pub(crate) fn model_store(cfg: &ClusterConfig) -> regatta::models::ModelStore {
+    cfg.models.iter().fold(
+        regatta::models::ModelStore::default(),
+        |store, (name, m)| {
+            store.with_entry(regatta::models::ModelEntry {
+                name: name.clone(),
+                dir: m.dir.clone(),
+                kind: m.kind,
+                batch_size: m.batch_size,
+            })
+        },
+    )
+}
+
+/// Starts a driver on `bind`, planning with the models `store` finds.
+pub(crate) async fn start_driver(
+    bind: &str,
+    options: DriverOptions,
+    store: regatta::models::ModelStore,
+) -> Result<DriverHandle> {
+    let models = regatta::models::ActorRuntime::with_store(
+        regatta::models::NodeResources::detect(regatta::models::ResourceOverrides::default()),
+        store,
+    );
     let planner = Planner {
         models: Some(models),
     };
@@ -306,7 +327,7 @@ pub async fn run_driver(args: DriverArgs) -> Result<()> {
                 .into(),
         ));
     }
-    let handle = start_driver(&bind, options).await?;
+    let handle = start_driver(&bind, options, model_store(&cfg)).await?;
     if let Some(d) = &handle.dashboard {
         println!("regatta dashboard at {}/", d.url());
     }
@@ -349,6 +370,7 @@ pub async fn run_worker(args: WorkerArgs) -> Result<()> {
         tls: cluster_tls(&cfg)?,
         node_label: args.node_label.clone(),
         die_with_parent: args.die_with_parent,
+        models: model_store(&cfg),
     };
     let worker = Worker::start(options)
         .await

@@ -5,7 +5,9 @@
 
 use clap::Args;
 
-use crate::cluster_cmds::{driver_options, serve_until_stopped, start_driver, ClusterArgs};
+use crate::cluster_cmds::{
+    driver_options, model_store, serve_until_stopped, start_driver, ClusterArgs,
+};
 use crate::ray_cmds::LaunchArgs;
 use crate::{CliError, Result};
 
@@ -44,7 +46,7 @@ pub async fn run(args: DashboardArgs) -> Result<()> {
         workers: args.workers,
     }
     .launcher(&mut cfg)?;
-    let handle = start_driver(&args.bind, options).await?;
+    let handle = start_driver(&args.bind, options, model_store(&cfg)).await?;
     let url = handle
         .dashboard
         .as_ref()

@@ -7,6 +7,8 @@ pub enum CliError {
     Sdk(#[from] regatta::Error),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Model(#[from] regatta::models::ActorError),
     #[error("{path}: {source}")]
     Io {
         path: String,

@@ -6,6 +6,7 @@ mod dashboard_cmd;
 mod demo;
 mod demo_data;
 mod error;
+mod models_cmd;
 mod output;
 mod output_args;
 mod progress;
@@ -47,6 +48,8 @@ pub enum Command {
     Cluster(cluster_cmds::ClusterArgs),
     /// List, add or remove driver replicas (role, term, log position).
     Drivers(cluster_cmds::DriversArgs),
+    /// List the models regatta can find, or pull a built-in one into the cache.
+    Models(models_cmd::ModelsArgs),
     /// Serve the web dashboard for local work: a driver on loopback with workers
     /// on this machine, until Ctrl-C.
     Dashboard(dashboard_cmd::DashboardArgs),
@@ -71,6 +74,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Cluster(a) => cluster_cmds::run_cluster(a).await,
             Command::Drivers(a) => cluster_cmds::run_drivers(a).await,
             Command::Dashboard(a) => dashboard_cmd::run(a).await,
+            Command::Models(a) => models_cmd::run(a).await,
         }
     })
 }

@@ -12,7 +12,7 @@ use regatta_cluster_config::{ClusterConfig, RayConfig, RAY_LAUNCH_MODES};
 use regatta_ray::{submit_driver_job, RayClient, RayLauncher, RayOptions};
 use regatta_scheduler::launcher::{LocalWorkers, WorkerLauncher};
 
-use crate::cluster_cmds::{driver_options, start_driver, submit_with, SubmitArgs};
+use crate::cluster_cmds::{driver_options, model_store, start_driver, submit_with, SubmitArgs};
 use crate::{CliError, Result};
 
 /// Lines around the rows a driver job prints, so `submit --ray` can tell them
@@ -246,7 +246,7 @@ pub async fn run_inside_ray(args: SubmitArgs) -> Result<()> {
     let mut options = driver_options(&cfg, None)?;
     options.control_host = host.clone();
     options.launcher = Some(Arc::new(ray_launcher(&cfg.ray)?));
-    let handle = start_driver(&format!("{host}:0"), options).await?;
+    let handle = start_driver(&format!("{host}:0"), options, model_store(&cfg)).await?;
     let client = ClusterClient::connect(&handle.address.to_string(), &cfg.cluster.token).await;
     let result = match client {
         Ok(c) => submit_with(&c, &args).await,

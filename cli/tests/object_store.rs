@@ -381,3 +381,88 @@ fn a_cluster_sharing_no_directory_reads_w1_from_the_store_and_writes_lance_back(
     }
     drop(workers);
 }
+
+/// A lone driver on `port` (fixed, so its workers find it again after a
+/// restart) that reaches `server`.
+fn lone_driver(server: &S3Server, port: u16, dir: &Path) -> Proc {
+    let mut driver = cli(server);
+    driver.args(["driver", "--bind", &format!("127.0.0.1:{port}")]);
+    start(in_dir(driver, dir), "listening on").0
+}
+
+#[test]
+fn appends_across_lone_driver_restarts_keep_every_submissions_rows_once() {
+    // Job numbers restart at 1 with a lone driver: each submission's own id,
+    // not its number, names what it commits, so no append replaces another.
+    let _s = serial();
+    let server = S3Server::start(&["out"]);
+    let d = tempfile::tempdir().unwrap();
+    let table = common::table(
+        d.path(),
+        "src",
+        "id",
+        2,
+        "SELECT CAST(value AS BIGINT) AS id FROM generate_series(1, 100)",
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let parquet = d.path().join("out.parquet");
+    let lance = d.path().join("out.lance");
+    let outputs = [
+        (parquet.to_string_lossy().to_string(), "parquet"),
+        (lance.to_string_lossy().to_string(), "lance"),
+        ("s3://out/appended".to_string(), "parquet"),
+    ];
+    let mut worker: Option<Proc> = None;
+    for (round, mode) in ["create", "append", "append"].into_iter().enumerate() {
+        let driver = lone_driver(&server, port, &d.path().join(format!("driver-{round}")));
+        if worker.is_none() {
+            let mut w = cli(&server);
+            w.args(["worker", "--cpus", "2", "--driver", &address, "--spill-dir"])
+                .arg(d.path().join("spill"));
+            worker = Some(start(in_dir(w, &d.path().join("worker")), "serving shuffle data").0);
+        }
+        // The worker registers again with the new driver on its own.
+        common::wait_until(
+            "the worker registered again",
+            Duration::from_secs(60),
+            || {
+                let mut c = cli(&server);
+                c.env("REGATTA_DRIVER", &address).arg("cluster");
+                let (_, out, _) = output(&mut c);
+                common::WorkerLine::parse_all(&out).iter().any(|w| w.alive)
+            },
+        );
+        for (dest, format) in &outputs {
+            let sql = format!("SELECT id, {round} AS round FROM src");
+            let mut c = cli(&server);
+            c.env("REGATTA_DRIVER", &address)
+                .args(["submit", "-t", &table, "--output-format", format])
+                .args(["--output-mode", mode, "-o", dest])
+                .arg(&sql);
+            let (wrote, out, err) = output(&mut c);
+            assert!(
+                wrote && err.contains("wrote 100 rows"),
+                "{dest}: {out}\n{err}"
+            );
+        }
+        drop(driver);
+    }
+    for (dest, table) in [
+        (&outputs[0].0, format!("t={}/*.parquet", parquet.display())),
+        (&outputs[1].0, format!("t={}", lance.display())),
+        (&outputs[2].0, "t=s3://out/appended/*.parquet".to_string()),
+    ] {
+        let counted = sql(
+            &server,
+            &[&table],
+            "SELECT count(*) AS n, count(DISTINCT id) AS ids, count(DISTINCT round) AS rounds, \
+             count(DISTINCT id * 10 + round) AS once FROM t",
+        );
+        assert_eq!(counted, "n,ids,rounds,once\n300,100,3,300\n", "{dest}");
+    }
+    drop(worker);
+}

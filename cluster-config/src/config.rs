@@ -21,6 +21,23 @@ pub struct ClusterConfig {
     pub ray: RayConfig,
     /// `[storage]`: how every process reaches object stores.
     pub storage: crate::StorageConfig,
+    /// `[models.<name>]`: models queries name, and where each process finds them.
+    pub models: std::collections::BTreeMap<String, ModelConfig>,
+}
+
+/// `[models.<name>]`: one model a query may name.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Its directory (the Hugging Face layout, or CTranslate2's for Whisper),
+    /// on every node that runs it.
+    pub dir: PathBuf,
+    /// What it is; read from its files when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<regatta_common::ModelKind>,
+    /// Rows per model call; the kind's default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
 }
 
 /// How workers are launched on Ray: one bootstrap job placing an actor per node,
@@ -276,6 +293,22 @@ impl ClusterConfig {
         }
         if let Some((key, value, allowed)) = self.storage.invalid() {
             return Err(invalid(&key, &value, allowed));
+        }
+        for (name, m) in &self.models {
+            if m.dir.as_os_str().is_empty() {
+                return Err(invalid(
+                    &format!("models.{name}.dir"),
+                    "",
+                    "the model's directory",
+                ));
+            }
+            if m.batch_size == Some(0) {
+                return Err(invalid(
+                    &format!("models.{name}.batch_size"),
+                    "0",
+                    "an integer ≥ 1",
+                ));
+            }
         }
         if self.worker.driver_patience_secs == 0 {
             return Err(invalid(

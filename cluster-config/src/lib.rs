@@ -9,7 +9,7 @@ pub mod reference;
 mod storage;
 
 pub use config::{
-    ClusterConfig, DriverConfig, RayConfig, SharedConfig, TlsFiles, WorkerConfig,
+    ClusterConfig, DriverConfig, ModelConfig, RayConfig, SharedConfig, TlsFiles, WorkerConfig,
     DEFAULT_DASHBOARD_BIND, RAY_LAUNCH_MODES,
 };
 pub use error::{ConfigError, Result};

@@ -283,6 +283,19 @@ pub const KEYS: &[KeyDoc] = &[
               private one on a local server.",
     },
     KeyDoc {
+        key: "models.NAME",
+        kind: "table: {dir, kind, batch_size}",
+        example: "{ dir = \"/models/bge-small-en-v1.5\", kind = \"embedding\", batch_size = 32 }",
+        env: None,
+        doc: "A model queries call by NAME (`embed_text(text, 'NAME')`): its directory on \
+              every node (the Hugging Face layout, or CTranslate2's `model.bin` for \
+              Whisper), its kind (`embedding`, `whisper`, `efficientnet`, `mtcnn`; read \
+              from its files when unset) and rows per call. Names resolve here first, \
+              then to the built-in models' `REGATTA_*_DIR`, then to the user cache \
+              (`$REGATTA_HOME/models`, which `regatta models pull` fills); a path works \
+              in place of a name. See docs/models.md.",
+    },
+    KeyDoc {
         key: "ray.address",
         kind: "URL",
         example: "\"http://127.0.0.1:8265\"",

@@ -5,6 +5,8 @@
 pub enum CommonError {
     #[error("invalid byte size {input:?}: {reason} (examples: 512MiB, 2GiB, 1048576)")]
     ByteSize { input: String, reason: String },
+    #[error("invalid request id {input:?}: {reason}")]
+    RequestId { input: String, reason: String },
     #[error("invalid resources: {0}")]
     Resources(String),
     /// A listener beyond loopback without the cluster token.

@@ -4,13 +4,15 @@
 mod error;
 mod ids;
 mod listen;
+mod model_kind;
 pub mod prometheus;
 mod resources;
 mod size;
 
 pub use error::{CommonError, Result};
-pub use ids::{JobId, StageId, TaskId, WorkerId};
+pub use ids::{JobId, RequestId, StageId, TaskId, WorkerId};
 pub use listen::{check_listener, is_loopback};
+pub use model_kind::ModelKind;
 pub use resources::Resources;
 pub use size::ByteSize;
 

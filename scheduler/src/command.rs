@@ -1,7 +1,7 @@
 //! The commands that change driver state. Everything the driver decides or learns
 //! becomes one of these first, so replaying them rebuilds the state exactly.
 
-use regatta_common::{JobId, Resources, StageId, WorkerId};
+use regatta_common::{JobId, RequestId, Resources, StageId, WorkerId};
 use serde::{Deserialize, Serialize};
 
 /// One task: a stage's work on one input partition.
@@ -141,6 +141,19 @@ pub struct JobOutput {
     pub schema_ipc: Vec<u8>,
 }
 
+/// The tag job `job`'s output is staged and committed under: its submission's
+/// identity, which no other submission shares, so a commit never takes another
+/// job's files (or Lance version) for its own, even after a lone driver
+/// restarts its job numbers. A job replicated before every submission had an
+/// identity keeps its number.
+pub fn commit_tag(job: JobId, request_id: &RequestId) -> String {
+    if request_id.is_empty() {
+        job.to_string()
+    } else {
+        format!("req-{request_id}")
+    }
+}
+
 impl From<OutputFormat> for regatta_engine::io::FileFormat {
     fn from(f: OutputFormat) -> Self {
         match f {
@@ -211,7 +224,7 @@ pub enum Command {
         /// The client's key for this submission (empty: none). A second
         /// SubmitJob with the same key is refused, so a submit retried across
         /// a leader change never starts the job twice.
-        request_id: String,
+        request_id: RequestId,
         /// The leader's clock when it accepted the job (Unix ms).
         #[serde(default)]
         submitted_unix_ms: u64,

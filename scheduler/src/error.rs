@@ -1,6 +1,6 @@
 //! Errors of the scheduler.
 
-use regatta_common::{JobId, WorkerId};
+use regatta_common::{JobId, RequestId, WorkerId};
 
 /// What the driver can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -10,7 +10,7 @@ pub enum SchedulerError {
     #[error("{0} already exists")]
     DuplicateJob(JobId),
     #[error("request {request_id:?} was already accepted as {job}")]
-    DuplicateRequest { request_id: String, job: JobId },
+    DuplicateRequest { request_id: RequestId, job: JobId },
     #[error("{0} is not registered")]
     UnknownWorker(WorkerId),
     #[error("{0} is already registered")]

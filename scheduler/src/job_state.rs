@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use regatta_common::{StageId, WorkerId};
+use regatta_common::{RequestId, StageId, WorkerId};
 use serde::{Deserialize, Serialize};
 
 use crate::{OutputStats, StageSpec};
@@ -179,7 +179,7 @@ pub struct JobState {
     /// Set once a succeeded job's result partitions are gone from its workers.
     pub released: Option<Released>,
     /// The client's submission key (empty: none).
-    pub request_id: String,
+    pub request_id: RequestId,
     /// The latest task failures, oldest first (at most [`FAILURES_KEPT`]).
     #[serde(default)]
     pub failures: Vec<FailureNote>,

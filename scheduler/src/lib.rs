@@ -27,8 +27,8 @@ pub fn unix_ms_now() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 pub use command::{
-    Command, JobOutput, OperatorStat, OutputFormat, OutputMode, OutputStats, StageSpec, TaskKey,
-    WorkerSpec,
+    commit_tag, Command, JobOutput, OperatorStat, OutputFormat, OutputMode, OutputStats, StageSpec,
+    TaskKey, WorkerSpec,
 };
 pub use error::{Result, SchedulerError};
 pub use job_state::{

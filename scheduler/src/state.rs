@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use regatta_common::{JobId, Resources, StageId, WorkerId};
+use regatta_common::{JobId, RequestId, Resources, StageId, WorkerId};
 use regatta_shuffle::MapLocation;
 use serde::{Deserialize, Serialize};
 
@@ -297,14 +297,14 @@ impl DriverState {
         name: &str,
         stages: &[StageSpec],
         output: Option<crate::JobOutput>,
-        request_id: &str,
+        request_id: &RequestId,
     ) -> Result<()> {
         if self.jobs.contains_key(&job) {
             return Err(SchedulerError::DuplicateJob(job));
         }
         if let Some(first) = self.job_for_request(request_id) {
             return Err(SchedulerError::DuplicateRequest {
-                request_id: request_id.to_string(),
+                request_id: request_id.clone(),
                 job: first,
             });
         }
@@ -353,7 +353,7 @@ impl DriverState {
                 output,
                 finished_unix_ms: 0,
                 released: None,
-                request_id: request_id.to_string(),
+                request_id: request_id.clone(),
                 failures: Vec::new(),
                 submitted_unix_ms: 0,
             },
@@ -619,13 +619,13 @@ impl DriverState {
 
     /// The id after the highest job id ever used.
     /// The job a client's submission key was accepted as (never for an empty key).
-    pub fn job_for_request(&self, request_id: &str) -> Option<JobId> {
+    pub fn job_for_request(&self, request_id: &RequestId) -> Option<JobId> {
         if request_id.is_empty() {
             return None;
         }
         self.jobs
             .iter()
-            .find(|(_, j)| j.request_id == request_id)
+            .find(|(_, j)| &j.request_id == request_id)
             .map(|(id, _)| *id)
     }
 

@@ -1,6 +1,6 @@
 //! The state machine: replay, recovery from a lost worker, placement.
 
-use regatta_common::{JobId, Resources, StageId, WorkerId};
+use regatta_common::{JobId, RequestId, Resources, StageId, WorkerId};
 
 use crate::job_state::{JobStatus, TaskStatus};
 use crate::{
@@ -81,7 +81,7 @@ fn a_lost_worker_reruns_its_tasks_and_recomputes_needed_outputs_and_replays() {
         name: "j".into(),
         stages: vec![stage(1, 4, vec![], 0.0), stage(2, 2, vec![1], 0.0)],
         output: None,
-        request_id: String::new(),
+        request_id: RequestId::generate(),
     });
     for c in &log {
         s.apply(c).unwrap();
@@ -177,7 +177,7 @@ fn a_task_out_of_retries_fails_its_job_naming_task_worker_and_cause() {
         name: "j".into(),
         stages: vec![stage(1, 1, vec![], 0.0)],
         output: None,
-        request_id: String::new(),
+        request_id: RequestId::generate(),
     })
     .unwrap();
     let task = TaskKey {
@@ -226,7 +226,7 @@ fn placement_respects_cpus_and_gpus() {
         name: "gpu".into(),
         stages: vec![stage(1, 3, vec![], 1.0)],
         output: None,
-        request_id: String::new(),
+        request_id: RequestId::generate(),
     })
     .unwrap();
     // Only worker 2 has a GPU, and only one: one task now, none on worker 1.
@@ -240,7 +240,7 @@ fn placement_respects_cpus_and_gpus() {
         name: "cpu".into(),
         stages: vec![stage(1, 10, vec![], 0.0)],
         output: None,
-        request_id: String::new(),
+        request_id: RequestId::generate(),
     })
     .unwrap();
     // The GPU task takes worker 2's only CPU: CPU tasks fill worker 1's two.
@@ -275,7 +275,7 @@ fn a_worker_with_less_memory_than_a_task_share_runs_one_task_at_a_time() {
         name: "small".into(),
         stages: vec![stage(1, 3, vec![], 0.0)],
         output: None,
-        request_id: String::new(),
+        request_id: RequestId::generate(),
     })
     .unwrap();
     let picks = next_assignments(&s, 100);
@@ -314,13 +314,20 @@ fn a_worker_with_less_memory_than_a_task_share_runs_one_task_at_a_time() {
 #[test]
 fn a_second_submission_with_the_same_request_id_is_refused_naming_the_first() {
     let mut s = DriverState::default();
+    let id = |s: &str| {
+        if s.is_empty() {
+            RequestId::default()
+        } else {
+            RequestId::parse(s).unwrap()
+        }
+    };
     let submit = |job: u64, request_id: &str| Command::SubmitJob {
         submitted_unix_ms: 0,
         job: JobId(job),
         name: "j".into(),
         stages: vec![stage(1, 1, vec![], 0.0)],
         output: None,
-        request_id: request_id.into(),
+        request_id: id(request_id),
     };
     s.apply(&submit(1, "r-1")).unwrap();
     let err = s.apply(&submit(2, "r-1")).unwrap_err();
@@ -329,9 +336,9 @@ fn a_second_submission_with_the_same_request_id_is_refused_naming_the_first() {
         "{err}"
     );
     assert!(s.job(JobId(2)).is_none(), "the refused job was recorded");
-    assert_eq!(s.job_for_request("r-1"), Some(JobId(1)));
-    // Jobs without a key never collide.
+    assert_eq!(s.job_for_request(&id("r-1")), Some(JobId(1)));
+    // Jobs replicated before every submission had a key never collide.
     s.apply(&submit(3, "")).unwrap();
     s.apply(&submit(4, "")).unwrap();
-    assert_eq!(s.job_for_request(""), None);
+    assert_eq!(s.job_for_request(&id("")), None);
 }

@@ -157,7 +157,7 @@ impl ClusterClient {
     /// never start the job twice.
     pub async fn submit(&self, mut request: SubmitRequest) -> Result<JobInfo> {
         if request.request_id.is_empty() {
-            request.request_id = regatta_common::random_hex_128();
+            request.request_id = regatta_common::RequestId::generate().to_string();
         }
         self.call(|mut c| {
             let r = request.clone();

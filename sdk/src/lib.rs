@@ -64,9 +64,12 @@ pub mod models {
     pub use regatta_actors::efficientnet;
     pub use regatta_actors::minilm;
     pub use regatta_actors::mtcnn;
+    pub use regatta_actors::whisper;
+    pub use regatta_actors::{model_pull, model_store};
     pub use regatta_actors::{
-        ActorContext, ActorError, ActorId, ActorRuntime, Model, ModelError, ModelFactory,
-        NodeResources, PoolConfig, ResourceOverrides,
+        ActorContext, ActorError, ActorId, ActorRuntime, Model, ModelEntry, ModelError,
+        ModelFactory, ModelKind, ModelStore, NodeResources, PoolConfig, ResolvedModel,
+        ResourceOverrides,
     };
     pub use regatta_common::Resources;
     pub use regatta_engine::functions::ModelPoolStats;

@@ -45,8 +45,27 @@ impl Session {
         Ok(Self::assemble(Engine::new(options)?, resources))
     }
 
+    /// A local session finding the models queries name in `store` (its
+    /// configured entries first, then the built-in models' variables, the user
+    /// cache and paths).
+    pub fn local_with_models(
+        options: EngineOptions,
+        resources: Arc<NodeResources>,
+        store: regatta_actors::ModelStore,
+    ) -> Result<Self> {
+        Ok(Self::assemble_with(Engine::new(options)?, resources, store))
+    }
+
     fn assemble(engine: Engine, resources: Arc<NodeResources>) -> Self {
-        let actors = ActorRuntime::new(resources);
+        Self::assemble_with(engine, resources, regatta_actors::ModelStore::default())
+    }
+
+    fn assemble_with(
+        engine: Engine,
+        resources: Arc<NodeResources>,
+        store: regatta_actors::ModelStore,
+    ) -> Self {
+        let actors = ActorRuntime::with_store(resources, store);
         engine.set_model_provider(actors.clone());
         Self {
             engine,

@@ -132,3 +132,41 @@ async fn transcribe_refuses_text_and_unknown_models_at_planning() {
         assert!(err.contains(needle), "{sql}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whisper_read_from_ctranslate2_model_bin_gives_the_same_text_as_safetensors() {
+    whisper_dir();
+    let ct2 = std::env::var("REGATTA_WHISPER_CT2_DIR").unwrap_or_else(|_| {
+        panic!("set REGATTA_WHISPER_CT2_DIR to the CTranslate2 copy scripts/fetch_whisper.sh keeps (scripts/test does)")
+    });
+    assert!(
+        std::path::Path::new(&ct2).join("model.bin").is_file(),
+        "{ct2}/model.bin missing: run scripts/fetch_whisper.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let blobs: Vec<Option<Vec<u8>>> = HARVARD[..8]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Some(spoken_flac(s, dir.path(), &format!("s{i}")).unwrap()))
+        .collect();
+    let session = Session::local();
+    session
+        .register_dataframe("clips", bytes_frame(&session, blobs))
+        .unwrap();
+    let mut runs = Vec::new();
+    for model in [MODEL, ct2.as_str()] {
+        let out = session
+            .sql(&format!(
+                "SELECT id, transcribe(audio_decode(bytes, 16000, true), '{model}') AS text \
+                 FROM clips ORDER BY id"
+            ))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        runs.push(texts(&out, 1));
+    }
+    assert_eq!(runs[0].len(), 8);
+    assert_eq!(runs[0], runs[1], "model.bin and model.safetensors disagree");
+}

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 pub mod http;
 pub mod pdf_makers;
+pub mod pypi_mirror;
 
 /// Runs a tool that makes test data; an error names it, says how to install it
 /// (`what`) and carries its stderr.

@@ -35,6 +35,8 @@ pub struct WorkerOptions {
     /// End when the parent process ends (a launcher's host process, e.g. a Ray
     /// actor), so no worker outlives what started it.
     pub die_with_parent: bool,
+    /// Where the models queries name are found (`[models]`, the user cache).
+    pub models: regatta_actors::ModelStore,
 }
 
 impl Default for WorkerOptions {
@@ -53,6 +55,7 @@ impl Default for WorkerOptions {
             tls: None,
             node_label: String::new(),
             die_with_parent: false,
+            models: regatta_actors::ModelStore::default(),
         }
     }
 }

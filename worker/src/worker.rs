@@ -142,7 +142,7 @@ impl Worker {
         let task_handle = task_runtime
             .handle()
             .ok_or_else(|| WorkerError::Stopped("the task runtime is gone".into()))?;
-        let actors = ActorRuntime::new(resources);
+        let actors = ActorRuntime::with_store(resources, options.models.clone());
         engine.set_model_provider(actors.clone());
 
         let listener =

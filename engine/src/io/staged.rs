@@ -248,8 +248,16 @@ pub fn publish_parts(
             // The parts gather in a directory beside `dest` that becomes `dest` in
             // one rename: readers see the old output or the whole new one.
             let publish = sibling(&dest, "publish", tag);
-            let already = !staging.exists() && !publish.exists();
-            if already {
+            let old = sibling(&dest, "old", tag);
+            if !publish.exists() && published_before(&dest, &staging, tag, format, parts)? {
+                // A rerun (a new leader, a lost acknowledgement): the output is
+                // this job's already. A straggling attempt may have recreated
+                // the staging directory; it must not be published over it.
+                for dir in [&staging, &old] {
+                    if dir.exists() {
+                        std::fs::remove_dir_all(dir).map_err(io_err(dir))?;
+                    }
+                }
                 return Ok(());
             }
             std::fs::create_dir_all(&publish).map_err(io_err(&publish))?;
@@ -258,9 +266,17 @@ pub fn publish_parts(
                 let to = publish.join(published_part_name(p.partition, tag, format)?);
                 if from.exists() {
                     std::fs::rename(&from, &to).map_err(io_err(&to))?;
+                } else if !to.exists() {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "staged part {} is gone and was never published to {}",
+                        from.display(),
+                        dest.display()
+                    )));
                 }
             }
-            let old = sibling(&dest, "old", tag);
+            if old.exists() {
+                std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
+            }
             if dest.exists() {
                 let empty = std::fs::read_dir(&dest).is_ok_and(|mut d| d.next().is_none());
                 if mode == WriteMode::Create && !empty {
@@ -282,6 +298,30 @@ pub fn publish_parts(
         std::fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
     }
     Ok(())
+}
+
+/// True when job `tag`'s commit of `dest` finished before: every part is
+/// published under its job-unique name (or, for a job with no rows, nothing is
+/// staged any more).
+fn published_before(
+    dest: &Path,
+    staging: &Path,
+    tag: &str,
+    format: FileFormat,
+    parts: &[StagedPart],
+) -> Result<bool> {
+    if parts.is_empty() {
+        return Ok(!staging.exists());
+    }
+    for p in parts {
+        if !dest
+            .join(published_part_name(p.partition, tag, format)?)
+            .exists()
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Removes what job `tag` staged for `dest` (a failed or cancelled job).
@@ -417,5 +457,73 @@ mod tests {
         // Create refuses a non-empty destination up front.
         assert!(check_destination(&dest, f, WriteMode::Create).is_err());
         assert!(check_destination(&dest, f, WriteMode::Append).is_ok());
+    }
+
+    async fn stage(dest: &str, tag: &str, values: &[Vec<i64>]) -> Vec<StagedPart> {
+        let staging = staging_dir(dest, tag).unwrap();
+        let mut parts = Vec::new();
+        for (p, v) in values.iter().enumerate() {
+            let file = staged_part_name(p as u32, 1, FileFormat::Csv).unwrap();
+            write_part(stream(v.clone()), &staging, &file, FileFormat::Csv)
+                .await
+                .unwrap();
+            parts.push(StagedPart {
+                partition: p as u32,
+                file,
+            });
+        }
+        parts
+    }
+
+    fn values(dir: &Path) -> Vec<i64> {
+        let mut v: Vec<i64> = files(dir)
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(dir.join(f))
+                    .unwrap()
+                    .lines()
+                    .skip(1)
+                    .map(|l| l.parse::<i64>().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn an_overwrite_committed_twice_with_a_straggler_in_between_keeps_its_output() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("out").to_string_lossy().to_string();
+        let f = FileFormat::Csv;
+        let first = stage(&dest, "req-a", &[vec![1], vec![2]]).await;
+        publish_parts(&dest, f, WriteMode::Create, "req-a", &first).unwrap();
+        let parts = stage(&dest, "req-b", &[vec![7], vec![8, 9]]).await;
+        publish_parts(&dest, f, WriteMode::Overwrite, "req-b", &parts).unwrap();
+        assert_eq!(values(Path::new(&dest)), [7, 8, 9]);
+        // A losing attempt that finishes after the commit recreates the
+        // staging directory; the commit, run again by a new leader, must not
+        // publish that directory over the output.
+        let staging = staging_dir(&dest, "req-b").unwrap();
+        let late = staged_part_name(1, 2, f).unwrap();
+        write_part(stream(vec![8, 9]), &staging, &late, f)
+            .await
+            .unwrap();
+        publish_parts(&dest, f, WriteMode::Overwrite, "req-b", &parts).unwrap();
+        assert_eq!(values(Path::new(&dest)), [7, 8, 9], "the output was lost");
+        assert!(!staging.exists(), "the straggler's file is removed");
+    }
+
+    #[tokio::test]
+    async fn appends_of_two_submissions_keep_both_and_each_commit_runs_twice_safely() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("out").to_string_lossy().to_string();
+        let f = FileFormat::Csv;
+        for (tag, v) in [("req-a", 1), ("req-b", 2), ("req-c", 3)] {
+            let parts = stage(&dest, tag, &[vec![v], vec![v * 10]]).await;
+            publish_parts(&dest, f, WriteMode::Append, tag, &parts).unwrap();
+            publish_parts(&dest, f, WriteMode::Append, tag, &parts).unwrap();
+        }
+        assert_eq!(values(Path::new(&dest)), [1, 2, 3, 10, 20, 30]);
     }
 }

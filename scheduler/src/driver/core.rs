@@ -23,8 +23,8 @@ use super::DriverOptions;
 use crate::job_state::{JobState, JobStatus, Released, TaskStatus};
 use crate::raft::Replica;
 use crate::{
-    next_assignments, Command, DriverState, Result, SchedulerError, SharedState, TaskKey,
-    WorkerSpec,
+    commit_tag, next_assignments, Command, DriverState, Result, SchedulerError, SharedState,
+    TaskKey, WorkerSpec,
 };
 
 /// Assignments made per scheduling round.
@@ -837,15 +837,12 @@ impl Driver {
             .unwrap_or(std::time::UNIX_EPOCH)
     }
 
-    /// The tag a job's output is committed under: `<cluster id>/job-N`.
+    /// The tag a job's output is committed under (see [`commit_tag`]).
     pub fn job_tag(&self, job: JobId) -> String {
-        format!("{}/{job}", self.cluster_id())
-    }
-
-    /// The cluster id outputs are tagged with.
-    fn cluster_id(&self) -> String {
-        self.replica()
-            .map_or_else(|| "regatta".to_string(), |r| r.options().cluster_id.clone())
+        let request_id = self
+            .with_state(|s| s.job(job).map(|j| j.request_id.clone()))
+            .unwrap_or_default();
+        commit_tag(job, &request_id)
     }
 
     /// Drops the results of succeeded jobs whose retention has ended.

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
-use regatta_common::JobId;
+use regatta_common::{JobId, RequestId};
 use regatta_proto::job_service_server::JobService;
 use regatta_proto::{
     JobInfo, JobRequest, JobStatus as ProtoStatus, ListJobsRequest, ListJobsResponse,
@@ -39,10 +39,18 @@ impl JobServiceImpl {
 impl JobService for JobServiceImpl {
     async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<JobInfo>, Status> {
         let request = request.into_inner();
+        // Every submission has an identity before it is planned: the client's,
+        // else one chosen here and replicated with the job.
+        let request_id = if request.request_id.is_empty() {
+            RequestId::generate()
+        } else {
+            RequestId::parse(&request.request_id)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?
+        };
         // A retried submission gets the job its first try started.
-        let accepted = |d: &Driver| d.with_state(|s| s.job_for_request(&request.request_id));
+        let accepted = |d: &Driver| d.with_state(|s| s.job_for_request(&request_id));
         if let Some(first) = accepted(&self.driver) {
-            log::info!("request {:?} is {first} already", request.request_id);
+            log::info!("request {request_id} is {first} already");
             return Ok(Response::new(self.info(first.0)?));
         }
         let job = self.driver.new_job_id();
@@ -57,12 +65,11 @@ impl JobService for JobServiceImpl {
                 "no workers have registered with this driver yet; start `regatta worker`",
             ));
         }
-        let tag = self.driver.job_tag(job);
         let planning = std::time::Instant::now();
         let cmd = self
             .planner
             .plan(
-                (job, &tag),
+                (job, &request_id),
                 &request,
                 cpus as usize,
                 self.driver.options().task_memory,

@@ -8,7 +8,7 @@ use datafusion::prelude::SessionContext;
 use datafusion_proto::bytes::{
     logical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
 };
-use regatta_common::{JobId, Resources};
+use regatta_common::{JobId, RequestId, Resources};
 use regatta_engine::functions::ModelProvider;
 use regatta_engine::io::lance_scan::LanceFragmentTable;
 use regatta_engine::io::FileFormat;
@@ -16,7 +16,10 @@ use regatta_engine::{Engine, EngineOptions};
 use regatta_proto::{submit_request, SubmitRequest, WriteMode as ProtoMode};
 use regatta_shuffle::{OutputSink, RegattaCodec, SinkMode};
 
-use crate::{split_into_stages, Command, JobOutput, OutputMode, Result, SchedulerError, StageSpec};
+use crate::{
+    commit_tag, split_into_stages, Command, JobOutput, OutputMode, Result, SchedulerError,
+    StageSpec,
+};
 
 /// Plans jobs with a fresh engine each, so one job's tables never leak into another.
 #[derive(Clone, Default)]
@@ -47,10 +50,11 @@ impl Planner {
     }
 
     /// Plans `request` as job `job` over `partitions` partitions; a job with an
-    /// output gets its last stage writing there, staged under `job_tag`.
+    /// output gets its last stage writing there, staged under the commit tag
+    /// of `request_id`.
     pub async fn plan(
         &self,
-        (job, job_tag): (JobId, &str),
+        (job, request_id): (JobId, &RequestId),
         request: &SubmitRequest,
         partitions: usize,
         task_memory: u64,
@@ -148,7 +152,7 @@ impl Planner {
                 path: out.path.clone(),
                 format: out.format.into(),
                 mode,
-                job_tag: job_tag.to_string(),
+                job_tag: commit_tag(job, request_id),
             };
             last.plan = Arc::new((*last.plan).clone().with_sink(Some(sink)));
         }
@@ -178,7 +182,7 @@ impl Planner {
             name,
             stages,
             output,
-            request_id: request.request_id.clone(),
+            request_id: request_id.clone(),
             submitted_unix_ms: crate::unix_ms_now(),
         })
     }
