@@ -246,6 +246,8 @@ pub(crate) fn driver_options(
         heartbeat_interval: Duration::from_millis(cfg.driver.heartbeat_interval_ms),
         worker_timeout: Duration::from_millis(cfg.driver.worker_timeout_ms),
         max_task_failures: cfg.driver.max_task_failures,
+        task_timeout: (cfg.driver.task_timeout_secs > 0)
+            .then(|| Duration::from_secs(cfg.driver.task_timeout_secs)),
         task_memory: cfg.task_memory_bytes(),
         result_retention: Duration::from_secs(cfg.driver.result_retention_secs),
         tls: cluster_tls(cfg)?,

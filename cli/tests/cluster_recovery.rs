@@ -156,3 +156,135 @@ fn a_group_by_orderkey_over_a_small_memory_limit_spills_and_is_right() {
     let j = c.job(1);
     assert!(j.spilled_bytes > 0, "nothing spilled: {}", j.line);
 }
+
+/// A server on 127.0.0.1 that accepts connections and never answers: a
+/// download from it hangs as long as its timeout allows (a stand-in for a
+/// decoder stuck on a hostile file, on real sockets).
+struct SilentServer {
+    port: u16,
+}
+
+impl SilentServer {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming().flatten() {
+                held.push(conn); // kept open, never written to
+            }
+        });
+        Self { port }
+    }
+}
+
+/// One row whose download hangs for ten minutes, in one Parquet file.
+fn hanging_table(dir: &std::path::Path, server: &SilentServer) -> (String, String) {
+    let url = format!("http://127.0.0.1:{}/poison.jpg", server.port);
+    let table = common::table(
+        dir,
+        "poison",
+        "id",
+        1,
+        &format!("SELECT 1 AS id, '{url}' AS url"),
+    );
+    let file = dir.join("poison/part-0.parquet").display().to_string();
+    (table, file)
+}
+
+const HANG: &str =
+    "SELECT id, length(url_download(url, 'raise', 600000, 0, 600000)) AS n FROM poison";
+
+/// The worker ids of a `regatta cluster` listing's workers that run a task.
+fn busy_workers(c: &common::Cluster) -> Vec<usize> {
+    c.workers()
+        .iter()
+        .filter(|w| w.alive && w.running > 0)
+        .filter_map(|w| {
+            w.line
+                .split_whitespace()
+                .next()
+                .and_then(|id| id.strip_prefix("worker-"))
+                .and_then(|n| n.parse().ok())
+        })
+        .collect()
+}
+
+#[test]
+fn a_task_whose_workers_die_under_it_fails_the_job_after_the_limit_and_spares_the_rest() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let server = SilentServer::start();
+    let (table, file) = hanging_table(d.path(), &server);
+    let mut c = cluster_with(
+        &d.path().join("spill"),
+        WorkerSetup {
+            count: 3,
+            cpus: 1,
+            max_task_failures: Some(2),
+            ..WorkerSetup::default()
+        },
+    );
+    let job = c.submit_detached(std::slice::from_ref(&table), HANG);
+    // Each worker that takes the task dies (as one would on an input that
+    // aborts its process): after two, the job fails instead of taking the third.
+    let mut killed = Vec::new();
+    while killed.len() < 2 {
+        let mut busy = Vec::new();
+        common::wait_until("a worker runs the task", Duration::from_secs(60), || {
+            busy = busy_workers(&c)
+                .into_iter()
+                .filter(|w| !killed.contains(w))
+                .collect();
+            !busy.is_empty()
+        });
+        let id = busy[0];
+        c.workers[id - 1].0.kill().unwrap();
+        c.workers[id - 1].0.wait().unwrap();
+        killed.push(id);
+    }
+    let end = c.wait_for(job, Duration::from_secs(60), common::JobLine::finished);
+    assert_eq!(end.status, "failed", "{}", end.line);
+    let said = end.line.clone();
+    assert!(said.contains("worker lost"), "{said}");
+    let alive: Vec<_> = c.workers().into_iter().filter(|w| w.alive).collect();
+    assert_eq!(alive.len(), 1, "only the worker it never reached is left");
+    assert_eq!(alive[0].running, 0);
+    // The failure names what the task read.
+    assert!(said.contains(&file), "{said}");
+}
+
+#[test]
+fn a_stuck_task_is_ended_by_the_task_timeout_and_fails_its_job_naming_it() {
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let server = SilentServer::start();
+    let (table, _) = hanging_table(d.path(), &server);
+    let c = cluster_with(
+        &d.path().join("spill"),
+        WorkerSetup {
+            count: 1,
+            cpus: 1,
+            max_task_failures: Some(2),
+            task_timeout_secs: Some(2),
+            ..WorkerSetup::default()
+        },
+    );
+    let started = Instant::now();
+    let job = c.submit_detached(std::slice::from_ref(&table), HANG);
+    let end = c.wait_for(job, Duration::from_secs(90), common::JobLine::finished);
+    assert_eq!(end.status, "failed", "{}", end.line);
+    assert!(
+        started.elapsed() < Duration::from_secs(80),
+        "two 2-second attempts took {:?}",
+        started.elapsed()
+    );
+    let said = &end.line;
+    assert!(
+        said.contains("timed out") && said.contains("task_timeout_secs"),
+        "{said}"
+    );
+    // The worker is still there, idle, for the next job.
+    let w = &c.workers()[0];
+    assert!(w.alive && w.running == 0, "{}", w.line);
+}

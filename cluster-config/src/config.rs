@@ -148,6 +148,9 @@ pub struct DriverConfig {
     pub worker_timeout_ms: u64,
     /// `driver.max_task_failures`: attempts a task may fail before its job fails.
     pub max_task_failures: u32,
+    /// `driver.task_timeout_secs`: how long one task attempt may run before its
+    /// worker ends it (a failed, retried attempt); 0: no limit.
+    pub task_timeout_secs: u64,
     /// `driver.task_memory`: memory one task reserves on its worker, e.g. `64MiB`.
     pub task_memory: String,
     /// `driver.data_dir`: where replicated drivers keep their Raft log and
@@ -174,6 +177,7 @@ impl Default for DriverConfig {
             heartbeat_interval_ms: 500,
             worker_timeout_ms: 3000,
             max_task_failures: 4,
+            task_timeout_secs: 0,
             task_memory: "64MiB".into(),
             data_dir: None,
             raft_heartbeat_ms: 100,

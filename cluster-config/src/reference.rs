@@ -98,8 +98,19 @@ pub const KEYS: &[KeyDoc] = &[
         kind: "integer ≥ 1",
         example: "2",
         env: None,
-        doc: "Attempts a task may fail by its own fault before its job fails; the error \
-              names the task, the worker and the cause.",
+        doc: "Attempts a task may fail before its job fails; the error names the task, \
+              its input files, the worker and the cause. A worker lost while running a \
+              task counts as an attempt (the input may be what killed it); plan, data \
+              and user-function errors fail the job at once, without retries.",
+    },
+    KeyDoc {
+        key: "driver.task_timeout_secs",
+        kind: "integer ≥ 0 (seconds)",
+        example: "600",
+        env: None,
+        doc: "How long one task attempt may run before its worker ends it (a decoder \
+              stuck on a hostile file); the attempt fails as timed out and counts \
+              toward `driver.max_task_failures`. 0: no limit.",
     },
     KeyDoc {
         key: "driver.dashboard_bind",

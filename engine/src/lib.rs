@@ -5,6 +5,7 @@
 //! drive it through [`Engine`].
 
 pub mod audio;
+pub mod decoder_guard;
 pub mod document;
 pub mod engine;
 pub mod error;

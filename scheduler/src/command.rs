@@ -4,6 +4,8 @@
 use regatta_common::{JobId, RequestId, Resources, StageId, WorkerId};
 use serde::{Deserialize, Serialize};
 
+use crate::FailureClass;
+
 /// One task: a stage's work on one input partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TaskKey {
@@ -34,6 +36,10 @@ pub struct StageSpec {
     pub demand: Resources,
     /// datafusion-proto bytes of the stage's plan (a ShuffleWriteExec root).
     pub plan: Vec<u8>,
+    /// What each task reads, when the stage scans files (its file group), so a
+    /// task that fails for good is named by its input; empty otherwise.
+    #[serde(default)]
+    pub task_inputs: Vec<String>,
 }
 
 /// A worker as it registered.
@@ -282,6 +288,9 @@ pub enum Command {
         error: String,
         /// The worker whose shuffle output the task could not read, if that was why.
         lost_input: Option<WorkerId>,
+        /// Why it failed: only retryable classes are tried again.
+        #[serde(default)]
+        class: FailureClass,
     },
     /// A task its worker does not know of (the order was lost with a leader), to
     /// be placed again without counting against it.

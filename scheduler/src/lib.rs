@@ -11,12 +11,14 @@ mod command;
 pub mod dashboard;
 pub mod driver;
 mod error;
+mod failure_class;
 mod job_state;
 pub mod launcher;
 pub mod raft;
 mod shared_state;
 mod stage_planner;
 mod state;
+mod task_inputs;
 
 pub use assign::next_assignments;
 
@@ -31,6 +33,7 @@ pub use command::{
     TaskKey, WorkerSpec,
 };
 pub use error::{Result, SchedulerError};
+pub use failure_class::FailureClass;
 pub use job_state::{
     FailureNote, JobState, JobStatus, Released, StageState, TaskState, TaskStatus, FAILURES_KEPT,
 };

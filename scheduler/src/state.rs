@@ -7,7 +7,7 @@ use regatta_shuffle::MapLocation;
 use serde::{Deserialize, Serialize};
 
 use crate::job_state::{FailureNote, JobState, JobStatus, StageState, TaskStatus};
-use crate::{Command, Result, SchedulerError, StageSpec, TaskKey, WorkerSpec};
+use crate::{Command, FailureClass, Result, SchedulerError, StageSpec, TaskKey, WorkerSpec};
 
 /// Attempts a task may fail by its own fault before its job fails.
 pub const DEFAULT_MAX_TASK_FAILURES: u32 = 4;
@@ -238,6 +238,7 @@ impl DriverState {
                 attempt,
                 error,
                 lost_input,
+                class,
             } => {
                 if self.release(*task, *worker, *attempt) {
                     if let Some(j) = self.jobs.get_mut(&task.job) {
@@ -249,7 +250,7 @@ impl DriverState {
                             error: error.clone(),
                         });
                     }
-                    self.fail_task(*task, *worker, error, lost_input.is_some());
+                    self.fail_task(*task, *worker, error, lost_input.is_some(), *class);
                 }
             }
             Command::TaskRequeued {
@@ -477,9 +478,16 @@ impl DriverState {
         current && running
     }
 
-    fn fail_task(&mut self, task: TaskKey, worker: WorkerId, error: &str, lost_input: bool) {
+    fn fail_task(
+        &mut self,
+        task: TaskKey,
+        worker: WorkerId,
+        error: &str,
+        lost_input: bool,
+        class: FailureClass,
+    ) {
         let max = self.max_task_failures;
-        let Some(j) = self.jobs.get_mut(&task.job) else {
+        let Some(j) = self.jobs.get_mut(&task.job).filter(|j| j.is_active()) else {
             return;
         };
         let Some(t) = j
@@ -498,8 +506,22 @@ impl DriverState {
         let out_of_retries = t.failures >= max || t.input_failures >= MAX_INPUT_FAILURES;
         let tries = t.failures + t.input_failures;
         t.status = TaskStatus::Pending;
-        if out_of_retries {
-            let reason = format!("task {task} failed {tries} times; last on {worker}: {error}");
+        let input = j
+            .stages
+            .get(&task.stage)
+            .and_then(|s| s.spec.task_inputs.get(task.partition as usize))
+            .map(|i| format!(" (input: {i})"))
+            .unwrap_or_default();
+        // A plan, data or user-function error would fail the same way again.
+        let given_up = (!class.retryable()).then(|| {
+            format!("task {task}{input} failed on {worker} ({class}, not retried): {error}")
+        });
+        if out_of_retries || given_up.is_some() {
+            let reason = given_up.unwrap_or_else(|| {
+                format!(
+                    "task {task}{input} failed {tries} times ({class}); last on {worker}: {error}"
+                )
+            });
             if j.status == JobStatus::Succeeded {
                 // Remaking a lost result partition failed: its rows are gone.
                 j.released = Some(crate::job_state::Released::Lost(reason));
@@ -527,7 +549,11 @@ impl DriverState {
         w.lost_reason = reason.to_string();
         w.used = Resources::default();
         w.running.clear();
-        for j in self.jobs.values_mut() {
+        // The tasks it was running: each counts as a failed attempt, since the
+        // input may be what killed it (else one poison file would take down
+        // worker after worker, for ever).
+        let mut killed = Vec::new();
+        for (&job, j) in self.jobs.iter_mut() {
             // A succeeded job whose result partitions are kept has the lost ones
             // made again, from lineage, like a running job's.
             if !j.is_active() {
@@ -559,8 +585,11 @@ impl DriverState {
                             }
                             j.failures.push(note);
                             t.status = TaskStatus::Pending;
-                            s.pending.insert(p as u32);
-                            j.retried_tasks += 1;
+                            killed.push(TaskKey {
+                                job,
+                                stage: id,
+                                partition: p as u32,
+                            });
                         }
                         TaskStatus::Done { worker: w, .. } if *w == worker && needed => {
                             t.status = TaskStatus::Pending;
@@ -572,6 +601,10 @@ impl DriverState {
                     }
                 }
             }
+        }
+        let why = format!("lost with {worker}: {reason}");
+        for task in killed {
+            self.fail_task(task, worker, &why, false, FailureClass::WorkerLost);
         }
         Ok(())
     }

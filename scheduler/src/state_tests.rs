@@ -4,8 +4,8 @@ use regatta_common::{JobId, RequestId, Resources, StageId, WorkerId};
 
 use crate::job_state::{JobStatus, TaskStatus};
 use crate::{
-    next_assignments, Command, DriverState, OutputStats, SchedulerError, StageSpec, TaskKey,
-    WorkerSpec,
+    next_assignments, Command, DriverState, FailureClass, OutputStats, SchedulerError, StageSpec,
+    TaskKey, WorkerSpec,
 };
 
 fn stage(id: u64, tasks: u32, inputs: Vec<u64>, gpus: f64) -> StageSpec {
@@ -20,6 +20,7 @@ fn stage(id: u64, tasks: u32, inputs: Vec<u64>, gpus: f64) -> StageSpec {
             memory: 1 << 20,
         },
         plan: Vec::new(),
+        task_inputs: Vec::new(),
     }
 }
 
@@ -197,6 +198,7 @@ fn a_task_out_of_retries_fails_its_job_naming_task_worker_and_cause() {
             attempt,
             error: "disk full".into(),
             lost_input: None,
+            class: FailureClass::Io,
         })
         .unwrap();
     }
@@ -341,4 +343,98 @@ fn a_second_submission_with_the_same_request_id_is_refused_naming_the_first() {
     s.apply(&submit(3, "")).unwrap();
     s.apply(&submit(4, "")).unwrap();
     assert_eq!(s.job_for_request(&id("")), None);
+}
+
+/// One job of one task reading `input`, on workers 1..=3.
+fn poison_job(max_failures: u32) -> (DriverState, TaskKey) {
+    let mut s = DriverState::new(max_failures);
+    for w in 1..=3 {
+        s.apply(&worker(w, 1.0, 0.0)).unwrap();
+    }
+    let mut spec = stage(1, 1, vec![], 0.0);
+    spec.task_inputs = vec!["/data/crash.pdf".into()];
+    s.apply(&Command::SubmitJob {
+        submitted_unix_ms: 0,
+        job: JobId(3),
+        name: "j".into(),
+        stages: vec![spec],
+        output: None,
+        request_id: RequestId::generate(),
+    })
+    .unwrap();
+    let task = TaskKey {
+        job: JobId(3),
+        stage: StageId(1),
+        partition: 0,
+    };
+    (s, task)
+}
+
+#[test]
+fn a_task_whose_workers_die_under_it_fails_its_job_after_the_limit_naming_its_input() {
+    let (mut s, task) = poison_job(2);
+    for w in [1, 2] {
+        let picks = next_assignments(&s, 10);
+        assert_eq!(
+            picks.len(),
+            1,
+            "the task is placed again after worker-{}",
+            w - 1
+        );
+        let (t, on) = picks[0];
+        assert_eq!(t, task);
+        s.apply(&Command::TaskAssigned { task, worker: on })
+            .unwrap();
+        s.apply(&Command::WorkerLost {
+            worker: on,
+            reason: "the process died".into(),
+        })
+        .unwrap();
+    }
+    match &s.job(JobId(3)).unwrap().status {
+        JobStatus::Failed(r) => assert!(
+            r.contains("job-3/stage-1/partition-0")
+                && r.contains("/data/crash.pdf")
+                && r.contains("worker lost")
+                && r.contains("the process died"),
+            "{r}"
+        ),
+        other => panic!("still {other} after two workers died under it"),
+    }
+    assert!(
+        next_assignments(&s, 10).is_empty(),
+        "no third worker is offered it"
+    );
+    let alive = s.workers().filter(|(_, w)| w.alive).count();
+    assert_eq!(alive, 1, "the worker it never reached stays");
+}
+
+#[test]
+fn a_data_error_fails_the_job_at_once_and_an_io_error_is_retried() {
+    for (class, fails_now) in [(FailureClass::Data, true), (FailureClass::Io, false)] {
+        let (mut s, task) = poison_job(4);
+        let (_, on) = next_assignments(&s, 10)[0];
+        s.apply(&Command::TaskAssigned { task, worker: on })
+            .unwrap();
+        s.apply(&Command::TaskFailed {
+            task,
+            worker: on,
+            attempt: 1,
+            error: "cannot read /data/crash.pdf".into(),
+            lost_input: None,
+            class,
+        })
+        .unwrap();
+        let status = &s.job(JobId(3)).unwrap().status;
+        assert_eq!(
+            matches!(status, JobStatus::Failed(r) if r.contains("not retried")),
+            fails_now,
+            "{class}: {status}"
+        );
+        assert_eq!(
+            next_assignments(&s, 10).len(),
+            usize::from(!fails_now),
+            "{class}"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 
 mod driver_link;
 mod error;
+mod failure;
 mod options;
 mod task_runner;
 mod worker;

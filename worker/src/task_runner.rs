@@ -9,7 +9,7 @@ use regatta_common::{JobId, StageId};
 use regatta_engine::datafusion::error::DataFusionError;
 use regatta_engine::datafusion::physical_plan::ExecutionPlan;
 use regatta_engine::Engine;
-use regatta_proto::{OperatorStats, PartitionStats, TaskAssignment, TaskReport};
+use regatta_proto::{FailureClass, OperatorStats, PartitionStats, TaskAssignment, TaskReport};
 use regatta_shuffle::{
     MapLocation, RegattaCodec, ShuffleError, ShuffleFetcher, ShuffleInput, ShuffleLayout,
     ShuffleWriteExec,
@@ -28,7 +28,31 @@ impl TaskRunner {
     pub async fn run(&self, task: TaskAssignment) -> TaskReport {
         let key = task.key;
         let started = std::time::Instant::now();
-        match self.execute(task).await {
+        let limit =
+            (task.timeout_ms > 0).then(|| std::time::Duration::from_millis(task.timeout_ms));
+        let result = match limit {
+            // Dropping the task's future stops its operators; a decoder stuck
+            // in a blocking call finishes on its thread, its result unused.
+            Some(limit) => match tokio::time::timeout(limit, self.execute(task)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return TaskReport {
+                        worker_id: self.worker,
+                        key,
+                        ok: false,
+                        error: format!(
+                            "the task ran past driver.task_timeout_secs ({}s) and was ended",
+                            limit.as_secs_f64()
+                        ),
+                        failure_class: FailureClass::Timeout.into(),
+                        task_nanos: started.elapsed().as_nanos() as u64,
+                        ..TaskReport::default()
+                    }
+                }
+            },
+            None => self.execute(task).await,
+        };
+        match result {
             Ok(done) => TaskReport {
                 worker_id: self.worker,
                 key,
@@ -47,6 +71,7 @@ impl TaskRunner {
                 key,
                 ok: false,
                 lost_input_worker: ShuffleError::lost_worker(&e).unwrap_or(0),
+                failure_class: crate::failure::classify(&e).into(),
                 error: e.to_string(),
                 ..TaskReport::default()
             },

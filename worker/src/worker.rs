@@ -449,6 +449,8 @@ impl Session {
                             key: Some(key),
                             ok: false,
                             error: format!("the task stopped: {e}"),
+                            // A panic on this input would panic again.
+                            failure_class: regatta_proto::FailureClass::Data.into(),
                             ..TaskReport::default()
                         },
                     };

@@ -101,6 +101,10 @@ pub struct WorkerSetup {
     pub result_retention_secs: Option<u64>,
     /// The driver's `driver.task_memory` (e.g. "256MiB"); the default when None.
     pub task_memory: Option<&'static str>,
+    /// The driver's `driver.max_task_failures`; the default when None.
+    pub max_task_failures: Option<u32>,
+    /// The driver's `driver.task_timeout_secs`; none when None.
+    pub task_timeout_secs: Option<u64>,
 }
 
 impl Default for WorkerSetup {
@@ -111,6 +115,8 @@ impl Default for WorkerSetup {
             memory_limit: None,
             result_retention_secs: None,
             task_memory: None,
+            max_task_failures: None,
+            task_timeout_secs: None,
         }
     }
 }
@@ -129,6 +135,12 @@ pub fn cluster_with(spill: &Path, setup: WorkerSetup) -> Cluster {
     }
     if let Some(memory) = setup.task_memory {
         driver_toml.push_str(&format!("task_memory = \"{memory}\"\n"));
+    }
+    if let Some(n) = setup.max_task_failures {
+        driver_toml.push_str(&format!("max_task_failures = {n}\n"));
+    }
+    if let Some(secs) = setup.task_timeout_secs {
+        driver_toml.push_str(&format!("task_timeout_secs = {secs}\n"));
     }
     if !driver_toml.is_empty() {
         std::fs::create_dir_all(spill).unwrap();

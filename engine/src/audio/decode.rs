@@ -79,7 +79,12 @@ const SLACK_FRAMES: u64 = 4608;
 
 /// Decodes `bytes` (the format is sniffed). Errors say what is wrong: not
 /// audio, a codec this build cannot read, corrupt or truncated data.
+/// A decoder that panics on hostile bytes gives an error, not a failed task.
 pub fn decode(bytes: Vec<u8>) -> Result<Audio, String> {
+    crate::decoder_guard::guarded("audio", move || decode_unguarded(bytes))
+}
+
+fn decode_unguarded(bytes: Vec<u8>) -> Result<Audio, String> {
     if bytes.is_empty() {
         return Err("empty audio (0 bytes)".into());
     }

@@ -23,8 +23,29 @@ impl Default for DecodeLimits {
     }
 }
 
-/// Decodes encoded bytes (format sniffed) into `mode`.
+/// Decodes encoded bytes (format sniffed) into `mode`. A decoder that panics
+/// on hostile bytes gives an error, not a failed task.
 pub fn decode(
+    bytes: &[u8],
+    mode: ImageMode,
+    limits: DecodeLimits,
+) -> Result<DecodedImage, ImageError> {
+    let mut failed = None;
+    let decoded = crate::decoder_guard::guarded("image", || {
+        decode_unguarded(bytes, mode, limits).map_err(|e| {
+            let text = e.to_string();
+            failed = Some(e);
+            text
+        })
+    });
+    match (decoded, failed) {
+        (Ok(img), _) => Ok(img),
+        (Err(_), Some(e)) => Err(e),
+        (Err(panicked), None) => Err(ImageError::Decode(panicked)),
+    }
+}
+
+fn decode_unguarded(
     bytes: &[u8],
     mode: ImageMode,
     limits: DecodeLimits,

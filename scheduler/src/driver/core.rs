@@ -710,6 +710,11 @@ impl Driver {
                     plan: stage.spec.plan.clone(),
                     inputs,
                     term,
+                    timeout_ms: self
+                        .inner
+                        .options
+                        .task_timeout
+                        .map_or(0, |t| t.as_millis() as u64),
                 })),
             })
         })

@@ -13,6 +13,8 @@ pub struct DriverOptions {
     pub worker_timeout: Duration,
     /// Attempts a task may fail by its own fault before its job fails.
     pub max_task_failures: u32,
+    /// How long a task attempt may run before its worker ends it; None: no limit.
+    pub task_timeout: Option<Duration>,
     /// Memory one task reserves on its worker, in bytes.
     pub task_memory: u64,
     /// How long a succeeded job's result rows stay on its workers.
@@ -69,6 +71,7 @@ impl Default for DriverOptions {
             heartbeat_interval: Duration::from_millis(500),
             worker_timeout: Duration::from_secs(3),
             max_task_failures: crate::DEFAULT_MAX_TASK_FAILURES,
+            task_timeout: None,
             task_memory: 64 << 20,
             result_retention: Duration::from_secs(3600),
             tls: None,

@@ -156,6 +156,11 @@ impl Planner {
             };
             last.plan = Arc::new((*last.plan).clone().with_sink(Some(sink)));
         }
+        let job_files = crate::task_inputs::scanned_files(
+            planned
+                .iter()
+                .map(|s| s.plan.as_ref() as &dyn datafusion::physical_plan::ExecutionPlan),
+        );
         let stages = planned
             .into_iter()
             .map(|s| {
@@ -163,6 +168,11 @@ impl Planner {
                 let output_partitions = s.plan.output_partitions() as u32;
                 let plan = physical_plan_to_bytes_with_extension_codec(s.plan.clone(), &codec)?;
                 Ok(StageSpec {
+                    task_inputs: crate::task_inputs::task_inputs(
+                        s.plan.as_ref(),
+                        tasks,
+                        &job_files,
+                    ),
                     stage: s.stage,
                     tasks,
                     inputs: s.inputs,

@@ -178,6 +178,7 @@ impl WorkerControl for WorkerControlImpl {
                 task,
                 worker,
                 attempt: key.attempt,
+                class: r.failure_class().into(),
                 error: r.error,
                 lost_input: (r.lost_input_worker != 0).then_some(WorkerId(r.lost_input_worker)),
             }
