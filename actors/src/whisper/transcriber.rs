@@ -8,22 +8,42 @@ use arrow::datatypes::{DataType, Int32Type};
 use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::VarBuilder;
 use candle_transformers::models::whisper::{
-    model::Whisper, Config, EOT_TOKEN, NO_TIMESTAMPS_TOKEN, N_FRAMES, SAMPLE_RATE, SOT_TOKEN,
+    model::Whisper, Config, EOT_TOKEN, NO_TIMESTAMPS_TOKEN, N_FRAMES, N_SAMPLES, SAMPLE_RATE,
+    SOT_TOKEN,
 };
 use regatta_engine::audio::{resample, Audio};
 use tokenizers::Tokenizer;
 
+use super::cached_decoder::CachedDecoder;
 use super::{mel, MAX_NEW_TOKENS};
 use crate::model::{Model, ModelError};
 use crate::model_files::{files_error, required};
 use crate::Result;
+
+/// 30-second windows featurised, encoded and decoded at once (a batch's worth):
+/// each holds its 80 x 3000 mel frames and the encoder's attention over 1,500
+/// positions, so a pass stays near a batch's memory whatever the clip lengths.
+pub const WINDOWS_PER_PASS: usize = 8;
+
+/// Which decoder greedy decoding runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderRoute {
+    /// regatta's, with a self-attention key/value cache: one token per step.
+    Cached,
+    /// candle's, which runs every earlier token again at each step (the
+    /// reference the cached one is checked and timed against).
+    Uncached,
+}
 
 /// How to get the model files when they are missing.
 const FIX: &str = "run `regatta models pull whisper-tiny.en`, or set REGATTA_WHISPER_DIR";
 
 /// Whisper on one device.
 pub struct Transcriber {
+    /// candle's Whisper: its encoder runs each pass (its own decoder is
+    /// loaded with it but only used by the tests that compare).
     model: Whisper,
+    decoder: CachedDecoder,
     tokenizer: Tokenizer,
     filters: Vec<f32>,
     device: Device,
@@ -69,6 +89,8 @@ impl Transcriber {
             };
         let model =
             Whisper::load(&vb, config.clone()).map_err(|e| files_error(&weights_path, e))?;
+        let decoder =
+            CachedDecoder::load(&vb, &config).map_err(|e| files_error(&weights_path, e))?;
         let tokenizer =
             Tokenizer::from_file(&tokenizer_path).map_err(|e| files_error(&tokenizer_path, e))?;
         let sot = token(&tokenizer, SOT_TOKEN, &tokenizer_path)?;
@@ -98,6 +120,7 @@ impl Transcriber {
         let filters = mel::mel_filters(config.num_mel_bins);
         Ok(Self {
             model,
+            decoder,
             tokenizer,
             filters,
             device,
@@ -110,41 +133,132 @@ impl Transcriber {
     }
 
     /// The text of each clip of 16 kHz mono samples, in order. Clips longer than
-    /// 30 seconds are cut into 30-second windows whose text is joined.
+    /// 30 seconds are cut into 30-second windows whose text is joined; at most
+    /// [`WINDOWS_PER_PASS`] windows are featurised, encoded and decoded at once,
+    /// so memory stays bounded however long a clip is. An empty clip gives
+    /// empty text without running the model.
     pub fn transcribe(&mut self, clips: &[&[f32]]) -> std::result::Result<Vec<String>, ModelError> {
-        let mut windows = Vec::new();
-        let mut owner = Vec::new();
-        for (i, clip) in clips.iter().enumerate() {
-            for w in mel::windows(&self.model.config, clip, &self.filters) {
-                windows.push(w);
-                owner.push(i);
-            }
-        }
+        self.transcribe_via(clips, DecoderRoute::Cached)
+    }
+
+    /// [`Self::transcribe`] through the decoder `route` names: the cached one
+    /// regatta runs, or candle's uncached one it is checked and timed against.
+    pub fn transcribe_via(
+        &mut self,
+        clips: &[&[f32]],
+        route: DecoderRoute,
+    ) -> std::result::Result<Vec<String>, ModelError> {
         let mut texts = vec![String::new(); clips.len()];
-        if windows.is_empty() {
-            return Ok(texts);
-        }
+        // (clip, first sample) of every window, in order: two numbers each.
+        let windows: Vec<(usize, usize)> = clips
+            .iter()
+            .enumerate()
+            .flat_map(|(i, clip)| (0..clip.len()).step_by(N_SAMPLES).map(move |s| (i, s)))
+            .collect();
         let n_mels = self.model.config.num_mel_bins;
-        let rows = windows.len();
-        let flat: Vec<f32> = windows.into_iter().flatten().collect();
-        let mel = Tensor::from_vec(flat, (rows, n_mels, N_FRAMES), &self.device)?;
-        for (w, tokens) in self.decode(&mel)?.into_iter().enumerate() {
-            let text = self.tokenizer.decode(&tokens, true)?;
-            let text = text.trim();
-            let out = &mut texts[owner[w]];
-            if !text.is_empty() {
-                if !out.is_empty() {
-                    out.push(' ');
+        for pass in windows.chunks(WINDOWS_PER_PASS) {
+            let mut flat = Vec::with_capacity(pass.len() * n_mels * N_FRAMES);
+            for &(i, start) in pass {
+                let end = (start + N_SAMPLES).min(clips[i].len());
+                // A slice of at most 30 s is one window.
+                for w in mel::windows(&self.model.config, &clips[i][start..end], &self.filters) {
+                    flat.extend(w);
                 }
-                out.push_str(text);
+            }
+            let rows = flat.len() / (n_mels * N_FRAMES);
+            let mel = Tensor::from_vec(flat, (rows, n_mels, N_FRAMES), &self.device)?;
+            let decoded = match route {
+                DecoderRoute::Cached => self.decode(&mel)?,
+                DecoderRoute::Uncached => self.decode_uncached(&mel)?,
+            };
+            for (w, tokens) in decoded.into_iter().enumerate() {
+                let text = self.tokenizer.decode(&tokens, true)?;
+                let text = text.trim();
+                let Some(&(owner, _)) = pass.get(w) else {
+                    continue;
+                };
+                let out = &mut texts[owner];
+                if !text.is_empty() {
+                    if !out.is_empty() {
+                        out.push(' ');
+                    }
+                    out.push_str(text);
+                }
             }
         }
         Ok(texts)
     }
 
     /// Greedy decoding of a batch of mel windows; each row's tokens without the
-    /// prompt and end-of-text.
+    /// prompt and end-of-text. Each step runs only the new token through the
+    /// decoder (a key/value cache holds the earlier ones).
     fn decode(&mut self, mel: &Tensor) -> candle_core::Result<Vec<Vec<u32>>> {
+        let rows = mel.dim(0)?;
+        let audio = self.model.encoder.forward(mel, true)?;
+        let mut state = self.decoder.start(&audio)?;
+        let prompt = [self.sot, self.no_timestamps];
+        let mut tokens: Vec<Vec<u32>> = vec![prompt.to_vec(); rows];
+        let mut done = vec![false; rows];
+        let mut input = Tensor::from_vec(prompt.repeat(rows), (rows, prompt.len()), &self.device)?;
+        for step in 0..MAX_NEW_TOKENS {
+            let len = tokens[0].len();
+            let logits = self.decoder.step(&mut state, &input)?;
+            let next = self.pick(&logits, step == 0, &mut done)?;
+            for (r, &t) in next.iter().enumerate() {
+                tokens[r].push(t);
+            }
+            if done.iter().all(|&d| d) || len + 1 >= self.decoder.max_positions() {
+                break;
+            }
+            input = Tensor::from_vec(next, (rows, 1), &self.device)?;
+        }
+        Ok(self.strip(tokens, prompt.len()))
+    }
+
+    /// The next token of each row: suppressed tokens masked, greedy; rows that
+    /// ended keep emitting end-of-text.
+    fn pick(
+        &self,
+        logits: &Tensor,
+        first: bool,
+        done: &mut [bool],
+    ) -> candle_core::Result<Vec<u32>> {
+        let mask = if first {
+            &self.suppress_first
+        } else {
+            &self.suppress
+        };
+        let next: Vec<u32> = logits
+            .broadcast_add(mask)?
+            .argmax(D::Minus1)?
+            .to_dtype(DType::U32)?
+            .to_vec1()?;
+        Ok(next
+            .into_iter()
+            .enumerate()
+            .map(|(r, t)| {
+                let t = if done[r] { self.eot } else { t };
+                done[r] |= t == self.eot;
+                t
+            })
+            .collect())
+    }
+
+    fn strip(&self, tokens: Vec<Vec<u32>>, prompt: usize) -> Vec<Vec<u32>> {
+        tokens
+            .into_iter()
+            .map(|t| {
+                t.into_iter()
+                    .skip(prompt)
+                    .take_while(|&x| x != self.eot)
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// candle's decoder, which runs every earlier token again at each step:
+    /// what the cached decoder must agree with.
+    fn decode_uncached(&mut self, mel: &Tensor) -> candle_core::Result<Vec<Vec<u32>>> {
         let rows = mel.dim(0)?;
         let audio = self.model.encoder.forward(mel, true)?;
         let prompt = [self.sot, self.no_timestamps];
@@ -157,34 +271,15 @@ impl Transcriber {
             let hidden = self.model.decoder.forward(&input, &audio, step == 0)?;
             let last = hidden.i((.., len - 1..len, ..))?;
             let logits = self.model.decoder.final_linear(&last)?.squeeze(1)?;
-            let mask = if step == 0 {
-                &self.suppress_first
-            } else {
-                &self.suppress
-            };
-            let next: Vec<u32> = logits
-                .broadcast_add(mask)?
-                .argmax(D::Minus1)?
-                .to_dtype(DType::U32)?
-                .to_vec1()?;
+            let next = self.pick(&logits, step == 0, &mut done)?;
             for (r, &t) in next.iter().enumerate() {
-                let t = if done[r] { self.eot } else { t };
-                done[r] |= t == self.eot;
                 tokens[r].push(t);
             }
             if done.iter().all(|&d| d) || len + 1 >= self.model.config.max_target_positions {
                 break;
             }
         }
-        Ok(tokens
-            .into_iter()
-            .map(|t| {
-                t.into_iter()
-                    .skip(prompt.len())
-                    .take_while(|&x| x != self.eot)
-                    .collect()
-            })
-            .collect())
+        Ok(self.strip(tokens, prompt.len()))
     }
 
     /// Transcribes a column of decoded audio (audio_decode's struct); audio at
@@ -274,5 +369,63 @@ impl std::fmt::Debug for Transcriber {
         f.debug_struct("Transcriber")
             .field("device", &self.device)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checkout's Whisper tiny.en (`REGATTA_WHISPER_DIR`; scripts/test sets it).
+    fn model_dir() -> std::path::PathBuf {
+        std::env::var_os("REGATTA_WHISPER_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/whisper-tiny.en")
+            })
+    }
+
+    #[test]
+    fn the_cached_decoder_gives_the_tokens_of_candles_uncached_one() {
+        let dir = model_dir();
+        assert!(
+            dir.join("model.safetensors").is_file(),
+            "{}: run scripts/fetch_whisper.sh",
+            dir.display()
+        );
+        let mut t = Transcriber::load(&dir, Device::Cpu).unwrap();
+        // Three windows: a chirp, a chord with noise, silence.
+        let n = 16_000 * 6;
+        let chirp: Vec<f32> = (0..n)
+            .map(|i| {
+                let s = i as f32 / 16_000.0;
+                0.3 * (2.0 * std::f32::consts::PI * (200.0 + 150.0 * s) * s).sin()
+            })
+            .collect();
+        let chord: Vec<f32> = (0..n)
+            .map(|i| {
+                let s = i as f32 / 16_000.0;
+                let noise = ((i as u32).wrapping_mul(2_654_435_761) >> 16) as f32 / 65_536.0 - 0.5;
+                0.2 * (2.0 * std::f32::consts::PI * 330.0 * s).sin()
+                    + 0.2 * (2.0 * std::f32::consts::PI * 440.0 * s).sin()
+                    + 0.05 * noise
+            })
+            .collect();
+        let silence = vec![0f32; n];
+        let mut flat = Vec::new();
+        for clip in [&chirp, &chord, &silence] {
+            for w in mel::windows(&t.model.config, clip, &t.filters) {
+                flat.extend(w);
+            }
+        }
+        let n_mels = t.model.config.num_mel_bins;
+        let mel = Tensor::from_vec(flat, (3, n_mels, N_FRAMES), &Device::Cpu).unwrap();
+        let cached = t.decode(&mel).unwrap();
+        let uncached = t.decode_uncached(&mel).unwrap();
+        assert_eq!(cached, uncached);
+        assert!(
+            cached.iter().any(|r| !r.is_empty()),
+            "nothing decoded: {cached:?}"
+        );
     }
 }
