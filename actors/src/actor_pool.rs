@@ -12,6 +12,7 @@ use arrow::array::{new_empty_array, new_null_array, Array, ArrayRef};
 use arrow::datatypes::DataType;
 use async_trait::async_trait;
 use regatta_engine::datafusion::error::DataFusionError;
+use regatta_engine::functions::row_failures::{self, RowErrorClass, RowFailure};
 use regatta_engine::functions::{ModelPool, ModelPoolStats, OnError};
 use tokio::sync::oneshot;
 
@@ -381,15 +382,35 @@ impl PoolInner {
                 self.name
             );
             if attempts > self.config.max_retries {
+                let failed = ActorError::BatchFailed {
+                    model: self.name.clone(),
+                    rows,
+                    attempts,
+                    max_retries: self.config.max_retries,
+                    cause,
+                };
                 return match self.config.on_error {
                     OnError::Null => Ok(new_null_array(&self.output_type, rows)),
-                    OnError::Raise => Err(ActorError::BatchFailed {
-                        model: self.name.clone(),
-                        rows,
-                        attempts,
-                        max_retries: self.config.max_retries,
-                        cause,
-                    }),
+                    OnError::Raise => Err(failed),
+                    // Every row of the batch is given up on; the morsel
+                    // operator drops (and records) them.
+                    OnError::Skip | OnError::Record => {
+                        let message = failed.to_string();
+                        for row in 0..rows {
+                            let reported = row_failures::report(RowFailure {
+                                function: "model",
+                                row,
+                                source: None,
+                                class: RowErrorClass::Model,
+                                message: message.clone(),
+                                record: self.config.on_error == OnError::Record,
+                            });
+                            if reported.is_err() {
+                                return Err(failed);
+                            }
+                        }
+                        Ok(new_null_array(&self.output_type, rows))
+                    }
                 };
             }
         }

@@ -158,6 +158,7 @@ pub async fn schedule(tasks: u32, workers: u32, replicas: u64) -> Res<(u64, f64,
         .submit(
             Command::SubmitJob {
                 submitted_unix_ms: 0,
+                row_errors: Default::default(),
                 job,
                 name: "no-op".into(),
                 stages: vec![StageSpec {

@@ -129,7 +129,8 @@ pub struct JobsArgs {
 pub enum JobsAction {
     /// Every job (the default).
     List,
-    /// One job's progress.
+    /// One job's progress, with the rows its functions gave up on.
+    #[command(alias = "show")]
     Status { job: u64 },
     /// Cancel a running job.
     Cancel { job: u64 },
@@ -415,6 +416,7 @@ pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Re
             })
         })
         .collect::<Result<Vec<_>>>()?;
+    let policy = args.out.row_error_policy()?;
     let job = client
         .submit(SubmitRequest {
             name: args.name.clone(),
@@ -423,6 +425,11 @@ pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Re
             output_path: args.out.output.clone().unwrap_or_default(),
             output_format: args.out.output_format.clone(),
             output_mode: output_mode(&args.out.output_mode)? as i32,
+            errors_url: policy.errors_url.clone().unwrap_or_default(),
+            failure_budget: Some(regatta::proto::FailureBudget {
+                max_failed_rows: policy.budget.max_failed_rows,
+                max_failed_fraction: policy.budget.max_failed_fraction,
+            }),
             ..Default::default()
         })
         .await?;
@@ -492,7 +499,7 @@ async fn watch(client: &ClusterClient, job: u64) -> Result<JobInfo> {
 
 fn print_job(i: &JobInfo) {
     println!(
-        "job-{:<5} {:<10} {:<24} tasks {}/{} stages {}/{} retried {} recomputed {} rows {} spilled {} B {:.2}s{}",
+        "job-{:<5} {:<10} {:<24} tasks {}/{} stages {}/{} retried {} recomputed {} rows {} failed-rows {}/{} spilled {} B {:.2}s{}{}",
         i.job_id,
         i.status().word(),
         i.name,
@@ -503,8 +510,15 @@ fn print_job(i: &JobInfo) {
         i.retried_tasks,
         i.recomputed_outputs,
         i.rows_out,
+        i.failed_rows,
+        i.checked_rows,
         i.spilled_bytes,
         i.elapsed_seconds,
+        if i.errors_url.is_empty() || i.failed_rows == 0 {
+            String::new()
+        } else {
+            format!("  errors in {}", i.errors_url)
+        },
         if i.error.is_empty() {
             String::new()
         } else {

@@ -18,4 +18,39 @@ pub struct OutputArgs {
     /// be empty), `append` or `overwrite`.
     #[arg(long, default_value = "create")]
     pub output_mode: String,
+    /// Write the rows that functions give up on under `on_error = 'record'`
+    /// as a Parquet table here (a directory or object-store prefix): each
+    /// row's key (URL or path), function, error class, message, attempt, job
+    /// and time.
+    #[arg(long, value_name = "URL")]
+    pub errors: Option<String>,
+    /// Fail the job once more rows than this fail (skip or record).
+    #[arg(long, value_name = "N")]
+    pub max_failed_rows: Option<u64>,
+    /// Fail the job when more than this share of the rows fail (skip or
+    /// record), judged when the rows are all read. Default 0.05; 1 allows all.
+    #[arg(long, value_name = "FRACTION")]
+    pub max_failed_fraction: Option<f64>,
+}
+
+impl OutputArgs {
+    /// What the job does with rows its functions give up on.
+    pub fn row_error_policy(&self) -> crate::Result<regatta::RowErrorPolicy> {
+        let mut budget = regatta::FailureBudget {
+            max_failed_rows: self.max_failed_rows,
+            ..regatta::FailureBudget::default()
+        };
+        if let Some(f) = self.max_failed_fraction {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(crate::CliError::Usage(format!(
+                    "--max-failed-fraction must be between 0 and 1, got {f}"
+                )));
+            }
+            budget.max_failed_fraction = Some(f);
+        }
+        Ok(regatta::RowErrorPolicy {
+            errors_url: self.errors.clone(),
+            budget,
+        })
+    }
 }

@@ -58,7 +58,10 @@ async fn session_with(tables: &[String]) -> Result<Session> {
 pub async fn run_sql(args: SqlArgs) -> Result<()> {
     args.cluster.load()?;
     let session = session_with(&args.tables).await?;
-    let df = session.sql(&args.query).await?;
+    let df = session
+        .sql(&args.query)
+        .await?
+        .with_row_error_policy(args.out.row_error_policy()?);
     if let Some(dest) = &args.out.output {
         let format = if args.out.output_format.is_empty() {
             FileFormat::from_path(dest).unwrap_or(FileFormat::Parquet)

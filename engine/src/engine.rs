@@ -315,6 +315,31 @@ impl Engine {
         Ok(execute_stream(plan, self.ctx.task_ctx())?)
     }
 
+    /// A task context whose plans send their failed rows
+    /// (`on_error = 'skip' | 'record'`) to `sink`.
+    pub fn task_ctx_with_row_errors(
+        &self,
+        sink: Arc<crate::RowErrorSink>,
+    ) -> Arc<datafusion::execution::TaskContext> {
+        let state = self.ctx.state();
+        let config = state.config().clone().with_extension(sink);
+        let state = SessionStateBuilder::new_from_existing(state)
+            .with_config(config)
+            .build();
+        state.task_ctx()
+    }
+
+    /// `df` with its failed rows (`on_error = 'skip' | 'record'`) going to
+    /// `sink`, which then holds their counts and the recorded rows.
+    pub fn with_row_errors(&self, df: DataFrame, sink: Arc<crate::RowErrorSink>) -> DataFrame {
+        let (state, plan) = df.into_parts();
+        let config = state.config().clone().with_extension(sink);
+        let state = SessionStateBuilder::new_from_existing(state)
+            .with_config(config)
+            .build();
+        DataFrame::new(state, plan)
+    }
+
     /// Writes `df` to files (`format` not Lance). Returns rows written.
     pub async fn write(
         &self,

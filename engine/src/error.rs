@@ -19,6 +19,10 @@ pub enum EngineError {
         source_value: Option<String>,
         message: String,
     },
+    /// More rows failed (under `on_error = 'skip' | 'record'`) than the job's
+    /// failure budget allows.
+    #[error("the failure budget was passed: {0}")]
+    FailureBudget(String),
     /// Errors from the Lance format library.
     #[error("lance dataset {uri}: {message}")]
     Lance { uri: String, message: String },

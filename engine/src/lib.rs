@@ -15,6 +15,7 @@ pub mod io;
 pub mod morsel;
 pub mod operator_summary;
 pub mod options;
+pub mod row_errors;
 pub mod storage;
 pub mod types;
 pub mod video;
@@ -22,6 +23,7 @@ pub mod video;
 pub use engine::Engine;
 pub use error::{EngineError, Result};
 pub use options::EngineOptions;
+pub use row_errors::{FailureBudget, RowErrorPolicy, RowErrorSink, RowFailureCounts};
 
 /// Re-exported so higher layers use the exact DataFusion and Arrow this engine was built with.
 pub use datafusion;

@@ -2,6 +2,7 @@
 //! becomes one of these first, so replaying them rebuilds the state exactly.
 
 use regatta_common::{JobId, RequestId, Resources, StageId, WorkerId};
+use regatta_engine::{RowErrorPolicy, RowFailureCounts};
 use serde::{Deserialize, Serialize};
 
 use crate::FailureClass;
@@ -234,6 +235,9 @@ pub enum Command {
         /// The leader's clock when it accepted the job (Unix ms).
         #[serde(default)]
         submitted_unix_ms: u64,
+        /// Where rows its functions give up on go, and how many may.
+        #[serde(default)]
+        row_errors: RowErrorPolicy,
     },
     /// A job failed for good (planning, or a task out of retries).
     FailJob {
@@ -280,6 +284,9 @@ pub enum Command {
         /// Its plan's operators and what each did.
         #[serde(default)]
         operators: Vec<OperatorStat>,
+        /// Rows its functions gave up on, of the rows they read.
+        #[serde(default)]
+        row_failures: RowFailureCounts,
     },
     TaskFailed {
         task: TaskKey,

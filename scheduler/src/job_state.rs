@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use regatta_common::{RequestId, StageId, WorkerId};
+use regatta_engine::{RowErrorPolicy, RowFailureCounts};
 use serde::{Deserialize, Serialize};
 
 use crate::{OutputStats, StageSpec};
@@ -186,6 +187,12 @@ pub struct JobState {
     /// When it was submitted (the leader's clock, Unix ms; 0 if not known).
     #[serde(default)]
     pub submitted_unix_ms: u64,
+    /// Where rows its functions give up on go, and how many may.
+    #[serde(default)]
+    pub row_errors: RowErrorPolicy,
+    /// Rows its finished tasks gave up on, of the rows they read.
+    #[serde(default)]
+    pub row_failures: RowFailureCounts,
 }
 
 /// Failures kept per job for people to read (the count is in `retried_tasks`).

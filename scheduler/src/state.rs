@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use regatta_common::{JobId, RequestId, Resources, StageId, WorkerId};
+use regatta_engine::{RowErrorPolicy, RowFailureCounts};
 use regatta_shuffle::MapLocation;
 use serde::{Deserialize, Serialize};
 
@@ -144,10 +145,12 @@ impl DriverState {
                 output,
                 request_id,
                 submitted_unix_ms,
+                row_errors,
             } => {
                 self.submit(*job, name, stages, output.clone(), request_id)?;
                 if let Some(j) = self.jobs.get_mut(job) {
                     j.submitted_unix_ms = *submitted_unix_ms;
+                    j.row_errors = row_errors.clone();
                 }
             }
             Command::FailJob { job, reason } => {
@@ -210,6 +213,7 @@ impl DriverState {
                 spilled_bytes,
                 written,
                 operators,
+                row_failures,
             } => {
                 if self.release(*task, *worker, *attempt) {
                     if let Some(w) = self.workers.get_mut(worker) {
@@ -218,6 +222,7 @@ impl DriverState {
                     if let Some(j) = self.jobs.get_mut(&task.job) {
                         j.shuffle_bytes += outputs.iter().map(|o| o.bytes).sum::<u64>();
                         j.spilled_bytes += spilled_bytes;
+                        j.row_failures = j.row_failures.add(*row_failures);
                         if let Some(s) = j.stages.get_mut(&task.stage) {
                             if let Some(t) = s.tasks.get_mut(task.partition as usize) {
                                 t.status = TaskStatus::Done {
@@ -357,6 +362,8 @@ impl DriverState {
                 request_id: request_id.clone(),
                 failures: Vec::new(),
                 submitted_unix_ms: 0,
+                row_errors: RowErrorPolicy::default(),
+                row_failures: RowFailureCounts::default(),
             },
         );
         Ok(())

@@ -54,6 +54,7 @@ fn run_round(s: &mut DriverState, log: &mut Vec<Command>) -> usize {
     for (task, w) in &picks {
         let c = Command::TaskFinished {
             operators: Vec::new(),
+            row_failures: Default::default(),
             task: *task,
             worker: *w,
             attempt: s.job(task.job).unwrap().stages[&task.stage].tasks[task.partition as usize]
@@ -78,6 +79,7 @@ fn a_lost_worker_reruns_its_tasks_and_recomputes_needed_outputs_and_replays() {
     let mut log = vec![worker(1, 2.0, 0.0), worker(2, 2.0, 0.0)];
     log.push(Command::SubmitJob {
         submitted_unix_ms: 0,
+        row_errors: Default::default(),
         job: JobId(1),
         name: "j".into(),
         stages: vec![stage(1, 4, vec![], 0.0), stage(2, 2, vec![1], 0.0)],
@@ -174,6 +176,7 @@ fn a_task_out_of_retries_fails_its_job_naming_task_worker_and_cause() {
     s.apply(&worker(1, 1.0, 0.0)).unwrap();
     s.apply(&Command::SubmitJob {
         submitted_unix_ms: 0,
+        row_errors: Default::default(),
         job: JobId(7),
         name: "j".into(),
         stages: vec![stage(1, 1, vec![], 0.0)],
@@ -224,6 +227,7 @@ fn placement_respects_cpus_and_gpus() {
     s.apply(&worker(2, 1.0, 1.0)).unwrap();
     s.apply(&Command::SubmitJob {
         submitted_unix_ms: 0,
+        row_errors: Default::default(),
         job: JobId(1),
         name: "gpu".into(),
         stages: vec![stage(1, 3, vec![], 1.0)],
@@ -238,6 +242,7 @@ fn placement_respects_cpus_and_gpus() {
     // CPU tasks fill the CPUs and no more.
     s.apply(&Command::SubmitJob {
         submitted_unix_ms: 0,
+        row_errors: Default::default(),
         job: JobId(2),
         name: "cpu".into(),
         stages: vec![stage(1, 10, vec![], 0.0)],
@@ -273,6 +278,7 @@ fn a_worker_with_less_memory_than_a_task_share_runs_one_task_at_a_time() {
     .unwrap();
     s.apply(&Command::SubmitJob {
         submitted_unix_ms: 0,
+        row_errors: Default::default(),
         job: JobId(1),
         name: "small".into(),
         stages: vec![stage(1, 3, vec![], 0.0)],
@@ -293,6 +299,7 @@ fn a_worker_with_less_memory_than_a_task_share_runs_one_task_at_a_time() {
     // Finishing it frees the worker for the next, until all three ran.
     s.apply(&Command::TaskFinished {
         operators: Vec::new(),
+        row_failures: Default::default(),
         task: picks[0].0,
         worker: WorkerId(1),
         attempt: 1,
@@ -325,6 +332,7 @@ fn a_second_submission_with_the_same_request_id_is_refused_naming_the_first() {
     };
     let submit = |job: u64, request_id: &str| Command::SubmitJob {
         submitted_unix_ms: 0,
+        row_errors: Default::default(),
         job: JobId(job),
         name: "j".into(),
         stages: vec![stage(1, 1, vec![], 0.0)],
@@ -355,6 +363,7 @@ fn poison_job(max_failures: u32) -> (DriverState, TaskKey) {
     spec.task_inputs = vec!["/data/crash.pdf".into()];
     s.apply(&Command::SubmitJob {
         submitted_unix_ms: 0,
+        row_errors: Default::default(),
         job: JobId(3),
         name: "j".into(),
         stages: vec![spec],

@@ -1,6 +1,6 @@
 //! [`DataFrame`]: a lazy query over a session's engine.
 
-use futures::TryStreamExt;
+use futures::{StreamExt as _, TryStreamExt};
 use regatta_engine::arrow::record_batch::RecordBatch;
 use regatta_engine::arrow::util::pretty::pretty_format_batches;
 use regatta_engine::datafusion::common::UnnestOptions;
@@ -12,7 +12,8 @@ use regatta_engine::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use regatta_engine::datafusion::physical_plan::SendableRecordBatchStream;
 use regatta_engine::datafusion::prelude::{col, lit};
 use regatta_engine::io::{FileFormat, WriteMode};
-use regatta_engine::Engine;
+use regatta_engine::{Engine, FailureBudget, RowErrorPolicy, RowErrorSink};
+use std::sync::Arc;
 
 use crate::cluster::ClusterClient;
 use crate::{Execution, Result};
@@ -24,6 +25,7 @@ pub struct DataFrame {
     df: DfFrame,
     engine: Engine,
     cluster: Option<ClusterClient>,
+    row_errors: RowErrorPolicy,
 }
 
 impl DataFrame {
@@ -32,15 +34,92 @@ impl DataFrame {
             df,
             engine,
             cluster,
+            row_errors: RowErrorPolicy::default(),
         }
     }
 
     fn with(self, df: DfFrame) -> Self {
-        Self {
-            df,
-            engine: self.engine,
-            cluster: self.cluster,
+        Self { df, ..self }
+    }
+
+    /// Writes the rows its functions give up on under `on_error = 'record'`
+    /// to a table (Parquet files) under `url`, a directory or object-store
+    /// prefix: each with its key (URL or path), function, error class,
+    /// message, attempt, job and time.
+    pub fn errors_to(mut self, url: &str) -> Self {
+        self.row_errors.errors_url = Some(url.to_string());
+        self
+    }
+
+    /// How many rows may fail (`on_error = 'skip' | 'record'`) before the
+    /// job does; the default allows 5 % of the rows.
+    pub fn failure_budget(mut self, budget: FailureBudget) -> Self {
+        self.row_errors.budget = budget;
+        self
+    }
+
+    /// Both [`Self::errors_to`] and [`Self::failure_budget`] at once.
+    pub fn with_row_error_policy(mut self, policy: RowErrorPolicy) -> Self {
+        self.row_errors = policy;
+        self
+    }
+
+    /// The local plan with a fresh sink for its failed rows.
+    fn local_with_sink(&self) -> (DfFrame, Arc<RowErrorSink>) {
+        let sink = RowErrorSink::new(self.row_errors.budget);
+        let df = self.engine.with_row_errors(self.df.clone(), sink.clone());
+        (df, sink)
+    }
+
+    /// After a local run: the budget judged, the recorded rows written.
+    async fn finish_local(&self, sink: &RowErrorSink) -> Result<()> {
+        let counts = sink.counts();
+        let recorded = sink.take_recorded();
+        if counts.failed > 0 {
+            log::warn!(
+                "{} of {} rows failed and were left out (on_error skip or record)",
+                counts.failed,
+                counts.checked
+            );
         }
+        match &self.row_errors.errors_url {
+            Some(url) => {
+                let job = format!("local-{}", regatta_common::RequestId::generate());
+                regatta_engine::io::error_table::write_error_rows(
+                    url,
+                    &format!("errors-{job}"),
+                    &recorded,
+                    &job,
+                    1,
+                )
+                .await?;
+            }
+            None => {
+                for r in &recorded {
+                    log::warn!(
+                        "{} failed for {}: {} (set errors_to to keep these rows)",
+                        r.function,
+                        r.key.as_deref().unwrap_or("a row"),
+                        r.message
+                    );
+                }
+            }
+        }
+        sink.check()?;
+        Ok(())
+    }
+
+    /// The policy's fields of a cluster request.
+    fn with_policy(
+        &self,
+        mut request: regatta_proto::SubmitRequest,
+    ) -> regatta_proto::SubmitRequest {
+        request.errors_url = self.row_errors.errors_url.clone().unwrap_or_default();
+        request.failure_budget = Some(regatta_proto::FailureBudget {
+            max_failed_rows: self.row_errors.budget.max_failed_rows,
+            max_failed_fraction: self.row_errors.budget.max_failed_fraction,
+        });
+        request
     }
 
     /// The request that runs this DataFrame's plan on a cluster.
@@ -56,12 +135,12 @@ impl DataFrame {
                  data to Parquet, or register the function in the workers)"
                     ))
                 })?;
-        Ok(regatta_proto::SubmitRequest {
+        Ok(self.with_policy(regatta_proto::SubmitRequest {
             plan: Some(regatta_proto::submit_request::Plan::LogicalPlan(
                 bytes.to_vec(),
             )),
             ..Default::default()
-        })
+        }))
     }
 
     /// Runs the plan on the cluster and streams its rows from the workers;
@@ -235,7 +314,10 @@ impl DataFrame {
         if let Some(rows) = self.run_remote().await? {
             return Ok(rows.try_collect().await?);
         }
-        Ok(self.df.collect().await?)
+        let (df, sink) = self.local_with_sink();
+        let batches = df.collect().await?;
+        self.finish_local(&sink).await?;
+        Ok(batches)
     }
 
     /// Runs the query as a stream of batches, in bounded memory. On a cluster
@@ -244,7 +326,22 @@ impl DataFrame {
         if let Some(rows) = self.run_remote().await? {
             return Ok(rows);
         }
-        Ok(self.df.execute_stream().await?)
+        let (df, sink) = self.local_with_sink();
+        let rows = df.execute_stream().await?;
+        let schema = rows.schema();
+        // After the last batch: the budget judged and the error table written,
+        // an error then ending the stream.
+        let this = self.clone();
+        let tail = futures::stream::once(async move { this.finish_local(&sink).await }).filter_map(
+            |done| async move {
+                done.err()
+                    .map(|e| Err(DataFusionError::External(Box::new(e))))
+            },
+        );
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            futures::StreamExt::chain(rows, tail),
+        )))
     }
 
     /// Runs the query as a stream and keeps its plan, so per-operator metrics can be
@@ -360,7 +457,10 @@ impl DataFrame {
             let end = cluster.run_to_end(request).await?;
             return Ok(end.rows_out);
         }
-        Ok(self.engine.write(self.df, path, format, mode).await?)
+        let (df, sink) = self.local_with_sink();
+        let rows = self.engine.write(df, path, format, mode).await?;
+        self.finish_local(&sink).await?;
+        Ok(rows)
     }
 }
 

@@ -38,7 +38,7 @@ pub use regatta_engine::io::{FileFormat, WriteMode};
 /// Object stores (`s3://`, `gs://`, `az://`): the process-wide settings.
 pub use regatta_engine::storage;
 pub use regatta_engine::video::{FrameSelection, VideoOptions};
-pub use regatta_engine::{types, EngineOptions};
+pub use regatta_engine::{types, EngineOptions, FailureBudget, RowErrorPolicy};
 pub use regatta_proto as proto;
 
 /// Everything a pipeline usually needs, in one import.

@@ -20,6 +20,8 @@ pub(crate) fn video_options_to_msg(o: &VideoOptions) -> OptionsMsg {
         on_error: match o.on_error {
             OnError::Raise => VideoOnError::Raise,
             OnError::Null => VideoOnError::Null,
+            OnError::Skip => VideoOnError::Skip,
+            OnError::Record => VideoOnError::Record,
         } as i32,
     }
 }
@@ -33,6 +35,8 @@ pub(crate) fn video_options_from_msg(m: Option<OptionsMsg>) -> DfResult<VideoOpt
     let on_error = match m.on_error() {
         VideoOnError::Raise => OnError::Raise,
         VideoOnError::Null => OnError::Null,
+        VideoOnError::Skip => OnError::Skip,
+        VideoOnError::Record => OnError::Record,
     };
     Ok(VideoOptions {
         width: nonzero(m.width),

@@ -33,7 +33,10 @@ fn external_class(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Failur
     }
     if let Some(e) = e.downcast_ref::<EngineError>() {
         return match e {
-            EngineError::InputNotFound { .. } | EngineError::Row { .. } => FailureClass::Data,
+            // Too many rows failed: the same rows would fail again.
+            EngineError::InputNotFound { .. }
+            | EngineError::Row { .. }
+            | EngineError::FailureBudget(_) => FailureClass::Data,
             EngineError::InvalidArgument(_) => FailureClass::Plan,
             EngineError::DataFusion(d) => classify(d),
             EngineError::Arrow(a) => arrow_class(a),

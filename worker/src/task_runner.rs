@@ -8,7 +8,7 @@ use datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec;
 use regatta_common::{JobId, StageId};
 use regatta_engine::datafusion::error::DataFusionError;
 use regatta_engine::datafusion::physical_plan::ExecutionPlan;
-use regatta_engine::Engine;
+use regatta_engine::{Engine, FailureBudget, RowErrorSink, RowFailureCounts};
 use regatta_proto::{FailureClass, OperatorStats, PartitionStats, TaskAssignment, TaskReport};
 use regatta_shuffle::{
     MapLocation, RegattaCodec, ShuffleError, ShuffleFetcher, ShuffleInput, ShuffleLayout,
@@ -64,6 +64,8 @@ impl TaskRunner {
                 read_nanos: done.read_nanos,
                 write_nanos: done.write_nanos,
                 operators: done.operators,
+                failed_rows: done.row_failures.failed,
+                checked_rows: done.row_failures.checked,
                 ..TaskReport::default()
             },
             Err(e) => TaskReport {
@@ -108,7 +110,13 @@ impl TaskRunner {
             })
             .collect();
         let codec = RegattaCodec::for_task(self.engine.clone(), self.layout.clone(), inputs);
-        let ctx = self.engine.context().task_ctx();
+        // The task's own sink for rows its functions give up on: its count
+        // against max_failed_rows here, the job's share on the driver.
+        let row_errors = RowErrorSink::new(FailureBudget {
+            max_failed_rows: task.max_failed_rows,
+            max_failed_fraction: None,
+        });
+        let ctx = self.engine.task_ctx_with_row_errors(row_errors.clone());
         let plan = physical_plan_from_bytes_with_extension_codec(&task.plan, &ctx, &codec)?;
         let plan = YieldExec::wrap_below_root(plan)?;
         log::debug!(
@@ -132,6 +140,35 @@ impl TaskRunner {
             .run_task(key.partition as usize, key.attempt, ctx)
             .await?;
         let outputs = done.outputs;
+        let recorded = row_errors.take_recorded();
+        if !task.errors_url.is_empty() && !recorded.is_empty() {
+            // Written before the task reports success, so a finished task's
+            // failed rows are never lost; a retried attempt writes its own file.
+            let name = format!(
+                "errors-{}-s{}-p{}-a{}",
+                task.job_tag.replace('/', "_"),
+                key.stage_id,
+                key.partition,
+                key.attempt
+            );
+            regatta_engine::io::error_table::write_error_rows(
+                &task.errors_url,
+                &name,
+                &recorded,
+                &task.job_tag,
+                key.attempt,
+            )
+            .await
+            .map_err(DataFusionError::from)?;
+        } else if !recorded.is_empty() {
+            log::warn!(
+                "task {}/{}/{}: {} rows failed (not kept: the job has no errors URL)",
+                key.job_id,
+                key.stage_id,
+                key.partition,
+                recorded.len()
+            );
+        }
         log::debug!(
             "task {}/{}/{} wrote {:?}",
             key.job_id,
@@ -156,6 +193,7 @@ impl TaskRunner {
             written: done.written,
             read_nanos: metric_nanos(&plan, "fetch_time"),
             write_nanos: metric_nanos(&plan, "write_time"),
+            row_failures: row_errors.counts(),
             operators: {
                 let mut ops = operator_stats(&plan, key.stage_id);
                 // The root writes the task's output: what it wrote is its output.
@@ -177,6 +215,7 @@ struct Executed {
     read_nanos: u64,
     write_nanos: u64,
     operators: Vec<OperatorStats>,
+    row_failures: RowFailureCounts,
 }
 
 /// The plan's operators as the report carries them (the yield wrappers this

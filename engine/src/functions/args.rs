@@ -13,16 +13,22 @@ pub enum OnError {
     Raise,
     /// Give the row a null and go on.
     Null,
+    /// Drop the row and go on; it counts toward the job's failure budget.
+    Skip,
+    /// Drop the row and write it, with its cause, to the job's error table.
+    Record,
 }
 
 impl OnError {
-    /// Parses `raise` or `null`.
+    /// Parses `raise`, `null`, `skip` or `record`.
     pub fn parse(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "raise" => Ok(Self::Raise),
             "null" => Ok(Self::Null),
+            "skip" => Ok(Self::Skip),
+            "record" => Ok(Self::Record),
             _ => Err(DataFusionError::Plan(format!(
-                "on_error must be 'raise' or 'null', got {s:?}"
+                "on_error must be 'raise', 'null', 'skip' or 'record', got {s:?}"
             ))),
         }
     }
@@ -32,6 +38,42 @@ impl OnError {
         match self {
             Self::Raise => "raise",
             Self::Null => "null",
+            Self::Skip => "skip",
+            Self::Record => "record",
+        }
+    }
+
+    /// Handles a row `function` could not process: an error naming the row
+    /// (`raise`), or `Ok` after which the caller gives the row a null (which
+    /// `skip` and `record` then drop, see [`super::row_failures`]).
+    pub fn fail_row(
+        self,
+        function: &'static str,
+        row: usize,
+        source: Option<String>,
+        class: super::row_failures::RowErrorClass,
+        message: String,
+    ) -> Result<()> {
+        match self {
+            Self::Raise => Err(row_error(function, row, source, message)),
+            Self::Null => {
+                log::debug!(
+                    "{function}: row {row}{}: {}",
+                    source.map(|s| format!(" ({s})")).unwrap_or_default(),
+                    super::row_failures::redact_urls(&message)
+                );
+                Ok(())
+            }
+            Self::Skip | Self::Record => {
+                super::row_failures::report(super::row_failures::RowFailure {
+                    function,
+                    row,
+                    source,
+                    class,
+                    message,
+                    record: self == Self::Record,
+                })
+            }
         }
     }
 }

@@ -19,7 +19,8 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::args::{array_arg, check_arity, int_arg, row_error, str_arg, OnError};
+use super::args::{array_arg, check_arity, int_arg, str_arg, OnError};
+use super::row_failures::RowErrorClass;
 use crate::audio;
 
 /// Which audio function this is.
@@ -72,7 +73,7 @@ fn audio_fields() -> Fields {
 }
 
 const DECODE_USAGE: &str =
-    "audio_decode(bytes [, sample_rate [, mono [, on_error 'raise'|'null']]])";
+    "audio_decode(bytes [, sample_rate [, mono [, on_error 'raise'|'null'|'skip'|'record']]])";
 
 /// One of the audio functions.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -132,11 +133,11 @@ impl AudioFunction {
                     let a = if mono { a.to_mono() } else { a };
                     audio::resample(&a, rate as u32)
                 });
-                match (got, on_error) {
-                    (Ok(a), _) => Some(a),
-                    (Err(_), OnError::Null) => None,
-                    (Err(e), OnError::Raise) => {
-                        return Err(row_error("audio_decode", i, None, e));
+                match got {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        on_error.fail_row("audio_decode", i, None, RowErrorClass::Data, e)?;
+                        None
                     }
                 }
             };

@@ -16,6 +16,7 @@ use datafusion::logical_expr::{
 };
 
 use super::args::{array_arg, check_arity, row_error, str_arg, u32_arg, OnError};
+use super::row_failures::RowErrorClass;
 use crate::image::{self, DecodeLimits, EncodeFormat, ImageMode};
 use crate::types::{image_type, ImageColumn, ImageColumnBuilder};
 
@@ -65,7 +66,7 @@ impl ImageOp {
     fn usage(self) -> &'static str {
         match self {
             Self::Decode => {
-                "image_decode(bytes [, mode 'RGB'|'RGBA'|'L'|'LA' [, on_error 'raise'|'null']])"
+                "image_decode(bytes [, mode 'RGB'|'RGBA'|'L'|'LA' [, on_error 'raise'|'null'|'skip'|'record']])"
             }
             Self::Encode => "image_encode(image, format 'jpeg'|'png')",
             Self::Resize => "image_resize(image, width, height)",
@@ -272,15 +273,16 @@ impl ImageFunction {
             }
             match image::decode(bytes.value(i), mode, limits) {
                 Ok(img) => decoded.push(Some(img)),
-                Err(e) => match on_error {
-                    OnError::Null => {
-                        log::debug!("image_decode: row {i}: {e}");
-                        decoded.push(None)
-                    }
-                    OnError::Raise => {
-                        return Err(row_error("image_decode", i, None, e.to_string()))
-                    }
-                },
+                Err(e) => {
+                    on_error.fail_row(
+                        "image_decode",
+                        i,
+                        None,
+                        RowErrorClass::Data,
+                        e.to_string(),
+                    )?;
+                    decoded.push(None)
+                }
             }
         }
         let out = build_images(&decoded);

@@ -17,14 +17,15 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::args::{array_arg, check_arity, int_arg, row_error, str_arg, OnError};
+use super::args::{array_arg, check_arity, int_arg, str_arg, OnError};
+use super::row_failures::RowErrorClass;
 use crate::document::{extract_pages, PdfEngine};
 
 /// The name `pdf_pages` is called by.
 pub const PDF_PAGES: &str = "pdf_pages";
 
 const USAGE: &str =
-    "pdf_pages(bytes [, max_pages (0 = all) [, on_error 'raise'|'null' [, engine 'auto'|'rust'|'pdfium']]])";
+    "pdf_pages(bytes [, max_pages (0 = all) [, on_error 'raise'|'null'|'skip'|'record' [, engine 'auto'|'rust'|'pdfium']]])";
 
 /// The fields of one page.
 pub fn page_fields() -> Fields {
@@ -131,11 +132,11 @@ fn pages(
         }
         let got = match extract_pages(bytes.value(i), max_pages, engine) {
             Ok(p) => p,
-            Err(_) if on_error == OnError::Null => {
+            Err(e) => {
+                on_error.fail_row(PDF_PAGES, i, None, RowErrorClass::Data, e.to_string())?;
                 out.append(false);
                 continue;
             }
-            Err(e) => return Err(row_error(PDF_PAGES, i, None, e.to_string())),
         };
         let item = out.values();
         for p in got {

@@ -15,12 +15,13 @@ use datafusion::logical_expr::{
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
-use super::args::{array_arg, check_arity, int_arg, row_error, str_arg, OnError};
+use super::args::{array_arg, check_arity, int_arg, str_arg, OnError};
 use super::io_runtime::block_on_io;
+use super::row_failures::RowErrorClass;
 
 pub const NAME: &str = "url_download";
 const USAGE: &str =
-    "url_download(url [, on_error 'raise'|'null' [, timeout_ms [, max_retries [, deadline_ms]]]])";
+    "url_download(url [, on_error 'raise'|'null'|'skip'|'record' [, timeout_ms [, max_retries [, deadline_ms]]]])";
 
 /// Settings of one `url_download` operator.
 #[derive(Debug, Clone)]
@@ -162,20 +163,11 @@ impl ScalarUDFImpl for UrlDownload {
             match r {
                 Ok(Some(bytes)) => out.append_value(&bytes),
                 Ok(None) => out.append_null(),
-                Err(e) => match on_error {
-                    OnError::Null => {
-                        log::debug!(
-                            "{NAME}: row {row} ({}): {}",
-                            list.get(row).cloned().flatten().unwrap_or_default(),
-                            e.message
-                        );
-                        out.append_null()
-                    }
-                    OnError::Raise => {
-                        let url = list.get(row).cloned().flatten();
-                        return Err(row_error(NAME, row, url, e.message));
-                    }
-                },
+                Err(e) => {
+                    let url = list.get(row).cloned().flatten();
+                    on_error.fail_row(NAME, row, url, RowErrorClass::Io, e.message)?;
+                    out.append_null()
+                }
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))

@@ -15,13 +15,14 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::args::{array_arg, check_arity, row_error, str_arg, OnError};
+use super::args::{array_arg, check_arity, str_arg, OnError};
+use super::row_failures::RowErrorClass;
 use crate::video::{probe, VideoMetadata};
 
 /// The name `video_metadata` is called by.
 pub const VIDEO_METADATA: &str = "video_metadata";
 
-const USAGE: &str = "video_metadata(bytes [, on_error 'raise'|'null'])";
+const USAGE: &str = "video_metadata(bytes [, on_error 'raise'|'null'|'skip'|'record'])";
 
 /// The fields `video_metadata` returns.
 pub fn video_metadata_fields() -> Fields {
@@ -100,8 +101,10 @@ impl ScalarUDFImpl for VideoMetadataFunction {
             } else {
                 match probe_bytes(bytes.value(i)) {
                     Ok(m) => Some(m),
-                    Err(_) if on_error == OnError::Null => None,
-                    Err(e) => return Err(row_error(VIDEO_METADATA, i, None, e)),
+                    Err(e) => {
+                        on_error.fail_row(VIDEO_METADATA, i, None, RowErrorClass::Data, e)?;
+                        None
+                    }
                 }
             };
             valid.push(meta.is_some());

@@ -1,6 +1,7 @@
 //! Reading and writing: path resolution, file formats and Lance datasets.
 
 mod dir_append;
+pub mod error_table;
 pub mod lance;
 pub mod lance_scan;
 pub mod lance_staged;

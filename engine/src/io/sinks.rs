@@ -226,16 +226,18 @@ async fn write_local(
             path.display()
         )));
     }
-    // Overwrite writes next to the destination first, so a failed query loses nothing.
-    let target: PathBuf = if mode == WriteMode::Overwrite && path.exists() {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| "out".into());
-        path.with_file_name(format!(".{name}.regatta-tmp-{}", std::process::id()))
-    } else {
-        path.clone()
-    };
+    // Every mode writes next to the destination first and moves the result in
+    // once the query succeeded: a failed query (an error, a failure budget
+    // passed) leaves no half output and loses nothing that was there.
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "out".into());
+    let target = path.with_file_name(format!(
+        ".{name}.regatta-tmp-{}-{}",
+        std::process::id(),
+        regatta_common::RequestId::generate()
+    ));
     if let Some(parent) = target.parent() {
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
@@ -265,25 +267,58 @@ async fn write_local(
     let batches = match result {
         Ok(b) => b,
         Err(e) => {
-            if target != path {
+            if target.exists() {
                 let _ = remove_path(&target);
             }
             return Err(e.into());
         }
     };
-    if target != path {
-        let old = path.with_file_name(format!(
-            ".{}.regatta-old-{}",
-            path.file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default(),
-            std::process::id()
-        ));
-        std::fs::rename(&path, &old).map_err(io_err(&path))?;
-        std::fs::rename(&target, &path).map_err(io_err(&path))?;
-        remove_path(&old)?;
+    let published = publish_local(&target, &path, mode);
+    if published.is_err() && target.exists() {
+        let _ = remove_path(&target);
     }
+    published?;
     Ok(count_rows(&batches))
+}
+
+/// Moves a finished write from `staged` to `path`: in one rename for create,
+/// replacing what was there for overwrite, file by file into the directory
+/// for append.
+fn publish_local(staged: &Path, path: &Path, mode: WriteMode) -> Result<()> {
+    if !staged.exists() {
+        // No rows and no file written: nothing to publish.
+        return Ok(());
+    }
+    match mode {
+        WriteMode::Append if path.is_dir() => {
+            for entry in std::fs::read_dir(staged).map_err(io_err(staged))? {
+                let entry = entry.map_err(io_err(staged))?;
+                let to = path.join(entry.file_name());
+                std::fs::rename(entry.path(), &to).map_err(io_err(&to))?;
+            }
+            std::fs::remove_dir(staged).map_err(io_err(staged))
+        }
+        WriteMode::Overwrite if path.exists() => {
+            let old = path.with_file_name(format!(
+                ".{}.regatta-old-{}",
+                path.file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default(),
+                std::process::id()
+            ));
+            std::fs::rename(path, &old).map_err(io_err(path))?;
+            std::fs::rename(staged, path).map_err(io_err(path))?;
+            remove_path(&old)
+        }
+        _ => {
+            // Create (checked empty above) or a first append: an empty
+            // directory in the way goes first.
+            if path.is_dir() {
+                std::fs::remove_dir(path).map_err(io_err(path))?;
+            }
+            std::fs::rename(staged, path).map_err(io_err(path))
+        }
+    }
 }
 
 fn remove_path(p: &Path) -> Result<()> {

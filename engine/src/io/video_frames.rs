@@ -212,7 +212,9 @@ fn decode_video(
     tx: &Sender<DfResult<RecordBatch>>,
     handle: &tokio::runtime::Handle,
 ) -> DfResult<bool> {
-    let skip = options.on_error == OnError::Null;
+    // Frames are rows of a source, not of a function: skip and record leave
+    // a bad file out as null does (logged; it has no row to record).
+    let skip = options.on_error != OnError::Raise;
     let local = match fetch(url, handle) {
         Ok(l) => l,
         Err(e) if skip => {

@@ -28,8 +28,11 @@ use tokio::sync::{mpsc, Semaphore};
 use super::in_flight::{InFlight, InFlightGuard};
 use super::sizer::MorselSizer;
 use super::splitter::MorselSplitter;
+use crate::functions::row_failures::{capture, RowFailure};
 use crate::functions::ModelPool;
+use crate::row_errors::{FailureBudget, RowErrorSink};
 use crate::EngineError;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// How one morsel operator runs.
 #[derive(Debug, Clone)]
@@ -65,6 +68,10 @@ struct Shared {
     compute_slots: Arc<Semaphore>,
     in_flight: Arc<InFlight>,
     sizer: MorselSizer,
+    /// Where failed rows go when the query brought no sink of its own.
+    own_errors: Arc<RowErrorSink>,
+    /// Partitions not yet finished: the last one judges the failure budget.
+    partitions_left: AtomicUsize,
 }
 
 /// Evaluates a projection's expressions morsel by morsel (see the module docs).
@@ -115,6 +122,8 @@ impl MorselExec {
                 config.max_rows,
                 config.fixed_rows,
             ),
+            own_errors: RowErrorSink::new(FailureBudget::default()),
+            partitions_left: AtomicUsize::new(properties.partitioning.partition_count()),
         });
         Self {
             input,
@@ -211,6 +220,10 @@ impl ExecutionPlan for MorselExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let errors = context
+            .session_config()
+            .get_extension::<RowErrorSink>()
+            .unwrap_or_else(|| self.shared.own_errors.clone());
         let input = self.input.execute(partition, context)?;
         let metrics = PartitionMetrics::new(&self.metrics, partition, &self.config.models);
         let (tx, rx) = mpsc::channel(self.config.max_in_flight.max(1));
@@ -221,6 +234,7 @@ impl ExecutionPlan for MorselExec {
             shared: self.shared.clone(),
             metrics,
             in_flight_slots: Arc::new(Semaphore::new(self.config.max_in_flight.max(1))),
+            errors,
         };
         let task = SpawnedTask::spawn(driver.run(input, tx));
         // The stream owns the driver task: dropping the stream aborts it.
@@ -342,6 +356,7 @@ struct Driver {
     shared: Arc<Shared>,
     metrics: PartitionMetrics,
     in_flight_slots: Arc<Semaphore>,
+    errors: Arc<RowErrorSink>,
 }
 
 impl Driver {
@@ -360,6 +375,11 @@ impl Driver {
         loop {
             let can_start = !input_done && pending.len() < self.config.max_in_flight.max(1);
             if !can_start && pending.is_empty() {
+                // Every partition's rows are counted once the last ends: judge
+                // the share of failed rows before the consumer sees the end.
+                if self.shared.partitions_left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    self.errors.check().map_err(DataFusionError::from)?;
+                }
                 return Ok(());
             }
             tokio::select! {
@@ -404,6 +424,7 @@ impl Driver {
         let shared = self.shared.clone();
         let metrics = self.metrics.clone();
         let label = self.config.label.clone();
+        let errors = self.errors.clone();
         let task = SpawnedTask::spawn(async move {
             let _slot = shared
                 .compute_slots
@@ -416,9 +437,12 @@ impl Driver {
                 m.sample();
             }
             let in_bytes = slice_bytes(&morsel);
+            let checked_label = label.clone();
             let job = SpawnedTask::spawn_blocking(move || {
-                evaluate(&exprs, &morsel, schema)
-                    .map_err(|e| with_row_context(e, &morsel, row_offset))
+                let (out, failures) = capture(|| evaluate(&exprs, &morsel, schema));
+                let out = out.map_err(|e| with_row_context(e, &morsel, row_offset))?;
+                errors.add_checked(&checked_label, morsel.num_rows() as u64);
+                drop_failed_rows(out, &morsel, failures, &errors)
             });
             let out = job.join().await.map_err(|e| {
                 DataFusionError::Execution(format!("{label}: worker thread failed: {e}"))
@@ -470,6 +494,50 @@ fn evaluate(
         batch: RecordBatch::try_new_with_options(schema, cols, &opts)?,
         computed_bytes,
     })
+}
+
+/// Drops the rows functions gave up on (`on_error = 'skip' | 'record'`) and
+/// hands them, keyed by their URL or path, to the query's error sink.
+fn drop_failed_rows(
+    out: Evaluated,
+    morsel: &RecordBatch,
+    failures: Vec<RowFailure>,
+    errors: &RowErrorSink,
+) -> Result<Evaluated> {
+    if failures.is_empty() {
+        return Ok(out);
+    }
+    let rows = out.batch.num_rows();
+    let mut keep = vec![true; rows];
+    let mut keyed = Vec::with_capacity(failures.len());
+    for f in failures {
+        if f.row >= rows || !keep[f.row] {
+            // A row two functions failed counts once (the first cause).
+            continue;
+        }
+        keep[f.row] = false;
+        let key = f
+            .source
+            .clone()
+            .or_else(|| locate_source(morsel, f.row).map(|s| strip_column(&s)));
+        keyed.push((f, key));
+    }
+    errors.add_failures(keyed).map_err(DataFusionError::from)?;
+    let mask = datafusion::arrow::array::BooleanArray::from(keep);
+    let batch = datafusion::arrow::compute::filter_record_batch(&out.batch, &mask)?;
+    let kept = batch.num_rows();
+    Ok(Evaluated {
+        computed_bytes: out.computed_bytes * kept / rows.max(1),
+        batch,
+    })
+}
+
+/// `column=value` as located by [`locate_source`], without the column.
+fn strip_column(located: &str) -> String {
+    located
+        .split_once('=')
+        .map_or(located, |(_, v)| v)
+        .to_string()
 }
 
 /// Bytes a batch's rows take, counting only the slice of each buffer it uses.

@@ -715,6 +715,9 @@ impl Driver {
                         .options
                         .task_timeout
                         .map_or(0, |t| t.as_millis() as u64),
+                    errors_url: job.row_errors.errors_url.clone().unwrap_or_default(),
+                    job_tag: commit_tag(task.job, &job.request_id),
+                    max_failed_rows: job.row_errors.budget.max_failed_rows,
                 })),
             })
         })
@@ -782,6 +785,11 @@ impl Driver {
     }
 
     async fn complete_job(&self, job: JobId) -> Result<()> {
+        // Rows given up on past the budget fail the job before anything is
+        // committed.
+        if self.fail_over_budget(job, true).await? {
+            return Ok(());
+        }
         let (rows, output, written) = self
             .with_state(|s| {
                 let j = s.job(job)?;
@@ -830,6 +838,32 @@ impl Driver {
             self.end_job_on_workers(job);
         }
         Ok(())
+    }
+
+    /// Fails `job` when its tasks gave up on more rows than its failure
+    /// budget allows; says whether it did. The share of failed rows is judged
+    /// only once every row is read (`finished`): early tasks are no sample.
+    pub async fn fail_over_budget(&self, job: JobId, finished: bool) -> Result<bool> {
+        let passed = self.with_state(|s| {
+            s.job(job).filter(|j| j.is_active()).and_then(|j| {
+                let mut budget = j.row_errors.budget;
+                if !finished {
+                    budget.max_failed_fraction = None;
+                }
+                budget.check(j.row_failures).err()
+            })
+        });
+        let Some(e) = passed else {
+            return Ok(false);
+        };
+        let reason =
+            match self.with_state(|s| s.job(job).and_then(|j| j.row_errors.errors_url.clone())) {
+                Some(url) => format!("{e} (the failed rows are in {url})"),
+                None => format!("{e} (run with --errors URL to keep the failed rows)"),
+            };
+        self.apply(Command::FailJob { job, reason }).await?;
+        self.end_job_on_workers(job);
+        Ok(true)
     }
 
     /// When this driver saw `job` start (the epoch when it does not know:
@@ -1035,6 +1069,9 @@ pub fn info_of(job: JobId, j: &JobState) -> JobInfo {
                 .sum()
         }),
         submitted_unix_ms: j.submitted_unix_ms,
+        failed_rows: j.row_failures.failed,
+        checked_rows: j.row_failures.checked,
+        errors_url: j.row_errors.errors_url.clone().unwrap_or_default(),
         ..JobInfo::default()
     }
 }

@@ -194,8 +194,32 @@ impl Planner {
             output,
             request_id: request_id.clone(),
             submitted_unix_ms: crate::unix_ms_now(),
+            row_errors: row_errors_of(request)?,
         })
     }
+}
+
+/// What the job does with rows its functions give up on: the request's
+/// error table and budget (the default budget when it names none).
+fn row_errors_of(request: &SubmitRequest) -> Result<regatta_engine::RowErrorPolicy> {
+    let mut budget = regatta_engine::FailureBudget::default();
+    if let Some(b) = &request.failure_budget {
+        if let Some(f) = b.max_failed_fraction {
+            if !(0.0..=1.0).contains(&f) {
+                return Err(SchedulerError::Plan(format!(
+                    "max_failed_fraction must be between 0 and 1, got {f}"
+                )));
+            }
+        }
+        budget = regatta_engine::FailureBudget {
+            max_failed_rows: b.max_failed_rows,
+            max_failed_fraction: b.max_failed_fraction,
+        };
+    }
+    Ok(regatta_engine::RowErrorPolicy {
+        errors_url: (!request.errors_url.is_empty()).then(|| request.errors_url.clone()),
+        budget,
+    })
 }
 
 /// The job's output, checked before it starts: a format regatta writes, a

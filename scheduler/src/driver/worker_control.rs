@@ -171,6 +171,10 @@ impl WorkerControl for WorkerControlImpl {
                 spilled_bytes: r.spilled_bytes,
                 written: r.written,
                 operators: r.operators.iter().map(OperatorStat::from).collect(),
+                row_failures: regatta_engine::RowFailureCounts {
+                    failed: r.failed_rows,
+                    checked: r.checked_rows,
+                },
             }
         } else {
             log::warn!("{task} failed on {worker}: {}", r.error);
@@ -193,6 +197,12 @@ impl WorkerControl for WorkerControlImpl {
         }
         match self.driver.propose(cmd).await {
             Ok(_) => {
+                if r.ok && r.failed_rows > 0 {
+                    self.driver
+                        .fail_over_budget(task.job, false)
+                        .await
+                        .map_err(unavailable)?;
+                }
                 if r.ok {
                     self.driver.note_task_done(
                         task,
