@@ -81,9 +81,11 @@ pub struct RowFailureCounts {
     pub checked: u64,
 }
 
-impl RowFailureCounts {
-    /// Both counts summed (tasks of one job).
-    pub fn add(self, other: Self) -> Self {
+/// Both counts summed (tasks of one job).
+impl std::ops::Add for RowFailureCounts {
+    type Output = Self;
+
+    fn add(self, other: Self) -> Self {
         Self {
             failed: self.failed + other.failed,
             checked: self.checked + other.checked,

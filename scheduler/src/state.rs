@@ -222,7 +222,7 @@ impl DriverState {
                     if let Some(j) = self.jobs.get_mut(&task.job) {
                         j.shuffle_bytes += outputs.iter().map(|o| o.bytes).sum::<u64>();
                         j.spilled_bytes += spilled_bytes;
-                        j.row_failures = j.row_failures.add(*row_failures);
+                        j.row_failures = j.row_failures + *row_failures;
                         if let Some(s) = j.stages.get_mut(&task.stage) {
                             if let Some(t) = s.tasks.get_mut(task.partition as usize) {
                                 t.status = TaskStatus::Done {
