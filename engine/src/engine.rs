@@ -8,7 +8,7 @@ use datafusion::dataframe::DataFrame;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::execution::FunctionRegistry as _;
 use datafusion::logical_expr::{Expr, ScalarUDF};
 use datafusion::optimizer::{Optimizer, OptimizerRule};
@@ -321,23 +321,14 @@ impl Engine {
         &self,
         sink: Arc<crate::RowErrorSink>,
     ) -> Arc<datafusion::execution::TaskContext> {
-        let state = self.ctx.state();
-        let config = state.config().clone().with_extension(sink);
-        let state = SessionStateBuilder::new_from_existing(state)
-            .with_config(config)
-            .build();
-        state.task_ctx()
+        state_with_row_errors(self.ctx.state(), sink).task_ctx()
     }
 
     /// `df` with its failed rows (`on_error = 'skip' | 'record'`) going to
     /// `sink`, which then holds their counts and the recorded rows.
     pub fn with_row_errors(&self, df: DataFrame, sink: Arc<crate::RowErrorSink>) -> DataFrame {
         let (state, plan) = df.into_parts();
-        let config = state.config().clone().with_extension(sink);
-        let state = SessionStateBuilder::new_from_existing(state)
-            .with_config(config)
-            .build();
-        DataFrame::new(state, plan)
+        DataFrame::new(state_with_row_errors(state, sink), plan)
     }
 
     /// Writes `df` to files (`format` not Lance). Returns rows written.
@@ -376,6 +367,14 @@ impl Engine {
         let stream = df.execute_stream().await?;
         io::lance::add_columns(dest, stream).await
     }
+}
+
+/// `state` with `sink` as the extension its morsel operators send failed rows to.
+fn state_with_row_errors(state: SessionState, sink: Arc<crate::RowErrorSink>) -> SessionState {
+    let config = state.config().clone().with_extension(sink);
+    SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
+        .build()
 }
 
 #[cfg(test)]

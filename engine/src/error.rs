@@ -1,6 +1,16 @@
 //! The engine's error type.
 
+use std::path::Path;
+
 use datafusion::error::DataFusionError;
+
+/// Turns an I/O error at `path` into [`EngineError::Io`] naming it.
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
+    move |source| EngineError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
 
 /// Everything that can go wrong inside the engine.
 #[derive(Debug, thiserror::Error)]

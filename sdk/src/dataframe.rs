@@ -82,29 +82,15 @@ impl DataFrame {
                 counts.checked
             );
         }
-        match &self.row_errors.errors_url {
-            Some(url) => {
-                let job = format!("local-{}", regatta_common::RequestId::generate());
-                regatta_engine::io::error_table::write_error_rows(
-                    url,
-                    &format!("errors-{job}"),
-                    &recorded,
-                    &job,
-                    1,
-                )
-                .await?;
-            }
-            None => {
-                for r in &recorded {
-                    log::warn!(
-                        "{} failed for {}: {} (set errors_to to keep these rows)",
-                        r.function,
-                        r.key.as_deref().unwrap_or("a row"),
-                        r.message
-                    );
-                }
-            }
-        }
+        let job = format!("local-{}", regatta_common::RequestId::generate());
+        regatta_engine::io::error_table::keep_recorded(
+            self.row_errors.errors_url.as_deref(),
+            &format!("errors-{job}"),
+            &recorded,
+            &job,
+            1,
+        )
+        .await?;
         sink.check()?;
         Ok(())
     }

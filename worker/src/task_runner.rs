@@ -141,34 +141,24 @@ impl TaskRunner {
             .await?;
         let outputs = done.outputs;
         let recorded = row_errors.take_recorded();
-        if !task.errors_url.is_empty() && !recorded.is_empty() {
-            // Written before the task reports success, so a finished task's
-            // failed rows are never lost; a retried attempt writes its own file.
-            let name = format!(
-                "errors-{}-s{}-p{}-a{}",
-                task.job_tag.replace('/', "_"),
-                key.stage_id,
-                key.partition,
-                key.attempt
-            );
-            regatta_engine::io::error_table::write_error_rows(
-                &task.errors_url,
-                &name,
-                &recorded,
-                &task.job_tag,
-                key.attempt,
-            )
-            .await
-            .map_err(DataFusionError::from)?;
-        } else if !recorded.is_empty() {
-            log::warn!(
-                "task {}/{}/{}: {} rows failed (not kept: the job has no errors URL)",
-                key.job_id,
-                key.stage_id,
-                key.partition,
-                recorded.len()
-            );
-        }
+        // Written before the task reports success, so a finished task's
+        // failed rows are never lost; a retried attempt writes its own file.
+        let name = format!(
+            "errors-{}-s{}-p{}-a{}",
+            task.job_tag.replace('/', "_"),
+            key.stage_id,
+            key.partition,
+            key.attempt
+        );
+        regatta_engine::io::error_table::keep_recorded(
+            (!task.errors_url.is_empty()).then_some(task.errors_url.as_str()),
+            &name,
+            &recorded,
+            &task.job_tag,
+            key.attempt,
+        )
+        .await
+        .map_err(DataFusionError::from)?;
         log::debug!(
             "task {}/{}/{} wrote {:?}",
             key.job_id,

@@ -16,14 +16,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use crate::error::io_err;
 use crate::{EngineError, Result};
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
-    move |source| EngineError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
 
 /// An exclusive lock on a directory, held until dropped (the descriptor
 /// closes), so two commits to outputs in it take turns.

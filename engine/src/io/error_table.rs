@@ -7,16 +7,10 @@ use std::path::Path;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 
+use crate::error::io_err;
 use crate::row_errors::{error_table_batch, RecordedRow};
 use crate::storage::{self, ObjectUrl};
-use crate::{EngineError, Result};
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
-    move |source| EngineError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
+use crate::Result;
 
 /// Writes `rows` as `<dest>/<name>.parquet` (local directory or object-store
 /// prefix). Nothing is written for no rows. Returns the file's URL or path.
@@ -50,6 +44,33 @@ pub async fn write_error_rows(
     write_parquet(&tmp, &batch)?;
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     Ok(Some(path.display().to_string()))
+}
+
+/// A run's recorded rows kept: written as `<dest>/<name>.parquet` when the job
+/// has an errors URL, else logged (counted, not kept).
+pub async fn keep_recorded(
+    dest: Option<&str>,
+    name: &str,
+    rows: &[RecordedRow],
+    job: &str,
+    attempt: u32,
+) -> Result<()> {
+    match dest {
+        Some(dest) => {
+            write_error_rows(dest, name, rows, job, attempt).await?;
+        }
+        None => {
+            for r in rows {
+                log::warn!(
+                    "{name}: {} failed for {}: {} (set an errors URL to keep these rows)",
+                    r.function,
+                    r.key.as_deref().unwrap_or("a row"),
+                    r.message
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<()> {

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use datafusion::common::config::{CsvOptions, TableParquetOptions};
 use datafusion::dataframe::{DataFrame, DataFrameWriteOptions};
 
+use super::dir_append::{append_parts, NewPart};
 use super::paths::local_path;
+use crate::error::io_err;
 use crate::storage::{self, remote, ObjectUrl};
 use crate::{EngineError, Result};
 
@@ -186,13 +188,6 @@ fn is_nonempty(p: &Path) -> bool {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
-    move |source| EngineError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
 /// Writes `df` to `dest` as `format` (not Lance: see [`super::lance`]). A destination
 /// ending in the format's extension is one file; anything else is a directory of files.
 /// Returns the rows written.
@@ -291,12 +286,19 @@ fn publish_local(staged: &Path, path: &Path, mode: WriteMode) -> Result<()> {
     }
     match mode {
         WriteMode::Append if path.is_dir() => {
+            // All the new files at once, as a cluster job's commit appends.
+            let mut parts = Vec::new();
             for entry in std::fs::read_dir(staged).map_err(io_err(staged))? {
                 let entry = entry.map_err(io_err(staged))?;
-                let to = path.join(entry.file_name());
-                std::fs::rename(entry.path(), &to).map_err(io_err(&to))?;
+                parts.push(NewPart {
+                    staged: entry.path(),
+                    name: entry.file_name().to_string_lossy().to_string(),
+                });
             }
-            std::fs::remove_dir(staged).map_err(io_err(staged))
+            let mut work = staged.as_os_str().to_owned();
+            work.push("-publish");
+            append_parts(path, Path::new(&work), &parts)?;
+            remove_path(staged)
         }
         WriteMode::Overwrite if path.exists() => {
             let old = path.with_file_name(format!(

@@ -22,15 +22,9 @@ use super::dir_append::{append_parts, NewPart};
 use super::paths::local_path;
 use super::sinks::{FileFormat, WriteMode};
 use super::staged_remote;
+use crate::error::io_err;
 use crate::storage::{self, ObjectUrl};
 use crate::{EngineError, Result};
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
-    move |source| EngineError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
 
 fn pq(e: datafusion::parquet::errors::ParquetError) -> EngineError {
     EngineError::DataFusion(e.into())

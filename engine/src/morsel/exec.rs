@@ -25,10 +25,11 @@ use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use tokio::sync::{mpsc, Semaphore};
 
+use super::failed_rows::drop_failed_rows;
 use super::in_flight::{InFlight, InFlightGuard};
 use super::sizer::MorselSizer;
 use super::splitter::MorselSplitter;
-use crate::functions::row_failures::{capture, RowFailure};
+use crate::functions::row_failures::capture;
 use crate::functions::ModelPool;
 use crate::row_errors::{FailureBudget, RowErrorSink};
 use crate::EngineError;
@@ -468,10 +469,10 @@ impl Driver {
     }
 }
 
-struct Evaluated {
-    batch: RecordBatch,
+pub(super) struct Evaluated {
+    pub(super) batch: RecordBatch,
     /// Bytes of the columns this operator computed (pass-through columns excluded).
-    computed_bytes: usize,
+    pub(super) computed_bytes: usize,
 }
 
 fn evaluate(
@@ -494,50 +495,6 @@ fn evaluate(
         batch: RecordBatch::try_new_with_options(schema, cols, &opts)?,
         computed_bytes,
     })
-}
-
-/// Drops the rows functions gave up on (`on_error = 'skip' | 'record'`) and
-/// hands them, keyed by their URL or path, to the query's error sink.
-fn drop_failed_rows(
-    out: Evaluated,
-    morsel: &RecordBatch,
-    failures: Vec<RowFailure>,
-    errors: &RowErrorSink,
-) -> Result<Evaluated> {
-    if failures.is_empty() {
-        return Ok(out);
-    }
-    let rows = out.batch.num_rows();
-    let mut keep = vec![true; rows];
-    let mut keyed = Vec::with_capacity(failures.len());
-    for f in failures {
-        if f.row >= rows || !keep[f.row] {
-            // A row two functions failed counts once (the first cause).
-            continue;
-        }
-        keep[f.row] = false;
-        let key = f
-            .source
-            .clone()
-            .or_else(|| locate_source(morsel, f.row).map(|s| strip_column(&s)));
-        keyed.push((f, key));
-    }
-    errors.add_failures(keyed).map_err(DataFusionError::from)?;
-    let mask = datafusion::arrow::array::BooleanArray::from(keep);
-    let batch = datafusion::arrow::compute::filter_record_batch(&out.batch, &mask)?;
-    let kept = batch.num_rows();
-    Ok(Evaluated {
-        computed_bytes: out.computed_bytes * kept / rows.max(1),
-        batch,
-    })
-}
-
-/// `column=value` as located by [`locate_source`], without the column.
-fn strip_column(located: &str) -> String {
-    located
-        .split_once('=')
-        .map_or(located, |(_, v)| v)
-        .to_string()
 }
 
 /// Bytes a batch's rows take, counting only the slice of each buffer it uses.
@@ -584,7 +541,7 @@ fn with_row_context(
 }
 
 /// The URL or path of `row`, from a string column that holds one.
-fn locate_source(morsel: &RecordBatch, row: usize) -> Option<String> {
+pub(super) fn locate_source(morsel: &RecordBatch, row: usize) -> Option<String> {
     let schema = morsel.schema();
     let mut best: Option<String> = None;
     for (i, f) in schema.fields().iter().enumerate() {

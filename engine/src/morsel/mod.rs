@@ -9,6 +9,7 @@
 //! stops pulling from its producer.
 
 mod exec;
+mod failed_rows;
 mod filter;
 mod in_flight;
 mod rule;

@@ -456,7 +456,7 @@ impl Driver {
         Ok(())
     }
 
-    fn end_job_on_workers(&self, job: JobId) {
+    pub(super) fn end_job_on_workers(&self, job: JobId) {
         let senders: Vec<_> = {
             let mut live = lock(&self.inner.live);
             live.finished.insert(job, Instant::now());
@@ -838,32 +838,6 @@ impl Driver {
             self.end_job_on_workers(job);
         }
         Ok(())
-    }
-
-    /// Fails `job` when its tasks gave up on more rows than its failure
-    /// budget allows; says whether it did. The share of failed rows is judged
-    /// only once every row is read (`finished`): early tasks are no sample.
-    pub async fn fail_over_budget(&self, job: JobId, finished: bool) -> Result<bool> {
-        let passed = self.with_state(|s| {
-            s.job(job).filter(|j| j.is_active()).and_then(|j| {
-                let mut budget = j.row_errors.budget;
-                if !finished {
-                    budget.max_failed_fraction = None;
-                }
-                budget.check(j.row_failures).err()
-            })
-        });
-        let Some(e) = passed else {
-            return Ok(false);
-        };
-        let reason =
-            match self.with_state(|s| s.job(job).and_then(|j| j.row_errors.errors_url.clone())) {
-                Some(url) => format!("{e} (the failed rows are in {url})"),
-                None => format!("{e} (run with --errors URL to keep the failed rows)"),
-            };
-        self.apply(Command::FailJob { job, reason }).await?;
-        self.end_job_on_workers(job);
-        Ok(true)
     }
 
     /// When this driver saw `job` start (the epoch when it does not know:
