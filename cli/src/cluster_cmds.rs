@@ -430,6 +430,7 @@ pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Re
                 max_failed_rows: policy.budget.max_failed_rows,
                 max_failed_fraction: policy.budget.max_failed_fraction,
             }),
+            resume_key: args.out.resume_key.clone().unwrap_or_default(),
             ..Default::default()
         })
         .await?;

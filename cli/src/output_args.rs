@@ -31,6 +31,13 @@ pub struct OutputArgs {
     /// record), judged when the rows are all read. Default 0.05; 1 allows all.
     #[arg(long, value_name = "FRACTION")]
     pub max_failed_fraction: Option<f64>,
+    /// Make the job resumable on this column of the source, which the output
+    /// keeps: rows whose key --output already holds are skipped before any
+    /// function runs on them, the rest appended, and the output committed as
+    /// the job goes. Rerun the same command after a failure or a lost
+    /// cluster to do only what is left.
+    #[arg(long, value_name = "COLUMN", requires = "output")]
+    pub resume_key: Option<String>,
 }
 
 impl OutputArgs {

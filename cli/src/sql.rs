@@ -71,6 +71,10 @@ pub async fn run_sql(args: SqlArgs) -> Result<()> {
         };
         let mode =
             WriteMode::parse(&args.out.output_mode).map_err(|e| CliError::Usage(e.to_string()))?;
+        let df = match &args.out.resume_key {
+            Some(key) => df.resume_on(key),
+            None => df,
+        };
         let rows = df.write(dest, format, mode).await?;
         println!("wrote {rows} rows to {dest}");
         return Ok(());

@@ -146,6 +146,11 @@ pub struct JobOutput {
     /// The rows' schema as an Arrow IPC stream with no batches (the commit of
     /// a new Lance dataset needs it).
     pub schema_ipc: Vec<u8>,
+    /// Set for a resumable job (`--resume-key`): the key column its rerun
+    /// skips the rows of, and each finished task's part is committed as soon
+    /// as it is reported, so a cluster lost mid-job keeps what was done.
+    #[serde(default)]
+    pub resume_key: Option<String>,
 }
 
 /// The tag job `job`'s output is staged and committed under: its submission's

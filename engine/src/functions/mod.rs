@@ -107,6 +107,11 @@ pub fn builtin_functions(download: DownloadOptions) -> Vec<(ScalarUDF, Option<Fu
     }
     out.push((ScalarUDF::new_from_impl(TextChunk::default()), None));
     out.push((ScalarUDF::new_from_impl(TextSplit::default()), None));
+    // A resumable job's filter, built in so cluster workers have it too.
+    out.push((
+        ScalarUDF::new_from_impl(crate::io::resume::ResumePending::default()),
+        None,
+    ));
     // The stand-in model of the benchmarks, built in so cluster workers have it too.
     let image_mean = BatchUdf::new(IMAGE_MEAN, DataType::Float64, 64, image_mean);
     let batch = image_mean.batch_size();

@@ -294,6 +294,32 @@ pub fn publish_parts(
     Ok(())
 }
 
+/// Appends one finished task's part of job `tag` to the directory `dest`
+/// while the job still runs (a resumable job), leaving the other parts
+/// staged. Safe to run again: a part already published is left as it is.
+pub fn publish_one_part(
+    dest: &str,
+    format: FileFormat,
+    tag: &str,
+    part: &StagedPart,
+) -> Result<()> {
+    let dest = local_path(dest)?;
+    let name = published_part_name(part.partition, tag, format)?;
+    if dest.join(&name).exists() {
+        return Ok(());
+    }
+    let staging = sibling(&dest, "staging", tag);
+    let work = sibling(&dest, "publish", &format!("{tag}-p{}", part.partition));
+    append_parts(
+        &dest,
+        &work,
+        &[NewPart {
+            staged: staging.join(&part.file),
+            name,
+        }],
+    )
+}
+
 /// True when job `tag`'s commit of `dest` finished before: every part is
 /// published under its job-unique name (or, for a job with no rows, nothing is
 /// staged any more).
@@ -359,6 +385,21 @@ pub async fn publish(
         return staged_remote::publish_parts(&url, format, mode, tag, parts).await;
     }
     publish_parts(dest, format, mode, tag, parts)
+}
+
+/// Publishes one finished task's part of job `tag` (a resumable job's
+/// commit as it goes; see [`publish_one_part`]).
+pub async fn publish_part(
+    dest: &str,
+    format: FileFormat,
+    tag: &str,
+    part: &StagedPart,
+) -> Result<()> {
+    if storage::is_object_url(dest) {
+        let url = ObjectUrl::parse(dest)?;
+        return staged_remote::publish_one_part(&url, format, tag, part).await;
+    }
+    publish_one_part(dest, format, tag, part)
 }
 
 /// Removes what job `tag` staged for `dest`.

@@ -122,6 +122,23 @@ pub async fn publish_parts(
     remote::delete_prefix(&staging).await
 }
 
+/// Copies one finished task's part of job `tag` to its published name while
+/// the job still runs (a resumable job); the staging prefix stays for the
+/// others. Each object appears whole, so a reader sees the part or not.
+pub async fn publish_one_part(
+    dest: &ObjectUrl,
+    format: FileFormat,
+    tag: &str,
+    part: &StagedPart,
+) -> Result<()> {
+    let to = dest.join(&published_part_name(part.partition, tag, format)?);
+    if remote::exists(&to).await? {
+        return Ok(());
+    }
+    let from = staging_prefix(dest, tag).join(&part.file);
+    remote::copy(&from, &to).await
+}
+
 /// Removes what job `tag` staged for `dest` (a failed or cancelled job).
 pub async fn discard_staged(dest: &ObjectUrl, tag: &str) -> Result<()> {
     remote::delete_prefix(&staging_prefix(dest, tag)).await

@@ -121,6 +121,9 @@ struct Inner {
     live: Mutex<Live>,
     next_job: AtomicU64,
     next_worker: AtomicU64,
+    /// Parts of running resumable jobs this driver committed (not
+    /// replicated: each part's commit is found again if redone).
+    committed_parts: Mutex<std::collections::HashSet<(JobId, u32)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,8 +155,16 @@ impl Driver {
                 live: Mutex::new(Live::default()),
                 next_job: AtomicU64::new(1),
                 next_worker: AtomicU64::new(1),
+                committed_parts: Mutex::default(),
             }),
         }
+    }
+
+    /// Parts of running resumable jobs committed so far (see `resumable`).
+    pub(super) fn committed_parts(
+        &self,
+    ) -> MutexGuard<'_, std::collections::HashSet<(JobId, u32)>> {
+        lock(&self.inner.committed_parts)
     }
 
     pub fn options(&self) -> &DriverOptions {
@@ -547,6 +558,7 @@ impl Driver {
                 continue;
             }
             self.schedule_round().await;
+            self.commit_finished_parts().await;
             self.complete_ready_jobs().await;
             let ended = self.end_failed_jobs();
             self.discard_outputs(&ended).await;
@@ -816,7 +828,12 @@ impl Driver {
                 return Err(SchedulerError::NotLeader { leader: None });
             }
             let tag = self.job_tag(job);
-            match commit_output(&out, &tag, &written).await {
+            let committed = if out.resume_key.is_some() {
+                self.commit_resumable(job, &out).await.map(|()| None)
+            } else {
+                commit_output(&out, &tag, &written).await
+            };
+            match committed {
                 Ok(committed) => rows = committed.unwrap_or(rows),
                 Err(e) => {
                     let reason = format!("committing the output {}: {e}", out.path);

@@ -5,6 +5,7 @@ mod job_service;
 mod options;
 mod planning;
 mod results;
+mod resumable;
 mod row_budget;
 mod server;
 mod worker_control;

@@ -11,6 +11,7 @@ use datafusion_proto::bytes::{
 use regatta_common::{JobId, RequestId, Resources};
 use regatta_engine::functions::ModelProvider;
 use regatta_engine::io::lance_scan::LanceFragmentTable;
+use regatta_engine::io::resume::ResumeTarget;
 use regatta_engine::io::FileFormat;
 use regatta_engine::{Engine, EngineOptions};
 use regatta_proto::{submit_request, SubmitRequest, WriteMode as ProtoMode};
@@ -102,6 +103,29 @@ impl Planner {
                     "the request has no plan or SQL".into(),
                 ))
             }
+        };
+        let resume = resume_target(request)?;
+        let df = match &resume {
+            Some(target) => {
+                if df
+                    .schema()
+                    .field_with_unqualified_name(&target.key)
+                    .is_err()
+                {
+                    return Err(SchedulerError::Plan(format!(
+                        "resume key {:?} is not a column of the job's result (its columns: {})",
+                        target.key,
+                        df.schema()
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                df.filter(target.filter())?
+            }
+            None => df,
         };
         let physical = match engine.physical_plan(df).await {
             Err(e) if new_column.is_some() => {
@@ -235,12 +259,26 @@ async fn output_of(request: &SubmitRequest, schema: &SchemaRef) -> Result<Option
         FileFormat::parse(&request.output_format)
             .map_err(|e| SchedulerError::Plan(format!("output {path}: {e}")))?
     };
+    let resume_key = (!request.resume_key.is_empty()).then(|| request.resume_key.clone());
     let mode = match request.output_mode() {
+        // A resumable job adds to what its earlier runs wrote.
+        ProtoMode::Create | ProtoMode::Unspecified if resume_key.is_some() => OutputMode::Append,
         ProtoMode::Create | ProtoMode::Unspecified => OutputMode::Create,
         ProtoMode::Append => OutputMode::Append,
         ProtoMode::Overwrite => OutputMode::Overwrite,
         ProtoMode::AddColumns => OutputMode::AddColumns,
     };
+    if resume_key.is_some() && mode != OutputMode::Append {
+        return Err(SchedulerError::Plan(format!(
+            "output {path}: a resumable job appends to its output; mode {} would {}",
+            if mode == OutputMode::Overwrite {
+                "overwrite"
+            } else {
+                "add_columns"
+            },
+            "not keep what earlier runs wrote"
+        )));
+    }
     if (mode == OutputMode::AddColumns) != request.new_column.is_some() {
         return Err(SchedulerError::Plan(format!(
             "output {path}: a new column goes with mode add_columns, and only it"
@@ -281,6 +319,34 @@ async fn output_of(request: &SubmitRequest, schema: &SchemaRef) -> Result<Option
         format: format.into(),
         mode,
         schema_ipc,
+        resume_key,
+    }))
+}
+
+/// A resumable job's filter target: its output and key, and a snapshot name
+/// of its own, so no worker reuses the keys it read for an earlier run.
+fn resume_target(request: &SubmitRequest) -> Result<Option<ResumeTarget>> {
+    if request.resume_key.is_empty() {
+        return Ok(None);
+    }
+    if request.output_path.is_empty() {
+        return Err(SchedulerError::Plan(format!(
+            "resume key {:?}: a resumable job needs an output to resume",
+            request.resume_key
+        )));
+    }
+    let path = &request.output_path;
+    let format = if request.output_format.is_empty() {
+        FileFormat::from_path(path).unwrap_or(FileFormat::Parquet)
+    } else {
+        FileFormat::parse(&request.output_format)
+            .map_err(|e| SchedulerError::Plan(format!("output {path}: {e}")))?
+    };
+    Ok(Some(ResumeTarget {
+        output: path.clone(),
+        format,
+        key: request.resume_key.clone(),
+        snapshot: regatta_common::random_hex_128(),
     }))
 }
 

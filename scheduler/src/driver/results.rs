@@ -71,6 +71,53 @@ pub async fn commit_output(
     }
 }
 
+/// The tag one part of a resumable job is committed under: the job's tag and
+/// the part's partition, so each part's commit is found again, not redone.
+pub fn part_tag(tag: &str, partition: u32) -> String {
+    format!("{tag}-p{partition}")
+}
+
+/// Commits one finished task's part of a resumable job while the job runs:
+/// the part's Lance fragments as an append of their own, or its part file
+/// moved into the directory. Safe to run again (a new leader, the job's end).
+pub async fn commit_part(out: &JobOutput, tag: &str, partition: u32, written: &str) -> Result<()> {
+    let format: FileFormat = out.format.into();
+    match format {
+        FileFormat::Lance => {
+            if lance_staged::staged_rows(written) == 0 {
+                return Ok(());
+            }
+            let schema = StreamReader::try_new(Cursor::new(out.schema_ipc.as_slice()), None)
+                .map(|r| r.schema())
+                .map_err(|e| SchedulerError::Plan(format!("output {}: schema: {e}", out.path)))?;
+            let part_tag = part_tag(tag, partition);
+            let version = lance::commit_fragments(
+                &out.path,
+                WriteMode::Append,
+                &[written.to_string()],
+                &schema,
+                &part_tag,
+            )
+            .await
+            .map_err(output_err(out))?;
+            log::info!("{part_tag}: committed version {version} of {}", out.path);
+        }
+        _ => {
+            if written.is_empty() {
+                return Ok(());
+            }
+            let part = staged::StagedPart {
+                partition,
+                file: written.to_string(),
+            };
+            staged::publish_part(&out.path, format, tag, &part)
+                .await
+                .map_err(output_err(out))?;
+        }
+    }
+    Ok(())
+}
+
 /// Rows in the fragments the tasks reported.
 fn fragments_rows(fragments: &[String]) -> u64 {
     fragments.iter().map(|f| lance_staged::staged_rows(f)).sum()
