@@ -109,7 +109,7 @@ impl KeySet {
             .data_type
             .get_or_insert_with(|| column.data_type().clone())
             .clone();
-        let rows = converter(&data_type)?.convert_columns(&[column.clone()])?;
+        let rows = converter(&data_type)?.convert_columns(std::slice::from_ref(column))?;
         for i in 0..column.len() {
             if column.is_valid(i) {
                 self.keys.insert(rows.row(i).as_ref().into());
@@ -128,7 +128,7 @@ impl KeySet {
         } else {
             cast(keys, data_type)?
         };
-        let rows = converter(data_type)?.convert_columns(&[keys.clone()])?;
+        let rows = converter(data_type)?.convert_columns(std::slice::from_ref(&keys))?;
         let mut skipped = 0;
         let pending: BooleanArray = (0..keys.len())
             .map(|i| {

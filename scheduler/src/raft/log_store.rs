@@ -28,13 +28,14 @@ use super::{DriverRaft, NodeId, StorageError};
 const LOG_FILE: &str = "raft.log";
 /// The first bytes of the file: a tag and the record format's version, bumped
 /// whenever a [`Record`] (or a command inside one) changes its encoding.
-const HEADER: &[u8; 8] = b"rgtlog03";
+const HEADER: &[u8; 8] = b"rgtlog04";
 /// Rewrite the file once this many records are dead and they outnumber the live.
 const COMPACT_AFTER: u64 = 4096;
 
 #[derive(Serialize, Deserialize)]
 enum Record {
-    Entry(Entry<DriverRaft>),
+    // Boxed: a command is far larger than the other records.
+    Entry(Box<Entry<DriverRaft>>),
     /// Every entry from this index on was removed (a conflicting leader's).
     TruncateFrom(u64),
     Purge(LogId<NodeId>),
@@ -191,7 +192,7 @@ impl LogFile {
     fn replay(&mut self, rec: Record) {
         match rec {
             Record::Entry(e) => {
-                if self.entries.insert(e.log_id.index, e).is_some() {
+                if self.entries.insert(e.log_id.index, *e).is_some() {
                     self.dead += 1;
                 }
             }
@@ -249,7 +250,7 @@ impl LogFile {
         }
         out.write_all(&head)?;
         for e in self.entries.values() {
-            out.write_all(&encode(&Record::Entry(e.clone()))?)?;
+            out.write_all(&encode(&Record::Entry(Box::new(e.clone())))?)?;
         }
         out.sync_all()?;
         std::fs::rename(&tmp, self.dir.join(LOG_FILE))?;
@@ -355,7 +356,10 @@ impl RaftLogStorage<DriverRaft> for DiskLogStore {
         I: IntoIterator<Item = Entry<DriverRaft>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let records = entries.into_iter().map(Record::Entry).collect();
+        let records = entries
+            .into_iter()
+            .map(|e| Record::Entry(Box::new(e)))
+            .collect();
         let written = self.lock().write(records, true);
         match written {
             Ok(()) => {
