@@ -154,7 +154,7 @@ async fn a_log_of_another_format_is_refused_naming_it_and_left_alone() {
         .expect("opened")
         .to_string();
     assert!(
-        msg.contains("no regatta log header") && msg.contains("log format 03"),
+        msg.contains("no regatta log header") && msg.contains("log format 04"),
         "{msg}"
     );
     // A log of another format (the one before results left the log).
