@@ -9,8 +9,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use common::{cluster_with, ok, regatta, table, with_tables, WorkerSetup};
@@ -24,7 +23,28 @@ const W1_SHAPE: &str = "SELECT id, image_mean(image_resize(image_decode(url_down
 struct ImageServer {
     address: String,
     downloads: Arc<Mutex<HashMap<String, u32>>>,
-    released: Arc<AtomicBool>,
+    released: Arc<Release>,
+}
+
+/// Held downloads wait on this until the test releases them.
+#[derive(Default)]
+struct Release {
+    done: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Release {
+    fn release(&self) {
+        *self.done.lock().unwrap() = true;
+        self.changed.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut done = self.done.lock().unwrap();
+        while !*done {
+            done = self.changed.wait(done).unwrap();
+        }
+    }
 }
 
 impl ImageServer {
@@ -32,7 +52,7 @@ impl ImageServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         let downloads: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
-        let released = Arc::new(AtomicBool::new(false));
+        let released = Arc::new(Release::default());
         let (counts, free) = (downloads.clone(), released.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
@@ -57,7 +77,7 @@ fn serve(
     conn: TcpStream,
     dir: &Path,
     counts: &Mutex<HashMap<String, u32>>,
-    released: &AtomicBool,
+    released: &Release,
     held: fn(&str) -> bool,
 ) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
@@ -80,9 +100,7 @@ fn serve(
     *counts.lock().unwrap().entry(name.clone()).or_default() += 1;
     if held(&name) {
         // Until released, or the client goes (its process killed).
-        while !released.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        released.wait();
     }
     let mut conn = conn;
     let reply = match std::fs::read(dir.join(&name)) {
@@ -238,7 +256,7 @@ fn a_rerun_after_the_whole_cluster_is_killed_writes_each_row_once_and_does_only_
     assert!(first_downloads.len() >= done_before, "{first_downloads:?}");
 
     // A new cluster, the same command: only the rows the output lacks.
-    server.released.store(true, Ordering::SeqCst);
+    server.released.release();
     let second = cluster_with(&d.path().join("spill2"), setup);
     let (success, stdout, stderr) = common::output(&mut submit(&second));
     assert!(success, "{stdout}\n{stderr}");

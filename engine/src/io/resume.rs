@@ -55,7 +55,8 @@ impl ResumeTarget {
         ScalarUDF::new_from_impl(ResumePending::default()).call(vec![
             col(datafusion::common::Column::new_unqualified(&self.key)),
             lit(self.output.clone()),
-            lit(format_name(self.format)),
+            // The extension's word is a name FileFormat::parse reads back.
+            lit(self.format.extension().trim_start_matches('.')),
             lit(self.key.clone()),
             lit(self.snapshot.clone()),
         ])
@@ -66,16 +67,6 @@ impl ResumeTarget {
         cached(self)
             .and_then(|cell| cell.get().and_then(|r| r.as_ref().ok().cloned()))
             .map_or(0, |set| set.skipped.load(Ordering::Relaxed))
-    }
-}
-
-/// The format's name as the filter's argument carries it.
-fn format_name(format: FileFormat) -> &'static str {
-    match format {
-        FileFormat::Parquet => "parquet",
-        FileFormat::Csv => "csv",
-        FileFormat::Json => "json",
-        FileFormat::Lance => "lance",
     }
 }
 
