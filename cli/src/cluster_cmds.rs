@@ -261,6 +261,7 @@ pub(crate) fn driver_options(
             any_port_if_taken: cfg.driver.dashboard_bind
                 == regatta_cluster_config::DEFAULT_DASHBOARD_BIND,
         }),
+        access: cfg.access.clone(),
     })
 }
 

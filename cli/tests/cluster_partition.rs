@@ -54,6 +54,11 @@ async fn a_leader_cut_off_from_the_majority_stops_and_the_majority_goes_on() {
                 heartbeat: Duration::from_millis(50),
                 cuts: cuts.clone(),
             }),
+            // The job reads its tables from the temp directory.
+            access: regatta_common::AccessPolicy {
+                local_roots: Some(vec![std::env::temp_dir()]),
+                ..regatta_common::AccessPolicy::cluster()
+            },
             ..DriverOptions::default()
         };
         drivers.push(

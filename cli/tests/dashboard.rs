@@ -480,13 +480,15 @@ fn with_a_token_every_dashboard_and_metrics_request_needs_it() {
     let r = http::get(&w.dashboard, &format!("/?token={token}"), &[]).unwrap();
     assert_eq!(r.status, 303);
     assert_eq!(r.header("location"), Some("/"));
-    let cookie = r
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let set_cookie = r.header("set-cookie").unwrap().to_string();
+    // A stand-in for the token, scoped to this site and hidden from scripts:
+    // cookies reach every port of the host, the token must not.
+    assert!(!set_cookie.contains(token), "{set_cookie}");
+    assert!(
+        set_cookie.contains("HttpOnly; SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
     let r = http::get(&w.dashboard, "/api/overview", &[("Cookie", &cookie)]).unwrap();
     assert_eq!(r.status, 200);
     // The page never shows the token.

@@ -21,6 +21,8 @@ pub struct ClusterConfig {
     pub ray: RayConfig,
     /// `[storage]`: how every process reaches object stores.
     pub storage: crate::StorageConfig,
+    /// `[access]`: what jobs may read (the driver sends it to every worker).
+    pub access: regatta_common::AccessPolicy,
     /// `[models.<name>]`: models queries name, and where each process finds them.
     pub models: std::collections::BTreeMap<String, ModelConfig>,
 }
@@ -242,7 +244,7 @@ impl ClusterConfig {
             path: origin.to_string(),
             message: e.to_string().trim().replace('\n', " "),
         })?;
-        cfg.apply_env();
+        cfg.apply_env()?;
         cfg.validate(origin)?;
         Ok(cfg)
     }
@@ -250,13 +252,14 @@ impl ClusterConfig {
     /// The defaults with environment overrides, checked (no file given).
     pub fn from_env() -> Result<Self> {
         let mut cfg = Self::default();
-        cfg.apply_env();
+        cfg.apply_env()?;
         cfg.validate("environment")?;
         Ok(cfg)
     }
 
-    /// `REGATTA_TOKEN` and `REGATTA_DRIVER` replace the file's values.
-    fn apply_env(&mut self) {
+    /// `REGATTA_TOKEN` and `REGATTA_DRIVER` replace the file's values;
+    /// `REGATTA_ACCESS_*` add to its lists.
+    fn apply_env(&mut self) -> Result<()> {
         if let Ok(t) = std::env::var("REGATTA_TOKEN") {
             self.cluster.token = t;
         }
@@ -266,12 +269,34 @@ impl ClusterConfig {
         if let Ok(a) = std::env::var("REGATTA_RAY_ADDRESS") {
             self.ray.address = a;
         }
+        // Added to the file's lists: an operator (or a test harness) widens
+        // what jobs may reach without rewriting the file.
+        if let Ok(nets) = std::env::var("REGATTA_ACCESS_ALLOW_NETWORKS") {
+            for n in nets.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                match n.parse() {
+                    Ok(net) => self.access.allow_networks.push(net),
+                    Err(_) => {
+                        return Err(ConfigError::Invalid {
+                            path: "environment".into(),
+                            key: "REGATTA_ACCESS_ALLOW_NETWORKS".into(),
+                            value: n.to_string(),
+                            allowed: "comma-separated CIDR networks (10.1.0.0/16)".into(),
+                        })
+                    }
+                }
+            }
+        }
+        if let Ok(roots) = std::env::var("REGATTA_ACCESS_LOCAL_ROOTS") {
+            let list = self.access.local_roots.get_or_insert_with(Vec::new);
+            list.extend(std::env::split_paths(&roots).filter(|p| !p.as_os_str().is_empty()));
+        }
         // Inside a Ray job Ray itself sets RAY_AUTH_TOKEN.
         if let Ok(t) =
             std::env::var("REGATTA_RAY_TOKEN").or_else(|_| std::env::var("RAY_AUTH_TOKEN"))
         {
             self.ray.token = t;
         }
+        Ok(())
     }
 
     fn validate(&self, origin: &str) -> Result<()> {
@@ -297,6 +322,9 @@ impl ClusterConfig {
         }
         if let Some((key, value, allowed)) = self.storage.invalid() {
             return Err(invalid(&key, &value, allowed));
+        }
+        if let Some((key, problem)) = self.access.invalid() {
+            return Err(invalid(key, &problem, "see docs/security.md"));
         }
         for (name, m) in &self.models {
             if m.dir.as_os_str().is_empty() {

@@ -201,10 +201,13 @@ pub const KEYS: &[KeyDoc] = &[
         kind: "list of paths",
         example: "[\"/mnt/ssd/regatta\"]",
         env: None,
-        doc: "Where shuffle files (`<first>/shuffle/<job>/<stage>/part-N/`) and operator \
-              spills (`<each>/operators`) go. Shuffle files go when their job ends or is \
-              cancelled, and leftovers when the worker starts (`regatta worker \
-              --spill-dir` overrides the list).",
+        doc: "Where each worker makes a directory of its own, `worker-<random>` with \
+              mode 0700, for its shuffle files (`<first>/worker-*/shuffle/<job>/<stage>/\
+              part-N/`) and operator spills (`<each>/worker-*/operators`). Shuffle files \
+              go when their job ends or is cancelled, the directory when the worker \
+              stops; a killed worker's is removed by the next one to start there (only \
+              directories of this user that no live worker holds). `regatta worker \
+              --spill-dir` overrides the list.",
     },
     KeyDoc {
         key: "worker.gpus",
@@ -305,6 +308,55 @@ pub const KEYS: &[KeyDoc] = &[
               then to the built-in models' `REGATTA_*_DIR`, then to the user cache \
               (`$REGATTA_HOME/models`, which `regatta models pull` fills); a path works \
               in place of a name. See docs/models.md.",
+    },
+    KeyDoc {
+        key: "access.schemes",
+        kind: "list of `http`, `https`, `s3`, `gs`, `az`, `file`",
+        example: "[\"https\", \"s3\"]",
+        env: None,
+        doc: "The URL schemes jobs may read from: what `url_download` fetches, what \
+              `read_*` and `video_frames` list. `file` covers plain paths too. The \
+              driver sends the whole `[access]` section to every worker when it \
+              registers; workers need no copy. See docs/security.md.",
+    },
+    KeyDoc {
+        key: "access.private_networks",
+        kind: "bool",
+        example: "true",
+        env: None,
+        doc: "Whether downloads may reach loopback, private (RFC 1918, `fc00::/7`), \
+              link-local (the cloud metadata address `169.254.169.254`), carrier-grade \
+              NAT and unspecified addresses. Checked on the addresses a name resolves \
+              to and again on every redirect; a refused URL is a row error (class \
+              `access`). Local sessions allow them.",
+    },
+    KeyDoc {
+        key: "access.allow_networks",
+        kind: "list of CIDR networks",
+        example: "[\"10.1.0.0/16\", \"127.0.0.0/8\"]",
+        env: Some("REGATTA_ACCESS_ALLOW_NETWORKS (comma-separated, added to the list)"),
+        doc: "Networks downloads may reach even when `private_networks` is false: an \
+              internal image server, a test server on loopback.",
+    },
+    KeyDoc {
+        key: "access.max_download_bytes",
+        kind: "size",
+        example: "\"256MiB\"",
+        env: None,
+        doc: "The most bytes one download (`url_download` row) may return; a larger \
+              body is stopped at the cap, even one that hides its length, and the row \
+              fails with class `access`.",
+    },
+    KeyDoc {
+        key: "access.local_roots",
+        kind: "list of absolute paths",
+        example: "[\"/data\", \"/mnt/shared\"]",
+        env: Some("REGATTA_ACCESS_LOCAL_ROOTS (colon-separated, added to the list)"),
+        doc: "The directories local paths (plain, `file://`, globs, directories) must \
+              resolve under, symbolic links followed; the default, empty, lets jobs \
+              on the cluster read no local file. `/proc`, `/sys` and `/dev` are \
+              refused even under a listed root. Checked at planning for every file a \
+              plan scans and on the worker for every file a row names.",
     },
     KeyDoc {
         key: "ray.address",

@@ -1,6 +1,7 @@
 //! Types every regatta layer shares: newtype identifiers, byte sizes and resource
 //! requests.
 
+pub mod access;
 mod error;
 mod ids;
 mod listen;
@@ -9,12 +10,19 @@ pub mod prometheus;
 mod resources;
 mod size;
 
+pub use access::{AccessPolicy, UrlScheme};
 pub use error::{CommonError, Result};
 pub use ids::{JobId, RequestId, StageId, TaskId, WorkerId};
 pub use listen::{check_listener, is_loopback};
 pub use model_kind::ModelKind;
 pub use resources::Resources;
 pub use size::ByteSize;
+
+/// Whether `a` and `b` are equal, in time that does not depend on where they
+/// differ (only on their lengths): for comparing secrets.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
 
 /// 128 random bits in hex, for request ids and ownership tokens: std's hasher
 /// keys are seeded from the OS per process, and every `RandomState` differs

@@ -17,6 +17,7 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use crate::access::{AccessPolicy, SharedAccess};
 use crate::functions::{
     builtin_functions, BatchUdf, DownloadOptions, FunctionCost, FunctionRegistry, ModelCall,
     ModelCallKind, ModelCatalog, ModelPool, ModelProvider,
@@ -89,6 +90,7 @@ pub struct Engine {
     options: EngineOptions,
     registry: FunctionRegistry,
     models: ModelCatalog,
+    access: Arc<SharedAccess>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -118,10 +120,12 @@ impl Engine {
 
     fn build(options: EngineOptions, runtime: Arc<RuntimeEnv>) -> Self {
         let registry = FunctionRegistry::default();
+        let access = Arc::new(SharedAccess::new(options.access.clone()));
         let mut config = SessionConfig::new()
             .with_target_partitions(options.target_partitions)
             .with_batch_size(options.batch_size)
-            .with_information_schema(true);
+            .with_information_schema(true)
+            .with_extension(access.clone());
         config
             .options_mut()
             .execution
@@ -134,12 +138,15 @@ impl Engine {
             .with_physical_optimizer_rules(optimizer_rules(&registry, &options))
             .build();
         // URL tables let SQL name files directly: SELECT * FROM 'x.parquet'.
-        let ctx = SessionContext::new_with_state(state).enable_url_table();
+        let ctx = io::url_tables::enable_guarded_url_tables(
+            SessionContext::new_with_state(state),
+            access.clone(),
+        );
         let download = DownloadOptions {
             max_connections: options.max_connections,
             ..DownloadOptions::default()
         };
-        for (udf, cost) in builtin_functions(download) {
+        for (udf, cost) in builtin_functions(download, access.clone()) {
             if let Some(cost) = cost {
                 registry.insert(udf.name(), cost);
             }
@@ -164,7 +171,18 @@ impl Engine {
             options,
             registry,
             models,
+            access,
         }
+    }
+
+    /// The access policy this engine's jobs read under now.
+    pub fn access(&self) -> Arc<AccessPolicy> {
+        self.access.get()
+    }
+
+    /// Replaces the access policy (a worker takes its cluster's from the driver).
+    pub fn set_access(&self, policy: AccessPolicy) {
+        self.access.set(policy);
     }
 
     /// Rebinds calls of regatta's functions in `expr` to this engine's instances (so
@@ -258,6 +276,7 @@ impl Engine {
     /// fragment: a scan a cluster's workers can run (see
     /// [`io::lance_scan::LanceFragmentTable`]).
     pub async fn read_lance_fragments(&self, input: &str) -> Result<DataFrame> {
+        crate::access::check_input(&self.access(), input)?;
         let table = io::lance_scan::LanceFragmentTable::open(input, false).await?;
         Ok(self.ctx.read_table(Arc::new(table))?)
     }
@@ -295,6 +314,7 @@ impl Engine {
         input: &str,
         per_fragment: bool,
     ) -> Result<io::lance_scan::LanceFragmentTable> {
+        crate::access::check_input(&self.access(), input)?;
         let table = io::lance_scan::LanceFragmentTable::open(input, per_fragment).await?;
         self.ctx.register_table(name, Arc::new(table.clone()))?;
         Ok(table)

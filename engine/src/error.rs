@@ -33,6 +33,10 @@ pub enum EngineError {
     /// failure budget allows.
     #[error("the failure budget was passed: {0}")]
     FailureBudget(String),
+    /// The access policy refused a path or URL; the text names the key that
+    /// would allow it.
+    #[error("{0}")]
+    AccessRefused(String),
     /// Errors from the Lance format library.
     #[error("lance dataset {uri}: {message}")]
     Lance { uri: String, message: String },

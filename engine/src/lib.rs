@@ -4,6 +4,7 @@
 //! The engine knows nothing of gRPC, Raft or actix: the SDK and the cluster crates
 //! drive it through [`Engine`].
 
+pub mod access;
 pub mod audio;
 pub mod decoder_guard;
 pub mod document;

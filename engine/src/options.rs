@@ -36,6 +36,10 @@ pub struct EngineOptions {
     /// workers: there each task runs one partition alone and must read only its own
     /// files, or every task would read them all.
     pub scan_work_sharing: bool,
+    /// What jobs may read (URL schemes, addresses, bytes per download, local
+    /// directories). A local session reads as its user; a cluster's workers
+    /// take the cluster's `[access]` from the driver.
+    pub access: crate::access::AccessPolicy,
 }
 
 impl Default for EngineOptions {
@@ -56,6 +60,7 @@ impl Default for EngineOptions {
             memory_limit: None,
             spill_dirs: Vec::new(),
             scan_work_sharing: true,
+            access: crate::access::AccessPolicy::local(),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 tonic::include_proto!("regatta.v1");
 
+mod access_policy;
 mod cluster_tls;
 mod drivers;
 mod http_server;

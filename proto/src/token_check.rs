@@ -19,7 +19,9 @@ impl TokenCheck {
     /// Ok when `metadata` carries the token.
     pub fn verify(&self, metadata: &MetadataMap) -> Result<(), Status> {
         match metadata.get(crate::TOKEN_HEADER) {
-            Some(v) if v.as_bytes() == self.want.as_bytes() => Ok(()),
+            Some(v) if regatta_common::constant_time_eq(v.as_bytes(), self.want.as_bytes()) => {
+                Ok(())
+            }
             Some(_) => Err(Status::unauthenticated(
                 "wrong cluster token: use the token in the cluster file's [cluster] token",
             )),

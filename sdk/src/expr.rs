@@ -26,7 +26,12 @@ macro_rules! udf_cell {
 udf_cell!(split, ScalarUDF::new_from_impl(TextSplit::default()));
 udf_cell!(
     download,
-    ScalarUDF::new_from_impl(UrlDownload::new(DownloadOptions::default()))
+    ScalarUDF::new_from_impl(UrlDownload::new(
+        DownloadOptions::default(),
+        Arc::new(regatta_engine::access::SharedAccess::new(
+            regatta_engine::access::AccessPolicy::local()
+        ))
+    ))
 );
 udf_cell!(
     decode,

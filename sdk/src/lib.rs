@@ -30,6 +30,7 @@ pub use expr::MultimodalExt;
 pub use result_stream::ResultStream;
 pub use session::{BatchFunction, ModelFunction, Session};
 
+pub use regatta_common::access::{AccessPolicy, UrlScheme};
 pub use regatta_engine::arrow;
 pub use regatta_engine::datafusion;
 pub use regatta_engine::functions::{BatchUdf, OnError};

@@ -72,28 +72,4 @@ impl ShuffleLayout {
             _ => Ok(()),
         }
     }
-
-    /// Removes everything under the spill directory (leftovers found at start-up).
-    pub fn clear(&self) -> Result<usize> {
-        let mut removed = 0;
-        let entries = match std::fs::read_dir(&self.root) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(io_err(&self.root)(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(io_err(&self.root))?;
-            let p = entry.path();
-            if p == self.token_file() {
-                continue;
-            }
-            if p.is_dir() {
-                std::fs::remove_dir_all(&p).map_err(io_err(&p))?;
-            } else {
-                std::fs::remove_file(&p).map_err(io_err(&p))?;
-            }
-            removed += 1;
-        }
-        Ok(removed)
-    }
 }

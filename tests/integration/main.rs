@@ -1,5 +1,6 @@
 //! Integration tests over the SDK, one binary so the heavy link happens once.
 
+mod access;
 mod audio;
 mod backpressure;
 mod bad_input;
@@ -7,6 +8,7 @@ mod classify;
 mod documents;
 mod faces;
 mod layering;
+mod listeners;
 mod models;
 mod multimodal;
 mod object_store;

@@ -37,7 +37,8 @@ fn external_class(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Failur
             EngineError::InputNotFound { .. }
             | EngineError::Row { .. }
             | EngineError::FailureBudget(_) => FailureClass::Data,
-            EngineError::InvalidArgument(_) => FailureClass::Plan,
+            // The policy refuses the same input every time.
+            EngineError::InvalidArgument(_) | EngineError::AccessRefused(_) => FailureClass::Plan,
             EngineError::DataFusion(d) => classify(d),
             EngineError::Arrow(a) => arrow_class(a),
             EngineError::Io { source, .. } => io_class(source),

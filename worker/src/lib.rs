@@ -9,6 +9,7 @@ mod error;
 mod failure;
 mod options;
 mod task_runner;
+mod work_dirs;
 mod worker;
 mod worker_stats;
 mod yield_exec;

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::driver_link::DriverLink;
 use crate::task_runner::TaskRunner;
+use crate::work_dirs::WorkDirs;
 use crate::worker_stats::WorkerStats;
 use crate::{Result, WorkerError, WorkerOptions};
 use regatta_proto::HttpServer;
@@ -35,6 +36,8 @@ pub struct Worker {
     tasks: JoinSet<Result<()>>,
     _metrics: Option<HttpServer>,
     _task_runtime: TaskRuntime,
+    /// Dropped last: its directories go once nothing writes there.
+    _dirs: WorkDirs,
 }
 
 /// The runtime tasks run on, apart from the one serving heartbeats, orders and
@@ -99,19 +102,8 @@ impl Worker {
                 &options.token,
             )?;
         }
-        let spill_root = options
-            .spill_dirs
-            .first()
-            .cloned()
-            .unwrap_or_else(|| std::env::temp_dir().join("regatta-spill"));
-        let layout = ShuffleLayout::new(spill_root.join("shuffle"));
-        let leftovers = layout.clear()?;
-        if leftovers > 0 {
-            log::info!(
-                "removed {leftovers} leftover shuffle directories under {}",
-                layout.root().display()
-            );
-        }
+        let dirs = WorkDirs::create(&options.spill_dirs)?;
+        let layout = ShuffleLayout::new(dirs.shuffle());
         // Processes on this machine read this worker's files directly when
         // they find this token in the directory.
         let shuffle_token = layout.claim()?;
@@ -128,11 +120,7 @@ impl Worker {
         let cpus = (total.cpus.round() as usize).max(1);
         let engine = Engine::new(EngineOptions {
             memory_limit: Some(options.memory_limit as usize),
-            spill_dirs: options
-                .spill_dirs
-                .iter()
-                .map(|d| d.join("operators"))
-                .collect(),
+            spill_dirs: dirs.operators(),
             cpu_concurrency: cpus,
             target_partitions: cpus,
             scan_work_sharing: false,
@@ -230,6 +218,7 @@ impl Worker {
             metrics_address.map(|a| a.to_string()).unwrap_or_default(),
         ));
         let registered = link.register(options.connect_timeout).await?;
+        take_access(&engine, &registered, &link)?;
         let id = registered.worker_id;
         log::info!(
             "worker-{id} registered with {} ({cpus} CPUs, shuffle on {shuffle_address})",
@@ -265,6 +254,7 @@ impl Worker {
             tasks,
             _metrics: metrics,
             _task_runtime: task_runtime,
+            _dirs: dirs,
         })
     }
 
@@ -317,6 +307,25 @@ impl Drop for RunningTask {
 
 /// The worker's side of its driver: orders in, heartbeats and reports out,
 /// registering again with each new leader.
+/// Enforces the cluster's access policy the driver sent. Without one (a driver
+/// from before policies) the strict cluster default stays.
+fn take_access(
+    engine: &Engine,
+    registered: &regatta_proto::RegisterResponse,
+    link: &DriverLink,
+) -> Result<()> {
+    if let Some(wire) = &registered.access {
+        let policy = regatta_common::AccessPolicy::try_from(wire).map_err(|message| {
+            WorkerError::Refused {
+                address: link.drivers.current(),
+                message,
+            }
+        })?;
+        engine.set_access(policy);
+    }
+    Ok(())
+}
+
 struct Session {
     link: Arc<DriverLink>,
     runner: Arc<TaskRunner>,
@@ -347,6 +356,7 @@ impl Session {
                     address: self.link.drivers.addresses().join(","),
                     message: e.to_string(),
                 })?;
+            take_access(&self.runner.engine, &again, &self.link)?;
             interval = Duration::from_millis(u64::from(again.heartbeat_interval_ms.max(50)));
             log::info!(
                 "worker-{} registered with {} in term {}",

@@ -11,11 +11,35 @@ use std::time::{Duration, Instant};
 pub const TOKEN: &str = "test-token";
 
 /// The `regatta` binary with the test token and no driver from the environment.
+/// Its drivers let jobs read the tests' data: files under the temp directory
+/// and servers on loopback (a cluster's default policy refuses both; the
+/// access tests start theirs with [`regatta_strict`]).
 pub fn regatta() -> Command {
+    let mut c = regatta_strict();
+    c.env("REGATTA_ACCESS_ALLOW_NETWORKS", "127.0.0.0/8")
+        .env("REGATTA_ACCESS_LOCAL_ROOTS", test_data_roots());
+    c
+}
+
+/// Where the tests' jobs read files: the temp directory, the fetched sample
+/// data under `models/` (or where `REGATTA_PHOTOS_DIR` says).
+fn test_data_roots() -> std::ffi::OsString {
+    let mut roots = vec![
+        std::env::temp_dir(),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"),
+    ];
+    roots.extend(std::env::var_os("REGATTA_PHOTOS_DIR").map(PathBuf::from));
+    std::env::join_paths(roots).unwrap()
+}
+
+/// [`regatta`] without the test's widening of the access policy.
+pub fn regatta_strict() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_regatta"));
     c.env("REGATTA_TOKEN", TOKEN)
         .env_remove("REGATTA_DRIVER")
-        .env_remove("REGATTA_RAY_ADDRESS");
+        .env_remove("REGATTA_RAY_ADDRESS")
+        .env_remove("REGATTA_ACCESS_ALLOW_NETWORKS")
+        .env_remove("REGATTA_ACCESS_LOCAL_ROOTS");
     c
 }
 
@@ -239,7 +263,7 @@ impl Cluster {
     }
 
     /// Files (not directories) left under the workers' spill directories,
-    /// but for each worker's owner token.
+    /// but for each worker's owner token and directory lock.
     pub fn spill_files(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
         let mut stack = vec![self.spill.clone()];
@@ -251,6 +275,7 @@ impl Cluster {
                 } else if p.extension().is_none_or(|x| x != "toml")
                     && !p.ends_with("driver.toml")
                     && !p.ends_with(".owner-token")
+                    && !p.ends_with(".lock")
                 {
                     out.push(p);
                 }
@@ -259,15 +284,20 @@ impl Cluster {
         out
     }
 
-    /// Job directories left under the workers' shuffle roots.
+    /// Job directories left under the workers' shuffle roots
+    /// (`<spill>/w<i>/worker-<random>/shuffle/<job>`).
     pub fn shuffle_dirs(&self) -> Vec<PathBuf> {
+        let entries = |d: &Path| {
+            std::fs::read_dir(d)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect::<Vec<_>>()
+        };
         let mut out = Vec::new();
-        for e in std::fs::read_dir(&self.spill)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let shuffle = e.path().join("shuffle");
+        for own in entries(&self.spill).iter().flat_map(|w| entries(w)) {
+            let shuffle = own.join("shuffle");
             out.extend(
                 std::fs::read_dir(&shuffle)
                     .into_iter()

@@ -77,9 +77,12 @@ impl FunctionRegistry {
 }
 
 /// Every built-in function, with its cost when expensive.
-pub fn builtin_functions(download: DownloadOptions) -> Vec<(ScalarUDF, Option<FunctionCost>)> {
+pub fn builtin_functions(
+    download: DownloadOptions,
+    access: std::sync::Arc<crate::access::SharedAccess>,
+) -> Vec<(ScalarUDF, Option<FunctionCost>)> {
     let mut out = vec![(
-        ScalarUDF::new_from_impl(UrlDownload::new(download)),
+        ScalarUDF::new_from_impl(UrlDownload::new(download, access)),
         Some(FunctionCost::Io),
     )];
     for op in ImageOp::ALL {

@@ -19,6 +19,8 @@ pub enum RowErrorClass {
     Data,
     /// A model's batch failed after its retries; each of its rows is reported.
     Model,
+    /// The access policy refused the row's URL or path.
+    Access,
 }
 
 impl RowErrorClass {
@@ -28,6 +30,7 @@ impl RowErrorClass {
             Self::Io => "io",
             Self::Data => "data",
             Self::Model => "model",
+            Self::Access => "access",
         }
     }
 }

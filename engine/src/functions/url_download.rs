@@ -18,6 +18,9 @@ use tokio::sync::Semaphore;
 use super::args::{array_arg, check_arity, int_arg, str_arg, OnError};
 use super::io_runtime::block_on_io;
 use super::row_failures::RowErrorClass;
+use crate::access::{
+    check_url_host, cut_query, AccessPolicy, GuardedResolver, Refusal, SharedAccess, UrlScheme,
+};
 
 pub const NAME: &str = "url_download";
 const USAGE: &str =
@@ -57,30 +60,70 @@ pub struct UrlDownload {
     signature: Signature,
     options: DownloadOptions,
     connections: Arc<Semaphore>,
-    client: OnceLock<reqwest::Client>,
+    access: Arc<SharedAccess>,
+    /// For a policy that allows every address: the system's resolver and proxies.
+    open_client: OnceLock<reqwest::Client>,
+    /// For a policy that refuses some: addresses checked after resolution and
+    /// on every redirect, and no proxy (which would resolve names itself).
+    guarded_client: OnceLock<reqwest::Client>,
 }
 
+/// Redirects a download follows, as browsers and reqwest's default do.
+const MAX_REDIRECTS: usize = 10;
+
 impl UrlDownload {
-    /// A downloader with its own connection bound.
-    pub fn new(options: DownloadOptions) -> Self {
+    /// A downloader with its own connection bound, reading under `access`.
+    pub fn new(options: DownloadOptions, access: Arc<SharedAccess>) -> Self {
         let connections = Arc::new(Semaphore::new(options.max_connections.max(1)));
         Self {
             signature: Signature::variadic_any(Volatility::Volatile),
             options,
             connections,
-            client: OnceLock::new(),
+            access,
+            open_client: OnceLock::new(),
+            guarded_client: OnceLock::new(),
         }
     }
 
-    fn client(&self) -> Result<reqwest::Client> {
-        if let Some(c) = self.client.get() {
+    fn client(&self, policy: &AccessPolicy) -> Result<reqwest::Client> {
+        let (cell, guarded) = if policy.private_networks {
+            (&self.open_client, false)
+        } else {
+            (&self.guarded_client, true)
+        };
+        if let Some(c) = cell.get() {
             return Ok(c.clone());
         }
-        let c = reqwest::Client::builder()
-            .pool_max_idle_per_host(self.options.max_connections)
+        let mut builder =
+            reqwest::Client::builder().pool_max_idle_per_host(self.options.max_connections);
+        if guarded {
+            let access = self.access.clone();
+            builder = builder
+                .no_proxy()
+                .dns_resolver(Arc::new(GuardedResolver {
+                    access: access.clone(),
+                }))
+                .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                    if attempt.previous().len() >= MAX_REDIRECTS {
+                        return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+                    }
+                    let policy = access.get();
+                    let checked = policy
+                        .check_scheme(attempt.url().as_str())
+                        .and_then(|_| check_url_host(&policy, attempt.url()));
+                    match checked {
+                        Ok(()) => attempt.follow(),
+                        Err(r) => {
+                            let to = cut_query(attempt.url().as_str());
+                            attempt.error(format!("redirect to {to}: {r}"))
+                        }
+                    }
+                }));
+        }
+        let c = builder
             .build()
             .map_err(|e| DataFusionError::Execution(format!("cannot build HTTP client: {e}")))?;
-        Ok(self.client.get_or_init(|| c).clone())
+        Ok(cell.get_or_init(|| c).clone())
     }
 }
 
@@ -101,6 +144,36 @@ impl std::hash::Hash for UrlDownload {
 struct FetchError {
     message: String,
     transient: bool,
+    class: RowErrorClass,
+}
+
+impl FetchError {
+    fn io(message: impl Into<String>, transient: bool) -> Self {
+        Self {
+            message: message.into(),
+            transient,
+            class: RowErrorClass::Io,
+        }
+    }
+
+    fn refused(r: Refusal) -> Self {
+        Self {
+            message: r.to_string(),
+            transient: false,
+            class: RowErrorClass::Access,
+        }
+    }
+
+    fn too_big(cap: u64) -> Self {
+        Self {
+            message: format!(
+                "refused by the access policy: larger than access.max_download_bytes ({})",
+                regatta_common::ByteSize(cap)
+            ),
+            transient: false,
+            class: RowErrorClass::Access,
+        }
+    }
 }
 
 impl ScalarUDFImpl for UrlDownload {
@@ -147,9 +220,10 @@ impl ScalarUDFImpl for UrlDownload {
         // Shared with the I/O task, which must own what it reads.
         let list: Arc<Vec<Option<String>>> =
             Arc::new(urls.iter().map(|u| u.map(str::to_string)).collect());
-        let client = self.client()?;
+        let policy = self.access.get();
+        let client = self.client(&policy)?;
         let conns = self.connections.clone();
-        let results = block_on_io(fetch_all(Arc::clone(&list), client, conns, opts))?;
+        let results = block_on_io(fetch_all(Arc::clone(&list), client, conns, opts, policy))?;
         let total: usize = results
             .iter()
             .map(|r| {
@@ -164,8 +238,8 @@ impl ScalarUDFImpl for UrlDownload {
                 Ok(Some(bytes)) => out.append_value(&bytes),
                 Ok(None) => out.append_null(),
                 Err(e) => {
-                    let url = list.get(row).cloned().flatten();
-                    on_error.fail_row(NAME, row, url, RowErrorClass::Io, e.message)?;
+                    let url = list.get(row).cloned().flatten().map(|u| cut_query(&u));
+                    on_error.fail_row(NAME, row, url, e.class, e.message)?;
                     out.append_null()
                 }
             }
@@ -179,6 +253,7 @@ async fn fetch_all(
     client: reqwest::Client,
     conns: Arc<Semaphore>,
     opts: DownloadOptions,
+    policy: Arc<AccessPolicy>,
 ) -> Vec<std::result::Result<Option<Vec<u8>>, FetchError>> {
     let parallel = opts.max_connections.max(1);
     futures::stream::iter(0..urls.len())
@@ -187,21 +262,23 @@ async fn fetch_all(
             let client = client.clone();
             let conns = conns.clone();
             let opts = opts.clone();
+            let policy = policy.clone();
             async move {
                 let Some(u) = urls[row].as_deref() else {
                     return Ok(None);
                 };
-                let _permit = conns.acquire_owned().await.map_err(|_| FetchError {
-                    message: "downloader closed".into(),
-                    transient: false,
-                })?;
+                let _permit = conns
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| FetchError::io("downloader closed", false))?;
                 let deadline = opts.deadline;
-                match tokio::time::timeout(deadline, fetch_with_retry(u, &client, &opts)).await {
+                let fetch = fetch_with_retry(u, &client, &opts, &policy);
+                match tokio::time::timeout(deadline, fetch).await {
                     Ok(fetched) => fetched.map(Some),
-                    Err(_) => Err(FetchError {
-                        message: format!("no answer within the row's deadline of {deadline:?}"),
-                        transient: true,
-                    }),
+                    Err(_) => Err(FetchError::io(
+                        format!("no answer within the row's deadline of {deadline:?}"),
+                        true,
+                    )),
                 }
             }
         })
@@ -214,14 +291,20 @@ async fn fetch_with_retry(
     url: &str,
     client: &reqwest::Client,
     opts: &DownloadOptions,
+    policy: &AccessPolicy,
 ) -> std::result::Result<Vec<u8>, FetchError> {
     let mut attempt = 0u32;
     loop {
-        match fetch_once(url, client, opts).await {
+        match fetch_once(url, client, opts, policy).await {
             Ok(b) => return Ok(b),
             Err(e) if e.transient && attempt < opts.max_retries => {
                 let wait = opts.backoff.saturating_mul(1u32 << attempt.min(10));
-                log::debug!("{url}: {} (retry {} in {wait:?})", e.message, attempt + 1);
+                log::debug!(
+                    "{}: {} (retry {} in {wait:?})",
+                    cut_query(url),
+                    e.message,
+                    attempt + 1
+                );
                 tokio::time::sleep(wait.min(Duration::from_secs(10))).await;
                 attempt += 1;
             }
@@ -233,7 +316,7 @@ async fn fetch_with_retry(
                     } else {
                         e.message
                     },
-                    transient: e.transient,
+                    ..e
                 });
             }
         }
@@ -244,63 +327,119 @@ async fn fetch_once(
     url: &str,
     client: &reqwest::Client,
     opts: &DownloadOptions,
+    policy: &AccessPolicy,
 ) -> std::result::Result<Vec<u8>, FetchError> {
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
-        let resp = client
-            .get(url)
+    let cap = policy.max_download_bytes;
+    let scheme = policy.check_scheme(url).map_err(FetchError::refused)?;
+    if matches!(scheme, UrlScheme::Http | UrlScheme::Https) {
+        let parsed = reqwest::Url::parse(url).map_err(|e| FetchError::io(e.to_string(), false))?;
+        // A name is checked by the resolver; an address never reaches one.
+        check_url_host(policy, &parsed).map_err(FetchError::refused)?;
+        let mut resp = client
+            .get(parsed)
             .timeout(opts.timeout)
             .send()
             .await
-            .map_err(|e| FetchError {
-                transient: e.is_timeout() || e.is_connect() || e.is_request(),
-                message: describe_reqwest(&e),
+            .map_err(|e| {
+                // A refusal of the policy (resolver or redirect) is final.
+                let message = describe_reqwest(&e);
+                if message.contains("refused by the access policy") {
+                    FetchError::refused(Refusal(
+                        message.replace("refused by the access policy: ", ""),
+                    ))
+                } else {
+                    FetchError::io(message, e.is_timeout() || e.is_connect() || e.is_request())
+                }
             })?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(FetchError {
-                message: format!("HTTP {status}"),
-                transient: status.is_server_error() || status.as_u16() == 429,
-            });
+            return Err(FetchError::io(
+                format!("HTTP {status}"),
+                status.is_server_error() || status.as_u16() == 429,
+            ));
         }
-        let body = resp.bytes().await.map_err(|e| FetchError {
-            transient: true,
-            message: format!("reading body: {}", describe_reqwest(&e)),
-        })?;
-        return Ok(body.to_vec());
+        if resp.content_length().is_some_and(|n| n > cap) {
+            return Err(FetchError::too_big(cap));
+        }
+        // Read chunk by chunk: a server that lies about (or omits) its length
+        // is stopped at the cap, not when memory runs out.
+        let mut body = Vec::with_capacity(resp.content_length().unwrap_or(0) as usize);
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| FetchError::io(format!("reading body: {}", describe_reqwest(&e)), true))?
+        {
+            if (body.len() + chunk.len()) as u64 > cap {
+                return Err(FetchError::too_big(cap));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        return Ok(body);
     }
     if crate::storage::is_object_url(url) {
         // The store's client retries transient failures itself (bounded by
         // [storage]); a failure that reaches here is final.
-        let parsed = crate::storage::ObjectUrl::parse(url).map_err(|e| FetchError {
-            message: e.to_string(),
-            transient: false,
-        })?;
-        return crate::storage::remote::get_bytes(&parsed)
+        let parsed = crate::storage::ObjectUrl::parse(url)
+            .map_err(|e| FetchError::io(e.to_string(), false))?;
+        let bytes = crate::storage::remote::get_bytes(&parsed)
             .await
-            .map(|b| b.to_vec())
-            .map_err(|e| FetchError {
-                message: match e {
-                    crate::EngineError::InputNotFound { .. } => "object not found".to_string(),
-                    other => other.to_string(),
-                },
-                transient: false,
-            });
+            .map_err(|e| {
+                FetchError::io(
+                    match e {
+                        crate::EngineError::InputNotFound { .. } => "object not found".to_string(),
+                        other => other.to_string(),
+                    },
+                    false,
+                )
+            })?;
+        if bytes.len() as u64 > cap {
+            return Err(FetchError::too_big(cap));
+        }
+        return Ok(bytes.to_vec());
     }
-    let path = crate::io::paths::local_path(url).map_err(|e| FetchError {
-        message: e.to_string(),
-        transient: false,
-    })?;
-    tokio::fs::read(&path).await.map_err(|e| FetchError {
-        transient: matches!(
-            e.kind(),
-            std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut
+    let path =
+        crate::io::paths::local_path(url).map_err(|e| FetchError::io(e.to_string(), false))?;
+    if policy.local_roots.is_some() && !path.exists() {
+        return Err(FetchError::io("file not found", false));
+    }
+    // Read through the resolved path the check approved.
+    let path = policy.check_local(&path).map_err(FetchError::refused)?;
+    read_file_capped(&path, cap).await.map_err(|e| match e {
+        ReadError::TooBig => FetchError::too_big(cap),
+        ReadError::Io(e) => FetchError::io(
+            match e.kind() {
+                std::io::ErrorKind::NotFound => "file not found".to_string(),
+                _ => e.to_string(),
+            },
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut
+            ),
         ),
-        message: match e.kind() {
-            std::io::ErrorKind::NotFound => "file not found".to_string(),
-            _ => e.to_string(),
-        },
     })
+}
+
+enum ReadError {
+    TooBig,
+    Io(std::io::Error),
+}
+
+/// The bytes of `path`, or TooBig past `cap` (`/dev/zero` has no end).
+async fn read_file_capped(
+    path: &std::path::Path,
+    cap: u64,
+) -> std::result::Result<Vec<u8>, ReadError> {
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(path).await.map_err(ReadError::Io)?;
+    let mut body = Vec::new();
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut body)
+        .await
+        .map_err(ReadError::Io)?;
+    if body.len() as u64 > cap {
+        return Err(ReadError::TooBig);
+    }
+    Ok(body)
 }
 
 fn describe_reqwest(e: &reqwest::Error) -> String {
@@ -310,6 +449,10 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
         src = s.source();
+    }
+    // reqwest names the URL; its query may be a presigned signature.
+    if let Some(url) = e.url() {
+        msg = msg.replace(url.as_str(), &cut_query(url.as_str()));
     }
     msg
 }

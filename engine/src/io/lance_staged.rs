@@ -261,3 +261,37 @@ pub async fn discard_staging(dest: &str, tag: &str) -> Result<()> {
         },
     }
 }
+
+/// Checks a task's report of what it staged for job `tag` at `dest`: its
+/// staging directory must lie under the job's own prefix and its data files
+/// be plain names there. The commit moves those files into the dataset, so a
+/// forged report naming another directory would otherwise have the driver
+/// move files from wherever it pointed.
+pub fn check_reported(dest: &str, tag: &str, json: &str) -> Result<()> {
+    let staged = StagedFragments::decode(dest, json)?;
+    let root = staging_root(dest, tag)?;
+    let inside = staged
+        .dir
+        .strip_prefix(&root)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| !rest.is_empty() && rest.split('/').all(super::staged::is_plain_name));
+    if !inside {
+        return Err(EngineError::InvalidArgument(format!(
+            "a task reported fragments staged in {}, outside its job's staging prefix {root}",
+            staged.dir
+        )));
+    }
+    for f in &staged.fragments {
+        if let Some(file) = f
+            .files
+            .iter()
+            .find(|d| !super::staged::is_plain_name(&d.path))
+        {
+            return Err(EngineError::InvalidArgument(format!(
+                "a task reported a data file {:?}, not a file name in its staging directory",
+                file.path
+            )));
+        }
+    }
+    Ok(())
+}

@@ -11,6 +11,7 @@ pub mod sinks;
 pub mod sources;
 pub mod staged;
 pub mod staged_remote;
+pub mod url_tables;
 pub mod video_frames;
 pub mod video_frames_exec;
 

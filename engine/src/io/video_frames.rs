@@ -121,7 +121,8 @@ impl TableProvider for VideoFramesTable {
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         // Directories are listed whole: videos come in many extensions.
-        let files = input_files(&self.input, "")
+        let policy = crate::access::policy_of(state.config());
+        let files = input_files(&self.input, "", &policy)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let n = files
@@ -146,6 +147,7 @@ pub(crate) fn decode_videos(
     videos: Vec<String>,
     options: VideoOptions,
     schema: SchemaRef,
+    policy: Arc<crate::access::AccessPolicy>,
 ) -> SendableRecordBatchStream {
     // Two batches in flight: the decoder waits when the consumer is slow.
     let mut builder = RecordBatchReceiverStreamBuilder::new(schema.clone(), 2);
@@ -153,7 +155,7 @@ pub(crate) fn decode_videos(
     let handle = tokio::runtime::Handle::current();
     builder.spawn_blocking(move || {
         for url in &videos {
-            match decode_video(url, &options, &schema, &tx, &handle) {
+            match decode_video(url, &options, &schema, &tx, &handle, &policy) {
                 Ok(true) => {}
                 Ok(false) => break, // the reader went away
                 Err(e) => {
@@ -184,9 +186,17 @@ impl LocalVideo {
     }
 }
 
-fn fetch(url: &str, handle: &tokio::runtime::Handle) -> Result<LocalVideo, String> {
+fn fetch(
+    url: &str,
+    handle: &tokio::runtime::Handle,
+    policy: &crate::access::AccessPolicy,
+) -> Result<LocalVideo, String> {
+    policy.check_scheme(url).map_err(|e| e.to_string())?;
     if !storage::is_object_url(url) {
-        return crate::io::paths::local_path(url)
+        let path = crate::io::paths::local_path(url).map_err(|e| e.to_string())?;
+        // Listed on the driver under its policy; checked again where it is read.
+        return policy
+            .check_local(&path)
             .map(LocalVideo::Path)
             .map_err(|e| e.to_string());
     }
@@ -201,6 +211,7 @@ fn fetch(url: &str, handle: &tokio::runtime::Handle) -> Result<LocalVideo, Strin
 }
 
 fn video_error(url: &str, message: impl std::fmt::Display) -> DataFusionError {
+    let url = crate::access::cut_query(url);
     DataFusionError::Execution(format!("{VIDEO_FRAMES}: {url}: {message}"))
 }
 
@@ -211,14 +222,18 @@ fn decode_video(
     schema: &SchemaRef,
     tx: &Sender<DfResult<RecordBatch>>,
     handle: &tokio::runtime::Handle,
+    policy: &crate::access::AccessPolicy,
 ) -> DfResult<bool> {
     // Frames are rows of a source, not of a function: skip and record leave
     // a bad file out as null does (logged; it has no row to record).
     let skip = options.on_error != OnError::Raise;
-    let local = match fetch(url, handle) {
+    let local = match fetch(url, handle, policy) {
         Ok(l) => l,
         Err(e) if skip => {
-            log::warn!("{VIDEO_FRAMES}: skipping {url}: {e}");
+            log::warn!(
+                "{VIDEO_FRAMES}: skipping {}: {e}",
+                crate::access::cut_query(url)
+            );
             return Ok(true);
         }
         Err(e) => return Err(video_error(url, e)),
@@ -226,7 +241,10 @@ fn decode_video(
     let mut reader = match FrameReader::open(local.path(), options.clone()) {
         Ok(r) => r,
         Err(e) if skip => {
-            log::warn!("{VIDEO_FRAMES}: skipping {url}: {e}");
+            log::warn!(
+                "{VIDEO_FRAMES}: skipping {}: {e}",
+                crate::access::cut_query(url)
+            );
             return Ok(true);
         }
         Err(e) => return Err(video_error(url, e)),
@@ -248,7 +266,10 @@ fn decode_video(
         }
         match fault {
             Some(e) if skip => {
-                log::warn!("{VIDEO_FRAMES}: {url}: {e}; keeping the frames before it");
+                log::warn!(
+                    "{VIDEO_FRAMES}: {}: {e}; keeping the frames before it",
+                    crate::access::cut_query(url)
+                );
                 return Ok(true);
             }
             Some(e) => return Err(video_error(url, e)),

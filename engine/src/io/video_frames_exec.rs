@@ -104,7 +104,7 @@ impl ExecutionPlan for VideoFramesExec {
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         // No videos at all is one partition with no rows.
         let videos = match self.shares.get(partition) {
@@ -117,7 +117,8 @@ impl ExecutionPlan for VideoFramesExec {
                 )))
             }
         };
-        let frames = decode_videos(videos, self.options.clone(), video_frames_schema());
+        let policy = crate::access::policy_of(context.session_config());
+        let frames = decode_videos(videos, self.options.clone(), video_frames_schema(), policy);
         let Some(projection) = self.projection.clone() else {
             return Ok(frames);
         };

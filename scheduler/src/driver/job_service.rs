@@ -72,7 +72,7 @@ impl JobService for JobServiceImpl {
                 (job, &request_id),
                 &request,
                 cpus as usize,
-                self.driver.options().task_memory,
+                self.driver.options(),
             )
             .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?;

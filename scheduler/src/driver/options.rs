@@ -32,6 +32,9 @@ pub struct DriverOptions {
     pub history_jobs: u32,
     /// Where the dashboard and `/metrics` listen; None: nowhere.
     pub dashboard: Option<DashboardBind>,
+    /// What jobs may read (`[access]`): checked at planning, sent to every
+    /// worker when it registers.
+    pub access: regatta_common::AccessPolicy,
 }
 
 /// Where the dashboard listens.
@@ -78,6 +81,7 @@ impl Default for DriverOptions {
             replication: None,
             launcher: None,
             control_host: String::new(),
+            access: regatta_common::AccessPolicy::cluster(),
             history_jobs: crate::DEFAULT_HISTORY_JOBS,
             dashboard: None,
         }

@@ -9,6 +9,7 @@ use datafusion_proto::bytes::{
     logical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
 };
 use regatta_common::{JobId, RequestId, Resources};
+use regatta_engine::access::{check_output, check_plan, AccessPolicy};
 use regatta_engine::functions::ModelProvider;
 use regatta_engine::io::lance_scan::LanceFragmentTable;
 use regatta_engine::io::resume::ResumeTarget;
@@ -38,9 +39,10 @@ fn format_of(name: &str, path: &str, format: &str) -> Result<FileFormat> {
 
 impl Planner {
     /// The engine a job is planned with: as many partitions as the cluster has CPUs.
-    fn engine(&self, partitions: usize) -> Result<Engine> {
+    fn engine(&self, partitions: usize, access: &AccessPolicy) -> Result<Engine> {
         let options = EngineOptions {
             target_partitions: partitions.max(1),
+            access: access.clone(),
             ..EngineOptions::default()
         };
         let engine = Engine::new(options)?;
@@ -58,9 +60,10 @@ impl Planner {
         (job, request_id): (JobId, &RequestId),
         request: &SubmitRequest,
         partitions: usize,
-        task_memory: u64,
+        options: &super::DriverOptions,
     ) -> Result<Command> {
-        let engine = self.engine(partitions)?;
+        let task_memory = options.task_memory;
+        let engine = self.engine(partitions, &options.access)?;
         for t in &request.tables {
             if t.name.is_empty() || t.path.is_empty() {
                 return Err(SchedulerError::Plan(
@@ -137,6 +140,13 @@ impl Planner {
             }
             planned => planned?,
         };
+        // Every file the plan scans, however it was named (a table, SQL's
+        // `FROM 'file'`, a client's logical plan).
+        check_plan(&physical, &options.access).map_err(|e| SchedulerError::Plan(e.to_string()))?;
+        if !request.output_path.is_empty() {
+            check_output(&options.access, &request.output_path)
+                .map_err(|e| SchedulerError::Plan(format!("output: {e}")))?;
+        }
         let output = output_of(request, &physical.schema()).await?;
         let codec = RegattaCodec::encoder();
         let demand = Resources {

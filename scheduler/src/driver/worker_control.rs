@@ -26,6 +26,27 @@ impl WorkerControlImpl {
     pub fn new(driver: Driver) -> Self {
         Self { driver }
     }
+
+    /// Refuses a report naming files outside the job's staging prefix: the
+    /// commit moves what the reports name, so a forged one (any token holder
+    /// can send one) must not point it at other files.
+    fn check_written(&self, job: regatta_common::JobId, written: &str) -> Result<(), Status> {
+        let Some(out) = self
+            .driver
+            .with_state(|s| s.job(job).and_then(|j| j.output.clone()))
+        else {
+            return Ok(());
+        };
+        if out.mode == crate::OutputMode::AddColumns {
+            return Ok(());
+        }
+        let tag = self.driver.job_tag(job);
+        regatta_engine::io::staged::check_reported(&out.path, out.format.into(), &tag, written)
+            .map_err(|e| {
+                log::warn!("{job}: refused a task report: {e}");
+                Status::permission_denied(format!("{job}: {e}"))
+            })
+    }
 }
 
 /// A worker's order stream; when it ends (the worker died or disconnected) the
@@ -105,6 +126,7 @@ impl WorkerControl for WorkerControlImpl {
             worker_id: worker.0,
             heartbeat_interval_ms: self.driver.options().heartbeat_interval.as_millis() as u32,
             term: self.driver.term(),
+            access: Some((&self.driver.options().access).into()),
         }))
     }
 
@@ -154,6 +176,9 @@ impl WorkerControl for WorkerControlImpl {
             .ok_or_else(|| Status::invalid_argument("report: the task key is missing"))?;
         let task = task_key(&key);
         let worker = WorkerId(r.worker_id);
+        if r.ok && !r.written.is_empty() {
+            self.check_written(task.job, &r.written)?;
+        }
         let cmd = if r.ok {
             Command::TaskFinished {
                 task,
