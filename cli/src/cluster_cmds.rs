@@ -322,6 +322,8 @@ pub async fn run_driver(args: DriverArgs) -> Result<()> {
     let bind = args.bind.clone().unwrap_or_else(|| cfg.driver.bind.clone());
     let replication = replication(&args, &cfg, &bind)?;
     let replicated = replication.as_ref().map(|r| r.node_id);
+    cfg.check_plain_text("driver", &[&bind])
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let mut options = driver_options(&cfg, replication)?;
     options.launcher = args.launch.launcher(&mut cfg)?;
     if options.launcher.is_some() && replicated.is_some() {
@@ -376,6 +378,8 @@ pub async fn run_worker(args: WorkerArgs) -> Result<()> {
         die_with_parent: args.die_with_parent,
         models: model_store(&cfg),
     };
+    cfg.check_plain_text("worker", &[&options.bind, &options.driver])
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let worker = Worker::start(options)
         .await
         .map_err(|e| CliError::Usage(e.to_string()))?;

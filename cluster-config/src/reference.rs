@@ -359,6 +359,15 @@ pub const KEYS: &[KeyDoc] = &[
               plan scans and on the worker for every file a row names.",
     },
     KeyDoc {
+        key: "security.require_tls",
+        kind: "bool",
+        example: "true",
+        env: None,
+        doc: "Refuse to start a driver or worker that binds or dials beyond loopback \
+              without `cluster.tls_*`. Without it such a process starts with a warning: \
+              the token and the rows would cross the network in clear text.",
+    },
+    KeyDoc {
         key: "ray.address",
         kind: "URL",
         example: "\"http://127.0.0.1:8265\"",

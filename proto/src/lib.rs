@@ -25,6 +25,21 @@ pub use tonic::Status;
 /// The metadata key carrying the cluster token on every call.
 pub const TOKEN_HEADER: &str = "authorization";
 
+/// The metadata key carrying a worker's own credential (from its registration)
+/// on the calls that name its worker id.
+pub const WORKER_SECRET_HEADER: &str = "x-regatta-worker-secret";
+
+/// `message` with the worker credential `secret` attached (none when empty).
+pub fn with_worker_secret<T>(message: T, secret: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Ok(v) = secret.parse() {
+        if !secret.is_empty() {
+            request.metadata_mut().insert(WORKER_SECRET_HEADER, v);
+        }
+    }
+    request
+}
+
 /// The metadata value for `token`.
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")

@@ -18,6 +18,8 @@ type Key = (u64, u32, u32);
 
 pub struct DriverLink {
     pub drivers: Drivers,
+    /// This worker's own credential, from its latest registration.
+    secret: Mutex<String>,
     id: AtomicU64,
     term: AtomicU64,
     /// Tasks running here, or finished and not yet acknowledged, by attempt.
@@ -57,6 +59,7 @@ impl DriverLink {
         };
         Self {
             drivers,
+            secret: Mutex::new(String::new()),
             id: AtomicU64::new(0),
             term: AtomicU64::new(0),
             held: Mutex::new(BTreeMap::new()),
@@ -66,6 +69,14 @@ impl DriverLink {
 
     pub fn id(&self) -> u64 {
         self.id.load(Ordering::SeqCst)
+    }
+
+    /// The credential the leader gave this worker (empty before registering).
+    pub fn secret(&self) -> String {
+        self.secret
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<Key, u32>> {
@@ -99,7 +110,8 @@ impl DriverLink {
             let outcome = self
                 .drivers
                 .call_within(left, |ch| {
-                    let r = request.clone();
+                    // Taking an id over again proves it is this worker's.
+                    let r = regatta_proto::with_worker_secret(request.clone(), &self.secret());
                     async move { WorkerControlClient::new(ch).register(r).await }
                 })
                 .await;
@@ -124,6 +136,7 @@ impl DriverLink {
                 }
             }
         };
+        *self.secret.lock().unwrap_or_else(|p| p.into_inner()) = reply.worker_secret.clone();
         let before = self.id.swap(reply.worker_id, Ordering::SeqCst);
         self.term.fetch_max(reply.term, Ordering::SeqCst);
         if before != 0 && before != reply.worker_id {
@@ -153,12 +166,13 @@ impl DriverLink {
     /// Reports a task until a leader takes the report (or plainly refuses it).
     pub async fn report(&self, mut report: TaskReport) {
         let key = report.key.as_ref().map(key_of);
+        let mut refused = 0u32;
         loop {
             report.worker_id = self.id();
             let sent = self
                 .drivers
                 .call(|ch| {
-                    let r = report.clone();
+                    let r = regatta_proto::with_worker_secret(report.clone(), &self.secret());
                     async move { WorkerControlClient::new(ch).report_task(r).await }
                 })
                 .await;
@@ -167,6 +181,17 @@ impl DriverLink {
                 Err(s) if regatta_proto::is_retryable(&s) => {
                     log::warn!("no driver took a task report yet: {}", s.message());
                     tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                // Sent with the credential of the leader before while this
+                // worker registers with a new one: again, once it has the new
+                // credential (a forger's refusals never end; a worker's do).
+                Err(s) if s.code() == tonic::Code::PermissionDenied && refused < 120 => {
+                    refused += 1;
+                    log::debug!(
+                        "a task report waits for this worker's credential: {}",
+                        s.message()
+                    );
+                    tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 Err(s) => {
                     log::warn!("a task report was refused: {}", s.message());

@@ -376,7 +376,9 @@ impl Session {
         };
         let mut client = WorkerControlClient::new(channel);
         let id = self.link.id();
-        let mut orders = match client.orders(OrdersRequest { worker_id: id }).await {
+        let secret = self.link.secret();
+        let ask = regatta_proto::with_worker_secret(OrdersRequest { worker_id: id }, &secret);
+        let mut orders = match client.orders(ask).await {
             Ok(o) => o.into_inner(),
             Err(s) => {
                 self.link.drivers.follow(&s);
@@ -387,14 +389,15 @@ impl Session {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
+                    let beat = HeartbeatRequest {
+                        worker_id: id,
+                        running_tasks: self.running.load(Ordering::Relaxed),
+                        model_builds: self.actors.model_builds(),
+                        actor_devices: self.actors.actor_devices(),
+                        usage: Some(self.stats.usage()),
+                    };
                     let reply = client
-                        .heartbeat(HeartbeatRequest {
-                            worker_id: id,
-                            running_tasks: self.running.load(Ordering::Relaxed),
-                            model_builds: self.actors.model_builds(),
-                            actor_devices: self.actors.actor_devices(),
-                            usage: Some(self.stats.usage()),
-                        })
+                        .heartbeat(regatta_proto::with_worker_secret(beat, &secret))
                         .await;
                     match reply {
                         Ok(r) if r.get_ref().known => {}

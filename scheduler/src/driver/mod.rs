@@ -9,6 +9,7 @@ mod resumable;
 mod row_budget;
 mod server;
 mod worker_control;
+mod worker_credentials;
 
 pub use self::core::{info_of, Driver, ResultLocations, TaskTime, WorkerReport};
 pub use job_service::JobServiceImpl;

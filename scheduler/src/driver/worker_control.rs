@@ -13,6 +13,7 @@ use regatta_proto::{
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use super::worker_credentials::WorkerCredentials;
 use super::{Driver, TaskTime, WorkerReport};
 use crate::{Command, OperatorStat, OutputStats, TaskKey, WorkerSpec};
 
@@ -20,11 +21,15 @@ use crate::{Command, OperatorStat, OutputStats, TaskKey, WorkerSpec};
 #[derive(Clone)]
 pub struct WorkerControlImpl {
     driver: Driver,
+    credentials: WorkerCredentials,
 }
 
 impl WorkerControlImpl {
     pub fn new(driver: Driver) -> Self {
-        Self { driver }
+        Self {
+            driver,
+            credentials: WorkerCredentials::default(),
+        }
     }
 
     /// Refuses a report naming files outside the job's staging prefix: the
@@ -44,7 +49,7 @@ impl WorkerControlImpl {
         regatta_engine::io::staged::check_reported(&out.path, out.format.into(), &tag, written)
             .map_err(|e| {
                 log::warn!("{job}: refused a task report: {e}");
-                Status::permission_denied(format!("{job}: {e}"))
+                Status::invalid_argument(format!("{job}: {e}"))
             })
     }
 }
@@ -85,7 +90,13 @@ impl WorkerControl for WorkerControlImpl {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        let r = request.into_inner();
+        let (metadata, _, r) = request.into_parts();
+        if r.previous_worker_id != 0 {
+            let previous = WorkerId(r.previous_worker_id);
+            let term = self.driver.term();
+            self.credentials
+                .check(previous, term, &metadata, "taking the id over")?;
+        }
         let res = r
             .resources
             .ok_or_else(|| Status::invalid_argument("register: resources are missing"))?;
@@ -122,11 +133,13 @@ impl WorkerControl for WorkerControlImpl {
             .register_worker(spec, previous, &running)
             .await
             .map_err(unavailable)?;
+        let term = self.driver.term();
         Ok(Response::new(RegisterResponse {
             worker_id: worker.0,
             heartbeat_interval_ms: self.driver.options().heartbeat_interval.as_millis() as u32,
-            term: self.driver.term(),
+            term,
             access: Some((&self.driver.options().access).into()),
+            worker_secret: self.credentials.issue(worker, term),
         }))
     }
 
@@ -136,7 +149,10 @@ impl WorkerControl for WorkerControlImpl {
         &self,
         request: Request<OrdersRequest>,
     ) -> Result<Response<Self::OrdersStream>, Status> {
-        let worker = WorkerId(request.into_inner().worker_id);
+        let (metadata, _, ask) = request.into_parts();
+        let worker = WorkerId(ask.worker_id);
+        self.credentials
+            .check(worker, self.driver.term(), &metadata, "its orders")?;
         let rx = self.driver.connect_worker(worker).map_err(|_| {
             Status::not_found(format!(
                 "{worker} is not registered (or was lost); register again"
@@ -153,7 +169,13 @@ impl WorkerControl for WorkerControlImpl {
         &self,
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        let h = request.into_inner();
+        let (metadata, _, h) = request.into_parts();
+        self.credentials.check(
+            WorkerId(h.worker_id),
+            self.driver.term(),
+            &metadata,
+            "a heartbeat",
+        )?;
         let known = self.driver.heartbeat(
             WorkerId(h.worker_id),
             WorkerReport {
@@ -170,7 +192,13 @@ impl WorkerControl for WorkerControlImpl {
         &self,
         request: Request<TaskReport>,
     ) -> Result<Response<ReportResponse>, Status> {
-        let r = request.into_inner();
+        let (metadata, _, r) = request.into_parts();
+        self.credentials.check(
+            WorkerId(r.worker_id),
+            self.driver.term(),
+            &metadata,
+            "a task report",
+        )?;
         let key = r
             .key
             .ok_or_else(|| Status::invalid_argument("report: the task key is missing"))?;
