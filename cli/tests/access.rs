@@ -45,7 +45,8 @@ fn submit(c: &Cluster, tables: &[String], sql: &str) -> (bool, String, String) {
 async fn the_drivers_policy_reaches_its_workers_and_refuses_what_it_names() {
     let server = TestServer::start(200, b"internal".to_vec()).await;
     let d = tempfile::tempdir().unwrap();
-    let root = d.path().join("allowed");
+    // A space in the name: object-store paths percent-encode it.
+    let root = d.path().join("allowed data");
     std::fs::create_dir_all(&root).unwrap();
     let inside = root.join("in.txt");
     std::fs::write(&inside, b"inside").unwrap();

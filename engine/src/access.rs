@@ -114,7 +114,11 @@ pub fn check_plan(plan: &Arc<dyn ExecutionPlan>, policy: &AccessPolicy) -> Resul
                 for file in group.iter() {
                     let location = file.object_meta.location.as_ref();
                     if store.starts_with("file://") {
-                        let path = std::path::PathBuf::from(format!("/{location}"));
+                        // Object-store paths percent-encode what a file name may hold.
+                        let path = url::Url::parse(&format!("file:///{location}"))
+                            .ok()
+                            .and_then(|u| u.to_file_path().ok())
+                            .unwrap_or_else(|| format!("/{location}").into());
                         policy.check_local(&path)?;
                     } else {
                         policy.check_scheme(&format!("{store}{location}"))?;

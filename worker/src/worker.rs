@@ -124,6 +124,8 @@ impl Worker {
             cpu_concurrency: cpus,
             target_partitions: cpus,
             scan_work_sharing: false,
+            // Until the driver sends the cluster's own.
+            access: regatta_common::AccessPolicy::cluster(),
             ..EngineOptions::default()
         })?;
         let task_runtime = TaskRuntime::new(cpus)?;
