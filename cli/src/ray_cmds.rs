@@ -118,8 +118,10 @@ pub async fn submit_to_ray(args: &SubmitArgs, url: &str) -> Result<()> {
         }
     }
     inner.push(args.sql.clone());
-    // The driver job reads its [ray] settings from here (it has no cluster file).
-    let ray_toml = toml_of(&cfg.ray)?;
+    // The driver job reads its [ray] settings, and what its jobs may read
+    // ([access], with this environment's additions), from here: it has no
+    // cluster file.
+    let ray_toml = toml_of(&cfg)?;
     let mut env = BTreeMap::from([("REGATTA_RAY_CONFIG_TOML".to_string(), ray_toml)]);
     if !cfg.ray.token.is_empty() {
         env.insert("REGATTA_RAY_TOKEN".into(), cfg.ray.token.clone());
@@ -164,12 +166,17 @@ fn absolute(path: &str) -> String {
     }
 }
 
-fn toml_of(ray: &RayConfig) -> Result<String> {
+fn toml_of(cfg: &ClusterConfig) -> Result<String> {
     #[derive(serde::Serialize)]
     struct Only<'a> {
         ray: &'a RayConfig,
+        access: &'a regatta_common::AccessPolicy,
     }
-    toml::to_string(&Only { ray }).map_err(|e| CliError::Runtime(format!("[ray] settings: {e}")))
+    toml::to_string(&Only {
+        ray: &cfg.ray,
+        access: &cfg.access,
+    })
+    .map_err(|e| CliError::Runtime(format!("[ray] and [access] settings: {e}")))
 }
 
 /// Sends a driver job's rows to stdout and everything else in its log to stderr.
