@@ -120,3 +120,22 @@ async fn forged_calls_on_another_workers_id_are_refused() {
         Some("1")
     );
 }
+
+#[test]
+fn require_tls_refuses_a_worker_that_would_dial_off_loopback_in_clear_text() {
+    let d = tempfile::tempdir().unwrap();
+    let config = d.path().join("cluster.toml");
+    std::fs::write(&config, "[security]\nrequire_tls = true\n").unwrap();
+    // Refused before it dials anything: 192.0.2.1 is a documentation address.
+    let (success, _, err) = common::output(
+        common::regatta()
+            .args(["worker", "-c"])
+            .arg(&config)
+            .args(["--driver", "192.0.2.1:7700", "--spill-dir"])
+            .arg(d.path().join("spill")),
+    );
+    assert!(!success);
+    assert!(err.contains("security.require_tls"), "{err}");
+    assert!(err.contains("192.0.2.1:7700"), "{err}");
+    assert!(err.contains("without TLS"), "{err}");
+}
