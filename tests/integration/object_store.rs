@@ -310,3 +310,48 @@ async fn url_download_fetches_objects_and_a_missing_key_is_null_or_named() {
     );
     assert!(!err.contains(regatta_tests::s3_server::SECRET_KEY), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_object_past_the_download_cap_is_refused_unread() {
+    let srv = server();
+    srv.put_file("media", "big/blob.bin", &vec![7u8; 4096]);
+    srv.put_file("media", "big/small.bin", b"small");
+    let s = Session::local_with(regatta::EngineOptions {
+        access: regatta::AccessPolicy {
+            max_download_bytes: 1024,
+            ..regatta::AccessPolicy::local()
+        },
+        ..regatta::EngineOptions::default()
+    })
+    .unwrap();
+    let urls = vec![
+        "s3://media/big/small.bin".to_string(),
+        "s3://media/big/blob.bin".to_string(),
+    ];
+    let got = concat(
+        &url_frame(&s, &urls)
+            .select(vec![
+                col("id"),
+                col("url")
+                    .url_download_with(OnError::Null, 30_000, 0)
+                    .alias("b"),
+            ])
+            .unwrap()
+            .sort(vec![col("id").sort(true, true)])
+            .unwrap()
+            .collect()
+            .await
+            .unwrap(),
+    );
+    let b = got.column_by_name("b").unwrap().as_binary::<i32>();
+    assert_eq!(b.value(0), b"small");
+    assert!(b.is_null(1), "the 4 KiB object is past the 1 KiB cap");
+    let err = url_frame(&s, &urls[1..])
+        .select(vec![col("url").url_download().alias("b")])
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("access.max_download_bytes"), "{err}");
+}

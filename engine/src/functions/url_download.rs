@@ -381,20 +381,15 @@ async fn fetch_once(
         // [storage]); a failure that reaches here is final.
         let parsed = crate::storage::ObjectUrl::parse(url)
             .map_err(|e| FetchError::io(e.to_string(), false))?;
-        let bytes = crate::storage::remote::get_bytes(&parsed)
+        let bytes = crate::storage::remote::get_bytes_capped(&parsed, cap)
             .await
-            .map_err(|e| {
-                FetchError::io(
-                    match e {
-                        crate::EngineError::InputNotFound { .. } => "object not found".to_string(),
-                        other => other.to_string(),
-                    },
-                    false,
-                )
+            .map_err(|e| match e {
+                crate::EngineError::AccessRefused(_) => FetchError::too_big(cap),
+                crate::EngineError::InputNotFound { .. } => {
+                    FetchError::io("object not found", false)
+                }
+                other => FetchError::io(other.to_string(), false),
             })?;
-        if bytes.len() as u64 > cap {
-            return Err(FetchError::too_big(cap));
-        }
         return Ok(bytes.to_vec());
     }
     let path =

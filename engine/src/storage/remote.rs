@@ -117,6 +117,24 @@ pub async fn get_bytes(url: &ObjectUrl) -> Result<Bytes> {
     got.bytes().await.map_err(|e| s.df_error(url, &e))
 }
 
+/// The bytes of the object at `url`, refused unread when the store says it
+/// holds more than `cap` (the access policy's `max_download_bytes`).
+pub async fn get_bytes_capped(url: &ObjectUrl, cap: u64) -> Result<Bytes> {
+    let s = stores();
+    let store = s.store(url)?;
+    let got = store
+        .get(&key_path(url))
+        .await
+        .map_err(|e| s.df_error(url, &e))?;
+    if got.meta.size > cap {
+        return Err(EngineError::AccessRefused(format!(
+            "refused by the access policy: larger than access.max_download_bytes ({})",
+            regatta_common::ByteSize(cap)
+        )));
+    }
+    got.bytes().await.map_err(|e| s.df_error(url, &e))
+}
+
 /// Uploads the local file `from` to `to`, streaming it (multipart when large).
 pub async fn upload_file(from: &LocalPath, to: &ObjectUrl) -> Result<()> {
     let s = stores();
