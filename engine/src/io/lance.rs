@@ -410,6 +410,28 @@ pub async fn add_columns_to_fragment(
 /// one new version holding the columns of `columns`. Exactly once: a version
 /// already committed by `tag` is returned instead. Every fragment of the read
 /// version must be there, or nothing is committed.
+/// Checks a task's report of a fragment it rewrote with new columns: every
+/// data file it names must be a plain file name in the dataset's `data/`. The
+/// commit makes them part of the dataset, so a forged `../../etc/shadow` would
+/// otherwise be read back as rows.
+pub fn check_added_columns_report(json: &str) -> Result<()> {
+    let a: AddedColumnFragment = serde_json::from_str(json).map_err(|e| {
+        EngineError::InvalidArgument(format!("a task's fragment does not decode: {e}"))
+    })?;
+    match a
+        .fragment
+        .files
+        .iter()
+        .find(|f| !super::staged::is_plain_name(&f.path))
+    {
+        Some(f) => Err(EngineError::InvalidArgument(format!(
+            "a task reported a data file {:?}, not a file name in the dataset's data/",
+            f.path
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub async fn commit_added_columns(
     dest: &str,
     written: &[String],

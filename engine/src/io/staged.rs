@@ -489,6 +489,25 @@ mod tests {
         assert!(lance(&format!("{root}/../../etc"), "f.lance").is_err());
         assert!(lance(&own, "/etc/shadow").is_err());
         assert!(lance(&own, "../../x.lance").is_err());
+        // A column add's report names the fragment's files in data/.
+        let added = |file: &str| {
+            let json = serde_json::json!({
+                "read_version": 1,
+                "fragment": {
+                    "id": 0,
+                    "files": [{"path": file, "fields": [0], "column_indices": [0],
+                               "file_major_version": 2, "file_minor_version": 0}],
+                    "deletion_file": null,
+                    "row_id_meta": null,
+                    "physical_rows": 1
+                }
+            })
+            .to_string();
+            crate::io::lance::check_added_columns_report(&json)
+        };
+        assert!(added("c0ffee.lance").is_ok(), "{:?}", added("c0ffee.lance"));
+        assert!(added("../../etc/shadow").is_err());
+        assert!(added("/etc/shadow").is_err());
     }
 
     fn stream(values: Vec<i64>) -> SendableRecordBatchStream {

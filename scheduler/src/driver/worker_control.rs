@@ -42,15 +42,16 @@ impl WorkerControlImpl {
         else {
             return Ok(());
         };
-        if out.mode == crate::OutputMode::AddColumns {
-            return Ok(());
-        }
-        let tag = self.driver.job_tag(job);
-        regatta_engine::io::staged::check_reported(&out.path, out.format.into(), &tag, written)
-            .map_err(|e| {
-                log::warn!("{job}: refused a task report: {e}");
-                Status::invalid_argument(format!("{job}: {e}"))
-            })
+        let checked = if out.mode == crate::OutputMode::AddColumns {
+            regatta_engine::io::lance::check_added_columns_report(written)
+        } else {
+            let tag = self.driver.job_tag(job);
+            regatta_engine::io::staged::check_reported(&out.path, out.format.into(), &tag, written)
+        };
+        checked.map_err(|e| {
+            log::warn!("{job}: refused a task report: {e}");
+            Status::invalid_argument(format!("{job}: {e}"))
+        })
     }
 }
 
