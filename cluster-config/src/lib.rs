@@ -6,6 +6,7 @@
 mod config;
 mod error;
 pub mod reference;
+mod security;
 mod storage;
 
 pub use config::{
@@ -13,4 +14,5 @@ pub use config::{
     DEFAULT_DASHBOARD_BIND, RAY_LAUNCH_MODES,
 };
 pub use error::{ConfigError, Result};
+pub use security::SecurityConfig;
 pub use storage::{BucketConfig, StorageConfig};

@@ -192,11 +192,9 @@ impl AccessPolicy {
                 path.display()
             )));
         }
-        for root in roots {
-            let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
-            if real.starts_with(&root) {
-                return Ok(real);
-            }
+        // Roots are compared as given: `resolved` resolves them once.
+        if roots.iter().any(|root| real.starts_with(root)) {
+            return Ok(real);
         }
         Err(Refusal(if roots.is_empty() {
             format!(
@@ -215,6 +213,20 @@ impl AccessPolicy {
                     .join(", ")
             )
         }))
+    }
+
+    /// This policy with its roots' links resolved, once, so each check
+    /// compares resolved paths without touching the roots again. A root that
+    /// does not exist stays as written.
+    pub fn resolved(mut self) -> Self {
+        if let Some(roots) = &mut self.local_roots {
+            for root in roots.iter_mut() {
+                if let Ok(real) = std::fs::canonicalize(&*root) {
+                    *root = real;
+                }
+            }
+        }
+        self
     }
 
     /// The problem with this policy, if it has one: (key, what is wrong).
@@ -253,6 +265,16 @@ fn byte_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 /// Why the policy refused a read; the text names the key that would allow it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal(pub String);
+
+impl Refusal {
+    /// A download past `access.max_download_bytes` (`cap`).
+    pub fn too_big(cap: u64) -> Self {
+        Self(format!(
+            "larger than access.max_download_bytes ({})",
+            crate::ByteSize(cap)
+        ))
+    }
+}
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -384,7 +406,8 @@ mod tests {
         let p = AccessPolicy {
             local_roots: Some(vec![inside.clone()]),
             ..AccessPolicy::cluster()
-        };
+        }
+        .resolved();
         assert!(p.check_local(&inside.join("ok.txt")).is_ok());
         let e = p.check_local(&dir.join("secret.txt")).unwrap_err();
         assert!(e.to_string().contains("outside access.local_roots"), "{e}");

@@ -21,7 +21,7 @@ pub struct SharedAccess(RwLock<Arc<AccessPolicy>>);
 
 impl SharedAccess {
     pub fn new(policy: AccessPolicy) -> Self {
-        Self(RwLock::new(Arc::new(policy)))
+        Self(RwLock::new(Arc::new(policy.resolved())))
     }
 
     /// The policy now.
@@ -34,6 +34,7 @@ impl SharedAccess {
 
     /// Replaces the policy; reads already under way keep the one they started with.
     pub fn set(&self, policy: AccessPolicy) {
+        let policy = policy.resolved();
         match self.0.write() {
             Ok(mut p) => *p = Arc::new(policy),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(policy),
@@ -78,16 +79,30 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                let why = refused.map_or_else(
-                    || format!("{host} resolves to no address"),
-                    |r| format!("{host}: {r}"),
-                );
-                return Err(why.into());
+                // Typed, so the download tells a refusal from a failed lookup.
+                return Err(match refused {
+                    Some(r) => Box::new(Refusal(format!("{host}: {}", r.0)))
+                        as Box<dyn std::error::Error + Send + Sync>,
+                    None => format!("{host} resolves to no address").into(),
+                });
             }
             let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
             Ok(addrs)
         })
     }
+}
+
+/// The policy's refusal somewhere in `e`'s chain of sources (the resolver's
+/// or the redirect check's, inside reqwest's own error).
+pub fn refusal_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refusal> {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(r) = err.downcast_ref::<Refusal>() {
+            return Some(r);
+        }
+        next = err.source();
+    }
+    None
 }
 
 /// Refuses `url` when its host is an IP address the policy refuses (a name is

@@ -266,6 +266,25 @@ async fn lance_in_a_bucket_is_created_appended_extended_and_searched() {
     assert!(err.contains("s3://lance/none.lance"), "{err}");
 }
 
+/// `urls` downloaded under `on_error = 'null'` with `retries`, as (id, b) by id.
+async fn downloaded(s: &Session, urls: &[String], retries: u32) -> RecordBatch {
+    concat(
+        &url_frame(s, urls)
+            .select(vec![
+                col("id"),
+                col("url")
+                    .url_download_with(OnError::Null, 30_000, retries)
+                    .alias("b"),
+            ])
+            .unwrap()
+            .sort(vec![col("id").sort(true, true)])
+            .unwrap()
+            .collect()
+            .await
+            .unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn url_download_fetches_objects_and_a_missing_key_is_null_or_named() {
     let srv = server();
@@ -279,21 +298,7 @@ async fn url_download_fetches_objects_and_a_missing_key_is_null_or_named() {
         "s3://media/img/a.bin".to_string(),
         "s3://media/img/missing.bin".to_string(),
     ];
-    let got = concat(
-        &url_frame(&s, &urls)
-            .select(vec![
-                col("id"),
-                col("url")
-                    .url_download_with(OnError::Null, 30_000, 3)
-                    .alias("b"),
-            ])
-            .unwrap()
-            .sort(vec![col("id").sort(true, true)])
-            .unwrap()
-            .collect()
-            .await
-            .unwrap(),
-    );
+    let got = downloaded(&s, &urls, 3).await;
     let b = got.column_by_name("b").unwrap().as_binary::<i32>();
     assert_eq!(b.value(0), b"alpha");
     assert!(b.is_null(1), "a missing key is null under on_error = null");
@@ -328,21 +333,7 @@ async fn an_object_past_the_download_cap_is_refused_unread() {
         "s3://media/big/small.bin".to_string(),
         "s3://media/big/blob.bin".to_string(),
     ];
-    let got = concat(
-        &url_frame(&s, &urls)
-            .select(vec![
-                col("id"),
-                col("url")
-                    .url_download_with(OnError::Null, 30_000, 0)
-                    .alias("b"),
-            ])
-            .unwrap()
-            .sort(vec![col("id").sort(true, true)])
-            .unwrap()
-            .collect()
-            .await
-            .unwrap(),
-    );
+    let got = downloaded(&s, &urls, 0).await;
     let b = got.column_by_name("b").unwrap().as_binary::<i32>();
     assert_eq!(b.value(0), b"small");
     assert!(b.is_null(1), "the 4 KiB object is past the 1 KiB cap");

@@ -19,7 +19,8 @@ use super::args::{array_arg, check_arity, int_arg, str_arg, OnError};
 use super::io_runtime::block_on_io;
 use super::row_failures::RowErrorClass;
 use crate::access::{
-    check_url_host, cut_query, AccessPolicy, GuardedResolver, Refusal, SharedAccess, UrlScheme,
+    check_url_host, cut_query, refusal_in, AccessPolicy, GuardedResolver, Refusal, SharedAccess,
+    UrlScheme,
 };
 
 pub const NAME: &str = "url_download";
@@ -115,7 +116,7 @@ impl UrlDownload {
                         Ok(()) => attempt.follow(),
                         Err(r) => {
                             let to = cut_query(attempt.url().as_str());
-                            attempt.error(format!("redirect to {to}: {r}"))
+                            attempt.error(Refusal(format!("redirect to {to}: {}", r.0)))
                         }
                     }
                 }));
@@ -165,14 +166,7 @@ impl FetchError {
     }
 
     fn too_big(cap: u64) -> Self {
-        Self {
-            message: format!(
-                "refused by the access policy: larger than access.max_download_bytes ({})",
-                regatta_common::ByteSize(cap)
-            ),
-            transient: false,
-            class: RowErrorClass::Access,
-        }
+        Self::refused(Refusal::too_big(cap))
     }
 }
 
@@ -340,16 +334,13 @@ async fn fetch_once(
             .timeout(opts.timeout)
             .send()
             .await
-            .map_err(|e| {
+            .map_err(|e| match refusal_in(&e) {
                 // A refusal of the policy (resolver or redirect) is final.
-                let message = describe_reqwest(&e);
-                if message.contains("refused by the access policy") {
-                    FetchError::refused(Refusal(
-                        message.replace("refused by the access policy: ", ""),
-                    ))
-                } else {
-                    FetchError::io(message, e.is_timeout() || e.is_connect() || e.is_request())
-                }
+                Some(r) => FetchError::refused(r.clone()),
+                None => FetchError::io(
+                    describe_reqwest(&e),
+                    e.is_timeout() || e.is_connect() || e.is_request(),
+                ),
             })?;
         let status = resp.status();
         if !status.is_success() {

@@ -422,7 +422,7 @@ pub fn check_added_columns_report(json: &str) -> Result<()> {
         .fragment
         .files
         .iter()
-        .find(|f| !super::staged::is_plain_name(&f.path))
+        .find(|f| !super::reported::is_plain_name(&f.path))
     {
         Some(f) => Err(EngineError::InvalidArgument(format!(
             "a task reported a data file {:?}, not a file name in the dataset's data/",

@@ -274,7 +274,9 @@ pub fn check_reported(dest: &str, tag: &str, json: &str) -> Result<()> {
         .dir
         .strip_prefix(&root)
         .and_then(|rest| rest.strip_prefix('/'))
-        .is_some_and(|rest| !rest.is_empty() && rest.split('/').all(super::staged::is_plain_name));
+        .is_some_and(|rest| {
+            !rest.is_empty() && rest.split('/').all(super::reported::is_plain_name)
+        });
     if !inside {
         return Err(EngineError::InvalidArgument(format!(
             "a task reported fragments staged in {}, outside its job's staging prefix {root}",
@@ -285,7 +287,7 @@ pub fn check_reported(dest: &str, tag: &str, json: &str) -> Result<()> {
         if let Some(file) = f
             .files
             .iter()
-            .find(|d| !super::staged::is_plain_name(&d.path))
+            .find(|d| !super::reported::is_plain_name(&d.path))
         {
             return Err(EngineError::InvalidArgument(format!(
                 "a task reported a data file {:?}, not a file name in its staging directory",

@@ -6,6 +6,7 @@ pub mod lance;
 pub mod lance_scan;
 pub mod lance_staged;
 pub mod paths;
+pub mod reported;
 pub mod resume;
 pub mod sinks;
 pub mod sources;

@@ -108,13 +108,7 @@ pub async fn exists(url: &ObjectUrl) -> Result<bool> {
 
 /// The whole object at `url`.
 pub async fn get_bytes(url: &ObjectUrl) -> Result<Bytes> {
-    let s = stores();
-    let store = s.store(url)?;
-    let got = store
-        .get(&key_path(url))
-        .await
-        .map_err(|e| s.df_error(url, &e))?;
-    got.bytes().await.map_err(|e| s.df_error(url, &e))
+    get_bytes_capped(url, u64::MAX).await
 }
 
 /// The bytes of the object at `url`, refused unread when the store says it
@@ -127,10 +121,7 @@ pub async fn get_bytes_capped(url: &ObjectUrl, cap: u64) -> Result<Bytes> {
         .await
         .map_err(|e| s.df_error(url, &e))?;
     if got.meta.size > cap {
-        return Err(EngineError::AccessRefused(format!(
-            "refused by the access policy: larger than access.max_download_bytes ({})",
-            regatta_common::ByteSize(cap)
-        )));
+        return Err(regatta_common::access::Refusal::too_big(cap).into());
     }
     got.bytes().await.map_err(|e| s.df_error(url, &e))
 }

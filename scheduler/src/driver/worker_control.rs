@@ -46,7 +46,12 @@ impl WorkerControlImpl {
             regatta_engine::io::lance::check_added_columns_report(written)
         } else {
             let tag = self.driver.job_tag(job);
-            regatta_engine::io::staged::check_reported(&out.path, out.format.into(), &tag, written)
+            regatta_engine::io::reported::check_reported(
+                &out.path,
+                out.format.into(),
+                &tag,
+                written,
+            )
         };
         checked.map_err(|e| {
             log::warn!("{job}: refused a task report: {e}");
