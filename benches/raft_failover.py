@@ -5,7 +5,7 @@
 
 Starts three driver replicas and two workers, then `--kills` times: SIGKILLs the
 leader, at once submits a small job (the client follows the new leader), and reads
-from the new leader's log when it placed its first task. The failover time is
+from `regatta drivers` when the new leader first placed tasks. The failover time is
 that moment minus the kill. The killed replica is restarted on its own data dir
 and catches up before the next round.
 
@@ -18,7 +18,6 @@ Prints one JSON object: failover median and worst (ms), and the job overhead rat
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -94,14 +93,14 @@ class Cluster:
         rows = []
         for line in r.stdout.splitlines()[1:]:
             f = line.split()
-            if len(f) >= 6:
-                rows.append((int(f[0][5:]), f[2], int(f[3]), int(f[5])))
+            if len(f) >= 8:
+                rows.append((int(f[0][5:]), f[2], int(f[3]), int(f[5]), int(f[7])))
         return rows
 
     def leader(self, timeout=20):
         end = time.time() + timeout
         while time.time() < end:
-            for node, role, term, _ in self.drivers_table():
+            for node, role, term, _, _ in self.drivers_table():
                 if role == "leader":
                     return node - 1, term
             time.sleep(0.05)
@@ -110,7 +109,7 @@ class Cluster:
     def wait_caught_up(self, i, timeout=30):
         end = time.time() + timeout
         while time.time() < end:
-            rows = {n - 1: (role, applied) for n, role, _, applied in self.drivers_table()}
+            rows = {n - 1: (role, applied) for n, role, _, applied, _ in self.drivers_table()}
             if i in rows and rows[i][0] == "follower":
                 top = max(a for _, a in rows.values())
                 if rows[i][1] >= top:
@@ -130,13 +129,12 @@ class Cluster:
                 p.wait()
 
 
-def first_placement_after(log, term):
-    """The unix ms of the first placement in a term above `term` in `log`."""
-    pat = re.compile(r"first tasks placed in term (\d+) at unix ms (\d+)")
-    with open(log, errors="replace") as f:
-        for m in pat.finditer(f.read()):
-            if int(m.group(1)) > term:
-                return int(m.group(2))
+def first_placement_after(cluster, term):
+    """The unix ms at which a leader of a term above `term` first placed tasks,
+    as `regatta drivers` reports it (None while none has)."""
+    for _, role, t, _, placed in cluster.drivers_table():
+        if role == "leader" and t > term and placed > 0:
+            return placed
     return None
 
 
@@ -173,12 +171,9 @@ def main():
             c.drivers[leader].wait()
             killed_ms = time.time() * 1000
             c.run_job(table)
-            placed = None
-            for i, log in enumerate(c.logs):
-                if i != leader:
-                    placed = placed or first_placement_after(log, term)
+            placed = first_placement_after(c, term)
             if placed is None:
-                raise RuntimeError(f"kill {k + 1}: no placement by a new leader in the logs")
+                raise RuntimeError(f"kill {k + 1}: `regatta drivers` shows no placement by a new leader")
             failovers.append(placed - killed_ms)
             print(f"kill {k + 1}: first task placed {placed - killed_ms:.0f} ms after", file=sys.stderr)
             c.start_driver(leader)

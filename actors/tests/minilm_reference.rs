@@ -5,6 +5,9 @@
 //! neither exists, `scripts/test` writes one with an independent numpy BERT
 //! (`scripts/minilm_reference.py`) and sets the variable.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;

@@ -3,6 +3,9 @@
 //! with the real weights (`$REGATTA_MTCNN_DIR`, fetched by `scripts/fetch_mtcnn.sh`)
 //! on the sample astronaut portrait (`$REGATTA_PHOTOS_DIR`).
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;

@@ -79,6 +79,7 @@ async fn drivers(replicas: u64) -> Res<(Vec<DriverHandle>, Option<tempfile::Temp
 fn committed(handle: &DriverHandle) -> u64 {
     handle
         .driver
+        .consensus()
         .replica()
         .and_then(|r| r.raft().metrics().borrow().last_applied)
         .map_or(0, |l| l.index)
@@ -151,10 +152,11 @@ pub async fn schedule(tasks: u32, workers: u32, replicas: u64) -> Res<(u64, f64,
         });
     }
     let driver = handle.driver.clone();
-    let job = driver.new_job_id();
+    let job = driver.jobs().new_id();
     let commits_before = committed(handle);
     let t0 = Instant::now();
     driver
+        .jobs()
         .submit(
             Command::SubmitJob {
                 submitted_unix_ms: 0,
@@ -216,7 +218,7 @@ async fn wait_done(
 ) -> Res<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let info = driver.job_info(job).ok_or("the job vanished")?;
+        let info = regatta_scheduler::driver::job_info(driver, job).ok_or("the job vanished")?;
         if info.tasks_done >= tasks {
             return Ok(info.status().word().to_string());
         }

@@ -29,7 +29,7 @@ impl ClusterArgs {
             Some(p) => ClusterConfig::load(p),
             None => ClusterConfig::from_env(),
         };
-        let cfg = cfg.map_err(|e| CliError::Usage(e.to_string()))?;
+        let cfg = cfg.map_err(CliError::from)?;
         crate::storage_setup::install_storage(&cfg.storage);
         Ok(cfg)
     }
@@ -104,8 +104,8 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub detach: bool,
     /// Output format for the rows.
-    #[arg(long, short = 'f', value_enum, default_value_t = crate::OutputFormat::Table)]
-    pub format: crate::OutputFormat,
+    #[arg(long, short = 'f', value_enum, default_value_t = crate::PrintFormat::Table)]
+    pub format: crate::PrintFormat,
     #[command(flatten)]
     pub out: crate::output_args::OutputArgs,
     /// Run the driver itself as a job on the Ray cluster with this dashboard
@@ -146,8 +146,8 @@ pub enum JobsAction {
     /// they finish while it runs).
     Results {
         job: u64,
-        #[arg(long, short = 'f', value_enum, default_value_t = crate::OutputFormat::Table)]
-        format: crate::OutputFormat,
+        #[arg(long, short = 'f', value_enum, default_value_t = crate::PrintFormat::Table)]
+        format: crate::PrintFormat,
     },
 }
 
@@ -211,13 +211,13 @@ fn replication(
         data_dir,
         cluster_id: cfg.cluster.id.clone(),
         heartbeat: Duration::from_millis(cfg.driver.raft_heartbeat_ms),
-        cuts: Default::default(),
+        ..ReplicationOptions::default()
     }))
 }
 
 async fn client(args: &ClusterArgs) -> Result<ClusterClient> {
     let cfg = args.load()?;
-    let tls = cfg.tls().map_err(|e| CliError::Usage(e.to_string()))?;
+    let tls = cfg.tls().map_err(CliError::from)?;
     Ok(match tls {
         Some(tls) => {
             ClusterClient::connect_with_ca(&driver_url(&cfg), &cfg.cluster.token, Some(&tls.ca))
@@ -229,7 +229,7 @@ async fn client(args: &ClusterArgs) -> Result<ClusterClient> {
 
 /// The cluster's TLS, when its file sets it.
 fn cluster_tls(cfg: &ClusterConfig) -> Result<Option<regatta::proto::ClusterTls>> {
-    let tls = cfg.tls().map_err(|e| CliError::Usage(e.to_string()))?;
+    let tls = cfg.tls().map_err(CliError::from)?;
     Ok(tls.map(|t| regatta::proto::ClusterTls {
         cert_pem: t.cert,
         key_pem: t.key,
@@ -296,7 +296,7 @@ pub(crate) async fn start_driver(
     };
     DriverHandle::start(bind, options, planner)
         .await
-        .map_err(|e| CliError::Usage(e.to_string()))
+        .map_err(CliError::from)
 }
 
 /// Serves until the driver stops or the process is told to (Ctrl-C, SIGTERM),
@@ -310,10 +310,7 @@ pub(crate) async fn serve_until_stopped(mut handle: DriverHandle) -> Result<()> 
         _ = term.recv() => {}
     }
     eprintln!("regatta driver: stopping");
-    handle
-        .shutdown()
-        .await
-        .map_err(|e| CliError::Usage(e.to_string()))
+    handle.shutdown().await.map_err(CliError::from)
 }
 
 /// `regatta driver`: serves until killed.
@@ -323,7 +320,7 @@ pub async fn run_driver(args: DriverArgs) -> Result<()> {
     let replication = replication(&args, &cfg, &bind)?;
     let replicated = replication.as_ref().map(|r| r.node_id);
     cfg.check_plain_text("driver", &[&bind])
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        .map_err(CliError::from)?;
     let mut options = driver_options(&cfg, replication)?;
     options.launcher = args.launch.launcher(&mut cfg)?;
     if options.launcher.is_some() && replicated.is_some() {
@@ -379,18 +376,13 @@ pub async fn run_worker(args: WorkerArgs) -> Result<()> {
         models: model_store(&cfg),
     };
     cfg.check_plain_text("worker", &[&options.bind, &options.driver])
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    let worker = Worker::start(options)
-        .await
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        .map_err(CliError::from)?;
+    let worker = Worker::start(options).await.map_err(CliError::from)?;
     println!(
         "regatta worker-{} serving shuffle data on {}",
         worker.id, worker.shuffle_address
     );
-    worker
-        .wait()
-        .await
-        .map_err(|e| CliError::Usage(e.to_string()))
+    worker.wait().await.map_err(CliError::from)
 }
 
 /// `regatta submit`: runs SQL on the cluster and prints the rows.
@@ -417,7 +409,7 @@ pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Re
             Ok(TableSource {
                 name: name.to_string(),
                 path: path.to_string(),
-                format: String::new(),
+                format: regatta::proto::FileFormat::Unspecified as i32,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -428,8 +420,12 @@ pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Re
             plan: Some(regatta::proto::submit_request::Plan::Sql(args.sql.clone())),
             tables,
             output_path: args.out.output.clone().unwrap_or_default(),
-            output_format: args.out.output_format.clone(),
-            output_mode: output_mode(&args.out.output_mode)? as i32,
+            output_format: args
+                .out
+                .output_format
+                .map_or(regatta::proto::FileFormat::Unspecified, Into::into)
+                as i32,
+            output_mode: regatta::proto::WriteMode::from(args.out.output_mode) as i32,
             errors_url: policy.errors_url.clone().unwrap_or_default(),
             failure_budget: Some(regatta::proto::FailureBudget {
                 max_failed_rows: policy.budget.max_failed_rows,
@@ -451,7 +447,7 @@ pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Re
     // the stream with its error.
     let streams = args.out.output.is_none()
         && !args.ray_inside
-        && !matches!(args.format, crate::OutputFormat::Table);
+        && !matches!(args.format, crate::PrintFormat::Table);
     if streams {
         let rows = client.result_stream(job.job_id);
         return crate::output::write_stream(&mut std::io::stdout().lock(), rows, args.format).await;
@@ -658,7 +654,7 @@ pub async fn run_drivers(args: DriversArgs) -> Result<()> {
     use regatta::proto::driver_replication_client::DriverReplicationClient;
     use regatta::proto::{AddDriverRequest, ListDriversRequest, RemoveDriverRequest};
     let cfg = args.cluster.load()?;
-    let tls = cfg.tls().map_err(|e| CliError::Usage(e.to_string()))?;
+    let tls = cfg.tls().map_err(CliError::from)?;
     let tls = tls.map(|t| regatta::proto::client_trusting(&t.ca));
     let drivers = regatta::proto::Drivers::new(
         regatta::proto::Drivers::split(&driver_url(&cfg)),
@@ -667,7 +663,11 @@ pub async fn run_drivers(args: DriversArgs) -> Result<()> {
     )
     .map_err(CliError::Usage)?;
     let failed = |s: regatta::proto::Status| {
-        CliError::Usage(format!("drivers at {}: {}", driver_url(&cfg), s.message()))
+        CliError::Sdk(regatta::Error::Cluster {
+            address: driver_url(&cfg),
+            code: s.code(),
+            message: s.message().to_string(),
+        })
     };
     let listed = match args.action.unwrap_or(DriversAction::List) {
         DriversAction::List => drivers
@@ -700,32 +700,21 @@ pub async fn run_drivers(args: DriversArgs) -> Result<()> {
     }
     .into_inner();
     println!(
-        "{:<8} {:<22} {:<12} {:>6} {:>10} {:>10} voter",
-        "driver", "address", "role", "term", "last_log", "applied"
+        "{:<8} {:<22} {:<12} {:>6} {:>10} {:>10} {:<5} first_placed_ms",
+        "driver", "address", "role", "term", "last_log", "applied", "voter"
     );
     for d in listed.drivers {
         println!(
-            "{:<8} {:<22} {:<12} {:>6} {:>10} {:>10} {}",
+            "{:<8} {:<22} {:<12} {:>6} {:>10} {:>10} {:<5} {}",
             format!("node-{}", d.node_id),
             d.address,
-            d.role,
+            d.role().word(),
             d.term,
             d.last_log_index,
             d.applied_index,
-            if d.voter { "yes" } else { "no" }
+            if d.voter { "yes" } else { "no" },
+            d.first_placement_unix_ms,
         );
     }
     Ok(())
-}
-
-fn output_mode(mode: &str) -> Result<regatta::proto::WriteMode> {
-    use regatta::proto::WriteMode;
-    match mode.to_ascii_lowercase().as_str() {
-        "" | "create" => Ok(WriteMode::Create),
-        "append" => Ok(WriteMode::Append),
-        "overwrite" => Ok(WriteMode::Overwrite),
-        other => Err(CliError::Usage(format!(
-            "--output-mode {other:?}: use create, append or overwrite"
-        ))),
-    }
 }

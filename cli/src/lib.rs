@@ -17,7 +17,7 @@ mod storage_setup;
 use clap::{Parser, Subcommand};
 
 pub use error::{CliError, Result};
-pub use output::{write_batches, OutputFormat};
+pub use output::{write_batches, PrintFormat};
 
 /// regatta: multimodal data pipelines in bounded memory.
 #[derive(Debug, Parser)]

@@ -18,7 +18,7 @@ fn main() {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");
-            1
+            e.exit_code()
         }
     };
     std::process::exit(code);

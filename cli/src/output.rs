@@ -9,7 +9,7 @@ use crate::{CliError, Result};
 
 /// How `regatta sql` prints its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
+pub enum PrintFormat {
     /// An aligned text table.
     Table,
     /// CSV with a header row.
@@ -22,15 +22,15 @@ pub enum OutputFormat {
 pub fn write_batches(
     out: &mut dyn Write,
     batches: &[RecordBatch],
-    format: OutputFormat,
+    format: PrintFormat,
 ) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| CliError::Output(e.to_string());
     match format {
-        OutputFormat::Table => {
+        PrintFormat::Table => {
             let table = pretty_format_batches(batches).map_err(|e| err(&e))?;
             writeln!(out, "{table}").map_err(|e| err(&e))?;
         }
-        OutputFormat::Csv => {
+        PrintFormat::Csv => {
             let mut w = regatta::arrow::csv::WriterBuilder::new()
                 .with_header(true)
                 .build(&mut *out);
@@ -38,7 +38,7 @@ pub fn write_batches(
                 w.write(b).map_err(|e| err(&e))?;
             }
         }
-        OutputFormat::Json => {
+        PrintFormat::Json => {
             let mut w = regatta::arrow::json::LineDelimitedWriter::new(&mut *out);
             for b in batches {
                 w.write(b).map_err(|e| err(&e))?;
@@ -55,16 +55,16 @@ pub fn write_batches(
 pub async fn write_stream(
     out: &mut dyn Write,
     mut rows: regatta::ResultStream,
-    format: OutputFormat,
+    format: PrintFormat,
 ) -> Result<()> {
     use futures::StreamExt;
     let err = |e: &dyn std::fmt::Display| CliError::Output(e.to_string());
     match format {
-        OutputFormat::Table => {
+        PrintFormat::Table => {
             let batches: Vec<RecordBatch> = futures::TryStreamExt::try_collect(rows).await?;
             write_batches(out, &batches, format)
         }
-        OutputFormat::Csv => {
+        PrintFormat::Csv => {
             let mut header = true;
             while let Some(batch) = rows.next().await {
                 let batch = batch?;
@@ -76,7 +76,7 @@ pub async fn write_stream(
             }
             out.flush().map_err(|e| err(&e))
         }
-        OutputFormat::Json => {
+        PrintFormat::Json => {
             while let Some(batch) = rows.next().await {
                 let batch = batch?;
                 let mut w = regatta::arrow::json::LineDelimitedWriter::new(&mut *out);
@@ -113,10 +113,10 @@ mod tests {
     #[test]
     fn csv_and_json_render_every_row() {
         let mut csv = Vec::new();
-        write_batches(&mut csv, &[batch()], OutputFormat::Csv).unwrap();
+        write_batches(&mut csv, &[batch()], PrintFormat::Csv).unwrap();
         assert_eq!(String::from_utf8(csv).unwrap(), "id,name\n1,a\n2,\"b,c\"\n");
         let mut json = Vec::new();
-        write_batches(&mut json, &[batch()], OutputFormat::Json).unwrap();
+        write_batches(&mut json, &[batch()], PrintFormat::Json).unwrap();
         assert_eq!(
             String::from_utf8(json).unwrap(),
             "{\"id\":1,\"name\":\"a\"}\n{\"id\":2,\"name\":\"b,c\"}\n"

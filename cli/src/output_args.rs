@@ -12,12 +12,12 @@ pub struct OutputArgs {
     pub output: Option<String>,
     /// `parquet`, `csv`, `json` or `lance` for --output (default: guessed from
     /// the name, else Parquet).
-    #[arg(long, default_value = "")]
-    pub output_format: String,
+    #[arg(long, value_name = "FORMAT")]
+    pub output_format: Option<regatta::FileFormat>,
     /// What --output does to an existing output: `create` (it must not exist or
     /// be empty), `append` or `overwrite`.
-    #[arg(long, default_value = "create")]
-    pub output_mode: String,
+    #[arg(long, value_name = "MODE", default_value_t = regatta::WriteMode::Create)]
+    pub output_mode: regatta::WriteMode,
     /// Write the rows that functions give up on under `on_error = 'record'`
     /// as a Parquet table here (a directory or object-store prefix): each
     /// row's key (URL or path), function, error class, message, attempt, job

@@ -78,8 +78,7 @@ fn current_exe() -> Result<std::path::PathBuf> {
 }
 
 fn ray_launcher(ray: &RayConfig) -> Result<RayLauncher> {
-    RayLauncher::new(RayOptions::from_config(ray, current_exe()?))
-        .map_err(|e| CliError::Usage(e.to_string()))
+    RayLauncher::new(RayOptions::from_config(ray, current_exe()?)).map_err(CliError::from)
 }
 
 /// A fresh secret for a driver that lives only as long as one Ray job.
@@ -113,22 +112,21 @@ pub async fn submit_to_ray(args: &SubmitArgs, url: &str) -> Result<()> {
     }
     if let Some(o) = &args.out.output {
         inner.extend(["-o".into(), absolute(o)]);
-        if !args.out.output_format.is_empty() {
-            inner.extend(["--output-format".into(), args.out.output_format.clone()]);
+        if let Some(format) = args.out.output_format {
+            inner.extend(["--output-format".into(), format.to_string()]);
         }
+        inner.extend(["--output-mode".into(), args.out.output_mode.to_string()]);
     }
     inner.push(args.sql.clone());
     // The driver job reads its [ray] settings, and what its jobs may read
     // ([access], with this environment's additions), from here: it has no
     // cluster file.
     let ray_toml = toml_of(&cfg)?;
-    let mut env = BTreeMap::from([("REGATTA_RAY_CONFIG_TOML".to_string(), ray_toml)]);
-    if !cfg.ray.token.is_empty() {
-        env.insert("REGATTA_RAY_TOKEN".into(), cfg.ray.token.clone());
-    }
-    let job = submit_driver_job(&options, &inner, env)
+    // It holds ray.token: a secret, not an env_var Ray would list.
+    let secrets = BTreeMap::from([("REGATTA_RAY_CONFIG_TOML".to_string(), ray_toml)]);
+    let job = submit_driver_job(&options, &inner, BTreeMap::new(), secrets)
         .await
-        .map_err(|e| CliError::Usage(e.to_string()))?;
+        .map_err(CliError::from)?;
     eprintln!(
         "submitted Ray job {} (a regatta driver); following its log",
         job.id
@@ -138,14 +136,14 @@ pub async fn submit_to_ray(args: &SubmitArgs, url: &str) -> Result<()> {
         r = job.follow(|text| split.feed(text)) => r,
         _ = tokio::signal::ctrl_c() => {
             eprintln!("stopping Ray job {}", job.id);
-            job.cancel().await.map_err(|e| CliError::Usage(e.to_string()))?;
-            return Err(CliError::Usage(format!("cancelled; Ray job {} was stopped", job.id)));
+            job.cancel().await.map_err(CliError::from)?;
+            return Err(CliError::RayJob(format!("cancelled; Ray job {} was stopped", job.id)));
         }
     };
-    let end = followed.map_err(|e| CliError::Usage(e.to_string()))?;
+    let end = followed.map_err(CliError::from)?;
     split.finish();
     if end.status != "SUCCEEDED" {
-        return Err(CliError::Usage(format!(
+        return Err(CliError::RayJob(format!(
             "Ray job {} {}: {}",
             job.id,
             end.status,
@@ -219,10 +217,11 @@ impl RowSplitter {
 /// Inside the Ray job of `submit --ray`: a driver on the head node whose workers
 /// Ray launches, the SQL submitted to it, then every Ray job of it stopped.
 pub async fn run_inside_ray(args: SubmitArgs) -> Result<()> {
-    let mut cfg = match std::env::var("REGATTA_RAY_CONFIG_TOML") {
-        Ok(text) => ClusterConfig::parse(&text, "REGATTA_RAY_CONFIG_TOML")
-            .map_err(|e| CliError::Usage(e.to_string()))?,
-        Err(_) => args.cluster.load()?,
+    let mut cfg = match regatta_common::secret_var("REGATTA_RAY_CONFIG_TOML") {
+        Some(text) => {
+            ClusterConfig::parse(&text, "REGATTA_RAY_CONFIG_TOML").map_err(CliError::from)?
+        }
+        None => args.cluster.load()?,
     };
     if let Ok(a) = std::env::var("REGATTA_RAY_ADDRESS") {
         cfg.ray.address = a;
@@ -234,12 +233,8 @@ pub async fn run_inside_ray(args: SubmitArgs) -> Result<()> {
     }
     // Workers dial the head node, where this job runs.
     let host = if cfg.ray.control_host.is_empty() {
-        let ray = RayClient::new(&cfg.ray.address, &cfg.ray.token)
-            .map_err(|e| CliError::Usage(e.to_string()))?;
-        let nodes = ray
-            .nodes()
-            .await
-            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let ray = RayClient::new(&cfg.ray.address, &cfg.ray.token).map_err(CliError::from)?;
+        let nodes = ray.nodes().await.map_err(CliError::from)?;
         nodes
             .iter()
             .find(|n| n.is_head_node && n.alive())
@@ -261,5 +256,5 @@ pub async fn run_inside_ray(args: SubmitArgs) -> Result<()> {
     };
     let stopped = handle.shutdown().await;
     result?;
-    stopped.map_err(|e| CliError::Usage(e.to_string()))
+    stopped.map_err(CliError::from)
 }

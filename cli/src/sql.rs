@@ -1,9 +1,9 @@
 //! `regatta sql` and `regatta explain`.
 
 use futures::StreamExt;
-use regatta::{FileFormat, Session, WriteMode};
+use regatta::{FileFormat, Session};
 
-use crate::output::{write_batches, OutputFormat};
+use crate::output::{write_batches, PrintFormat};
 use crate::progress::rows_spinner;
 use crate::{CliError, Result};
 
@@ -16,8 +16,8 @@ pub struct SqlArgs {
     #[arg(long = "table", short = 't', value_name = "NAME=PATH")]
     pub tables: Vec<String>,
     /// How to print the result.
-    #[arg(long, short = 'f', value_enum, default_value_t = OutputFormat::Table)]
-    pub format: OutputFormat,
+    #[arg(long, short = 'f', value_enum, default_value_t = PrintFormat::Table)]
+    pub format: PrintFormat,
     #[command(flatten)]
     pub out: crate::output_args::OutputArgs,
     /// A cluster file whose `[storage]` says how to reach object stores.
@@ -63,14 +63,12 @@ pub async fn run_sql(args: SqlArgs) -> Result<()> {
         .await?
         .with_row_error_policy(args.out.row_error_policy()?);
     if let Some(dest) = &args.out.output {
-        let format = if args.out.output_format.is_empty() {
-            FileFormat::from_path(dest).unwrap_or(FileFormat::Parquet)
-        } else {
-            FileFormat::parse(&args.out.output_format)
-                .map_err(|e| CliError::Usage(e.to_string()))?
-        };
-        let mode =
-            WriteMode::parse(&args.out.output_mode).map_err(|e| CliError::Usage(e.to_string()))?;
+        let format = args
+            .out
+            .output_format
+            .or_else(|| FileFormat::from_path(dest))
+            .unwrap_or(FileFormat::Parquet);
+        let mode = args.out.output_mode;
         let df = match &args.out.resume_key {
             Some(key) => df.resume_on(key),
             None => df,

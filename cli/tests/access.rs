@@ -2,6 +2,9 @@
 //! tables outside its roots at planning and reaches every worker, which
 //! refuses the rows that name files outside the roots, `/proc` or loopback.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{output, regatta_strict, start, with_tables, Cluster, Proc};

@@ -1,5 +1,8 @@
 //! The `regatta` binary end to end: real processes, real files.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::process::Command;
 
 fn regatta() -> Command {
@@ -88,6 +91,21 @@ fn missing_files_and_bad_flags_fail_with_the_culprit_named() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NAME=PATH"));
+
+    // A format or mode nobody writes is a usage error naming what is accepted,
+    // before anything runs.
+    for (flag, value, accepted) in [
+        ("--output-format", "xlsx", "parquet, csv, json or lance"),
+        ("--output-mode", "upsert", "create, append or overwrite"),
+    ] {
+        let out = regatta()
+            .args(["sql", "-o", "/tmp/never-written", flag, value, "SELECT 1"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(value) && err.contains(accepted), "{err}");
+    }
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! A real driver and three real worker processes on 127.0.0.1: queries give the
 //! same rows as the local engine, and bad input gets clear errors.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::Path;
@@ -101,7 +104,7 @@ fn a_submission_retried_with_its_request_id_runs_once() {
                 tables: vec![regatta::proto::TableSource {
                     name: "lineitem".into(),
                     path: l.clone(),
-                    format: String::new(),
+                    format: regatta::proto::FileFormat::Unspecified as i32,
                 }],
                 request_id: id.into(),
                 ..Default::default()
@@ -197,6 +200,20 @@ fn bad_input_gets_clear_errors() {
     let dead = format!("127.0.0.1:{port}");
     let (success, _, err) = output(regatta().args(["jobs"]).env("REGATTA_DRIVER", &dead));
     assert!(!success && err.contains(&dead), "{err}");
+    // Exit statuses follow the failure's kind (sysexits): a cluster that cannot
+    // be reached, a port that cannot be bound, a bad cluster file, a bad flag.
+    let code = |cmd: &mut std::process::Command| cmd.output().unwrap().status.code();
+    assert_eq!(
+        code(regatta().args(["jobs"]).env("REGATTA_DRIVER", &dead)),
+        Some(69)
+    );
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    assert_eq!(code(regatta().args(["driver", "--bind", &taken])), Some(69));
+    assert_eq!(
+        code(regatta().args(["dashboard", "--workers", "0"])),
+        Some(2)
+    );
     // A cluster file with an unknown key or a bad value names the key.
     let bad = d.path().join("bad.toml");
     std::fs::write(
@@ -206,6 +223,7 @@ fn bad_input_gets_clear_errors() {
     .unwrap();
     let (success, _, err) = output(regatta().args(["driver", "-c"]).arg(&bad));
     assert!(!success && err.contains("worker_timout_ms"), "{err}");
+    assert_eq!(code(regatta().args(["driver", "-c"]).arg(&bad)), Some(78));
     std::fs::write(
         &bad,
         "[driver]\nworker_timeout_ms = 100\nheartbeat_interval_ms = 500\n",

@@ -3,6 +3,9 @@
 //! workers until deleted or expired, are made again when lost; writes are
 //! staged by the workers and committed once by the driver, also under faults.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::Path;

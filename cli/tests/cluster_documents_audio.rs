@@ -4,6 +4,9 @@
 //! embedded; spoken FLAC clips decoded, resampled and transcribed by Whisper;
 //! photographs classified by EfficientNet-Lite0 and searched for faces by MTCNN.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{cluster, ok, regatta, table};

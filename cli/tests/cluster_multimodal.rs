@@ -1,6 +1,9 @@
 //! Multimodal work on a real driver and three worker processes: W1's image
 //! pipeline, and the real embedding model, loaded once per worker.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{cluster, images, local_csv, ok, regatta, W1};

@@ -3,6 +3,9 @@
 //! The leader cut off from the majority stops scheduling, the majority elects a
 //! new one, the job finishes right, and no task is placed twice.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -131,7 +134,7 @@ async fn a_leader_cut_off_from_the_majority_stops_and_the_majority_goes_on() {
         "the cut-off replica applied commands"
     );
     let mut csv = Vec::new();
-    regatta_cli::write_batches(&mut csv, &rows, regatta_cli::OutputFormat::Csv).unwrap();
+    regatta_cli::write_batches(&mut csv, &rows, regatta_cli::PrintFormat::Csv).unwrap();
     let csv = String::from_utf8(csv).unwrap();
     assert_eq!(csv, expected, "Q3's rows across the partition");
 

@@ -2,6 +2,9 @@
 //! 127.0.0.1: a leader killed with SIGKILL mid-job loses no job and no row, all
 //! three restarted keep every job, and a replica of another cluster is refused.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::io::Read;
@@ -208,6 +211,10 @@ fn a_leader_killed_in_the_middle_of_w3b_loses_no_job() {
         .trim()
         .parse()
         .unwrap();
+    let killed_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     c.kill_driver(first);
     let killed_at = Instant::now();
 
@@ -239,6 +246,19 @@ fn a_leader_killed_in_the_middle_of_w3b_loses_no_job() {
         roles.iter().filter(|r| r.1 == "unreachable").count(),
         1,
         "{roles:?}"
+    );
+    // The new leader says when it first placed tasks: after the kill (what
+    // benches/raft_failover.py measures the failover by).
+    let (_, table, _) = output(&mut c.cli(&["drivers"]));
+    let placed: u64 = table
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(2) == Some(&"leader"))
+        .and_then(|f| f.get(7)?.parse().ok())
+        .unwrap_or_else(|| panic!("no leader's first_placed_ms in {table}"));
+    assert!(
+        placed >= killed_unix_ms,
+        "the new leader placed first at {placed}, before the kill at {killed_unix_ms}: {table}"
     );
 }
 
@@ -288,6 +308,13 @@ fn all_three_drivers_restarted_keep_finished_jobs_and_resume_running_ones() {
     c.leader();
     let before = c.job(done);
     assert_eq!(before.status, "succeeded", "{}", before.line);
+    // A refusal through Raft keeps its type: an unknown job is NotFound, as on
+    // a lone driver (not FailedPrecondition).
+    let (success, _, err) = output(&mut c.cli(&["jobs", "cancel", "999"]));
+    assert!(
+        !success && err.contains("NotFound") && err.contains("job-999"),
+        "{err}"
+    );
     let (_, rows, _) = output(&mut c.cli(&["jobs", "results", &done.to_string(), "-f", "csv"]));
     assert_eq!(rows, expected_q1, "a finished job's rows after the restart");
     let end = c.wait_for(running, Duration::from_secs(90), JobLine::finished);
@@ -423,8 +450,9 @@ fn a_replica_is_added_and_removed_with_regatta_drivers() {
         .find(|l| l.starts_with("node-4"))
         .unwrap_or_else(|| panic!("{listed}"));
     // A voter, caught up; under load it may already have won an election.
+    let fields: Vec<&str> = row.split_whitespace().collect();
     assert!(
-        (row.contains("follower") || row.contains("leader")) && row.ends_with("yes"),
+        matches!(fields.get(2), Some(&"follower" | &"leader")) && fields.get(6) == Some(&"yes"),
         "{row}"
     );
     ok(&mut c.cli(&["drivers", "remove", "4"]));

@@ -1,6 +1,9 @@
 //! A real driver and worker processes on 127.0.0.1 under stress: a worker killed
 //! mid-job, a cancelled job, many jobs in a row, and too little memory.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::io::Read;

@@ -1,6 +1,9 @@
 //! A cluster with TLS: the driver and a worker serve with a certificate signed by a
 //! test CA; a client trusting the CA runs a query; a plain client is refused.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{local_csv, ok, output, regatta, start, tpch_tables, Q1};

@@ -3,6 +3,9 @@
 //! chromedriver, installed by scripts/test), and the listener rules: beyond
 //! loopback only with a token; with a token, every request carries it.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -305,7 +308,8 @@ fn the_dashboard_follows_a_w1_job_its_workers_a_lost_worker_and_a_restart() {
     save(&b, "jobs.png");
 }
 
-/// Parses Prometheus text: (family types, samples as (name, labels, value)).
+/// Parses OpenMetrics text: (family types, samples as (name, labels, value)).
+/// A counter family `x` has samples named `x_total`.
 type Samples = Vec<(String, BTreeMap<String, String>, f64)>;
 
 fn parse_prometheus(text: &str) -> (BTreeMap<String, String>, Samples) {
@@ -324,7 +328,7 @@ fn parse_prometheus(text: &str) -> (BTreeMap<String, String>, Samples) {
             );
             continue;
         }
-        if line.starts_with("# HELP ") || line.is_empty() {
+        if line.starts_with("# HELP ") || line == "# EOF" || line.is_empty() {
             continue;
         }
         let (series, value) = line.rsplit_once(' ').expect(line);
@@ -349,8 +353,12 @@ fn parse_prometheus(text: &str) -> (BTreeMap<String, String>, Samples) {
             name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "a bad metric name in {line}"
         );
+        let family = match name.strip_suffix("_total") {
+            Some(base) if types.get(base).map(String::as_str) == Some("counter") => base,
+            _ => &name,
+        };
         assert!(
-            types.contains_key(&name),
+            types.contains_key(family),
             "{name} has no TYPE line before it"
         );
         samples.push((name, labels, value));
@@ -387,9 +395,10 @@ fn metrics_parse_as_prometheus_text_and_agree_with_the_job() {
     assert!(reply
         .header("content-type")
         .unwrap()
-        .starts_with("text/plain; version=0.0.4"));
-    let (types, samples) = parse_prometheus(&reply.body);
-    for name in types.keys() {
+        .starts_with("application/openmetrics-text; version=1.0.0"));
+    assert!(reply.body.ends_with("# EOF\n"), "{}", reply.body);
+    let (_, samples) = parse_prometheus(&reply.body);
+    for (name, _, _) in &samples {
         assert!(
             docs.contains(&format!("`{name}`")),
             "{name} is not in docs/metrics.md"
@@ -439,8 +448,8 @@ fn metrics_parse_as_prometheus_text_and_agree_with_the_job() {
         assert!(!address.is_empty(), "{worker}");
         let reply = http::get(address, "/metrics", &[("Authorization", &bearer())]).unwrap();
         assert_eq!(reply.status, 200);
-        let (types, samples) = parse_prometheus(&reply.body);
-        for name in types.keys() {
+        let (_, samples) = parse_prometheus(&reply.body);
+        for (name, _, _) in &samples {
             assert!(
                 docs.contains(&format!("`{name}`")),
                 "{name} is not in docs/metrics.md"

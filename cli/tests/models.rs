@@ -4,6 +4,9 @@
 //! sentence-transformers model used by its path gives the built-in model's
 //! vectors; `regatta models list` shows where each model is.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::Path;

@@ -3,6 +3,9 @@
 //! store stopped mid-query, and a driver with three workers that share no
 //! directory, reading W1's images from the store and writing Lance back to it.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::io::{Read, Write};

@@ -4,6 +4,9 @@
 //! tests there; they read REGATTA_RAY_ADDRESS, REGATTA_RAY_TOKEN and
 //! REGATTA_RAY_CLUSTER (the script, to kill and add nodes).
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::process::Command;
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     images, local_csv, ok, output, regatta, start, tpch_tables, with_tables, JobLine, Proc,
-    WorkerLine, Q3, W1,
+    WorkerLine, Q3, TOKEN, W1,
 };
 
 /// The tests share one Ray cluster: one at a time.
@@ -57,13 +60,18 @@ impl RayCluster {
         }
     }
 
-    /// `GET /api/jobs/`: (submission id, status) of every job.
-    fn jobs(&self) -> Vec<(String, String)> {
+    /// `GET /api/jobs/`, as anyone allowed to list jobs sees it.
+    fn jobs_listing(&self) -> serde_json::Value {
         let out = ok(Command::new("curl")
             .args(["-sS", "--max-time", "10", "-H"])
             .arg(format!("Authorization: Bearer {}", self.token))
             .arg(format!("{}/api/jobs/", self.address)));
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// `GET /api/jobs/`: (submission id, status) of every job.
+    fn jobs(&self) -> Vec<(String, String)> {
+        let v = self.jobs_listing();
         v.as_array()
             .unwrap()
             .iter()
@@ -159,6 +167,35 @@ fn assert_cleaned_up(ray: &RayCluster, prefix: &str) {
 }
 
 /// Both Ray nodes have a worker: the head's (2 CPUs) and the GPU node's.
+/// Neither the cluster token nor Ray's own is in what Ray lists of the running
+/// regatta jobs; their runtime_env names the secrets package instead.
+fn assert_no_secret_listed(ray: &RayCluster) {
+    let listing = ray.jobs_listing();
+    let running: Vec<&serde_json::Value> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| {
+            j["submission_id"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("regatta-")
+                && j["status"] == "RUNNING"
+        })
+        .collect();
+    assert!(!running.is_empty(), "no running regatta job: {listing}");
+    for job in running {
+        let text = job.to_string();
+        assert!(!text.contains(TOKEN), "the cluster token is listed: {text}");
+        assert!(!text.contains(&ray.token), "Ray's token is listed: {text}");
+        let modules = &job["runtime_env"]["py_modules"];
+        assert!(
+            modules.as_array().is_some_and(|m| m.len() == 1),
+            "no secrets package: {text}"
+        );
+    }
+}
+
 fn assert_one_worker_per_node(driver: &RayDriver) -> Vec<WorkerLine> {
     let workers: Vec<WorkerLine> = driver.workers().into_iter().filter(|w| w.alive).collect();
     assert_eq!(workers.len(), 2, "{workers:?}");
@@ -180,6 +217,8 @@ fn w3b_and_w1_through_ray_launched_workers_match_the_local_engine() {
     let (q3_local, w1_local) = (local_csv(&tpch, Q3), local_csv(&pictures, W1));
     let driver = ray.driver(&[]);
     assert_one_worker_per_node(&driver);
+    // The workers registered: they read the token from the secrets package.
+    assert_no_secret_listed(&ray);
     assert_eq!(driver.csv(&tpch, Q3), q3_local);
     assert_eq!(driver.csv(&pictures, W1), w1_local);
     // Both workers took part.
@@ -203,6 +242,7 @@ fn job_per_node_mode_runs_w3b_and_stops_every_job() {
     let local = local_csv(&tpch, Q3);
     let driver = ray.driver(&["--ray-launch", "job-per-node"]);
     assert_one_worker_per_node(&driver);
+    assert_no_secret_listed(&ray);
     assert_eq!(driver.csv(&tpch, Q3), local);
     let prefix = driver.stop();
     assert_cleaned_up(&ray, &prefix);

@@ -3,6 +3,9 @@
 //! driver and workers killed mid-job and started again, images served over
 //! HTTP by a server that counts every download.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::HashMap;

@@ -3,6 +3,9 @@
 //! and a failure budget fails the job before anything is written. Real
 //! processes: `regatta sql` locally, a driver and workers for `submit`.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::Path;

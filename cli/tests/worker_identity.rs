@@ -2,6 +2,9 @@
 //! id (report its tasks, take its orders, take its id over), and no report can
 //! point the driver's commit at files outside the job's staging prefix.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use common::{cluster_with, ok, WorkerSetup, TOKEN};

@@ -263,7 +263,8 @@ impl ClusterConfig {
     /// `REGATTA_TOKEN` and `REGATTA_DRIVER` replace the file's values;
     /// `REGATTA_ACCESS_*` add to its lists.
     fn apply_env(&mut self) -> Result<()> {
-        if let Ok(t) = std::env::var("REGATTA_TOKEN") {
+        // Under Ray the tokens come as files, not variables (see secret_var).
+        if let Some(t) = regatta_common::secret_var("REGATTA_TOKEN") {
             self.cluster.token = t;
         }
         if let Ok(d) = std::env::var("REGATTA_DRIVER") {
@@ -294,8 +295,8 @@ impl ClusterConfig {
             list.extend(std::env::split_paths(&roots).filter(|p| !p.as_os_str().is_empty()));
         }
         // Inside a Ray job Ray itself sets RAY_AUTH_TOKEN.
-        if let Ok(t) =
-            std::env::var("REGATTA_RAY_TOKEN").or_else(|_| std::env::var("RAY_AUTH_TOKEN"))
+        if let Some(t) = regatta_common::secret_var("REGATTA_RAY_TOKEN")
+            .or_else(|| std::env::var("RAY_AUTH_TOKEN").ok())
         {
             self.ray.token = t;
         }

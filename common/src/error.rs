@@ -7,6 +7,13 @@ pub enum CommonError {
     ByteSize { input: String, reason: String },
     #[error("invalid request id {input:?}: {reason}")]
     RequestId { input: String, reason: String },
+    /// A name (a format, a mode) that is none of the accepted ones.
+    #[error("unknown {what} {input:?}; use {expected}")]
+    UnknownName {
+        what: &'static str,
+        input: String,
+        expected: &'static str,
+    },
     #[error("invalid resources: {0}")]
     Resources(String),
     /// A listener beyond loopback without the cluster token.

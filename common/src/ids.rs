@@ -1,4 +1,4 @@
-//! Identifiers as distinct types, so a task id is never passed where a job id belongs.
+//! Identifiers as distinct types, so a stage id is never passed where a job id belongs.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -26,8 +26,10 @@ id_type!(
     StageId, "stage"
 );
 id_type!(
-    /// One task: a stage's work on one input split or partition.
-    TaskId, "task"
+    /// The input split a shuffle's map task worked on: it names the file that
+    /// task wrote for each output partition (the driver's tasks are
+    /// `scheduler::TaskKey`s, of which this is the partition).
+    MapPartition, "map"
 );
 id_type!(
     /// A worker process.

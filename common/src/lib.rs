@@ -1,21 +1,29 @@
 //! Types every regatta layer shares: newtype identifiers, byte sizes and resource
 //! requests.
 
+mod abort_on_drop;
 pub mod access;
+mod clock;
 mod error;
+mod file_format;
 mod ids;
 mod listen;
 mod model_kind;
 pub mod prometheus;
 mod resources;
+mod secret_env;
 mod size;
 
+pub use abort_on_drop::AbortOnDrop;
 pub use access::{AccessPolicy, UrlScheme};
+pub use clock::unix_ms_now;
 pub use error::{CommonError, Result};
-pub use ids::{JobId, RequestId, StageId, TaskId, WorkerId};
+pub use file_format::{FileFormat, WriteMode};
+pub use ids::{JobId, MapPartition, RequestId, StageId, WorkerId};
 pub use listen::{check_listener, is_loopback};
 pub use model_kind::ModelKind;
 pub use resources::Resources;
+pub use secret_env::{secret_var, SECRETS_MODULE_VAR};
 pub use size::ByteSize;
 
 /// Whether `a` and `b` are equal, in time that does not depend on where they

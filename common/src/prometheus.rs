@@ -1,9 +1,15 @@
-//! Prometheus text exposition (format 0.0.4): the catalogue of every metric
-//! regatta exports, and a writer that only writes catalogued ones, so
-//! `docs/metrics.md` (rendered from the catalogue) lists exactly what scrapers
-//! see.
+//! The catalogue of every metric regatta exports, and [`Exposition`], which
+//! registers only catalogued families with `prometheus-client` and writes
+//! them as OpenMetrics text, so `docs/metrics.md` (rendered from the
+//! catalogue) lists exactly what scrapers see.
 
 use std::fmt::Write;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::text::encode;
+pub use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Which process exports a metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,63 +284,103 @@ pub const METRICS: &[MetricDoc] = &[
     },
 ];
 
-/// Writes Prometheus text; each family once, with its HELP and TYPE.
+/// The content type of [`Exposition::finish`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// One scrape's metrics: catalogued families (typed by `prometheus-client`:
+/// their label sets are structs, their bounded label values enums) registered
+/// and filled from the process's state, then encoded as OpenMetrics text.
 #[derive(Default)]
-pub struct PromText {
-    out: String,
-    current: Option<&'static str>,
+pub struct Exposition {
+    registry: Registry,
 }
 
-impl PromText {
+impl Exposition {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Adds one sample of the catalogued metric `name`. Samples of one family
-    /// must be added together. A name not in [`METRICS`] is a bug: it is left
-    /// out (and fails in debug builds) so the docs never miss a metric.
-    pub fn sample(&mut self, name: &'static str, labels: &[(&str, &str)], value: f64) {
+    /// Registers the catalogued family `name` and returns it to fill. A name
+    /// not in [`METRICS`] is a bug: the family is returned unregistered (and
+    /// debug builds fail) so the docs never miss a metric.
+    pub fn family<M: Metric + Clone>(&mut self, name: &'static str, family: M) -> M {
         let Some(doc) = METRICS.iter().find(|m| m.name == name) else {
             debug_assert!(false, "metric {name} is not in the catalogue");
-            return;
+            return family;
         };
-        if self.current != Some(name) {
-            let _ = writeln!(self.out, "# HELP {name} {}", doc.help);
-            let _ = writeln!(self.out, "# TYPE {name} {}", doc.kind.word());
-            self.current = Some(name);
-        }
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
-            }
-            self.out.push('}');
-        }
-        let _ = writeln!(self.out, " {}", number(value));
+        // prometheus-client adds a counter's `_total` to its samples itself.
+        let base = match doc.kind {
+            Counter => name.strip_suffix("_total").unwrap_or(name),
+            Gauge => name,
+        };
+        // It also ends the help with a full stop.
+        let help = doc.help.strip_suffix('.').unwrap_or(doc.help);
+        self.registry.register(base, help, family.clone());
+        family
     }
 
+    /// A gauge family with labels `L`.
+    pub fn gauges<L>(&mut self, name: &'static str) -> Family<L, GaugeF64>
+    where
+        L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+    {
+        self.family(name, Family::default())
+    }
+
+    /// A counter family with labels `L`.
+    pub fn counters<L>(&mut self, name: &'static str) -> Family<L, CounterF64>
+    where
+        L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug + Send + Sync + 'static,
+    {
+        self.family(name, Family::default())
+    }
+
+    /// A gauge without labels.
+    pub fn gauge(&mut self, name: &'static str, value: f64) {
+        self.family(name, GaugeF64::default()).set(value);
+    }
+
+    /// A counter without labels, at `value`.
+    pub fn counter(&mut self, name: &'static str, value: f64) {
+        self.family(name, CounterF64::default()).inc_by(value);
+    }
+
+    /// The OpenMetrics text (ending in `# EOF`).
     pub fn finish(self) -> String {
-        self.out
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
     }
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+/// A free-form label value (an operator's name, a job's id as text), escaped
+/// as the text format requires: prometheus-client writes label values as given,
+/// and one quote or line feed would make the whole scrape unreadable.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LabelText(pub String);
 
-fn number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
+impl EncodeLabelValue for LabelText {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> std::fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\\' => encoder.write_str("\\\\")?,
+                '"' => encoder.write_str("\\\"")?,
+                '\n' => encoder.write_str("\\n")?,
+                c => encoder.write_char(c)?,
+            }
+        }
+        Ok(())
     }
 }
+
+/// A gauge of any value (prometheus-client's default is an integer).
+pub type GaugeF64 = prometheus_client::metrics::gauge::Gauge<f64, AtomicU64>;
+/// A counter of any value (seconds as well as counts).
+pub type CounterF64 = prometheus_client::metrics::counter::Counter<f64, AtomicU64>;
 
 /// `docs/metrics.md`: every metric, by the process that exports it.
 pub fn metrics_markdown() -> String {
@@ -342,7 +388,7 @@ pub fn metrics_markdown() -> String {
         "# Metrics\n\nGenerated from `common/src/prometheus.rs` (a test keeps it current: \
          `REGATTA_BLESS=1 cargo test -p regatta-common` rewrites it). The driver serves them \
          at `http://<driver.dashboard_bind>/metrics`, each worker at \
-         `http://<worker.metrics_bind>/metrics`, in Prometheus text format. Beyond loopback \
+         `http://<worker.metrics_bind>/metrics`, in OpenMetrics text format. Beyond loopback \
          a scrape must carry the cluster token (`authorization: Bearer <token>`).\n",
     );
     for (source, title) in [(Driver, "Driver"), (Worker, "Worker")] {
@@ -368,17 +414,35 @@ pub fn metrics_markdown() -> String {
 mod tests {
     use super::*;
 
+    #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+    struct Status {
+        status: LabelText,
+    }
+
+    fn status(s: &str) -> Status {
+        Status {
+            status: LabelText(s.to_string()),
+        }
+    }
+
     #[test]
     fn families_get_help_and_type_once_and_labels_are_escaped() {
-        let mut p = PromText::new();
-        p.sample("regatta_jobs", &[("status", "running")], 2.0);
-        p.sample("regatta_jobs", &[("status", "a\"b")], 0.5);
-        p.sample("regatta_raft_term", &[], 7.0);
+        let mut p = Exposition::new();
+        let jobs = p.gauges::<Status>("regatta_jobs");
+        jobs.get_or_create(&status("running")).set(2.0);
+        jobs.get_or_create(&status("a\"b\\\nc")).set(0.5);
+        p.gauge("regatta_raft_term", 7.0);
+        p.counter("regatta_rows_written_total", 12.0);
         let t = p.finish();
         assert_eq!(t.matches("# TYPE regatta_jobs gauge").count(), 1, "{t}");
-        assert!(t.contains("regatta_jobs{status=\"running\"} 2\n"), "{t}");
-        assert!(t.contains("regatta_jobs{status=\"a\\\"b\"} 0.5\n"), "{t}");
-        assert!(t.contains("regatta_raft_term 7\n"), "{t}");
+        assert!(t.contains("regatta_jobs{status=\"running\"} 2.0\n"), "{t}");
+        assert!(t.contains(r#"regatta_jobs{status="a\"b\\\nc"} 0.5"#), "{t}");
+        assert!(t.contains("regatta_raft_term 7.0\n"), "{t}");
+        // A counter's family is named without `_total`, its samples with it.
+        assert!(t.contains("# TYPE regatta_rows_written counter\n"), "{t}");
+        assert!(t.contains("regatta_rows_written_total 12.0\n"), "{t}");
+        assert!(!t.contains(".."), "a help text ends in two full stops: {t}");
+        assert!(t.ends_with("# EOF\n"), "{t}");
     }
 
     #[test]

@@ -194,10 +194,7 @@ fn counts_of(inner: &Inner) -> RowFailureCounts {
 }
 
 fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    regatta_common::unix_ms_now() as i64
 }
 
 /// The error table's schema: one row per recorded failure.

@@ -3,6 +3,7 @@
 //! loopback needs the cluster token; with a token set, every request must
 //! carry it; with cluster TLS, it serves HTTPS.
 
+use regatta_common::AbortOnDrop;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -314,15 +315,7 @@ struct TlsListener {
     ready: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
     address: std::io::Result<SocketAddr>,
     /// Accepts and starts handshakes; aborted with the listener.
-    acceptor_task: AbortOnDrop,
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    acceptor_task: AbortOnDrop<()>,
 }
 
 impl TlsListener {

@@ -11,6 +11,7 @@ tonic::include_proto!("regatta.v1");
 mod access_policy;
 mod cluster_tls;
 mod drivers;
+mod file_format;
 mod http_server;
 mod token_check;
 pub use axum;
@@ -99,6 +100,22 @@ impl JobStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl DriverRole {
+    /// The word people read: leader, follower, candidate, learner, shutdown or
+    /// unreachable.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unknown",
+            Self::Leader => "leader",
+            Self::Follower => "follower",
+            Self::Candidate => "candidate",
+            Self::Learner => "learner",
+            Self::Shutdown => "shutdown",
+            Self::Unreachable => "unreachable",
         }
     }
 }

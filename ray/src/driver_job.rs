@@ -11,6 +11,7 @@ use crate::client::{RayClient, RayJob};
 use crate::launcher::shell_quote;
 use crate::options::RayOptions;
 use crate::package::ensure_package;
+use crate::secret_package::{runtime_env, SecretPackage};
 use crate::{RayError, Result};
 
 /// A driver job submitted to Ray.
@@ -21,20 +22,26 @@ pub struct DriverJob {
 }
 
 /// Submits `./regatta ARGS` as a Ray job on the head node, with `env` added to
-/// its environment; Ray's own address and token are passed on.
+/// its environment and `secrets` readable through `regatta_common::secret_var`
+/// (in a package of their own: Ray lists `env_vars` to anyone); Ray's own
+/// address and token are passed on.
 pub async fn submit_driver_job(
     options: &RayOptions,
     args: &[String],
     env: BTreeMap<String, String>,
+    mut secrets: BTreeMap<String, String>,
 ) -> Result<DriverJob> {
     let client = RayClient::new(&options.address, &options.token)?;
     client.version().await?;
     let package = ensure_package(&client, &options.binary).await?;
-    let mut env_vars: BTreeMap<String, String> = env;
-    env_vars.insert("REGATTA_RAY_ADDRESS".into(), options.address.clone());
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
+    if !options.token.is_empty() {
+        secrets.insert("REGATTA_RAY_TOKEN".into(), options.token.clone());
+    }
+    let secrets = SecretPackage::upload(&client, &secrets).await?;
+    let mut env_vars: serde_json::Map<String, serde_json::Value> =
+        env.into_iter().map(|(k, v)| (k, json!(v))).collect();
+    env_vars.insert("REGATTA_RAY_ADDRESS".into(), json!(options.address));
+    let millis = regatta_common::unix_ms_now();
     let id = format!("regatta-{}-{millis}-driver", std::process::id());
     let request = json!({
         "entrypoint": format!(
@@ -43,7 +50,7 @@ pub async fn submit_driver_job(
         ),
         "submission_id": id,
         "entrypoint_num_cpus": 0,
-        "runtime_env": {"working_dir": package.uri(), "env_vars": env_vars},
+        "runtime_env": runtime_env(&package, &secrets, env_vars),
         "metadata": {"regatta": "driver"},
     });
     let id = client.submit(&request).await?;

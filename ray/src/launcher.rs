@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 
 use crate::client::{RayClient, RayNode};
 use crate::options::{LaunchMode, RayOptions};
-use crate::package::{WorkerPackage, BOOTSTRAP_NAME};
+use crate::package::{ensure_package, WorkerPackage, BOOTSTRAP_NAME};
+use crate::secret_package::{runtime_env, SecretPackage};
 use crate::{RayError, Result};
 
 /// Variables of the driver's environment its workers get too.
@@ -25,6 +26,26 @@ const FORWARDED_ENV: [&str; 3] = [
 
 /// The key of the bootstrap job in the job map (other keys are node ids).
 const BOOTSTRAP_KEY: &str = "bootstrap";
+
+/// What every job of a launcher runs with: the binary and the secrets.
+#[derive(Debug, Clone)]
+struct JobPackages {
+    binary: WorkerPackage,
+    secrets: SecretPackage,
+}
+
+impl JobPackages {
+    async fn upload(client: &RayClient, binary: &std::path::Path, token: &str) -> Result<Self> {
+        let binary = ensure_package(client, binary).await?;
+        let secrets = BTreeMap::from([("REGATTA_TOKEN".to_string(), token.to_string())]);
+        let secrets = SecretPackage::upload(client, &secrets).await?;
+        Ok(Self { binary, secrets })
+    }
+
+    fn runtime_env(&self, env: serde_json::Map<String, Value>) -> Value {
+        runtime_env(&self.binary, &self.secrets, env)
+    }
+}
 
 /// Launches and stops regatta workers on a Ray cluster.
 pub struct RayLauncher {
@@ -79,9 +100,7 @@ pub(crate) fn shell_quote(s: &str) -> String {
 impl RayLauncher {
     pub fn new(options: RayOptions) -> Result<Self> {
         let client = RayClient::new(&options.address, &options.token)?;
-        let millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let millis = regatta_common::unix_ms_now();
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -188,11 +207,11 @@ impl Inner {
         args
     }
 
-    /// The environment every worker gets: the token, and the driver's own
-    /// settings that workers must share (where the models are, log levels).
-    fn worker_env(&self, ctx: &LaunchContext) -> serde_json::Map<String, Value> {
+    /// The environment every worker gets: the driver's own settings that
+    /// workers must share (where the models are, log levels). The token is in
+    /// the secrets package.
+    fn worker_env(&self) -> serde_json::Map<String, Value> {
         let mut env = serde_json::Map::new();
-        env.insert("REGATTA_TOKEN".into(), json!(ctx.token));
         for name in FORWARDED_ENV {
             if let Ok(v) = std::env::var(name) {
                 env.insert(name.to_string(), json!(v));
@@ -210,7 +229,7 @@ impl Inner {
     }
 
     /// Launch mode `bootstrap`: one job placing an actor per node.
-    async fn submit_bootstrap(&self, ctx: &LaunchContext, package: &WorkerPackage) -> Result<()> {
+    async fn submit_bootstrap(&self, ctx: &LaunchContext, package: &JobPackages) -> Result<()> {
         let config = json!({
             "control_addr": ctx.control_address,
             "worker_args": self.worker_args(ctx),
@@ -223,13 +242,13 @@ impl Inner {
             "retry_s": 5,
         });
         let id = self.job_id(BOOTSTRAP_KEY);
-        let mut env = self.worker_env(ctx);
+        let mut env = self.worker_env();
         env.insert("REGATTA_RAY_CONFIG".into(), json!(config.to_string()));
         let request = json!({
             "entrypoint": format!("{} {BOOTSTRAP_NAME}", shell_quote(&self.options.python)),
             "submission_id": id,
             "entrypoint_num_cpus": 0,
-            "runtime_env": {"working_dir": package.uri(), "env_vars": env},
+            "runtime_env": package.runtime_env(env),
             "metadata": self.metadata("bootstrap"),
         });
         let id = self.client.submit(&request).await?;
@@ -243,7 +262,7 @@ impl Inner {
     async fn submit_worker_job(
         &self,
         ctx: &LaunchContext,
-        package: &WorkerPackage,
+        package: &JobPackages,
         node: &RayNode,
         attempt: u32,
     ) -> Result<()> {
@@ -273,7 +292,7 @@ impl Inner {
                 .join(" ")
         );
         let id = self.job_id(&format!("node-{}-{attempt}", node.short_id()));
-        let mut env = self.worker_env(ctx);
+        let mut env = self.worker_env();
         // Without it a worker holding no GPU would see them all.
         env.insert("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO".into(), json!("1"));
         let mut request = json!({
@@ -281,7 +300,7 @@ impl Inner {
             "submission_id": id,
             "entrypoint_num_cpus": cpus,
             "entrypoint_num_gpus": gpus,
-            "runtime_env": {"working_dir": package.uri(), "env_vars": env},
+            "runtime_env": package.runtime_env(env),
             "metadata": self.metadata("worker"),
         });
         if memory > 0 {
@@ -408,7 +427,7 @@ impl Inner {
     /// Follows the cluster after start: in `job-per-node` mode, new nodes get a
     /// worker job and ended ones a new one; in `bootstrap` mode (which follows
     /// joins itself) an ended bootstrap is reported.
-    async fn watch(self: Arc<Self>, ctx: LaunchContext, package: WorkerPackage) {
+    async fn watch(self: Arc<Self>, ctx: LaunchContext, package: JobPackages) {
         let mut attempts: BTreeMap<String, u32> = BTreeMap::new();
         loop {
             tokio::time::sleep(self.options.poll_interval).await;
@@ -443,7 +462,7 @@ impl Inner {
     async fn follow_nodes(
         &self,
         ctx: &LaunchContext,
-        package: &WorkerPackage,
+        package: &JobPackages,
         attempts: &mut BTreeMap<String, u32>,
     ) -> Result<()> {
         let nodes = self.client.nodes().await?;
@@ -517,7 +536,7 @@ impl WorkerLauncher for RayLauncher {
         let version = inner.client.version().await?;
         log::info!("Ray {} at {}", version.ray_version, inner.client.address());
         let nodes = inner.eligible_nodes().await?;
-        let package = crate::package::ensure_package(&inner.client, &inner.options.binary).await?;
+        let package = JobPackages::upload(&inner.client, &inner.options.binary, &ctx.token).await?;
         match inner.options.launch {
             LaunchMode::Bootstrap => inner.submit_bootstrap(&ctx, &package).await?,
             LaunchMode::JobPerNode => {

@@ -4,7 +4,8 @@
 //! starts one worker per Ray node (the driver's [`WorkerLauncher`]); the workers
 //! dial the driver and are ordinary regatta workers from then on.
 //! [`submit_driver_job`] runs a whole driver as a Ray job for clients outside the
-//! cluster's network.
+//! cluster's network. Secrets travel in a package of their own
+//! ([`SecretPackage`]), never in a job's `env_vars`, which Ray lists openly.
 //!
 //! [`WorkerLauncher`]: regatta_scheduler::launcher::WorkerLauncher
 
@@ -14,6 +15,7 @@ mod error;
 mod launcher;
 mod options;
 mod package;
+mod secret_package;
 
 pub use client::{RayClient, RayJob, RayNode, RayVersion, JOBS_API_VERSION};
 pub use driver_job::{submit_driver_job, DriverJob};
@@ -21,3 +23,4 @@ pub use error::{RayError, Result};
 pub use launcher::RayLauncher;
 pub use options::{LaunchMode, RayOptions};
 pub use package::WorkerPackage;
+pub use secret_package::{SecretPackage, SECRETS_MODULE};

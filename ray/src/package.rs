@@ -188,8 +188,8 @@ fn strip_into(binary: &Path, out: &Path) -> Result<()> {
 }
 
 /// One zip entry as written: where its local header is and what it holds.
-struct Entry {
-    name: &'static str,
+pub(crate) struct Entry {
+    name: String,
     method: u16,
     mode: u32,
     crc: u32,
@@ -255,7 +255,7 @@ fn write_zip(binary: &Path, out: &Path) -> std::io::Result<String> {
     let counted = encoder.finish()?;
     let compressed = props.len() as u64 + counted.written;
     entries.push(Entry {
-        name: BINARY_NAME,
+        name: BINARY_NAME.to_string(),
         method: LZMA,
         mode: 0o100755,
         crc: crc.finalize(),
@@ -269,20 +269,8 @@ fn write_zip(binary: &Path, out: &Path) -> std::io::Result<String> {
     let bootstrap = BOOTSTRAP.as_bytes();
     hash.update(BOOTSTRAP_NAME.as_bytes());
     hash.update(bootstrap);
-    let crc = crc32fast::hash(bootstrap);
-    let len = bootstrap.len() as u64;
-    let header_len = local_header(&mut file, BOOTSTRAP_NAME, STORED, 0, crc, len, len)?;
-    file.write_all(bootstrap)?;
-    entries.push(Entry {
-        name: BOOTSTRAP_NAME,
-        method: STORED,
-        mode: 0o100644,
-        crc,
-        compressed: len,
-        size: len,
-        offset,
-    });
-    offset += header_len + len;
+    let (entry, offset) = write_stored(&mut file, BOOTSTRAP_NAME, 0o100644, bootstrap, offset)?;
+    entries.push(entry);
     if offset > u64::from(u32::MAX) || size > u64::from(u32::MAX) {
         return Err(std::io::Error::other(
             "the package would exceed 4 GiB, which needs ZIP64",
@@ -301,9 +289,20 @@ fn write_zip(binary: &Path, out: &Path) -> std::io::Result<String> {
         file.seek(SeekFrom::End(0))?;
     }
     let mut file = std::io::BufWriter::new(file);
-    let directory_start = offset;
+    write_directory(&mut file, &entries, offset)?;
+    file.flush()?;
+    Ok(hex(&hash.finalize()))
+}
+
+/// Writes the central directory of `entries`, which starts at `start`, and the
+/// end record.
+pub(crate) fn write_directory(
+    file: &mut impl Write,
+    entries: &[Entry],
+    start: u64,
+) -> std::io::Result<()> {
     let mut directory_len = 0u64;
-    for e in &entries {
+    for e in entries {
         let flags = if e.method == LZMA { LZMA_EOS_FLAG } else { 0 };
         let mut h = Vec::with_capacity(46 + e.name.len());
         h.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
@@ -330,11 +329,34 @@ fn write_zip(binary: &Path, out: &Path) -> std::io::Result<String> {
     end.extend_from_slice(&(entries.len() as u16).to_le_bytes());
     end.extend_from_slice(&(entries.len() as u16).to_le_bytes());
     end.extend_from_slice(&(directory_len as u32).to_le_bytes());
-    end.extend_from_slice(&(directory_start as u32).to_le_bytes());
+    end.extend_from_slice(&(start as u32).to_le_bytes());
     end.extend_from_slice(&0u16.to_le_bytes());
-    file.write_all(&end)?;
-    file.flush()?;
-    Ok(hex(&hash.finalize()))
+    file.write_all(&end)
+}
+
+/// Writes a stored (uncompressed) entry at `offset`; returns it and the offset
+/// after it.
+pub(crate) fn write_stored(
+    w: &mut impl Write,
+    name: &str,
+    mode: u32,
+    bytes: &[u8],
+    offset: u64,
+) -> std::io::Result<(Entry, u64)> {
+    let crc = crc32fast::hash(bytes);
+    let len = bytes.len() as u64;
+    let header_len = local_header(w, name, STORED, 0, crc, len, len)?;
+    w.write_all(bytes)?;
+    let entry = Entry {
+        name: name.to_string(),
+        method: STORED,
+        mode,
+        crc,
+        compressed: len,
+        size: len,
+        offset,
+    };
+    Ok((entry, offset + header_len + len))
 }
 
 /// Writes a local file header; returns its length.

@@ -9,8 +9,9 @@ the connection drop. The job ends when the driver is gone (its control address
 stops answering) or when Ray stops the job; Ray then kills the actors, and each
 worker dies with its actor (PR_SET_PDEATHSIG).
 
-Configuration comes as JSON in REGATTA_RAY_CONFIG; the cluster token as
-REGATTA_TOKEN. Only long-stable Ray APIs are used (ray.nodes, actors,
+Configuration comes as JSON in REGATTA_RAY_CONFIG; the cluster token as a
+file of the job's py_modules package (REGATTA_SECRETS_MODULE names it; the
+workers inherit PYTHONPATH and read it themselves). Only long-stable Ray APIs are used (ray.nodes, actors,
 NodeAffinitySchedulingStrategy).
 """
 

@@ -1,7 +1,7 @@
 //! The commands that change driver state. Everything the driver decides or learns
 //! becomes one of these first, so replaying them rebuilds the state exactly.
 
-use regatta_common::{JobId, RequestId, Resources, StageId, WorkerId};
+use regatta_common::{FileFormat, JobId, RequestId, Resources, StageId, WorkerId, WriteMode};
 use regatta_engine::{RowErrorPolicy, RowFailureCounts};
 use serde::{Deserialize, Serialize};
 
@@ -141,7 +141,7 @@ impl From<&regatta_proto::OperatorStats> for OperatorStat {
 pub struct JobOutput {
     /// A file or directory (Parquet, CSV, JSON) or a Lance dataset.
     pub path: String,
-    pub format: OutputFormat,
+    pub format: FileFormat,
     pub mode: OutputMode,
     /// The rows' schema as an Arrow IPC stream with no batches (the commit of
     /// a new Lance dataset needs it).
@@ -166,33 +166,19 @@ pub fn commit_tag(job: JobId, request_id: &RequestId) -> String {
     }
 }
 
-impl From<OutputFormat> for regatta_engine::io::FileFormat {
-    fn from(f: OutputFormat) -> Self {
-        match f {
-            OutputFormat::Parquet => Self::Parquet,
-            OutputFormat::Csv => Self::Csv,
-            OutputFormat::Json => Self::Json,
-            OutputFormat::Lance => Self::Lance,
-        }
-    }
-}
-
-impl From<regatta_engine::io::FileFormat> for OutputFormat {
-    fn from(f: regatta_engine::io::FileFormat) -> Self {
-        use regatta_engine::io::FileFormat;
-        match f {
-            FileFormat::Parquet => Self::Parquet,
-            FileFormat::Csv => Self::Csv,
-            FileFormat::Json => Self::Json,
-            FileFormat::Lance => Self::Lance,
+impl From<WriteMode> for OutputMode {
+    fn from(m: WriteMode) -> Self {
+        match m {
+            WriteMode::Create => Self::Create,
+            WriteMode::Append => Self::Append,
+            WriteMode::Overwrite => Self::Overwrite,
         }
     }
 }
 
 impl OutputMode {
     /// How rows are written; None for a job that adds columns instead.
-    pub fn write_mode(self) -> Option<regatta_engine::io::WriteMode> {
-        use regatta_engine::io::WriteMode;
+    pub fn write_mode(self) -> Option<WriteMode> {
         match self {
             Self::Create => Some(WriteMode::Create),
             Self::Append => Some(WriteMode::Append),
@@ -202,16 +188,9 @@ impl OutputMode {
     }
 }
 
-/// The formats a job writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum OutputFormat {
-    Parquet,
-    Csv,
-    Json,
-    Lance,
-}
-
-/// What a job's write does to an output that exists.
+/// What a job does to its output: a [`WriteMode`]'s write, or new columns
+/// for a Lance dataset (the protocol's `WriteMode` as the Raft log records it,
+/// kept flat so entries written before stay readable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OutputMode {
     Create,

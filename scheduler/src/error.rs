@@ -1,31 +1,32 @@
 //! Errors of the scheduler.
 
-use regatta_common::{JobId, RequestId, WorkerId};
+use crate::Refusal;
 
 /// What the driver can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
-    #[error("{0} does not exist")]
-    UnknownJob(JobId),
-    #[error("{0} already exists")]
-    DuplicateJob(JobId),
-    #[error("request {request_id:?} was already accepted as {job}")]
-    DuplicateRequest { request_id: RequestId, job: JobId },
-    #[error("{0} is not registered")]
-    UnknownWorker(WorkerId),
-    #[error("{0} is already registered")]
-    DuplicateWorker(WorkerId),
-    #[error("{job} is {status} and cannot be {action}")]
-    InvalidTransition {
-        job: JobId,
-        status: String,
-        action: &'static str,
-    },
-    #[error("invalid command: {0}")]
-    InvalidCommand(String),
+    /// The state refused a command (the same on a lone driver and through Raft).
+    #[error(transparent)]
+    Refusal(#[from] Refusal),
     /// A plan or query the driver cannot run.
     #[error("{0}")]
     Plan(String),
+    /// A listener (the driver's gRPC port, the dashboard) could not be opened.
+    #[error("the {what} cannot listen on {address} ({setting}): {source}")]
+    Listen {
+        what: &'static str,
+        address: String,
+        /// The setting that names the address, so the user knows what to change.
+        setting: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be used.
+    #[error("TLS for the {what} (cluster.tls_cert/tls_key): {message}")]
+    Tls { what: &'static str, message: String },
+    /// A write job's staged output could not be published.
+    #[error("output {path}: {message}")]
+    Commit { path: String, message: String },
     #[error(transparent)]
     Engine(#[from] regatta_engine::EngineError),
     #[error(transparent)]
@@ -78,21 +79,24 @@ impl From<SchedulerError> for tonic::Status {
             return Status::unavailable(message);
         }
         match e {
-            SchedulerError::UnknownJob(_) | SchedulerError::UnknownWorker(_) => {
-                Status::not_found(message)
-            }
-            SchedulerError::DuplicateJob(_)
-            | SchedulerError::DuplicateRequest { .. }
-            | SchedulerError::DuplicateWorker(_) => Status::already_exists(message),
-            SchedulerError::InvalidTransition { .. } | SchedulerError::InvalidCommand(_) => {
-                Status::failed_precondition(message)
-            }
+            SchedulerError::Refusal(r) => match r {
+                Refusal::UnknownJob(_) | Refusal::UnknownWorker(_) => Status::not_found(message),
+                Refusal::DuplicateJob(_)
+                | Refusal::DuplicateRequest { .. }
+                | Refusal::DuplicateWorker(_) => Status::already_exists(message),
+                Refusal::InvalidTransition { .. } | Refusal::InvalidCommand(_) => {
+                    Status::failed_precondition(message)
+                }
+            },
             SchedulerError::Plan(_)
             | SchedulerError::Engine(_)
             | SchedulerError::DataFusion(_)
             | SchedulerError::Config(_) => Status::invalid_argument(message),
             SchedulerError::Refused(_) => Status::permission_denied(message),
             SchedulerError::Storage { .. }
+            | SchedulerError::Listen { .. }
+            | SchedulerError::Tls { .. }
+            | SchedulerError::Commit { .. }
             | SchedulerError::Launch(_)
             | SchedulerError::NotLeader { .. }
             | SchedulerError::Replication(_)

@@ -33,14 +33,9 @@ impl JobStatus {
         }
     }
 
-    /// The word people see.
+    /// The word people see (the protocol's, so it is spelled once).
     pub fn word(&self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed(_) => "failed",
-            Self::Cancelled => "cancelled",
-        }
+        self.to_proto().word()
     }
 }
 

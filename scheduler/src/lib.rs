@@ -15,6 +15,7 @@ mod failure_class;
 mod job_state;
 pub mod launcher;
 pub mod raft;
+mod refusal;
 mod shared_state;
 mod stage_planner;
 mod state;
@@ -22,21 +23,17 @@ mod task_inputs;
 
 pub use assign::next_assignments;
 
-/// The wall clock in Unix milliseconds (0 if the clock is before 1970).
-pub fn unix_ms_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 pub use command::{
-    commit_tag, Command, JobOutput, OperatorStat, OutputFormat, OutputMode, OutputStats, StageSpec,
-    TaskKey, WorkerSpec,
+    commit_tag, Command, JobOutput, OperatorStat, OutputMode, OutputStats, StageSpec, TaskKey,
+    WorkerSpec,
 };
 pub use error::{Result, SchedulerError};
 pub use failure_class::FailureClass;
 pub use job_state::{
     FailureNote, JobState, JobStatus, Released, StageState, TaskState, TaskStatus, FAILURES_KEPT,
 };
+pub use refusal::Refusal;
+pub use regatta_common::unix_ms_now;
 pub use shared_state::SharedState;
 pub use stage_planner::{split_into_stages, PlannedStage};
 pub use state::{DriverState, WorkerState, DEFAULT_HISTORY_JOBS, DEFAULT_MAX_TASK_FAILURES};

@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::{watch, Notify};
 
-use crate::{Command, DriverState, Result};
+use crate::{Command, DriverState, Refusal, Result};
 
 pub struct SharedState {
     state: Mutex<DriverState>,
@@ -38,17 +38,17 @@ impl SharedState {
     pub fn apply(&self, cmd: &Command) -> Result<()> {
         let applied = self.lock().apply(cmd);
         self.changed();
-        applied
+        Ok(applied?)
     }
 
     /// Applies a command, saying for each command in it (a batch has several)
     /// why it was refused, `None` where it was applied.
-    pub fn apply_all(&self, cmd: &Command) -> Vec<Option<String>> {
+    pub fn apply_all(&self, cmd: &Command) -> Vec<Option<Refusal>> {
         let outcome = {
             let mut s = self.lock();
             match cmd {
                 Command::Batch(cmds) => s.apply_batch(cmds),
-                one => vec![s.apply(one).err().map(|e| e.to_string())],
+                one => vec![s.apply(one).err()],
             }
         };
         self.changed();

@@ -8,7 +8,7 @@ use regatta_shuffle::MapLocation;
 use serde::{Deserialize, Serialize};
 
 use crate::job_state::{FailureNote, JobState, JobStatus, StageState, TaskStatus};
-use crate::{Command, FailureClass, Result, SchedulerError, StageSpec, TaskKey, WorkerSpec};
+use crate::{Command, FailureClass, Refusal, StageSpec, TaskKey, WorkerSpec};
 
 /// Attempts a task may fail by its own fault before its job fails.
 pub const DEFAULT_MAX_TASK_FAILURES: u32 = 4;
@@ -136,7 +136,7 @@ impl DriverState {
     }
 
     /// Applies one command, or refuses it leaving the state unchanged.
-    pub fn apply(&mut self, cmd: &Command) -> Result<()> {
+    pub fn apply(&mut self, cmd: &Command) -> Result<(), Refusal> {
         match cmd {
             Command::SubmitJob {
                 job,
@@ -164,7 +164,7 @@ impl DriverState {
             } => {
                 let j = self.running_job(*job, "completed")?;
                 if !j.results_ready() {
-                    return Err(SchedulerError::InvalidCommand(format!(
+                    return Err(Refusal::InvalidCommand(format!(
                         "{job} cannot complete before its result stage"
                     )));
                 }
@@ -173,15 +173,12 @@ impl DriverState {
                 j.status = JobStatus::Succeeded;
             }
             Command::ReleaseResults { job, why } => {
-                let j = self
-                    .jobs
-                    .get_mut(job)
-                    .ok_or(SchedulerError::UnknownJob(*job))?;
+                let j = self.jobs.get_mut(job).ok_or(Refusal::UnknownJob(*job))?;
                 if !j.holds_results() {
-                    return Err(SchedulerError::InvalidTransition {
+                    return Err(Refusal::InvalidTransition {
                         job: *job,
                         status: j.status.to_string(),
-                        action: "released (it holds no results)",
+                        action: "released (it holds no results)".into(),
                     });
                 }
                 j.released = Some(why.clone());
@@ -189,7 +186,7 @@ impl DriverState {
             }
             Command::WorkerJoined { worker, spec } => {
                 if self.workers.contains_key(worker) {
-                    return Err(SchedulerError::DuplicateWorker(*worker));
+                    return Err(Refusal::DuplicateWorker(*worker));
                 }
                 self.workers.insert(
                     *worker,
@@ -279,10 +276,8 @@ impl DriverState {
     }
 
     /// Applies a batch, saying for each command whether it was refused and why.
-    pub fn apply_batch(&mut self, cmds: &[Command]) -> Vec<Option<String>> {
-        cmds.iter()
-            .map(|c| self.apply(c).err().map(|e| e.to_string()))
-            .collect()
+    pub fn apply_batch(&mut self, cmds: &[Command]) -> Vec<Option<Refusal>> {
+        cmds.iter().map(|c| self.apply(c).err()).collect()
     }
 
     fn requeue(&mut self, task: TaskKey) {
@@ -304,37 +299,35 @@ impl DriverState {
         stages: &[StageSpec],
         output: Option<crate::JobOutput>,
         request_id: &RequestId,
-    ) -> Result<()> {
+    ) -> Result<(), Refusal> {
         if self.jobs.contains_key(&job) {
-            return Err(SchedulerError::DuplicateJob(job));
+            return Err(Refusal::DuplicateJob(job));
         }
         if let Some(first) = self.job_for_request(request_id) {
-            return Err(SchedulerError::DuplicateRequest {
+            return Err(Refusal::DuplicateRequest {
                 request_id: request_id.clone(),
                 job: first,
             });
         }
         let Some(last) = stages.last() else {
-            return Err(SchedulerError::InvalidCommand(format!(
-                "{job} has no stages"
-            )));
+            return Err(Refusal::InvalidCommand(format!("{job} has no stages")));
         };
         let mut seen = BTreeSet::new();
         for s in stages {
             if s.tasks == 0 {
-                return Err(SchedulerError::InvalidCommand(format!(
+                return Err(Refusal::InvalidCommand(format!(
                     "{job}/{} has no tasks",
                     s.stage
                 )));
             }
             if let Some(i) = s.inputs.iter().find(|i| !seen.contains(*i)) {
-                return Err(SchedulerError::InvalidCommand(format!(
+                return Err(Refusal::InvalidCommand(format!(
                     "{job}/{} reads {i}, which is not an earlier stage",
                     s.stage
                 )));
             }
             if !seen.insert(s.stage) {
-                return Err(SchedulerError::InvalidCommand(format!(
+                return Err(Refusal::InvalidCommand(format!(
                     "{job} has {} twice",
                     s.stage
                 )));
@@ -369,22 +362,24 @@ impl DriverState {
         Ok(())
     }
 
-    fn running_job(&mut self, job: JobId, action: &'static str) -> Result<&mut JobState> {
-        let j = self
-            .jobs
-            .get_mut(&job)
-            .ok_or(SchedulerError::UnknownJob(job))?;
+    fn running_job(&mut self, job: JobId, action: &'static str) -> Result<&mut JobState, Refusal> {
+        let j = self.jobs.get_mut(&job).ok_or(Refusal::UnknownJob(job))?;
         if j.status != JobStatus::Running {
-            return Err(SchedulerError::InvalidTransition {
+            return Err(Refusal::InvalidTransition {
                 job,
                 status: j.status.to_string(),
-                action,
+                action: action.into(),
             });
         }
         Ok(j)
     }
 
-    fn end_job(&mut self, job: JobId, status: JobStatus, action: &'static str) -> Result<()> {
+    fn end_job(
+        &mut self,
+        job: JobId,
+        status: JobStatus,
+        action: &'static str,
+    ) -> Result<(), Refusal> {
         self.running_job(job, action)?.status = status;
         self.drop_job_tasks(job);
         Ok(())
@@ -403,30 +398,30 @@ impl DriverState {
         }
     }
 
-    fn assign(&mut self, task: TaskKey, worker: WorkerId) -> Result<()> {
+    fn assign(&mut self, task: TaskKey, worker: WorkerId) -> Result<(), Refusal> {
         let demand = {
             let j = self
                 .jobs
                 .get(&task.job)
-                .ok_or(SchedulerError::UnknownJob(task.job))?;
+                .ok_or(Refusal::UnknownJob(task.job))?;
             if !j.is_active() {
-                return Err(SchedulerError::InvalidTransition {
+                return Err(Refusal::InvalidTransition {
                     job: task.job,
                     status: j.status.to_string(),
-                    action: "assigned tasks",
+                    action: "assigned tasks".into(),
                 });
             }
             let s = j
                 .stages
                 .get(&task.stage)
-                .ok_or_else(|| SchedulerError::InvalidCommand(format!("no stage for {task}")))?;
+                .ok_or_else(|| Refusal::InvalidCommand(format!("no stage for {task}")))?;
             if !s.pending.contains(&task.partition) {
-                return Err(SchedulerError::InvalidCommand(format!(
+                return Err(Refusal::InvalidCommand(format!(
                     "{task} is not waiting for a worker"
                 )));
             }
             if !j.is_runnable(s) {
-                return Err(SchedulerError::InvalidCommand(format!(
+                return Err(Refusal::InvalidCommand(format!(
                     "{task} waits for its input stages"
                 )));
             }
@@ -436,10 +431,10 @@ impl DriverState {
             .workers
             .get_mut(&worker)
             .filter(|w| w.alive)
-            .ok_or(SchedulerError::UnknownWorker(worker))?;
+            .ok_or(Refusal::UnknownWorker(worker))?;
         let share = w.share_of(demand);
         if !share.fits_in(&w.free()) {
-            return Err(SchedulerError::InvalidCommand(format!(
+            return Err(Refusal::InvalidCommand(format!(
                 "{task} does not fit on {worker}"
             )));
         }
@@ -544,11 +539,11 @@ impl DriverState {
         }
     }
 
-    fn lose_worker(&mut self, worker: WorkerId, reason: &str) -> Result<()> {
+    fn lose_worker(&mut self, worker: WorkerId, reason: &str) -> Result<(), Refusal> {
         let w = self
             .workers
             .get_mut(&worker)
-            .ok_or(SchedulerError::UnknownWorker(worker))?;
+            .ok_or(Refusal::UnknownWorker(worker))?;
         if !w.alive {
             return Ok(());
         }

@@ -4,8 +4,8 @@ use regatta_common::{JobId, RequestId, Resources, StageId, WorkerId};
 
 use crate::job_state::{JobStatus, TaskStatus};
 use crate::{
-    next_assignments, Command, DriverState, FailureClass, OutputStats, SchedulerError, StageSpec,
-    TaskKey, WorkerSpec,
+    next_assignments, Command, DriverState, FailureClass, OutputStats, StageSpec, TaskKey,
+    WorkerSpec,
 };
 
 fn stage(id: u64, tasks: u32, inputs: Vec<u64>, gpus: f64) -> StageSpec {
@@ -342,7 +342,7 @@ fn a_second_submission_with_the_same_request_id_is_refused_naming_the_first() {
     s.apply(&submit(1, "r-1")).unwrap();
     let err = s.apply(&submit(2, "r-1")).unwrap_err();
     assert!(
-        matches!(&err, SchedulerError::DuplicateRequest { job, .. } if *job == JobId(1)),
+        matches!(&err, crate::Refusal::DuplicateRequest { job, .. } if *job == JobId(1)),
         "{err}"
     );
     assert!(s.job(JobId(2)).is_none(), "the refused job was recorded");

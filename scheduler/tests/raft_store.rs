@@ -2,6 +2,9 @@
 //! state machine, plus what the suite does not cover: surviving a restart and a
 //! torn write.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::sync::Arc;
 
 use openraft::storage::{RaftLogStorage, RaftStateMachine};

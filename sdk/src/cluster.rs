@@ -144,7 +144,7 @@ impl ClusterClient {
                 .map(|(n, p)| TableSource {
                     name: n.to_string(),
                     path: p.to_string(),
-                    format: String::new(),
+                    format: regatta_proto::FileFormat::Unspecified as i32,
                 })
                 .collect(),
             ..Default::default()

@@ -452,12 +452,8 @@ impl DataFrame {
         if let Some(cluster) = &self.cluster {
             let request = regatta_proto::SubmitRequest {
                 output_path: path.to_string(),
-                output_format: format_name(format).to_string(),
-                output_mode: match mode {
-                    WriteMode::Create => regatta_proto::WriteMode::Create,
-                    WriteMode::Append => regatta_proto::WriteMode::Append,
-                    WriteMode::Overwrite => regatta_proto::WriteMode::Overwrite,
-                } as i32,
+                output_format: regatta_proto::FileFormat::from(format) as i32,
+                output_mode: regatta_proto::WriteMode::from(mode) as i32,
                 resume_key: self.resume_key.clone().unwrap_or_default(),
                 ..self.remote_request()?
             };
@@ -538,15 +534,6 @@ impl DataFrame {
         }
         self.finish_local(&sink).await?;
         Ok(rows)
-    }
-}
-
-fn format_name(format: FileFormat) -> &'static str {
-    match format {
-        FileFormat::Parquet => "parquet",
-        FileFormat::Csv => "csv",
-        FileFormat::Json => "json",
-        FileFormat::Lance => "lance",
     }
 }
 

@@ -315,7 +315,7 @@ impl Session {
         })?;
         let request = regatta_proto::SubmitRequest {
             output_path: path.to_string(),
-            output_format: "lance".into(),
+            output_format: regatta_proto::FileFormat::Lance as i32,
             output_mode: regatta_proto::WriteMode::AddColumns as i32,
             new_column: Some(regatta_proto::NewColumn {
                 name: name.to_string(),

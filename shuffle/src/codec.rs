@@ -13,10 +13,13 @@ use datafusion::logical_expr::ScalarUDF;
 use datafusion::physical_expr::projection::ProjectionExpr;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::logical_plan::from_proto::parse_expr;
+use datafusion_proto::logical_plan::to_proto::serialize_expr;
+use datafusion_proto::logical_plan::DefaultLogicalExtensionCodec;
 use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
 use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
-use datafusion_proto::protobuf::{PhysicalExprNode, Schema as SchemaNode};
+use datafusion_proto::protobuf::{LogicalExprNode, PhysicalExprNode, Schema as SchemaNode};
 use prost::Message;
 use regatta_common::{JobId, StageId};
 use regatta_engine::io::lance_scan::LanceFragmentScanExec;
@@ -187,13 +190,18 @@ impl PhysicalExtensionCodec for RegattaCodec {
             Node::LanceScan(l) => {
                 let proto = SchemaNode::decode(l.schema.as_slice()).map_err(decode_err)?;
                 let schema = Schema::try_from(&proto)?;
+                let filter = if l.filter.is_empty() {
+                    None
+                } else {
+                    let node = LogicalExprNode::decode(l.filter.as_slice()).map_err(decode_err)?;
+                    Some(parse_expr(&node, ctx, &DefaultLogicalExtensionCodec {})?)
+                };
+                let limit = l.limit.map(|n| n as usize);
                 let groups = l.groups.into_iter().map(|g| g.fragments).collect();
-                Ok(Arc::new(LanceFragmentScanExec::new(
-                    l.uri,
-                    l.version,
-                    Arc::new(schema),
-                    groups,
-                )))
+                Ok(Arc::new(
+                    LanceFragmentScanExec::new(l.uri, l.version, Arc::new(schema), groups)
+                        .with_pushdown(filter, limit),
+                ))
             }
         }
     }
@@ -243,10 +251,16 @@ impl PhysicalExtensionCodec for RegattaCodec {
             Node::VideoFrames(video_frames_to_msg(v))
         } else if let Some(l) = node.downcast_ref::<LanceFragmentScanExec>() {
             let schema = SchemaNode::try_from(l.schema().as_ref())?;
+            let filter = match l.filter() {
+                Some(f) => serialize_expr(f, &DefaultLogicalExtensionCodec {})?.encode_to_vec(),
+                None => Vec::new(),
+            };
             Node::LanceScan(LanceScanNode {
                 uri: l.uri().to_string(),
                 version: l.version(),
                 schema: schema.encode_to_vec(),
+                filter,
+                limit: l.limit().map(|n| n as u64),
                 groups: l
                     .groups()
                     .iter()

@@ -12,7 +12,7 @@ use arrow_flight::Ticket;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
-use regatta_common::{JobId, StageId, TaskId};
+use regatta_common::{JobId, MapPartition, StageId};
 use regatta_proto::ShuffleTicket;
 use tonic::transport::{Channel, ClientTlsConfig};
 
@@ -94,7 +94,7 @@ impl ShuffleFetcher {
         map: &MapLocation,
         partition: u32,
     ) -> Result<BoxStream<'static, Result<RecordBatch>>> {
-        let task = TaskId(u64::from(map.map_partition));
+        let task = MapPartition(u64::from(map.map_partition));
         if let Some((_, layout)) = self.local.as_ref().filter(|(w, _)| *w == map.worker) {
             return Ok(stream_map_output(layout, (job, stage, task), partition));
         }
@@ -177,7 +177,7 @@ mod tests {
         let layout = ShuffleLayout::new(dir.path().join("shuffle"));
         let token = layout.claim().unwrap();
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
-        let ids = (JobId(1), StageId(1), TaskId(0));
+        let ids = (JobId(1), StageId(1), MapPartition(0));
         let mut w = ShuffleWriter::new(layout.clone(), ids, schema.clone(), 1).unwrap();
         let batch =
             RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
@@ -217,7 +217,7 @@ mod tests {
         let layout = ShuffleLayout::new(dir.path().join("shuffle"));
         layout.claim().unwrap();
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
-        let ids = (JobId(1), StageId(1), TaskId(0));
+        let ids = (JobId(1), StageId(1), MapPartition(0));
         let mut w = ShuffleWriter::new(layout.clone(), ids, schema.clone(), 1).unwrap();
         // 100,000 repetitive values: 800 kB plain, far less under LZ4.
         let batch = RecordBatch::try_new(

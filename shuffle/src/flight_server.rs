@@ -16,7 +16,7 @@ use arrow_flight::{
 use futures::stream::{self, Stream};
 use futures::{StreamExt, TryStreamExt};
 use prost::Message;
-use regatta_common::{JobId, StageId, TaskId};
+use regatta_common::{JobId, MapPartition, StageId};
 use regatta_proto::{ShuffleTicket, TokenCheck};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -134,7 +134,7 @@ impl FlightService for ShuffleFlightService {
         let ids = (
             JobId(ticket.job_id),
             StageId(u64::from(ticket.stage_id)),
-            TaskId(u64::from(ticket.map_partition)),
+            MapPartition(u64::from(ticket.map_partition)),
         );
         let partition = ticket.partition;
         // Opened here so a missing job or a damaged file is refused at once;

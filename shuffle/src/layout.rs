@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use regatta_common::{JobId, StageId, TaskId};
+use regatta_common::{JobId, MapPartition, StageId};
 
 use crate::error::io_err;
 use crate::Result;
@@ -37,7 +37,7 @@ impl ShuffleLayout {
     }
 
     /// The file one map task writes for one partition.
-    pub fn file(&self, job: JobId, stage: StageId, partition: u32, task: TaskId) -> PathBuf {
+    pub fn file(&self, job: JobId, stage: StageId, partition: u32, task: MapPartition) -> PathBuf {
         self.partition_dir(job, stage, partition)
             .join(format!("{task}.arrow"))
     }

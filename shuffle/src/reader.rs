@@ -7,7 +7,7 @@ use arrow::ipc::reader::FileReader;
 use arrow::record_batch::RecordBatch;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use regatta_common::{JobId, StageId, TaskId};
+use regatta_common::{JobId, MapPartition, StageId};
 
 use crate::error::{arrow_err, io_err};
 use crate::{Result, ShuffleLayout};
@@ -20,7 +20,7 @@ const READ_AHEAD: usize = 2;
 /// nothing there.
 pub fn open_map_output(
     layout: &ShuffleLayout,
-    (job, stage, task): (JobId, StageId, TaskId),
+    (job, stage, task): (JobId, StageId, MapPartition),
     partition: u32,
 ) -> Result<Option<FileReader<BufReader<File>>>> {
     let path = layout.file(job, stage, partition, task);
@@ -38,7 +38,7 @@ pub fn open_map_output(
 /// Loads them all: for tests and small outputs; [`stream_map_output`] streams.
 pub fn read_map_output(
     layout: &ShuffleLayout,
-    ids: (JobId, StageId, TaskId),
+    ids: (JobId, StageId, MapPartition),
     partition: u32,
 ) -> Result<Vec<RecordBatch>> {
     let path = layout.file(ids.0, ids.1, partition, ids.2);
@@ -54,7 +54,7 @@ pub fn read_map_output(
 /// couple of batches ahead of the consumer. Dropping the stream stops the read.
 pub fn stream_map_output(
     layout: &ShuffleLayout,
-    ids: (JobId, StageId, TaskId),
+    ids: (JobId, StageId, MapPartition),
     partition: u32,
 ) -> BoxStream<'static, Result<RecordBatch>> {
     let layout = layout.clone();
@@ -95,7 +95,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = ShuffleLayout::new(dir.path());
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
-        let ids = (JobId(1), StageId(2), TaskId(0));
+        let ids = (JobId(1), StageId(2), MapPartition(0));
         let mut w = ShuffleWriter::new(layout.clone(), ids, schema.clone(), 4).unwrap();
         for p in 0..3u32 {
             let b = RecordBatch::try_new(

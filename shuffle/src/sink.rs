@@ -4,7 +4,7 @@
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use regatta_engine::io::{lance, lance_staged, staged, FileFormat, WriteMode};
-use regatta_proto::{OutputFormat as FormatMsg, OutputSink as SinkMsg, WriteMode as ModeMsg};
+use regatta_proto::{FileFormat as FormatMsg, OutputSink as SinkMsg, WriteMode as ModeMsg};
 
 /// What a write job's tasks do at the destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,9 +108,7 @@ impl OutputSink {
     /// The wire form.
     pub fn to_msg(&self) -> SinkMsg {
         let (mode, read_version, fragments) = match &self.mode {
-            SinkMode::Write(WriteMode::Create) => (ModeMsg::Create, 0, Vec::new()),
-            SinkMode::Write(WriteMode::Append) => (ModeMsg::Append, 0, Vec::new()),
-            SinkMode::Write(WriteMode::Overwrite) => (ModeMsg::Overwrite, 0, Vec::new()),
+            SinkMode::Write(m) => (ModeMsg::from(*m), 0, Vec::new()),
             SinkMode::AddColumns {
                 read_version,
                 fragments,
@@ -118,12 +116,7 @@ impl OutputSink {
         };
         SinkMsg {
             path: self.path.clone(),
-            format: match self.format {
-                FileFormat::Parquet => FormatMsg::Parquet,
-                FileFormat::Csv => FormatMsg::Csv,
-                FileFormat::Json => FormatMsg::Json,
-                FileFormat::Lance => FormatMsg::Lance,
-            } as i32,
+            format: FormatMsg::from(self.format) as i32,
             mode: mode as i32,
             job_tag: self.job_tag.clone(),
             read_version,
@@ -133,20 +126,13 @@ impl OutputSink {
 
     /// From the wire form; a sink naming no known format or mode is refused.
     pub fn from_msg(m: &SinkMsg) -> DfResult<Self> {
-        let format = match m.format() {
-            FormatMsg::Parquet => FileFormat::Parquet,
-            FormatMsg::Csv => FileFormat::Csv,
-            FormatMsg::Json => FileFormat::Json,
-            FormatMsg::Lance => FileFormat::Lance,
-            FormatMsg::Unspecified => {
-                return Err(DataFusionError::Plan(format!(
-                    "output {}: no format given",
-                    m.path
-                )))
-            }
-        };
+        let format = m
+            .format()
+            .known()
+            .ok_or_else(|| DataFusionError::Plan(format!("output {}: no format given", m.path)))?;
         let mode = match m.mode() {
-            ModeMsg::Create | ModeMsg::Unspecified => SinkMode::Write(WriteMode::Create),
+            ModeMsg::Unspecified => SinkMode::Write(WriteMode::Create),
+            ModeMsg::Create => SinkMode::Write(WriteMode::Create),
             ModeMsg::Append => SinkMode::Write(WriteMode::Append),
             ModeMsg::Overwrite => SinkMode::Write(WriteMode::Overwrite),
             ModeMsg::AddColumns => SinkMode::AddColumns {

@@ -18,7 +18,7 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream,
 };
 use futures::StreamExt;
-use regatta_common::{JobId, StageId, TaskId};
+use regatta_common::{JobId, MapPartition, StageId};
 
 use crate::{OutputSink, PartitionOutput, ShuffleError, ShuffleLayout, ShuffleWriter};
 
@@ -164,7 +164,7 @@ impl ShuffleWriteExec {
         let layout = self.layout.clone().ok_or_else(|| {
             DataFusionError::Internal("shuffle write without a spill directory".into())
         })?;
-        let task = TaskId(partition as u64);
+        let task = MapPartition(partition as u64);
         let mut writer = ShuffleWriter::new(
             layout,
             (self.job, self.stage, task),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use arrow::datatypes::SchemaRef;
 use arrow::ipc::writer::FileWriter;
 use arrow::record_batch::RecordBatch;
-use regatta_common::{JobId, StageId, TaskId};
+use regatta_common::{JobId, MapPartition, StageId};
 
 use crate::error::{arrow_err, io_err};
 use crate::{Result, ShuffleError, ShuffleLayout};
@@ -52,7 +52,7 @@ pub struct ShuffleWriter {
     layout: ShuffleLayout,
     job: JobId,
     stage: StageId,
-    task: TaskId,
+    task: MapPartition,
     schema: SchemaRef,
     writers: Vec<Option<(FileWriter<BufWriter<File>>, u64)>>,
 }
@@ -61,7 +61,7 @@ impl ShuffleWriter {
     /// A writer for `partitions` output partitions.
     pub fn new(
         layout: ShuffleLayout,
-        (job, stage, task): (JobId, StageId, TaskId),
+        (job, stage, task): (JobId, StageId, MapPartition),
         schema: SchemaRef,
         partitions: u32,
     ) -> Result<Self> {
@@ -163,7 +163,7 @@ mod tests {
         let values: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i; 256 << 10]).collect();
         let column = BinaryArray::from_iter_values(values.iter());
         let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(column)]).unwrap();
-        let ids = (JobId(1), StageId(1), TaskId(0));
+        let ids = (JobId(1), StageId(1), MapPartition(0));
         let mut w = ShuffleWriter::new(layout.clone(), ids, schema, 1).unwrap();
         w.append(0, &batch).unwrap();
         let out = w.finish().unwrap();

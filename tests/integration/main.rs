@@ -1,10 +1,14 @@
 //! Integration tests over the SDK, one binary so the heavy link happens once.
 
+// Test scaffolding: a failed unwrap here is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod access;
 mod audio;
 mod backpressure;
 mod bad_input;
 mod classify;
+mod docs_paths;
 mod documents;
 mod faces;
 mod layering;

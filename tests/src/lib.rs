@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: small image files, a crafted
 //! decompression bomb, and HTTP servers on 127.0.0.1.
 
+// Test scaffolding shared by the test crates: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

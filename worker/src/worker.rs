@@ -1,6 +1,7 @@
 //! [`Worker`]: one per node. Registers with the driver, runs the tasks it is sent on
 //! the local engine, hosts the model actor pools and serves its shuffle files.
 
+use regatta_common::AbortOnDrop;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -67,16 +68,6 @@ impl Drop for TaskRuntime {
         if let Some(rt) = self.0.take() {
             rt.shutdown_background();
         }
-    }
-}
-
-/// A task on the task runtime, aborted when its relay on the control runtime is
-/// (a job's end aborts the relays).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -163,7 +154,15 @@ impl Worker {
                     "/metrics",
                     regatta_proto::axum::routing::get(move || {
                         let s = s.clone();
-                        async move { s.prometheus() }
+                        async move {
+                            (
+                                [(
+                                    regatta_proto::axum::http::header::CONTENT_TYPE,
+                                    regatta_common::prometheus::CONTENT_TYPE,
+                                )],
+                                s.prometheus(),
+                            )
+                        }
                     }),
                 );
                 let server = HttpServer::start(

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use regatta_actors::ActorRuntime;
-use regatta_common::prometheus::PromText;
+use regatta_common::prometheus::{EncodeLabelSet, Exposition, LabelText};
 use regatta_engine::Engine;
 use regatta_proto::{PoolStats, TaskReport, WorkerUsage};
 
@@ -97,60 +97,72 @@ impl WorkerStats {
         }
     }
 
-    /// The Prometheus text of `/metrics`.
+    /// `/metrics`, as OpenMetrics text.
     pub fn prometheus(&self) -> String {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-        let mut p = PromText::new();
-        p.sample(
-            "regatta_tasks_total",
-            &[("outcome", "succeeded")],
-            load(&self.succeeded),
-        );
-        p.sample(
-            "regatta_tasks_total",
-            &[("outcome", "failed")],
-            load(&self.failed),
-        );
-        p.sample(
-            "regatta_task_seconds_total",
-            &[],
-            load(&self.task_nanos) / 1e9,
-        );
-        p.sample(
+        let mut p = Exposition::new();
+        let tasks = p.counters::<OutcomeLabels>("regatta_tasks_total");
+        for (outcome, n) in [("succeeded", &self.succeeded), ("failed", &self.failed)] {
+            tasks
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(load(n));
+        }
+        p.counter("regatta_task_seconds_total", load(&self.task_nanos) / 1e9);
+        p.gauge(
             "regatta_running_tasks",
-            &[],
             f64::from(self.running.load(Ordering::Relaxed)),
         );
-        p.sample("regatta_rows_written_total", &[], load(&self.rows_written));
-        p.sample(
+        p.counter("regatta_rows_written_total", load(&self.rows_written));
+        p.counter(
             "regatta_shuffle_written_bytes_total",
-            &[],
             load(&self.shuffle_written),
         );
-        p.sample(
-            "regatta_shuffle_served_bytes_total",
-            &[],
-            load(&self.served),
-        );
-        p.sample("regatta_spilled_bytes_total", &[], load(&self.spilled));
-        p.sample("regatta_memory_used_bytes", &[], self.memory_used() as f64);
-        p.sample("regatta_memory_limit_bytes", &[], self.memory_limit as f64);
+        p.counter("regatta_shuffle_served_bytes_total", load(&self.served));
+        p.counter("regatta_spilled_bytes_total", load(&self.spilled));
+        p.gauge("regatta_memory_used_bytes", self.memory_used() as f64);
+        p.gauge("regatta_memory_limit_bytes", self.memory_limit as f64);
         let pools = self.actors.pool_stats();
         type Pick = fn(&regatta_engine::functions::ModelPoolStats) -> f64;
-        let families: [(&'static str, Pick); 5] = [
+        let gauges: [(&'static str, Pick); 2] = [
             ("regatta_model_actors", |s| s.actors as f64),
             ("regatta_model_queue_depth", |s| s.queue_depth as f64),
+        ];
+        for (name, pick) in gauges {
+            let family = p.gauges::<ModelLabels>(name);
+            for (model, s) in &pools {
+                let labels = ModelLabels {
+                    model: LabelText(model.clone()),
+                };
+                family.get_or_create(&labels).set(pick(s));
+            }
+        }
+        let counters: [(&'static str, Pick); 3] = [
             ("regatta_model_batches_total", |s| s.batches as f64),
             ("regatta_model_builds_total", |s| s.builds as f64),
             ("regatta_model_busy_seconds_total", |s| {
                 s.busy_nanos as f64 / 1e9
             }),
         ];
-        for (name, pick) in families {
+        for (name, pick) in counters {
+            let family = p.counters::<ModelLabels>(name);
             for (model, s) in &pools {
-                p.sample(name, &[("model", model)], pick(s));
+                let labels = ModelLabels {
+                    model: LabelText(model.clone()),
+                };
+                family.get_or_create(&labels).inc_by(pick(s));
             }
         }
         p.finish()
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    /// succeeded or failed.
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: LabelText,
 }

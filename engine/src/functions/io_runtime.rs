@@ -4,6 +4,7 @@
 //! morsel operator runs them), so they hand their async I/O to this runtime and wait
 //! for it. Keeping I/O here means a download never needs the caller's runtime flavour.
 
+use regatta_common::AbortOnDrop;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -31,15 +32,6 @@ fn runtime() -> Result<Arc<Runtime>> {
     let rt = Arc::new(rt);
     *guard = Some(rt.clone());
     Ok(rt)
-}
-
-/// Aborts the spawned I/O task if the waiting caller goes away.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Runs `fut` on the I/O runtime and blocks the calling thread until it is done.

@@ -111,72 +111,9 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// A file format regatta reads and writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileFormat {
-    Parquet,
-    Csv,
-    /// Newline-delimited JSON.
-    Json,
-    Lance,
-}
-
-impl FileFormat {
-    /// Parses `parquet`, `csv`, `json`/`ndjson` or `lance`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "parquet" | "pq" => Ok(Self::Parquet),
-            "csv" => Ok(Self::Csv),
-            "json" | "ndjson" | "jsonl" => Ok(Self::Json),
-            "lance" => Ok(Self::Lance),
-            other => Err(EngineError::InvalidArgument(format!(
-                "unknown format {other:?}; use parquet, csv, json or lance"
-            ))),
-        }
-    }
-
-    /// Guesses the format from a path's extension.
-    pub fn from_path(path: &str) -> Option<Self> {
-        let lower = path.trim_end_matches('/').to_ascii_lowercase();
-        let ext = lower.rsplit('.').next()?;
-        Self::parse(ext).ok()
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            Self::Parquet => ".parquet",
-            Self::Csv => ".csv",
-            Self::Json => ".json",
-            Self::Lance => ".lance",
-        }
-    }
-}
-
-/// What to do when the destination already exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WriteMode {
-    /// Fail if the destination exists and is not empty.
-    #[default]
-    Create,
-    /// Add to what is there.
-    Append,
-    /// Replace what is there, only once the new data is completely written.
-    Overwrite,
-}
-
-impl WriteMode {
-    /// Parses `create`, `append` or `overwrite`.
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "create" => Ok(Self::Create),
-            "append" => Ok(Self::Append),
-            "overwrite" => Ok(Self::Overwrite),
-            other => Err(EngineError::InvalidArgument(format!(
-                "unknown write mode {other:?}; use create, append or overwrite"
-            ))),
-        }
-    }
-}
+// One type each across the system (defined in common, where the protocol's
+// wire enums convert to them).
+pub use regatta_common::{FileFormat, WriteMode};
 
 fn is_nonempty(p: &Path) -> bool {
     if p.is_dir() {

@@ -1,10 +1,12 @@
 //! The driver's web dashboard and Prometheus endpoint, on one HTTP listener
 //! (`driver.dashboard_bind`). The page is static HTML, CSS and plain
 //! JavaScript compiled into the binary (no front-end toolchain); it reads
-//! `/api/*` JSON and follows `/api/events`, a server-sent event stream that
-//! pushes the overview (and the open job) every second.
+//! `/api/*` JSON (typed in [`page_data`]) and follows `/api/events`, a
+//! server-sent event stream that pushes the overview (and the open job) when
+//! the state changes or a worker reports.
 
 mod driver_metrics;
+mod page_data;
 mod snapshot;
 
 use std::convert::Infallible;
@@ -21,8 +23,9 @@ use regatta_proto::axum;
 
 use crate::driver::Driver;
 
-/// How often the page gets new numbers.
-const PUSH_EVERY: Duration = Duration::from_secs(1);
+/// How long a push waits after the first change it saw, so that a burst of
+/// changes (a stage's tasks finishing together) makes one push, not hundreds.
+const COALESCE: Duration = Duration::from_millis(250);
 
 /// The dashboard's routes over `driver`.
 pub fn router(driver: Driver) -> Router {
@@ -63,7 +66,7 @@ async fn style_css() -> Response {
         .into_response()
 }
 
-async fn overview(State(driver): State<Driver>) -> Json<serde_json::Value> {
+async fn overview(State(driver): State<Driver>) -> Json<page_data::Overview> {
     Json(snapshot::overview(&driver).await)
 }
 
@@ -78,7 +81,7 @@ async fn metrics(State(driver): State<Driver>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            regatta_common::prometheus::CONTENT_TYPE,
         )],
         driver_metrics::render(&driver),
     )
@@ -110,32 +113,50 @@ impl JobRef {
     fn resolve(self, driver: &Driver) -> Option<u64> {
         match self {
             Self::Id(id) => Some(id),
-            Self::Latest => driver.jobs().iter().map(|j| j.job_id).max(),
+            Self::Latest => crate::driver::jobs_info(driver)
+                .iter()
+                .map(|j| j.job_id)
+                .max(),
         }
     }
 }
 
-/// Pushes the overview, and the job the page shows, every second.
+/// Pushes the overview, and the job the page shows, whenever the state
+/// changes or a worker reports (its memory, its running tasks): no ticking.
 async fn events(
     State(driver): State<Driver>,
     Query(q): Query<EventsQuery>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let followed = q.job.as_deref().and_then(JobRef::parse);
-    let stream = futures::stream::unfold(true, move |first| {
-        let driver = driver.clone();
-        async move {
-            if !first {
-                tokio::time::sleep(PUSH_EVERY).await;
+    let watches = (
+        driver.consensus().state().subscribe(),
+        driver.workers().subscribe_reports(),
+    );
+    let stream =
+        futures::stream::unfold((true, watches), move |(first, (mut state, mut reports))| {
+            let driver = driver.clone();
+            async move {
+                if !first {
+                    // Either watch closing means the driver is going away.
+                    tokio::select! {
+                        r = state.changed() => r.ok()?,
+                        r = reports.changed() => r.ok()?,
+                    }
+                    tokio::time::sleep(COALESCE).await;
+                    state.mark_unchanged();
+                    reports.mark_unchanged();
+                }
+                let update = page_data::Update {
+                    overview: snapshot::overview(&driver).await,
+                    job: followed.map(|job| {
+                        job.resolve(&driver)
+                            .and_then(|id| snapshot::job(&driver, id))
+                    }),
+                };
+                let data = serde_json::to_string(&update).unwrap_or_default();
+                let event = Event::default().data(data);
+                Some((Ok(event), (false, (state, reports))))
             }
-            let mut data = serde_json::json!({ "overview": snapshot::overview(&driver).await });
-            if let Some(job) = followed {
-                data["job"] = job
-                    .resolve(&driver)
-                    .and_then(|id| snapshot::job(&driver, id))
-                    .unwrap_or(serde_json::Value::Null);
-            }
-            Some((Ok(Event::default().data(data.to_string())), false))
-        }
-    });
+        });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

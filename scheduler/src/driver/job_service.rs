@@ -29,8 +29,7 @@ impl JobServiceImpl {
     }
 
     fn info(&self, job: u64) -> Result<JobInfo, Status> {
-        self.driver
-            .job_info(JobId(job))
+        super::job_info(&self.driver, JobId(job))
             .ok_or_else(|| Status::not_found(format!("job-{job} does not exist")))
     }
 }
@@ -53,7 +52,7 @@ impl JobService for JobServiceImpl {
             log::info!("request {request_id} is {first} already");
             return Ok(Response::new(self.info(first.0)?));
         }
-        let job = self.driver.new_job_id();
+        let job = self.driver.jobs().new_id();
         let cpus: f64 = self.driver.with_state(|s| {
             s.workers()
                 .filter(|(_, w)| w.alive)
@@ -78,7 +77,7 @@ impl JobService for JobServiceImpl {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         // Acknowledged only once committed: a job the client was told about
         // survives the leader.
-        if let Err(e) = self.driver.submit(cmd, planning.elapsed()).await {
+        if let Err(e) = self.driver.jobs().submit(cmd, planning.elapsed()).await {
             // Two tries of one request raced and the other one won.
             if let Some(first) = accepted(&self.driver) {
                 return Ok(Response::new(self.info(first.0)?));
@@ -98,14 +97,14 @@ impl JobService for JobServiceImpl {
         _request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
         Ok(Response::new(ListJobsResponse {
-            jobs: self.driver.jobs(),
+            jobs: super::jobs_info(&self.driver),
         }))
     }
 
     async fn cancel_job(&self, request: Request<JobRequest>) -> Result<Response<JobInfo>, Status> {
         let id = request.into_inner().job_id;
         self.info(id)?;
-        self.driver.cancel(JobId(id)).await?;
+        self.driver.jobs().cancel(JobId(id)).await?;
         Ok(Response::new(self.info(id)?))
     }
 
@@ -132,7 +131,7 @@ impl JobService for JobServiceImpl {
                         return Some((Err(gone), (driver, changes, last, true)));
                     }
                     changes.mark_unchanged();
-                    let info = driver.job_info(JobId(id))?;
+                    let info = super::job_info(&driver, JobId(id))?;
                     let changed = last.as_ref().is_none_or(|l| {
                         let mut a = l.clone();
                         a.elapsed_seconds = info.elapsed_seconds;
@@ -156,9 +155,7 @@ impl JobService for JobServiceImpl {
     ) -> Result<Response<ResultLocationsResponse>, Status> {
         let id = request.into_inner().job_id;
         let info = self.info(id)?;
-        let locations = self
-            .driver
-            .result_locations(JobId(id))
+        let locations = super::result_locations(&self.driver, JobId(id))
             .ok_or_else(|| Status::not_found(format!("job-{id} does not exist")))?;
         Ok(Response::new(ResultLocationsResponse {
             job: Some(info),
@@ -171,7 +168,7 @@ impl JobService for JobServiceImpl {
     async fn delete_job(&self, request: Request<JobRequest>) -> Result<Response<JobInfo>, Status> {
         let id = request.into_inner().job_id;
         self.info(id)?;
-        self.driver.delete_job(JobId(id)).await?;
+        self.driver.jobs().delete(JobId(id)).await?;
         Ok(Response::new(self.info(id)?))
     }
 
@@ -179,7 +176,7 @@ impl JobService for JobServiceImpl {
         &self,
         _request: Request<ListWorkersRequest>,
     ) -> Result<Response<ListWorkersResponse>, Status> {
-        let workers = self.driver.workers_info();
+        let workers = super::workers_info(&self.driver);
         Ok(Response::new(ListWorkersResponse { workers }))
     }
 }

@@ -47,7 +47,7 @@ pub struct DashboardBind {
 }
 
 /// How a driver replicates its state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ReplicationOptions {
     /// This replica's Raft id.
     pub node_id: u64,
@@ -63,7 +63,8 @@ pub struct ReplicationOptions {
     pub cluster_id: String,
     /// Raft's heartbeat; a leader is replaced within about 5 to 10 of them.
     pub heartbeat: Duration,
-    /// Cut links, for partition tests.
+    /// Cut links, for partition tests (the `link-cuts` feature only).
+    #[cfg(feature = "link-cuts")]
     pub cuts: std::sync::Arc<crate::raft::LinkCuts>,
 }
 

@@ -29,12 +29,13 @@ pub struct Planner {
     pub models: Option<Arc<dyn ModelProvider>>,
 }
 
-/// A table's format: as named, else guessed from its path, else Parquet.
-fn format_of(name: &str, path: &str, format: &str) -> Result<FileFormat> {
-    if format.is_empty() {
-        return Ok(FileFormat::from_path(path).unwrap_or(FileFormat::Parquet));
-    }
-    FileFormat::parse(format).map_err(|e| SchedulerError::Plan(format!("table {name}: {e}")))
+/// A table's or an output's format: as named, else guessed from its path,
+/// else Parquet.
+fn format_of(path: &str, named: regatta_proto::FileFormat) -> FileFormat {
+    named
+        .known()
+        .or_else(|| FileFormat::from_path(path))
+        .unwrap_or(FileFormat::Parquet)
 }
 
 impl Planner {
@@ -70,7 +71,7 @@ impl Planner {
                     "every table needs a name and a path".into(),
                 ));
             }
-            let format = format_of(&t.name, &t.path, &t.format)?;
+            let format = format_of(&t.path, t.format());
             let table_err = |e| SchedulerError::Plan(format!("table {}: {e}", t.name));
             if format == FileFormat::Lance {
                 // Read fragment by fragment, a scan the workers can run.
@@ -184,7 +185,7 @@ impl Planner {
             };
             let sink = OutputSink {
                 path: out.path.clone(),
-                format: out.format.into(),
+                format: out.format,
                 mode,
                 job_tag: commit_tag(job, request_id),
             };
@@ -263,12 +264,7 @@ async fn output_of(request: &SubmitRequest, schema: &SchemaRef) -> Result<Option
         return Ok(None);
     }
     let path = request.output_path.clone();
-    let format = if request.output_format.is_empty() {
-        FileFormat::from_path(&path).unwrap_or(FileFormat::Parquet)
-    } else {
-        FileFormat::parse(&request.output_format)
-            .map_err(|e| SchedulerError::Plan(format!("output {path}: {e}")))?
-    };
+    let format = format_of(&path, request.output_format());
     let resume_key = (!request.resume_key.is_empty()).then(|| request.resume_key.clone());
     let mode = match request.output_mode() {
         // A resumable job adds to what its earlier runs wrote.
@@ -326,7 +322,7 @@ async fn output_of(request: &SubmitRequest, schema: &SchemaRef) -> Result<Option
     drop(w);
     Ok(Some(JobOutput {
         path,
-        format: format.into(),
+        format,
         mode,
         schema_ipc,
         resume_key,
@@ -346,12 +342,7 @@ fn resume_target(request: &SubmitRequest) -> Result<Option<ResumeTarget>> {
         )));
     }
     let path = &request.output_path;
-    let format = if request.output_format.is_empty() {
-        FileFormat::from_path(path).unwrap_or(FileFormat::Parquet)
-    } else {
-        FileFormat::parse(&request.output_format)
-            .map_err(|e| SchedulerError::Plan(format!("output {path}: {e}")))?
-    };
+    let format = format_of(path, request.output_format());
     Ok(Some(ResumeTarget {
         output: path.clone(),
         format,

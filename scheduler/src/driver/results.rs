@@ -15,7 +15,10 @@ use crate::{JobOutput, Result, SchedulerError};
 pub const JOB_TAG: &str = lance::JOB_PROPERTY;
 
 fn output_err(out: &JobOutput) -> impl Fn(regatta_engine::EngineError) -> SchedulerError + '_ {
-    move |e| SchedulerError::Plan(format!("output {}: {e}", out.path))
+    move |e| SchedulerError::Commit {
+        path: out.path.clone(),
+        message: e.to_string(),
+    }
 }
 
 /// Commits what the last stage's tasks staged (`written`, per partition, from
@@ -26,11 +29,14 @@ pub async fn commit_output(
     tag: &str,
     written: &[(u32, String)],
 ) -> Result<Option<u64>> {
-    let format: FileFormat = out.format.into();
+    let format = out.format;
     let schema = || {
         StreamReader::try_new(Cursor::new(out.schema_ipc.as_slice()), None)
             .map(|r| r.schema())
-            .map_err(|e| SchedulerError::Plan(format!("output {}: schema: {e}", out.path)))
+            .map_err(|e| SchedulerError::Commit {
+                path: out.path.clone(),
+                message: format!("schema: {e}"),
+            })
     };
     let Some(mode) = out.mode.write_mode() else {
         // New columns: every fragment rewritten once, committed as one Merge.
@@ -81,7 +87,7 @@ pub fn part_tag(tag: &str, partition: u32) -> String {
 /// the part's Lance fragments as an append of their own, or its part file
 /// moved into the directory. Safe to run again (a new leader, the job's end).
 pub async fn commit_part(out: &JobOutput, tag: &str, partition: u32, written: &str) -> Result<()> {
-    let format: FileFormat = out.format.into();
+    let format = out.format;
     match format {
         FileFormat::Lance => {
             if lance_staged::staged_rows(written) == 0 {
@@ -89,7 +95,10 @@ pub async fn commit_part(out: &JobOutput, tag: &str, partition: u32, written: &s
             }
             let schema = StreamReader::try_new(Cursor::new(out.schema_ipc.as_slice()), None)
                 .map(|r| r.schema())
-                .map_err(|e| SchedulerError::Plan(format!("output {}: schema: {e}", out.path)))?;
+                .map_err(|e| SchedulerError::Commit {
+                    path: out.path.clone(),
+                    message: format!("schema: {e}"),
+                })?;
             let part_tag = part_tag(tag, partition);
             let version = lance::commit_fragments(
                 &out.path,
@@ -130,7 +139,7 @@ pub async fn discard_output(
     tag: &str,
     since: std::time::SystemTime,
 ) -> Result<()> {
-    match FileFormat::from(out.format) {
+    match out.format {
         FileFormat::Lance => {
             // Every attempt's files are under the job's staging prefix. A
             // dataset this job was creating is the job's alone, so files a

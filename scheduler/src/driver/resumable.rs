@@ -2,9 +2,13 @@
 //! tasks finish: a cluster lost mid-job keeps every part committed before,
 //! and the rerun (`--resume-key`) skips the rows those parts hold.
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
 use regatta_common::JobId;
 
 use super::core::Driver;
+use super::lock;
 use super::results::{commit_part, discard_output};
 use crate::job_state::TaskStatus;
 use crate::{commit_tag, JobOutput, Result};
@@ -18,12 +22,22 @@ struct FinishedPart {
     written: String,
 }
 
-impl Driver {
+/// Commits resumable jobs part by part; remembers which parts it committed.
+pub struct ResumableCommits<'a> {
+    driver: &'a Driver,
+    committed: &'a Mutex<HashSet<(JobId, u32)>>,
+}
+
+impl<'a> ResumableCommits<'a> {
+    pub(super) fn new(driver: &'a Driver, committed: &'a Mutex<HashSet<(JobId, u32)>>) -> Self {
+        Self { driver, committed }
+    }
+
     /// The finished parts of running resumable jobs not yet committed by this
     /// driver (a new leader commits them again; each commit finds its own).
     fn uncommitted_parts(&self, only_active: bool) -> Vec<FinishedPart> {
-        let committed = self.committed_parts();
-        self.with_state(|s| {
+        let committed = lock(self.committed);
+        self.driver.with_state(|s| {
             let mut parts = Vec::new();
             for (id, job) in s.jobs() {
                 let Some(output) = job.output.as_ref().filter(|o| o.resume_key.is_some()) else {
@@ -58,20 +72,20 @@ impl Driver {
     /// whose commit fails is tried again next round; the job's end commits
     /// (or fails on) whatever is left.
     pub(super) async fn commit_finished_parts(&self) {
-        if !self.is_leader() {
+        if !self.driver.is_leader() {
             return;
         }
-        let active: std::collections::HashSet<JobId> = self.with_state(|s| {
+        let active: HashSet<JobId> = self.driver.with_state(|s| {
             s.jobs()
                 .filter(|(_, j)| j.is_active())
                 .map(|(id, _)| *id)
                 .collect()
         });
-        self.committed_parts().retain(|(j, _)| active.contains(j));
+        lock(self.committed).retain(|(j, _)| active.contains(j));
         for part in self.uncommitted_parts(true) {
             match commit_part(&part.output, &part.tag, part.partition, &part.written).await {
                 Ok(()) => {
-                    self.committed_parts().insert((part.job, part.partition));
+                    lock(self.committed).insert((part.job, part.partition));
                 }
                 Err(e) => log::warn!(
                     "{}: committing part {} of {}: {e}",
@@ -85,7 +99,7 @@ impl Driver {
 
     /// A resumable job's end: its remaining parts committed, its staging
     /// removed.
-    pub(super) async fn commit_resumable(&self, job: JobId, out: &JobOutput) -> Result<()> {
+    pub(super) async fn commit_rest(&self, job: JobId, out: &JobOutput) -> Result<()> {
         for part in self
             .uncommitted_parts(false)
             .into_iter()
@@ -93,8 +107,8 @@ impl Driver {
         {
             commit_part(out, &part.tag, part.partition, &part.written).await?;
         }
-        self.committed_parts().retain(|(j, _)| *j != job);
-        let tag = self.job_tag(job);
+        lock(self.committed).retain(|(j, _)| *j != job);
+        let tag = self.driver.jobs().tag(job);
         discard_output(out, &tag, std::time::UNIX_EPOCH).await
     }
 }

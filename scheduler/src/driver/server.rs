@@ -49,10 +49,20 @@ impl DriverHandle {
         }
         let listener = TcpListener::bind(bind)
             .await
-            .map_err(|e| SchedulerError::Plan(format!("driver cannot listen on {bind}: {e}")))?;
+            .map_err(|source| SchedulerError::Listen {
+                what: "driver",
+                address: bind.to_string(),
+                setting: "driver.bind",
+                source,
+            })?;
         let address = listener
             .local_addr()
-            .map_err(|e| SchedulerError::Plan(format!("driver address: {e}")))?;
+            .map_err(|source| SchedulerError::Listen {
+                what: "driver",
+                address: bind.to_string(),
+                setting: "driver.bind",
+                source,
+            })?;
         let (driver, replica) = match &options.replication {
             None => (Driver::new(options.clone()), None),
             Some(r) => {
@@ -86,9 +96,12 @@ impl DriverHandle {
         });
         let mut server = tonic::transport::Server::builder();
         if let Some(tls) = &options.tls {
-            server = server.tls_config(tls.server()).map_err(|e| {
-                SchedulerError::Plan(format!("driver TLS (cluster.tls_cert/tls_key): {e}"))
-            })?;
+            server = server
+                .tls_config(tls.server())
+                .map_err(|e| SchedulerError::Tls {
+                    what: "driver",
+                    message: e.to_string(),
+                })?;
         }
         let mut tasks = JoinSet::new();
         tasks.spawn(async move {
@@ -108,17 +121,10 @@ impl DriverHandle {
             // Peers that refuse this replica stop it before it takes any part.
             replica.check_peers().await?;
             replica.initialize_if_new().await?;
-            tasks.spawn(driver.clone().leadership_loop());
+            tasks.spawn(super::loops::leadership_loop(driver.clone()));
         }
-        tasks.spawn(driver.clone().schedule_loop());
-        let d = driver.clone();
-        tasks.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
-            loop {
-                tick.tick().await;
-                d.check_heartbeats().await;
-            }
-        });
+        tasks.spawn(super::loops::schedule_loop(driver.clone()));
+        tasks.spawn(super::loops::heartbeat_loop(driver.clone()));
         log::info!("driver listening on {address}");
         let dashboard = match &options.dashboard {
             Some(d) => Some(start_dashboard(d, &options, driver.clone()).await?),
@@ -178,7 +184,7 @@ fn leader_only(
 {
     move |r| {
         let r = check.check(r)?;
-        driver.require_leader()?;
+        driver.consensus().require_leader()?;
         Ok(r)
     }
 }
@@ -194,15 +200,22 @@ async fn start_dashboard(
         Err(e) if d.any_port_if_taken && e.kind() == std::io::ErrorKind::AddrInUse => {
             let host = d.address.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
             log::info!("{} is taken; the dashboard takes a free port", d.address);
-            TcpListener::bind(format!("{host}:0")).await.map_err(|e| {
-                SchedulerError::Plan(format!("the dashboard cannot listen on {host}: {e}"))
-            })?
+            TcpListener::bind(format!("{host}:0"))
+                .await
+                .map_err(|source| SchedulerError::Listen {
+                    what: "dashboard",
+                    address: format!("{host}:0"),
+                    setting: "driver.dashboard_bind",
+                    source,
+                })?
         }
-        Err(e) => {
-            return Err(SchedulerError::Plan(format!(
-                "the dashboard cannot listen on {} (driver.dashboard_bind): {e}",
-                d.address
-            )))
+        Err(source) => {
+            return Err(SchedulerError::Listen {
+                what: "dashboard",
+                address: d.address.clone(),
+                setting: "driver.dashboard_bind",
+                source,
+            })
         }
     };
     let server = regatta_proto::HttpServer::serve(
@@ -252,6 +265,7 @@ async fn start_replica(
             token: options.token.clone(),
             tls: options.tls.as_ref().map(|t| t.client()),
             heartbeat: r.heartbeat,
+            #[cfg(feature = "link-cuts")]
             cuts: r.cuts.clone(),
         },
         shared.clone(),

@@ -45,13 +45,8 @@ impl WorkerControlImpl {
         let checked = if out.mode == crate::OutputMode::AddColumns {
             regatta_engine::io::lance::check_added_columns_report(written)
         } else {
-            let tag = self.driver.job_tag(job);
-            regatta_engine::io::reported::check_reported(
-                &out.path,
-                out.format.into(),
-                &tag,
-                written,
-            )
+            let tag = self.driver.jobs().tag(job);
+            regatta_engine::io::reported::check_reported(&out.path, out.format, &tag, written)
         };
         checked.map_err(|e| {
             log::warn!("{job}: refused a task report: {e}");
@@ -83,7 +78,8 @@ impl Drop for OrderStream {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
                 driver
-                    .lose_worker(worker, "its connection to the driver closed")
+                    .membership()
+                    .lose(worker, "its connection to the driver closed")
                     .await
             });
         }
@@ -133,10 +129,15 @@ impl WorkerControl for WorkerControlImpl {
         let previous = (r.previous_worker_id != 0).then_some(WorkerId(r.previous_worker_id));
         let running: Vec<(TaskKey, u32)> =
             r.running.iter().map(|k| (task_key(k), k.attempt)).collect();
-        self.driver.taken_up().await.map_err(unavailable)?;
+        self.driver
+            .consensus()
+            .taken_up()
+            .await
+            .map_err(unavailable)?;
         let worker = self
             .driver
-            .register_worker(spec, previous, &running)
+            .membership()
+            .register(spec, previous, &running)
             .await
             .map_err(unavailable)?;
         let term = self.driver.term();
@@ -159,7 +160,7 @@ impl WorkerControl for WorkerControlImpl {
         let worker = WorkerId(ask.worker_id);
         self.credentials
             .check(worker, self.driver.term(), &metadata, "its orders")?;
-        let rx = self.driver.connect_worker(worker).map_err(|_| {
+        let rx = self.driver.membership().connect(worker).map_err(|_| {
             Status::not_found(format!(
                 "{worker} is not registered (or was lost); register again"
             ))
@@ -182,7 +183,7 @@ impl WorkerControl for WorkerControlImpl {
             &metadata,
             "a heartbeat",
         )?;
-        let known = self.driver.heartbeat(
+        let known = self.driver.membership().heartbeat(
             WorkerId(h.worker_id),
             WorkerReport {
                 model_builds: h.model_builds,
@@ -248,22 +249,28 @@ impl WorkerControl for WorkerControlImpl {
         };
         // A report about an ended job or an older attempt changes nothing; a
         // report that was not committed (no quorum, deposed) is sent again.
-        self.driver.taken_up().await.map_err(unavailable)?;
+        self.driver
+            .consensus()
+            .taken_up()
+            .await
+            .map_err(unavailable)?;
         if r.lost_input_worker != 0 {
             self.driver
+                .membership()
                 .input_unreachable(WorkerId(r.lost_input_worker))
                 .await;
         }
-        match self.driver.propose(cmd).await {
+        match self.driver.consensus().propose(cmd).await {
             Ok(_) => {
                 if r.ok && r.failed_rows > 0 {
                     self.driver
+                        .jobs()
                         .fail_over_budget(task.job, false)
                         .await
                         .map_err(unavailable)?;
                 }
                 if r.ok {
-                    self.driver.note_task_done(
+                    self.driver.clock().task_done(
                         task,
                         TaskTime {
                             task_nanos: r.task_nanos,

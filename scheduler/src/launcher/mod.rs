@@ -55,7 +55,7 @@ impl LaunchContext {
 
     /// The node labels of the workers alive now (`ray:<node id>`, ...).
     pub fn live_labels(&self) -> BTreeSet<String> {
-        self.driver.live_node_labels()
+        self.driver.membership().live_node_labels()
     }
 
     /// Waits until every label in `labels` has a live worker; after `timeout`,

@@ -12,20 +12,22 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 pub use log_store::DiskLogStore;
-pub use network::{LinkCuts, PeerNetwork};
+#[cfg(feature = "link-cuts")]
+pub use network::LinkCuts;
+pub use network::PeerNetwork;
 pub use replica::{Replica, ReplicaOptions, LEADER_HEADER};
 pub use service::{ReplicationService, CLUSTER_HEADER};
 pub use state_machine::DiskStateMachine;
 
-use crate::Command;
+use crate::{Command, Refusal};
 
 /// A driver replica's Raft id.
 pub type NodeId = u64;
 
 /// What applying one log entry did: for each command in it, why it was refused
-/// (`None` when it was applied).
+/// (`None` when it was applied), typed as on a lone driver.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Applied(pub Vec<Option<String>>);
+pub struct Applied(pub Vec<Option<Refusal>>);
 
 openraft::declare_raft_types!(
     /// openraft's types for the driver: the log carries [`Command`]s and nodes are

@@ -1,7 +1,10 @@
 //! [`PeerNetwork`]: Raft's messages to peer drivers over the DriverReplication
-//! gRPC service, with the cluster token, and a switch that cuts links for tests.
+//! gRPC service, with the cluster token; built with the `link-cuts` feature
+//! (partition tests only), a switch that cuts links.
 
+#[cfg(feature = "link-cuts")]
 use std::collections::BTreeSet;
+#[cfg(feature = "link-cuts")]
 use std::sync::{Arc, Mutex};
 
 use openraft::error::{
@@ -23,11 +26,14 @@ use super::{DriverRaft, NodeId};
 
 /// Links that are cut: messages between the two ends are dropped as if the
 /// network were down (both directions are listed when a node is isolated).
+/// A test hook: only in builds with the `link-cuts` feature.
+#[cfg(feature = "link-cuts")]
 #[derive(Debug, Default)]
 pub struct LinkCuts {
     cut: Mutex<BTreeSet<(NodeId, NodeId)>>,
 }
 
+#[cfg(feature = "link-cuts")]
 impl LinkCuts {
     /// Cuts `node` off from every node in `others`, both ways.
     pub fn isolate(&self, node: NodeId, others: &[NodeId]) {
@@ -57,6 +63,7 @@ pub struct PeerNetwork {
     cluster: String,
     token: String,
     tls: Option<ClientTlsConfig>,
+    #[cfg(feature = "link-cuts")]
     cuts: Arc<LinkCuts>,
 }
 
@@ -66,13 +73,14 @@ impl PeerNetwork {
         cluster: &str,
         token: &str,
         tls: Option<ClientTlsConfig>,
-        cuts: Arc<LinkCuts>,
+        #[cfg(feature = "link-cuts")] cuts: Arc<LinkCuts>,
     ) -> Self {
         Self {
             me,
             cluster: cluster.to_string(),
             token: token.to_string(),
             tls,
+            #[cfg(feature = "link-cuts")]
             cuts,
         }
     }
@@ -100,6 +108,7 @@ impl RaftNetworkFactory<DriverRaft> for PeerNetwork {
             target,
             address: node.addr.clone(),
             client: self.client(&node.addr),
+            #[cfg(feature = "link-cuts")]
             cuts: self.cuts.clone(),
         }
     }
@@ -112,6 +121,7 @@ pub struct PeerClient {
     target: NodeId,
     address: String,
     client: Result<DriverReplicationClient<AuthChannel>, String>,
+    #[cfg(feature = "link-cuts")]
     cuts: Arc<LinkCuts>,
 }
 
@@ -151,6 +161,7 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        #[cfg(feature = "link-cuts")]
         if self.cuts.is_cut(self.me, self.target) {
             return Err(RPCError::Unreachable(Unreachable::new(
                 &self.error("link cut"),

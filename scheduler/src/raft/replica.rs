@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
-use regatta_proto::{DriverInfo, HelloRequest, ListDriversResponse};
+use regatta_proto::{DriverInfo, DriverRole, HelloRequest, ListDriversResponse};
 use tonic::transport::ClientTlsConfig;
 use tonic::Status;
 
+#[cfg(feature = "link-cuts")]
 use super::network::LinkCuts;
 use super::service::unreachable;
 use super::{Applied, DiskLogStore, DiskStateMachine, NodeId, PeerNetwork, RaftHandle};
@@ -39,6 +40,7 @@ pub struct ReplicaOptions {
     /// Raft's heartbeat; elections time out after 5 to 10 of them.
     pub heartbeat: Duration,
     /// Cut links, for partition tests.
+    #[cfg(feature = "link-cuts")]
     pub cuts: Arc<LinkCuts>,
 }
 
@@ -54,6 +56,8 @@ struct Inner {
     sm: DiskStateMachine,
     network: PeerNetwork,
     options: ReplicaOptions,
+    /// (term, unix ms) of this replica's first task placement as leader.
+    first_placement: std::sync::Mutex<(u64, u64)>,
 }
 
 fn storage(dir: &std::path::Path, e: impl std::fmt::Display) -> SchedulerError {
@@ -88,6 +92,7 @@ impl Replica {
             &options.cluster_id,
             &options.token,
             options.tls.clone(),
+            #[cfg(feature = "link-cuts")]
             options.cuts.clone(),
         );
         let raft = openraft::Raft::new(
@@ -106,6 +111,7 @@ impl Replica {
                 sm,
                 network,
                 options,
+                first_placement: std::sync::Mutex::new((0, 0)),
             }),
         })
     }
@@ -279,21 +285,46 @@ impl Replica {
             .collect()
     }
 
+    /// Notes that this replica, leading in `term`, placed tasks; the first
+    /// time per term is kept (what [`Self::info`] reports).
+    pub fn placed_tasks_in(&self, term: u64) -> bool {
+        let mut first = self
+            .inner
+            .first_placement
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if first.0 == term {
+            return false;
+        }
+        *first = (term, crate::unix_ms_now());
+        true
+    }
+
     /// How this replica stands.
     pub fn info(&self) -> DriverInfo {
         let m = self.inner.raft.metrics();
         let m = m.borrow();
         let role = match m.state {
-            ServerState::Leader => "leader",
-            ServerState::Follower => "follower",
-            ServerState::Candidate => "candidate",
-            ServerState::Learner => "learner",
-            ServerState::Shutdown => "shutdown",
+            ServerState::Leader => DriverRole::Leader,
+            ServerState::Follower => DriverRole::Follower,
+            ServerState::Candidate => DriverRole::Candidate,
+            ServerState::Learner => DriverRole::Learner,
+            ServerState::Shutdown => DriverRole::Shutdown,
         };
+        let (placed_term, placed_ms) = *self
+            .inner
+            .first_placement
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         DriverInfo {
             node_id: self.id(),
             address: self.inner.options.address.clone(),
-            role: role.into(),
+            role: role as i32,
+            first_placement_unix_ms: if placed_term == m.current_term {
+                placed_ms
+            } else {
+                0
+            },
             term: m.current_term,
             last_log_index: self.inner.log.last_index(),
             applied_index: self.inner.sm.applied_index(),

@@ -196,7 +196,7 @@ pub fn unreachable(node_id: NodeId, address: &str) -> DriverInfo {
     DriverInfo {
         node_id,
         address: address.to_string(),
-        role: "unreachable".into(),
+        role: regatta_proto::DriverRole::Unreachable as i32,
         ..DriverInfo::default()
     }
 }

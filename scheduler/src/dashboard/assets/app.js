@@ -182,6 +182,7 @@ function jobPage(j, latest) {
     ${stat("rows in → out", `${count(j.rows_in)} → <span id="job-rows-out">${count(j.rows_out)}</span>`)}
     ${stat("bytes out · shuffled", `${bytes(j.bytes_out)} · ${bytes(j.shuffle_bytes)}`)}
     ${stat("retried tasks · recomputed", `<span id="job-retried">${j.retried_tasks}</span> · ${j.recomputed_outputs}`)}
+    ${stat("rows failed · checked", `<span id="job-failed-rows">${count(j.failed_rows)}</span> · ${count(j.checked_rows)}${j.errors_url ? ` <span class="muted">→ ${esc(j.errors_url)}</span>` : ""}`)}
     ${stat("elapsed", secs(j.elapsed_seconds))}
   </div>
   ${j.error ? `<div class="card error">${esc(j.error)}</div>` : ""}
