@@ -99,7 +99,9 @@ pub async fn submit_to_ray(args: &SubmitArgs, url: &str) -> Result<()> {
         "submit".into(),
         "--ray-inside".into(),
         "-f".into(),
-        format!("{:?}", args.format).to_lowercase(),
+        clap::ValueEnum::to_possible_value(&args.format)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_else(|| "table".into()),
     ];
     if !args.name.is_empty() {
         inner.extend(["--name".into(), args.name.clone()]);
@@ -110,13 +112,7 @@ pub async fn submit_to_ray(args: &SubmitArgs, url: &str) -> Result<()> {
             .ok_or_else(|| CliError::Usage(format!("--table {t:?}: use NAME=PATH")))?;
         inner.extend(["-t".into(), format!("{name}={}", absolute(path))]);
     }
-    if let Some(o) = &args.out.output {
-        inner.extend(["-o".into(), absolute(o)]);
-        if let Some(format) = args.out.output_format {
-            inner.extend(["--output-format".into(), format.to_string()]);
-        }
-        inner.extend(["--output-mode".into(), args.out.output_mode.to_string()]);
-    }
+    inner.extend(args.out.to_args(absolute));
     inner.push(args.sql.clone());
     // The driver job reads its [ray] settings, and what its jobs may read
     // ([access], with this environment's additions), from here: it has no
@@ -157,8 +153,14 @@ pub async fn submit_to_ray(args: &SubmitArgs, url: &str) -> Result<()> {
 }
 
 /// A path as the Ray nodes should see it: absolute when it exists here.
+/// `path` as the Ray job (another working directory) must see it: a local
+/// path made absolute whether or not it exists yet (an output usually does
+/// not); a URL as given.
 fn absolute(path: &str) -> String {
-    match Path::new(path).canonicalize() {
+    if path.contains("://") {
+        return path.to_string();
+    }
+    match std::path::absolute(Path::new(path)) {
         Ok(p) => p.display().to_string(),
         Err(_) => path.to_string(),
     }

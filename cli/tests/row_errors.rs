@@ -172,3 +172,57 @@ fn a_cluster_job_records_its_failed_rows_and_shows_the_counts() {
         },
     );
 }
+
+#[test]
+fn a_video_that_cannot_be_read_is_one_recorded_failure_not_a_silent_gap() {
+    use regatta_tests::video_makers::{zoom_video, VideoKind};
+    let d = tempfile::tempdir().unwrap();
+    let videos = d.path().join("videos");
+    std::fs::create_dir_all(&videos).unwrap();
+    let photo = regatta_tests::photos_dir().join("chelsea.png");
+    zoom_video(
+        &photo,
+        &videos.join("good.mp4"),
+        VideoKind::H264Mp4,
+        12,
+        (64, 48),
+    )
+    .unwrap();
+    std::fs::write(videos.join("junk.mp4"), b"\0\0\0\x18ftypmp42 not a video").unwrap();
+    let out = d.path().join("out.parquet");
+    let errors = d.path().join("errors");
+    let sql = format!(
+        "SELECT url, frame_index FROM video_frames('{}/*.mp4', 'on_error=record')",
+        videos.display()
+    );
+    ok(regatta()
+        .args(["sql", "-o"])
+        .arg(&out)
+        .arg("--errors")
+        .arg(&errors)
+        .args(["--max-failed-fraction", "0.5", &sql]));
+    let frames = ok(regatta().args([
+        "sql",
+        "-f",
+        "csv",
+        "-t",
+        &format!("out={}", out.display()),
+        "SELECT count(*) AS n FROM out WHERE url LIKE '%good.mp4'",
+    ]));
+    assert_eq!(frames, "n\n12\n");
+    assert_eq!(
+        error_rows(&errors),
+        vec!["junk.mp4|video_frames|data|1".to_string()]
+    );
+
+    // Under skip it still counts: a budget of no failed rows fails the job.
+    let sql = sql.replace("on_error=record", "on_error=skip");
+    let (success, _, stderr) = output(
+        regatta()
+            .args(["sql", "-o"])
+            .arg(d.path().join("out2.parquet"))
+            .args(["--max-failed-rows", "0", &sql]),
+    );
+    assert!(!success, "a skipped video must count against the budget");
+    assert!(stderr.contains("max_failed_rows"), "{stderr}");
+}

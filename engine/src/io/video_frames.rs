@@ -21,6 +21,7 @@ use tokio::sync::mpsc::Sender;
 
 use super::sources::input_files;
 use super::video_frames_exec::VideoFramesExec;
+use crate::functions::row_failures::{RowErrorClass, RowFailure};
 use crate::functions::OnError;
 use crate::storage;
 use crate::types::{image_type, ImageColumnBuilder};
@@ -148,6 +149,7 @@ pub(crate) fn decode_videos(
     options: VideoOptions,
     schema: SchemaRef,
     policy: Arc<crate::access::AccessPolicy>,
+    errors: Option<Arc<crate::RowErrorSink>>,
 ) -> SendableRecordBatchStream {
     // Two batches in flight: the decoder waits when the consumer is slow.
     let mut builder = RecordBatchReceiverStreamBuilder::new(schema.clone(), 2);
@@ -155,7 +157,12 @@ pub(crate) fn decode_videos(
     let handle = tokio::runtime::Handle::current();
     builder.spawn_blocking(move || {
         for url in &videos {
-            match decode_video(url, &options, &schema, &tx, &handle, &policy) {
+            let video = Video {
+                url,
+                options: &options,
+                errors: errors.as_deref(),
+            };
+            match decode_video(&video, &schema, &tx, &handle, &policy) {
                 Ok(true) => {}
                 Ok(false) => break, // the reader went away
                 Err(e) => {
@@ -215,38 +222,63 @@ fn video_error(url: &str, message: impl std::fmt::Display) -> DataFusionError {
     DataFusionError::Execution(format!("{VIDEO_FRAMES}: {url}: {message}"))
 }
 
-/// Decodes `url` into batches sent on `tx`. False when the receiver is gone.
+/// One video to decode, with what its failures go to.
+struct Video<'a> {
+    url: &'a str,
+    options: &'a VideoOptions,
+    /// The job's failed-row counts and error table, when it keeps them.
+    errors: Option<&'a crate::RowErrorSink>,
+}
+
+impl Video<'_> {
+    /// Leaves the rest of this video out (on_error other than raise): logged,
+    /// and under skip or record counted as one failed row of the job (with the
+    /// URL as its key in the error table under record), so a bad video is never
+    /// lost silently. Fails once the job's max_failed_rows is passed.
+    fn left_out(&self, class: RowErrorClass, message: String) -> DfResult<bool> {
+        let url = crate::access::cut_query(self.url);
+        log::warn!("{VIDEO_FRAMES}: leaving out {url}: {message}");
+        let counted = matches!(self.options.on_error, OnError::Skip | OnError::Record);
+        if let (true, Some(errors)) = (counted, self.errors) {
+            let failure = RowFailure {
+                function: VIDEO_FRAMES,
+                row: 0,
+                source: Some(self.url.to_string()),
+                class,
+                message,
+                record: self.options.on_error == OnError::Record,
+            };
+            errors
+                .add_failures(vec![(failure, Some(self.url.to_string()))])
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        }
+        Ok(true)
+    }
+}
+
+/// Decodes `video` into batches sent on `tx`. False when the receiver is gone.
 fn decode_video(
-    url: &str,
-    options: &VideoOptions,
+    video: &Video<'_>,
     schema: &SchemaRef,
     tx: &Sender<DfResult<RecordBatch>>,
     handle: &tokio::runtime::Handle,
     policy: &crate::access::AccessPolicy,
 ) -> DfResult<bool> {
-    // Frames are rows of a source, not of a function: skip and record leave
-    // a bad file out as null does (logged; it has no row to record).
+    let (url, options) = (video.url, video.options);
+    // Frames are rows of a source, not of a function: null, skip and record
+    // all leave a bad file out.
     let skip = options.on_error != OnError::Raise;
+    if let Some(errors) = video.errors {
+        errors.add_checked(VIDEO_FRAMES, 1);
+    }
     let local = match fetch(url, handle, policy) {
         Ok(l) => l,
-        Err(e) if skip => {
-            log::warn!(
-                "{VIDEO_FRAMES}: skipping {}: {e}",
-                crate::access::cut_query(url)
-            );
-            return Ok(true);
-        }
+        Err(e) if skip => return video.left_out(RowErrorClass::Io, e),
         Err(e) => return Err(video_error(url, e)),
     };
     let mut reader = match FrameReader::open(local.path(), options.clone()) {
         Ok(r) => r,
-        Err(e) if skip => {
-            log::warn!(
-                "{VIDEO_FRAMES}: skipping {}: {e}",
-                crate::access::cut_query(url)
-            );
-            return Ok(true);
-        }
+        Err(e) if skip => return video.left_out(RowErrorClass::Data, e.to_string()),
         Err(e) => return Err(video_error(url, e)),
     };
     let mut pending: Vec<VideoFrame> = Vec::with_capacity(FRAMES_PER_BATCH);
@@ -266,11 +298,10 @@ fn decode_video(
         }
         match fault {
             Some(e) if skip => {
-                log::warn!(
-                    "{VIDEO_FRAMES}: {}: {e}; keeping the frames before it",
-                    crate::access::cut_query(url)
+                return video.left_out(
+                    RowErrorClass::Data,
+                    format!("{e} (the frames before it are kept)"),
                 );
-                return Ok(true);
             }
             Some(e) => return Err(video_error(url, e)),
             None if end => return Ok(true),

@@ -118,7 +118,16 @@ impl ExecutionPlan for VideoFramesExec {
             }
         };
         let policy = crate::access::policy_of(context.session_config());
-        let frames = decode_videos(videos, self.options.clone(), video_frames_schema(), policy);
+        let errors = context
+            .session_config()
+            .get_extension::<crate::RowErrorSink>();
+        let frames = decode_videos(
+            videos,
+            self.options.clone(),
+            video_frames_schema(),
+            policy,
+            errors,
+        );
         let Some(projection) = self.projection.clone() else {
             return Ok(frames);
         };
