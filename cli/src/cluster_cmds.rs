@@ -656,12 +656,18 @@ pub async fn run_drivers(args: DriversArgs) -> Result<()> {
     let cfg = args.cluster.load()?;
     let tls = cfg.tls().map_err(CliError::from)?;
     let tls = tls.map(|t| regatta::proto::client_trusting(&t.ca));
+    // A malformed address is answered as the SDK answers it: unreachable.
     let drivers = regatta::proto::Drivers::new(
         regatta::proto::Drivers::split(&driver_url(&cfg)),
         &cfg.cluster.token,
         tls,
     )
-    .map_err(CliError::Usage)?;
+    .map_err(|message| {
+        CliError::Sdk(regatta::Error::Unreachable {
+            address: driver_url(&cfg),
+            message,
+        })
+    })?;
     let failed = |s: regatta::proto::Status| {
         CliError::Sdk(regatta::Error::Cluster {
             address: driver_url(&cfg),

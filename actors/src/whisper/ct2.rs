@@ -218,6 +218,22 @@ pub fn load(dir: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, Con
         );
         Ok(())
     };
+    // A layer's self-attention and the layer norm before it: alike in the
+    // encoder and the decoder.
+    let self_attention =
+        |put: &mut dyn FnMut(String, Tensor), dst: &str, src: &str| -> Result<()> {
+            attention(
+                put,
+                &format!("{dst}.self_attn"),
+                &format!("{src}/self_attention"),
+                true,
+            )?;
+            norm(
+                put,
+                &format!("{dst}.self_attn_layer_norm"),
+                &format!("{src}/self_attention/layer_norm"),
+            )
+        };
     let ffn = |put: &mut dyn FnMut(String, Tensor), dst: &str, src: &str| -> Result<()> {
         norm(
             put,
@@ -251,17 +267,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, Con
             format!("model.encoder.layers.{i}"),
             format!("encoder/layer_{i}"),
         );
-        attention(
-            &mut put,
-            &format!("{dst}.self_attn"),
-            &format!("{src}/self_attention"),
-            true,
-        )?;
-        norm(
-            &mut put,
-            &format!("{dst}.self_attn_layer_norm"),
-            &format!("{src}/self_attention/layer_norm"),
-        )?;
+        self_attention(&mut put, &dst, &src)?;
         ffn(&mut put, &dst, &format!("{src}/ffn"))?;
     }
     norm(&mut put, "model.encoder.layer_norm", "encoder/layer_norm")?;
@@ -278,17 +284,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<(HashMap<String, Tensor>, Con
             format!("model.decoder.layers.{i}"),
             format!("decoder/layer_{i}"),
         );
-        attention(
-            &mut put,
-            &format!("{dst}.self_attn"),
-            &format!("{src}/self_attention"),
-            true,
-        )?;
-        norm(
-            &mut put,
-            &format!("{dst}.self_attn_layer_norm"),
-            &format!("{src}/self_attention/layer_norm"),
-        )?;
+        self_attention(&mut put, &dst, &src)?;
         attention(
             &mut put,
             &format!("{dst}.encoder_attn"),
