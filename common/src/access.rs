@@ -170,6 +170,25 @@ impl AccessPolicy {
         }
     }
 
+    /// Opens `path` for reading when the policy allows it. With local roots,
+    /// the file opened is checked again by its descriptor: a directory on the
+    /// way swapped for a link between the check and the open (a race a local
+    /// user could win) would otherwise escape the roots.
+    pub fn open_local(&self, path: &Path) -> Result<std::fs::File, LocalOpenError> {
+        let real = self.check_local(path).map_err(LocalOpenError::Refused)?;
+        let file = std::fs::File::open(&real).map_err(LocalOpenError::Io)?;
+        #[cfg(target_os = "linux")]
+        if self.local_roots.is_some() {
+            use std::os::fd::AsRawFd;
+            let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+                .map_err(LocalOpenError::Io)?;
+            if opened != real {
+                self.check_local(&opened).map_err(LocalOpenError::Refused)?;
+            }
+        }
+        Ok(file)
+    }
+
     /// The file `path` names, symbolic links resolved, if this policy lets
     /// jobs read it. A path that does not exist is passed through unchanged (its
     /// reader reports it missing) only when local paths are unrestricted.
@@ -260,6 +279,15 @@ fn byte_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
             .map(|b| b.0)
             .map_err(serde::de::Error::custom),
     }
+}
+
+/// Why [`AccessPolicy::open_local`] gave no file.
+#[derive(Debug)]
+pub enum LocalOpenError {
+    /// The policy refused the path.
+    Refused(Refusal),
+    /// The file could not be opened (missing, unreadable).
+    Io(std::io::Error),
 }
 
 /// Why the policy refused a read; the text names the key that would allow it.
@@ -414,6 +442,23 @@ mod tests {
         #[cfg(unix)]
         assert!(p.check_local(&inside.join("link.txt")).is_err());
         assert!(p.check_local(&inside.join("../secret.txt")).is_err());
+        // Opening checks the same, and opens what it checked.
+        let mut opened = String::new();
+        std::io::Read::read_to_string(
+            &mut p.open_local(&inside.join("ok.txt")).unwrap(),
+            &mut opened,
+        )
+        .unwrap();
+        assert_eq!(opened, "x");
+        assert!(matches!(
+            p.open_local(&dir.join("secret.txt")),
+            Err(LocalOpenError::Refused(_))
+        ));
+        #[cfg(unix)]
+        assert!(matches!(
+            p.open_local(&inside.join("link.txt")),
+            Err(LocalOpenError::Refused(_))
+        ));
         let everything = AccessPolicy {
             local_roots: Some(vec![PathBuf::from("/")]),
             ..AccessPolicy::cluster()

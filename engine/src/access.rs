@@ -8,7 +8,8 @@ use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::ExecutionPlan;
 pub use regatta_common::access::{
-    address_class, cut_query, AccessPolicy, Refusal, UrlScheme, DEFAULT_MAX_DOWNLOAD_BYTES,
+    address_class, cut_query, AccessPolicy, LocalOpenError, Refusal, UrlScheme,
+    DEFAULT_MAX_DOWNLOAD_BYTES,
 };
 
 use crate::{EngineError, Result};

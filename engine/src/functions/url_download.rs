@@ -15,6 +15,8 @@ use datafusion::logical_expr::{
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
+use crate::access::LocalOpenError;
+
 use super::args::{array_arg, check_arity, int_arg, str_arg, OnError};
 use super::io_runtime::block_on_io;
 use super::row_failures::RowErrorClass;
@@ -388,21 +390,33 @@ async fn fetch_once(
     if policy.local_roots.is_some() && !path.exists() {
         return Err(FetchError::io("file not found", false));
     }
-    // Read through the resolved path the check approved.
-    let path = policy.check_local(&path).map_err(FetchError::refused)?;
-    read_file_capped(&path, cap).await.map_err(|e| match e {
-        ReadError::TooBig => FetchError::too_big(cap),
-        ReadError::Io(e) => FetchError::io(
-            match e.kind() {
-                std::io::ErrorKind::NotFound => "file not found".to_string(),
-                _ => e.to_string(),
-            },
-            matches!(
-                e.kind(),
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut
-            ),
+    // The file the policy approved, checked again once open (a link swapped
+    // in after the check is refused).
+    let file = match policy.open_local(&path) {
+        Ok(f) => f,
+        Err(LocalOpenError::Refused(r)) => return Err(FetchError::refused(r)),
+        Err(LocalOpenError::Io(e)) => return Err(local_io_error(e)),
+    };
+    read_file_capped(tokio::fs::File::from_std(file), cap)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooBig => FetchError::too_big(cap),
+            ReadError::Io(e) => local_io_error(e),
+        })
+}
+
+/// A local read's failure, as the row's error (retried only when transient).
+fn local_io_error(e: std::io::Error) -> FetchError {
+    FetchError::io(
+        match e.kind() {
+            std::io::ErrorKind::NotFound => "file not found".to_string(),
+            _ => e.to_string(),
+        },
+        matches!(
+            e.kind(),
+            std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut
         ),
-    })
+    )
 }
 
 enum ReadError {
@@ -410,13 +424,12 @@ enum ReadError {
     Io(std::io::Error),
 }
 
-/// The bytes of `path`, or TooBig past `cap` (`/dev/zero` has no end).
+/// The bytes of `file`, or TooBig past `cap` (`/dev/zero` has no end).
 async fn read_file_capped(
-    path: &std::path::Path,
+    file: tokio::fs::File,
     cap: u64,
 ) -> std::result::Result<Vec<u8>, ReadError> {
     use tokio::io::AsyncReadExt;
-    let file = tokio::fs::File::open(path).await.map_err(ReadError::Io)?;
     let mut body = Vec::new();
     file.take(cap.saturating_add(1))
         .read_to_end(&mut body)
