@@ -111,6 +111,28 @@ async fn the_drivers_policy_reaches_its_workers_and_refuses_what_it_names() {
         assert!(err.contains(reason), "row {id}: {err}");
     }
 
+    // A video under the root is decoded on the workers (opened under the
+    // policy and read by FFmpeg through its descriptor).
+    let video = root.join("clip.mp4");
+    regatta_tests::video_makers::zoom_video(
+        &regatta_tests::photos_dir().join("chelsea.png"),
+        &video,
+        regatta_tests::video_makers::VideoKind::H264Mp4,
+        6,
+        (64, 48),
+    )
+    .unwrap();
+    let (ok, out, err) = submit(
+        &c,
+        &[],
+        &format!(
+            "SELECT count(*) AS n FROM video_frames('{}')",
+            video.display()
+        ),
+    );
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(out.lines().nth(1).map(str::trim), Some("6"), "{out}");
+
     // A table outside the roots is refused when the job is planned.
     let elsewhere = common::table(d.path(), "elsewhere", "id", 1, "SELECT 1 AS id");
     let (ok, _, err) = submit(&c, &[elsewhere], "SELECT count(*) FROM elsewhere");

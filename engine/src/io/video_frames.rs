@@ -178,10 +178,16 @@ pub(crate) fn decode_videos(
     builder.build()
 }
 
-/// A local copy of a remote video (removed on drop), or the local path itself.
+/// A local copy of a remote video (removed on drop), the local path itself,
+/// or a local file the policy checked once open, read through its descriptor
+/// (so what FFmpeg opens is what was checked).
 enum LocalVideo {
     Path(PathBuf),
     Temp(tempfile::NamedTempFile),
+    Open {
+        _file: std::fs::File,
+        by_descriptor: PathBuf,
+    },
 }
 
 impl LocalVideo {
@@ -189,6 +195,7 @@ impl LocalVideo {
         match self {
             Self::Path(p) => p,
             Self::Temp(t) => t.path(),
+            Self::Open { by_descriptor, .. } => by_descriptor,
         }
     }
 }
@@ -202,10 +209,13 @@ fn fetch(
     if !storage::is_object_url(url) {
         let path = crate::io::paths::local_path(url).map_err(|e| e.to_string())?;
         // Listed on the driver under its policy; checked again where it is read.
-        return policy
-            .check_local(&path)
-            .map(LocalVideo::Path)
-            .map_err(|e| e.to_string());
+        if policy.local_roots.is_none() {
+            return policy
+                .check_local(&path)
+                .map(LocalVideo::Path)
+                .map_err(|e| e.to_string());
+        }
+        return open_checked(policy, &path);
     }
     // FFmpeg reads files: an object is copied to a temporary file first.
     let parsed = storage::ObjectUrl::parse(url).map_err(|e| e.to_string())?;
@@ -215,6 +225,30 @@ fn fetch(
     let mut tmp = tempfile::NamedTempFile::new().map_err(|e| format!("temporary file: {e}"))?;
     std::io::Write::write_all(&mut tmp, &bytes).map_err(|e| format!("temporary file: {e}"))?;
     Ok(LocalVideo::Temp(tmp))
+}
+
+/// `path` opened under the policy's roots and handed to FFmpeg as
+/// `/proc/self/fd/N`: a link swapped in after the check cannot redirect it.
+#[cfg(target_os = "linux")]
+fn open_checked(policy: &crate::access::AccessPolicy, path: &Path) -> Result<LocalVideo, String> {
+    use std::os::fd::AsRawFd;
+    let file = policy.open_local(path).map_err(|e| match e {
+        crate::access::LocalOpenError::Refused(r) => r.to_string(),
+        crate::access::LocalOpenError::Io(e) => format!("{}: {e}", path.display()),
+    })?;
+    let by_descriptor = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    Ok(LocalVideo::Open {
+        _file: file,
+        by_descriptor,
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_checked(policy: &crate::access::AccessPolicy, path: &Path) -> Result<LocalVideo, String> {
+    policy
+        .check_local(path)
+        .map(LocalVideo::Path)
+        .map_err(|e| e.to_string())
 }
 
 fn video_error(url: &str, message: impl std::fmt::Display) -> DataFusionError {
