@@ -166,16 +166,6 @@ pub fn commit_tag(job: JobId, request_id: &RequestId) -> String {
     }
 }
 
-impl From<WriteMode> for OutputMode {
-    fn from(m: WriteMode) -> Self {
-        match m {
-            WriteMode::Create => Self::Create,
-            WriteMode::Append => Self::Append,
-            WriteMode::Overwrite => Self::Overwrite,
-        }
-    }
-}
-
 impl OutputMode {
     /// How rows are written; None for a job that adds columns instead.
     pub fn write_mode(self) -> Option<WriteMode> {

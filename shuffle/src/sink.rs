@@ -131,14 +131,12 @@ impl OutputSink {
             .known()
             .ok_or_else(|| DataFusionError::Plan(format!("output {}: no format given", m.path)))?;
         let mode = match m.mode() {
-            ModeMsg::Unspecified => SinkMode::Write(WriteMode::Create),
-            ModeMsg::Create => SinkMode::Write(WriteMode::Create),
-            ModeMsg::Append => SinkMode::Write(WriteMode::Append),
-            ModeMsg::Overwrite => SinkMode::Write(WriteMode::Overwrite),
             ModeMsg::AddColumns => SinkMode::AddColumns {
                 read_version: m.read_version,
                 fragments: m.fragments.clone(),
             },
+            // Unspecified writes as create does.
+            other => SinkMode::Write(other.write_mode().unwrap_or_default()),
         };
         Ok(Self {
             path: m.path.clone(),

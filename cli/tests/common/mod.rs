@@ -255,10 +255,11 @@ impl Cluster {
                 .trim_start_matches("job-");
             ok(self.cli().args(["jobs", "delete", id]));
         }
+        // Files go first, then their job directories: wait for both.
         wait_until(
-            "the workers remove every file after the jobs are deleted",
+            "the workers remove every file and job directory after the jobs are deleted",
             Duration::from_secs(10),
-            || self.spill_files().is_empty(),
+            || self.spill_files().is_empty() && self.shuffle_dirs().is_empty(),
         );
     }
 

@@ -47,22 +47,14 @@ impl DriverHandle {
             )
             .map_err(|e| SchedulerError::Refused(e.to_string()))?;
         }
-        let listener = TcpListener::bind(bind)
-            .await
-            .map_err(|source| SchedulerError::Listen {
-                what: "driver",
-                address: bind.to_string(),
-                setting: "driver.bind",
-                source,
-            })?;
-        let address = listener
-            .local_addr()
-            .map_err(|source| SchedulerError::Listen {
-                what: "driver",
-                address: bind.to_string(),
-                setting: "driver.bind",
-                source,
-            })?;
+        let listen_error = |source| SchedulerError::Listen {
+            what: "driver",
+            address: bind.to_string(),
+            setting: "driver.bind",
+            source,
+        };
+        let listener = TcpListener::bind(bind).await.map_err(listen_error)?;
+        let address = listener.local_addr().map_err(listen_error)?;
         let (driver, replica) = match &options.replication {
             None => (Driver::new(options.clone()), None),
             Some(r) => {
