@@ -1,16 +1,24 @@
-//! Times Whisper's greedy decoding, regatta's cached decoder against candle's
-//! uncached one, on the same audio and encoder, and checks they agree:
-//! `cargo run -p regatta-actors --example whisper_timing -- CLIP.wav [CLIP.wav ...]`
+//! Times Whisper on the same clips three ways and checks they agree: regatta's
+//! CPU encoder kernels with the cached decoder (the default), candle's encoder
+//! with the cached decoder, and candle's encoder with candle's uncached decoder:
+//! `cargo run -p regatta-actors --example whisper_timing -- [--kernels-only] CLIP.wav [CLIP.wav ...]`
 //! (the numeric crates are optimised even in debug builds). Reads the model
-//! from `$REGATTA_WHISPER_DIR`.
+//! from `$REGATTA_WHISPER_DIR`. Prints one JSON line per way, then whether the
+//! texts are the same.
 
 use std::time::Instant;
 
 use candle_core::Device;
 use regatta_actors::whisper::{DecoderRoute, Transcriber};
+use regatta_actors::EncoderRoute;
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let paths: Vec<String> = std::env::args().skip(1).collect();
+    let mut paths: Vec<String> = std::env::args().skip(1).collect();
+    // Only the default route, so the process's peak memory is that route's.
+    let kernels_only = paths.first().is_some_and(|a| a == "--kernels-only");
+    if kernels_only {
+        paths.remove(0);
+    }
     if paths.is_empty() {
         return Err("give one or more WAV/FLAC clips".into());
     }
@@ -21,19 +29,31 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         clips.push(mono.samples);
     }
     let refs: Vec<&[f32]> = clips.iter().map(Vec::as_slice).collect();
-    let mut t = Transcriber::load(&regatta_actors::whisper::default_dir(), Device::Cpu)?;
-    t.transcribe(&refs)?; // warm up
+    let dir = regatta_actors::whisper::default_dir();
     let mut texts = Vec::new();
-    for route in [DecoderRoute::Uncached, DecoderRoute::Cached] {
+    let routes = [
+        (EncoderRoute::Kernels, DecoderRoute::Cached),
+        (EncoderRoute::Candle, DecoderRoute::Cached),
+        (EncoderRoute::Candle, DecoderRoute::Uncached),
+    ];
+    for &(encoder, decoder) in &routes[..if kernels_only { 1 } else { 3 }] {
+        let mut t = Transcriber::load_route(&dir, Device::Cpu, encoder)?;
+        t.transcribe_via(&refs[..1], decoder)?; // warm up
         let started = Instant::now();
-        let out = t.transcribe_via(&refs, route)?;
-        println!(
-            "{route:?}: {:.3} s for {} clips",
-            started.elapsed().as_secs_f64(),
-            refs.len()
-        );
+        let out = t.transcribe_via(&refs, decoder)?;
+        let line = serde_json::json!({
+            "encoder": format!("{encoder:?}"),
+            "decoder": format!("{decoder:?}"),
+            "clips": refs.len(),
+            "seconds": (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            "texts": out,
+        });
+        println!("{line}");
         texts.push(out);
     }
-    println!("same text: {}", texts[0] == texts[1]);
+    println!(
+        "{{\"same_text\": {}}}",
+        texts.windows(2).all(|w| w[0] == w[1])
+    );
     Ok(())
 }

@@ -29,6 +29,7 @@ mod nhwc;
 mod node_resources;
 mod pool_config;
 mod runtime;
+mod transformer;
 pub mod whisper;
 
 pub use actor_pool::ActorPool;
@@ -41,3 +42,4 @@ pub use model_store::{ModelEntry, ModelKind, ModelStore, ResolvedModel};
 pub use node_resources::{NodeResources, ResourceOverrides};
 pub use pool_config::PoolConfig;
 pub use runtime::ActorRuntime;
+pub use transformer::EncoderRoute;

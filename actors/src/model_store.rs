@@ -315,6 +315,26 @@ impl ModelStore {
 
     /// Every model this store knows of, with where it is (or why it is not):
     /// the configured ones, the built-in ones, and what else the cache holds.
+    /// The names of the models this store finds (those [`Self::list`] resolves).
+    pub fn found_names(&self) -> Vec<String> {
+        self.list()
+            .into_iter()
+            .filter_map(|(name, found)| found.ok().map(|_| name))
+            .collect()
+    }
+
+    /// The name [`Self::list`] gives the model a query calls `name` (a
+    /// built-in's alias becomes its name); `None` for a model given by path.
+    pub fn listed_name(&self, name: &str) -> Option<String> {
+        if explicit_path(name).is_some() {
+            return None;
+        }
+        if self.entries.iter().any(|e| e.name == name) {
+            return Some(name.to_string());
+        }
+        Some(BuiltinModel::find(name).map_or_else(|| name.to_string(), |b| b.name.to_string()))
+    }
+
     pub fn list(&self) -> Vec<(String, std::result::Result<ResolvedModel, String>)> {
         let mut names: Vec<String> = self.entries.iter().map(|e| e.name.clone()).collect();
         names.extend(BUILTIN.iter().map(|b| b.name.to_string()));

@@ -15,6 +15,8 @@ pub(crate) enum Activation<'a> {
     Linear,
     /// `x` where positive, else `x * slope` with one slope per channel.
     PRelu(&'a [f32]),
+    /// A transformer feed-forward's GELU.
+    Gelu(crate::transformer::Gelu),
 }
 
 impl Activation<'_> {
@@ -23,6 +25,7 @@ impl Activation<'_> {
         match self {
             Activation::Relu6 => values.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0)),
             Activation::Linear => {}
+            Activation::Gelu(kind) => crate::transformer::elementwise::gelu(values, kind),
             Activation::PRelu(slopes) => {
                 for row in values.chunks_exact_mut(slopes.len().max(1)) {
                     row.iter_mut().zip(slopes).for_each(|(v, a)| {

@@ -260,6 +260,11 @@ impl ModelProvider for ActorRuntime {
         names.retain(|n| !n.ends_with(LOGITS_POOL_SUFFIX));
         names
     }
+
+    fn listed_name(&self, name: &str) -> Option<String> {
+        self.store
+            .listed_name(name.strip_suffix(LOGITS_POOL_SUFFIX).unwrap_or(name))
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! all-MiniLM-L6-v2 in candle against reference embeddings.
+//! all-MiniLM-L6-v2 on regatta's kernels (and candle's BERT) against reference embeddings.
 //!
 //! The reference is `$REGATTA_MINILM_REFERENCE`, else the sentence-transformers
 //! fixture beside the repository (`../shared/fixtures/minilm/reference.json`). Where
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use regatta_actors::minilm::{self, SentenceEmbedder};
+use regatta_actors::EncoderRoute;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -124,6 +125,63 @@ fn one_sentence_alone_equals_the_same_sentence_in_a_padded_batch() {
     let batch = model.embed(&[s[0].as_str(), s[7].as_str()]).unwrap();
     let want: Vec<f64> = alone.iter().map(|x| *x as f64).collect();
     assert!(cosine(&batch[..minilm::DIM], &want) > 0.99999);
+}
+
+#[test]
+fn the_kernels_give_candles_embeddings_across_passes_and_lengths() {
+    let dir = model_dir();
+    let kernels = SentenceEmbedder::load_route(&dir, Device::Cpu, EncoderRoute::Kernels).unwrap();
+    let candle = SentenceEmbedder::load_route(&dir, Device::Cpu, EncoderRoute::Candle).unwrap();
+    // Lengths from 2 to 256 tokens, enough long texts for several passes of
+    // minilm::PASS_BYTES, in an order that is not sorted by length.
+    let words = "Streaming engines keep memory bounded while every core stays busy";
+    let texts: Vec<String> = (0..96)
+        .map(|i| {
+            let n = (i * 37) % 230 + 1;
+            words
+                .split(' ')
+                .cycle()
+                .take(n)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .chain(sentences())
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let tokens: usize = refs.iter().map(|t| model_token_count(&kernels, t)).sum();
+    let per_pass = minilm::PASS_BYTES / ((7 * minilm::DIM + 4 * minilm::DIM) * 4);
+    assert!(
+        tokens > 2 * per_pass,
+        "{tokens} tokens fit in two passes of {per_pass}"
+    );
+    let a = kernels.embed(&refs).unwrap();
+    let b = candle.embed(&refs).unwrap();
+    for (i, (x, y)) in a.chunks(minilm::DIM).zip(b.chunks(minilm::DIM)).enumerate() {
+        let y: Vec<f64> = y.iter().map(|v| *v as f64).collect();
+        let c = cosine(x, &y);
+        assert!(c > 0.99999, "text {i}: cosine {c}");
+    }
+}
+
+fn model_token_count(model: &SentenceEmbedder, text: &str) -> usize {
+    model.token_ids(text).unwrap().len()
+}
+
+#[test]
+fn a_text_of_100_000_words_is_cut_at_the_models_input_like_its_first_words() {
+    let model = SentenceEmbedder::load(&model_dir(), Device::Cpu).unwrap();
+    let words: Vec<String> = (0..100_000).map(|i| format!("word{}", i % 97)).collect();
+    let huge = words.join(" ");
+    // Far more words than the model's 256 tokens: both are cut to the same ids.
+    let prefix = words[..400].join(" ");
+    assert_eq!(
+        model.token_ids(&huge).unwrap(),
+        model.token_ids(&prefix).unwrap()
+    );
+    let got = model.embed(&[huge.as_str(), prefix.as_str()]).unwrap();
+    let (a, b) = got.split_at(minilm::DIM);
+    let b: Vec<f64> = b.iter().map(|v| *v as f64).collect();
+    assert!(cosine(a, &b) > 0.999_999, "cosine {}", cosine(a, &b));
 }
 
 #[test]

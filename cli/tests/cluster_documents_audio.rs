@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{cluster, ok, regatta, table};
+use common::{cluster, cluster_with, ok, output, regatta, start, table, WorkerSetup};
 use regatta_tests::pdf_makers::{make_pdf, PdfProducer};
 use regatta_tests::speech::{spoken_flac, HARVARD};
 
@@ -99,6 +99,55 @@ fn audio_transcription_on_the_cluster_gives_the_local_text() {
     let c = cluster(&d.path().join("spill"));
     let remote = ok(c.cli().args(["submit", "-f", "csv", "-t", &clips, W7]));
     assert_eq!(remote, local);
+}
+
+#[test]
+fn a_job_calling_a_model_one_worker_lacks_is_refused_when_planned_naming_both() {
+    regatta_tests::whisper_dir();
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("clip0.flac");
+    std::fs::write(&p, spoken_flac(HARVARD[0], d.path(), "c0").unwrap()).unwrap();
+    let clips = url_table(d.path(), "clips", &[p]);
+    let c = cluster_with(
+        &d.path().join("spill"),
+        WorkerSetup {
+            count: 1,
+            ..WorkerSetup::default()
+        },
+    );
+    // A second worker on a "node" without Whisper: its variable names an
+    // empty directory's missing child, its cache and working directory are empty.
+    let bare = d.path().join("bare-node");
+    std::fs::create_dir_all(&bare).unwrap();
+    let config = bare.join("worker.toml");
+    std::fs::write(&config, "[worker]\ncpus = 1\n").unwrap();
+    let mut cmd = regatta();
+    cmd.current_dir(&bare)
+        .env("REGATTA_WHISPER_DIR", bare.join("no-whisper-here"))
+        .env("REGATTA_HOME", &bare)
+        .args(["worker", "-c"])
+        .arg(&config)
+        .args(["--driver", &c.driver, "--spill-dir"])
+        .arg(bare.join("spill"));
+    let _bare_worker = start(cmd, "serving shuffle data").0;
+    let (success, out, err) = output(c.cli().args(["submit", "-f", "csv", "-t", &clips, W7]));
+    assert!(!success, "the job ran: {out}");
+    assert!(
+        err.contains("whisper-tiny.en")
+            && err.contains("does not have it")
+            && err.contains("regatta models pull whisper-tiny.en"),
+        "{err}"
+    );
+    // A job without models still runs on both workers.
+    let rows = ok(c.cli().args([
+        "submit",
+        "-f",
+        "csv",
+        "-t",
+        &clips,
+        "SELECT count(*) AS n FROM clips",
+    ]));
+    assert!(rows.contains('1'), "{rows}");
 }
 
 const W8: &str = "\

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use regatta_proto::worker_control_client::WorkerControlClient;
-use regatta_proto::{Drivers, RegisterRequest, RegisterResponse, Resources, TaskKey, TaskReport};
+use regatta_proto::{Drivers, RegisterRequest, RegisterResponse, TaskKey, TaskReport};
 use tonic::{Code, Status};
 
 use crate::{Result, WorkerError};
@@ -33,29 +33,15 @@ fn key_of(k: &TaskKey) -> Key {
 }
 
 impl DriverLink {
-    /// `node_label` says where a launcher started it (empty for self-hosted);
-    /// `gpu_ids` are its GPUs' physical ids.
-    pub fn new(
-        drivers: Drivers,
-        flight_address: String,
-        resources: Resources,
-        node_label: String,
-        gpu_ids: Vec<String>,
-        (shuffle_root, shuffle_token): (String, String),
-        metrics_address: String,
-    ) -> Self {
+    /// A link that registers with `identity` (what every registration says
+    /// about this worker; its host is taken from its shuffle address).
+    pub fn new(drivers: Drivers, identity: RegisterRequest) -> Self {
         let identity = RegisterRequest {
-            shuffle_root,
-            shuffle_token,
-            host: flight_address
+            host: identity
+                .flight_address
                 .rsplit_once(':')
                 .map_or(String::new(), |(h, _)| h.to_string()),
-            flight_address,
-            resources: Some(resources),
-            node_label,
-            gpu_ids,
-            metrics_address,
-            ..RegisterRequest::default()
+            ..identity
         };
         Self {
             drivers,

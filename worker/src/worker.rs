@@ -207,16 +207,22 @@ impl Worker {
         drivers.patience = options.connect_timeout;
         let link = Arc::new(DriverLink::new(
             drivers,
-            shuffle_address.to_string(),
-            Resources {
-                cpus: cpus as u32,
-                gpus: total.gpus as u32,
-                memory_bytes: total.memory,
+            regatta_proto::RegisterRequest {
+                flight_address: shuffle_address.to_string(),
+                resources: Some(Resources {
+                    cpus: cpus as u32,
+                    gpus: total.gpus as u32,
+                    memory_bytes: total.memory,
+                }),
+                node_label: options.node_label.clone(),
+                gpu_ids: actors.resources().gpu_ids().to_vec(),
+                shuffle_root,
+                shuffle_token,
+                metrics_address: metrics_address.map(|a| a.to_string()).unwrap_or_default(),
+                // The driver refuses jobs calling a model this node lacks.
+                models: options.models.found_names(),
+                ..regatta_proto::RegisterRequest::default()
             },
-            options.node_label.clone(),
-            actors.resources().gpu_ids().to_vec(),
-            (shuffle_root, shuffle_token),
-            metrics_address.map(|a| a.to_string()).unwrap_or_default(),
         ));
         let registered = link.register(options.connect_timeout).await?;
         take_access(&engine, &registered, &link)?;

@@ -13,37 +13,73 @@ use candle_transformers::models::bert::{BertModel, Config};
 use regatta_engine::types::embedding_array;
 use tokenizers::{Tokenizer, TruncationParams};
 
+use super::encoder::{BertConfig, BertEncoder};
 use super::layout::{EmbedderLayout, Pooling};
 use crate::model::{Model, ModelError};
 use crate::model_files::{files_error, required};
+use crate::transformer::EncoderRoute;
 use crate::Result;
 
 /// How to get the model files when they are missing.
 const FIX: &str = "run `regatta models pull all-MiniLM-L6-v2`, or set REGATTA_MINILM_DIR";
 
+/// Bytes of activations one pass of the CPU encoder may hold: a batch's
+/// texts go through in passes of as many tokens as fit (a 64 x 256-token batch
+/// of all-MiniLM-L6-v2 is about three passes), so memory is bounded by this,
+/// not by the batch's size or its texts' lengths.
+pub const PASS_BYTES: usize = 64 << 20;
+
+enum Network {
+    Kernels(BertEncoder),
+    Candle(BertModel),
+}
+
 /// A BERT-family sentence embedding model on one device.
 pub struct SentenceEmbedder {
-    bert: BertModel,
+    network: Network,
     tokenizer: Tokenizer,
     device: Device,
     layout: EmbedderLayout,
 }
 
 impl SentenceEmbedder {
-    /// Loads the model from `dir` onto `device`.
+    /// Loads the model from `dir` onto `device`: regatta's kernels on a CPU,
+    /// candle on a GPU.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let route = EncoderRoute::for_device(&device);
+        Self::load_route(dir, device, route)
+    }
+
+    /// Loads the model from `dir` onto `device`, run by `route` (the kernels
+    /// run on the CPU only: on another device candle runs).
+    pub fn load_route(dir: &Path, device: Device, route: EncoderRoute) -> Result<Self> {
         let layout = EmbedderLayout::read(dir)?;
         let config_path = required(dir, "config.json", FIX)?;
         let weights_path = required(dir, "model.safetensors", FIX)?;
         let tokenizer_path = required(dir, "tokenizer.json", FIX)?;
         let config_text =
             std::fs::read_to_string(&config_path).map_err(|e| files_error(&config_path, e))?;
-        let config: Config =
+        // What the encoder cannot compute is refused before the weights are read.
+        let bert_config: BertConfig =
             serde_json::from_str(&config_text).map_err(|e| files_error(&config_path, e))?;
+        bert_config
+            .check()
+            .map_err(|e| files_error(&config_path, e))?;
         let weights = std::fs::read(&weights_path).map_err(|e| files_error(&weights_path, e))?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(|e| files_error(&weights_path, e))?;
-        let bert = BertModel::load(vb, &config).map_err(|e| files_error(&weights_path, e))?;
+        let network = if route == EncoderRoute::Kernels && device.is_cpu() {
+            let config = bert_config;
+            Network::Kernels(
+                BertEncoder::load(&vb, &config).map_err(|e| files_error(&weights_path, e))?,
+            )
+        } else {
+            let config: Config =
+                serde_json::from_str(&config_text).map_err(|e| files_error(&config_path, e))?;
+            Network::Candle(
+                BertModel::load(vb, &config).map_err(|e| files_error(&weights_path, e))?,
+            )
+        };
         let mut tokenizer =
             Tokenizer::from_file(&tokenizer_path).map_err(|e| files_error(&tokenizer_path, e))?;
         // A shipped tokenizer.json may truncate and pad to a fixed length (all-
@@ -57,7 +93,7 @@ impl SentenceEmbedder {
             .map_err(|e| files_error(&tokenizer_path, e))?;
         tokenizer.with_padding(None);
         Ok(Self {
-            bert,
+            network,
             tokenizer,
             device,
             layout,
@@ -80,28 +116,86 @@ impl SentenceEmbedder {
             return Ok(Vec::new());
         }
         let encodings = self.tokenizer.encode_batch(texts.to_vec(), true)?;
-        // Similar lengths together: less padding to compute over.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| encodings[i].get_ids().len());
+        let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+        match &self.network {
+            Network::Kernels(encoder) => self.embed_packed(encoder, &ids),
+            Network::Candle(bert) => self.embed_padded(bert, &ids),
+        }
+    }
+
+    /// The CPU kernels' route: texts in passes of at most [`PASS_BYTES`] of
+    /// activations, each pass's sequences packed without padding.
+    fn embed_packed(
+        &self,
+        encoder: &BertEncoder,
+        ids: &[&[u32]],
+    ) -> std::result::Result<Vec<f32>, ModelError> {
         let dim = self.layout.dim;
-        let mut out = vec![0f32; texts.len() * dim];
-        let longest = order
-            .last()
-            .map_or(0, |&i| encodings[i].get_ids().len())
-            .max(1);
-        let rows = texts.len();
-        let mut ids = vec![0u32; rows * longest];
+        let mut out = vec![0f32; ids.len() * dim];
+        let per_pass = (PASS_BYTES / encoder.bytes_per_token()).max(1);
+        let mut first = 0;
+        while first < ids.len() {
+            // At least one text per pass, however long (it is cut to the
+            // model's max_seq_length already).
+            let mut end = first + 1;
+            let mut tokens = ids[first].len();
+            while end < ids.len() && tokens + ids[end].len() <= per_pass {
+                tokens += ids[end].len();
+                end += 1;
+            }
+            let (states, ranges) = encoder.forward(&ids[first..end])?;
+            for (i, range) in ranges.into_iter().enumerate() {
+                let v = &mut out[(first + i) * dim..(first + i + 1) * dim];
+                let rows = &states[range.start * dim..range.end * dim];
+                match self.layout.pooling {
+                    Pooling::Mean => {
+                        for row in rows.chunks_exact(dim) {
+                            v.iter_mut().zip(row).for_each(|(a, x)| *a += x);
+                        }
+                        let n = range.len().max(1) as f32;
+                        v.iter_mut().for_each(|a| *a /= n);
+                    }
+                    Pooling::Cls => {
+                        if let Some(row) = rows.get(..dim) {
+                            v.copy_from_slice(row);
+                        }
+                    }
+                }
+                if self.layout.normalize {
+                    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                    v.iter_mut().for_each(|a| *a /= norm);
+                }
+            }
+            first = end;
+        }
+        Ok(out)
+    }
+
+    /// candle's route: one padded tensor per batch, sorted by length.
+    fn embed_padded(
+        &self,
+        bert: &BertModel,
+        ids: &[&[u32]],
+    ) -> std::result::Result<Vec<f32>, ModelError> {
+        // Similar lengths together: less padding to compute over.
+        let mut order: Vec<usize> = (0..ids.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
+        let dim = self.layout.dim;
+        let mut out = vec![0f32; ids.len() * dim];
+        let longest = order.last().map_or(0, |&i| ids[i].len()).max(1);
+        let rows = ids.len();
+        let mut padded = vec![0u32; rows * longest];
         let mut mask = vec![0u32; rows * longest];
         for (r, &i) in order.iter().enumerate() {
-            for (t, &id) in encodings[i].get_ids().iter().enumerate() {
-                ids[r * longest + t] = id;
+            for (t, &id) in ids[i].iter().enumerate() {
+                padded[r * longest + t] = id;
                 mask[r * longest + t] = 1;
             }
         }
-        let ids = Tensor::from_vec(ids, (rows, longest), &self.device)?;
+        let ids = Tensor::from_vec(padded, (rows, longest), &self.device)?;
         let mask = Tensor::from_vec(mask, (rows, longest), &self.device)?;
         let token_types = ids.zeros_like()?;
-        let hidden = self.bert.forward(&ids, &token_types, Some(&mask))?;
+        let hidden = bert.forward(&ids, &token_types, Some(&mask))?;
         let pooled = match self.layout.pooling {
             // Mean over the real tokens only.
             Pooling::Mean => {

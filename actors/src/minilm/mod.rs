@@ -1,8 +1,10 @@
-//! Sentence embeddings in Rust (candle) from any BERT-family
+//! Sentence embeddings in Rust from any BERT-family
 //! sentence-transformers model: all-MiniLM-L6-v2 built in, and BGE, E5, GTE
 //! and the like from their directories. The pooling (mean or CLS), the
 //! normalisation, the width and the input length come from the model's own
-//! files; inputs longer than its `max_seq_length` are cut there.
+//! files; inputs longer than its `max_seq_length` are cut there. On the CPU
+//! the encoder runs on regatta's own kernels ([`BertEncoder`]), on a GPU on
+//! candle's BERT.
 //!
 //! The model is read from a local directory in the Hugging Face layout
 //! (`config.json`, `model.safetensors`, `tokenizer.json`, and a
@@ -11,12 +13,14 @@
 //! run time.
 
 mod embedder;
+mod encoder;
 mod factory;
 mod layout;
 
 use std::path::PathBuf;
 
-pub use embedder::SentenceEmbedder;
+pub use embedder::{SentenceEmbedder, PASS_BYTES};
+pub use encoder::{BertConfig, BertEncoder};
 pub use factory::EmbedderFactory;
 pub use layout::{EmbedderLayout, Pooling, SUPPORTED_ARCHITECTURES};
 

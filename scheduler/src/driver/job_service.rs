@@ -65,7 +65,7 @@ impl JobService for JobServiceImpl {
             ));
         }
         let planning = std::time::Instant::now();
-        let cmd = self
+        let planned = self
             .planner
             .plan(
                 (job, &request_id),
@@ -75,6 +75,28 @@ impl JobService for JobServiceImpl {
             )
             .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        // Every worker runs every stage's tasks: one without a model the job
+        // calls would fail them, so the job is refused now, naming both.
+        let alive: Vec<(regatta_common::WorkerId, String)> = self.driver.with_state(|s| {
+            s.workers()
+                .filter(|(_, w)| w.alive)
+                .map(|(id, w)| (*id, w.spec.host.clone()))
+                .collect()
+        });
+        if let Some((model, worker)) = self
+            .driver
+            .workers()
+            .lacking_model(&planned.models, alive.iter().map(|(id, _)| *id))
+        {
+            let host = alive
+                .iter()
+                .find(|(id, _)| *id == worker)
+                .map_or("", |(_, h)| h.as_str());
+            return Err(Status::failed_precondition(format!(
+                "model {model:?}: {worker} on {host} does not have it; on that node run                  `regatta models pull {model}` or give its cluster file [models.{model}],                  then restart the worker"
+            )));
+        }
+        let cmd = planned.command;
         // Acknowledged only once committed: a job the client was told about
         // survives the leader.
         if let Err(e) = self.driver.jobs().submit(cmd, planning.elapsed()).await {

@@ -1,6 +1,7 @@
 //! Turns a submitted plan or SQL into stages the state machine can run.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::writer::StreamWriter;
@@ -10,7 +11,7 @@ use datafusion_proto::bytes::{
 };
 use regatta_common::{JobId, RequestId, Resources};
 use regatta_engine::access::{check_output, check_plan, AccessPolicy};
-use regatta_engine::functions::ModelProvider;
+use regatta_engine::functions::{ModelPool, ModelProvider};
 use regatta_engine::io::lance_scan::LanceFragmentTable;
 use regatta_engine::io::resume::ResumeTarget;
 use regatta_engine::io::FileFormat;
@@ -29,6 +30,42 @@ pub struct Planner {
     pub models: Option<Arc<dyn ModelProvider>>,
 }
 
+/// The models a job's planning asked for, by the names nodes list them under
+/// (those given by path left out), so the driver can check its workers have them.
+#[derive(Debug)]
+struct RecordedModels {
+    inner: Arc<dyn ModelProvider>,
+    used: Arc<Mutex<BTreeSet<String>>>,
+}
+
+impl ModelProvider for RecordedModels {
+    fn pool(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn ModelPool>>> {
+        let pool = self.inner.pool(name)?;
+        if let (Some(_), Some(listed)) = (&pool, self.inner.listed_name(name)) {
+            self.used
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(listed);
+        }
+        Ok(pool)
+    }
+
+    fn known(&self) -> Vec<String> {
+        self.inner.known()
+    }
+
+    fn listed_name(&self, name: &str) -> Option<String> {
+        self.inner.listed_name(name)
+    }
+}
+
+/// A planned job: the command that submits it and the models it calls.
+pub struct PlannedJob {
+    pub command: Command,
+    /// As `regatta models list` names them; models given by path are not here.
+    pub models: BTreeSet<String>,
+}
+
 /// A table's or an output's format: as named, else guessed from its path,
 /// else Parquet.
 fn format_of(path: &str, named: regatta_proto::FileFormat) -> FileFormat {
@@ -40,7 +77,12 @@ fn format_of(path: &str, named: regatta_proto::FileFormat) -> FileFormat {
 
 impl Planner {
     /// The engine a job is planned with: as many partitions as the cluster has CPUs.
-    fn engine(&self, partitions: usize, access: &AccessPolicy) -> Result<Engine> {
+    fn engine(
+        &self,
+        partitions: usize,
+        access: &AccessPolicy,
+        used: &Arc<Mutex<BTreeSet<String>>>,
+    ) -> Result<Engine> {
         let options = EngineOptions {
             target_partitions: partitions.max(1),
             access: access.clone(),
@@ -48,7 +90,10 @@ impl Planner {
         };
         let engine = Engine::new(options)?;
         if let Some(m) = &self.models {
-            engine.set_model_provider(m.clone());
+            engine.set_model_provider(Arc::new(RecordedModels {
+                inner: m.clone(),
+                used: used.clone(),
+            }));
         }
         Ok(engine)
     }
@@ -62,9 +107,10 @@ impl Planner {
         request: &SubmitRequest,
         partitions: usize,
         options: &super::DriverOptions,
-    ) -> Result<Command> {
+    ) -> Result<PlannedJob> {
         let task_memory = options.task_memory;
-        let engine = self.engine(partitions, &options.access)?;
+        let used = Arc::new(Mutex::new(BTreeSet::new()));
+        let engine = self.engine(partitions, &options.access, &used)?;
         for t in &request.tables {
             if t.name.is_empty() || t.path.is_empty() {
                 return Err(SchedulerError::Plan(
@@ -222,7 +268,7 @@ impl Planner {
         } else {
             request.name.clone()
         };
-        Ok(Command::SubmitJob {
+        let command = Command::SubmitJob {
             job,
             name,
             stages,
@@ -230,7 +276,13 @@ impl Planner {
             request_id: request_id.clone(),
             submitted_unix_ms: crate::unix_ms_now(),
             row_errors: row_errors_of(request)?,
-        })
+        };
+        let models = std::mem::take(
+            &mut *used
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        Ok(PlannedJob { command, models })
     }
 }
 

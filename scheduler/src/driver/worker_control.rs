@@ -92,7 +92,8 @@ impl WorkerControl for WorkerControlImpl {
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
-        let (metadata, _, r) = request.into_parts();
+        let (metadata, _, mut r) = request.into_parts();
+        let models = std::mem::take(&mut r.models);
         if r.previous_worker_id != 0 {
             let previous = WorkerId(r.previous_worker_id);
             let term = self.driver.term();
@@ -140,6 +141,7 @@ impl WorkerControl for WorkerControlImpl {
             .register(spec, previous, &running)
             .await
             .map_err(unavailable)?;
+        self.driver.workers().set_models(worker, models);
         let term = self.driver.term();
         Ok(Response::new(RegisterResponse {
             worker_id: worker.0,

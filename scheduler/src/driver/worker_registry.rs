@@ -35,6 +35,9 @@ struct Live {
     orders: HashMap<WorkerId, mpsc::Sender<WorkerOrder>>,
     last_seen: HashMap<WorkerId, Instant>,
     reports: HashMap<WorkerId, WorkerReport>,
+    /// The models each worker said it finds when it registered with this
+    /// leader (not replicated: a worker registers again with a new leader).
+    models: HashMap<WorkerId, BTreeSet<String>>,
 }
 
 #[derive(Default)]
@@ -139,6 +142,30 @@ impl WorkerRegistry {
         }
     }
 
+    /// Keeps the models `worker` finds on its disk, as it registered them.
+    pub fn set_models(&self, worker: WorkerId, models: Vec<String>) {
+        lock(&self.live)
+            .models
+            .insert(worker, models.into_iter().collect());
+    }
+
+    /// The first of `wanted` that one of `workers` said it does not have, with
+    /// that worker; workers that reported nothing to this leader are not judged.
+    pub fn lacking_model(
+        &self,
+        wanted: &BTreeSet<String>,
+        workers: impl IntoIterator<Item = WorkerId>,
+    ) -> Option<(String, WorkerId)> {
+        let live = lock(&self.live);
+        workers.into_iter().find_map(|w| {
+            let has = live.models.get(&w)?;
+            wanted
+                .iter()
+                .find(|m| !has.contains(*m))
+                .map(|m| (m.clone(), w))
+        })
+    }
+
     /// Drops `worker`'s order channel.
     pub fn disconnect(&self, worker: WorkerId) {
         lock(&self.live).orders.remove(&worker);
@@ -178,5 +205,6 @@ impl WorkerRegistry {
         let mut live = lock(&self.live);
         live.orders.clear();
         live.last_seen.clear();
+        live.models.clear();
     }
 }

@@ -1,0 +1,56 @@
+//! [`product`]: one single-threaded matrix product over strided operands,
+//! the one way the transformer kernels call gemm outside the dense layers
+//! (attention reads Q, K and V in place; logits read the embeddings transposed).
+
+/// A matrix read in place: its first element and the steps between its rows
+/// and its columns (a transpose is the same buffer with the steps swapped).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Strided {
+    pub ptr: *const f32,
+    pub row: usize,
+    pub col: usize,
+}
+
+/// `dst = scale · lhs · rhs`: `lhs` is `m x k`, `rhs` `k x n`, and `dst`
+/// `m x n` with contiguous columns and rows `dst_row` apart.
+///
+/// # Safety
+/// Every element the strides reach (`m x k` of `lhs`, `k x n` of `rhs`,
+/// `m x n` of `dst`) lies in a live buffer, and `dst`'s elements are written
+/// by nothing else meanwhile nor overlap the operands.
+pub(crate) unsafe fn product(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    dst_row: usize,
+    lhs: Strided,
+    rhs: Strided,
+    scale: f32,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the caller's contract above.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_row as isize,
+            false,
+            lhs.ptr,
+            lhs.col as isize,
+            lhs.row as isize,
+            rhs.ptr,
+            rhs.col as isize,
+            rhs.row as isize,
+            0.0f32,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! [`KernelDecoder`]: Whisper's text decoder on regatta's CPU kernels, with
+//! the same key/value caching as [`super::cached_decoder::CachedDecoder`]
+//! (candle's ops, which GPUs run): a greedy step runs only the new token of
+//! each row, attending to the keys and values kept from the steps before, and
+//! the cross-attention's keys and values over the audio are computed once per
+//! pass. Tokens go in one at a time, the prompt too (the causal mask makes
+//! that the same arithmetic).
+
+use candle_nn::VarBuilder;
+use candle_transformers::models::whisper::Config;
+
+use crate::nhwc::Activation;
+use crate::transformer::attention::query_attention;
+use crate::transformer::layers::{values, Dense, Norm};
+use crate::transformer::product::{product, Strided};
+use crate::transformer::Gelu;
+
+const EPS: f64 = 1e-5;
+
+#[derive(Debug)]
+struct Layer {
+    /// Query, key (no bias) and value of the new token, side by side.
+    self_qkv: Dense,
+    self_out: Dense,
+    self_ln: Norm,
+    cross_q: Dense,
+    /// Key (no bias) and value of the audio, side by side.
+    cross_kv: Dense,
+    cross_out: Dense,
+    cross_ln: Norm,
+    fc1: Dense,
+    fc2: Dense,
+    mlp_ln: Norm,
+}
+
+/// The decoder's weights.
+#[derive(Debug)]
+pub struct KernelDecoder {
+    /// The token embeddings, `vocab x d`: also the output projection, read
+    /// transposed in place (a transposed copy would be another 80 MB for tiny).
+    tokens: Vec<f32>,
+    positions: Vec<f32>,
+    layers: Vec<Layer>,
+    ln: Norm,
+    heads: usize,
+    d: usize,
+    vocab: usize,
+    max_positions: usize,
+}
+
+/// One pass's caches: per layer, the audio's keys and values
+/// (`rows * frames x 2d`) and every earlier token's (`rows * capacity x 2d`).
+#[derive(Debug)]
+pub struct KernelDecodeState {
+    rows: usize,
+    frames: usize,
+    cross: Vec<Vec<f32>>,
+    past: Vec<Vec<f32>>,
+    capacity: usize,
+    len: usize,
+}
+
+fn attention_parts(vb: &VarBuilder, d: usize) -> candle_core::Result<(Dense, Dense, Dense, Dense)> {
+    Ok((
+        Dense::load(&vb.pp("q_proj"), d, d, true)?,
+        Dense::load(&vb.pp("k_proj"), d, d, false)?,
+        Dense::load(&vb.pp("v_proj"), d, d, true)?,
+        Dense::load(&vb.pp("out_proj"), d, d, true)?,
+    ))
+}
+
+impl KernelDecoder {
+    /// Reads the decoder of `vb` (the model's root, Hugging Face names).
+    pub fn load(vb: &VarBuilder, config: &Config) -> candle_core::Result<Self> {
+        let vb = vb.pp("model.decoder");
+        let d = config.d_model;
+        let heads = config.decoder_attention_heads;
+        crate::transformer::check_heads("d_model", d, heads).map_err(candle_core::Error::msg)?;
+        let layers = (0..config.decoder_layers)
+            .map(|i| {
+                let l = vb.pp(format!("layers.{i}"));
+                let (q, k, v, out) = attention_parts(&l.pp("self_attn"), d)?;
+                let (cq, ck, cv, cout) = attention_parts(&l.pp("encoder_attn"), d)?;
+                Ok(Layer {
+                    self_qkv: Dense::side_by_side(&[q, k, v]),
+                    self_out: out,
+                    self_ln: Norm::load(&l.pp("self_attn_layer_norm"), d, EPS)?,
+                    cross_q: cq,
+                    cross_kv: Dense::side_by_side(&[ck, cv]),
+                    cross_out: cout,
+                    cross_ln: Norm::load(&l.pp("encoder_attn_layer_norm"), d, EPS)?,
+                    fc1: Dense::load(&l.pp("fc1"), d, 4 * d, true)?,
+                    fc2: Dense::load(&l.pp("fc2"), 4 * d, d, true)?,
+                    mlp_ln: Norm::load(&l.pp("final_layer_norm"), d, EPS)?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let vocab = config.vocab_size;
+        let tokens = values(&vb.get((vocab, d), "embed_tokens.weight")?)?;
+        Ok(Self {
+            tokens,
+            positions: values(
+                &vb.get((config.max_target_positions, d), "embed_positions.weight")?,
+            )?,
+            layers,
+            ln: Norm::load(&vb.pp("layer_norm"), d, EPS)?,
+            heads,
+            d,
+            vocab,
+            max_positions: config.max_target_positions,
+        })
+    }
+
+    /// The most tokens a window may hold.
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// A pass over `audio` (`rows` windows of encoder output, `frames x d`
+    /// each): the cross-attention's keys and values computed once.
+    pub fn start(&self, audio: &[f32], rows: usize) -> KernelDecodeState {
+        let frames = audio.len() / (rows * self.d).max(1);
+        let cross = self
+            .layers
+            .iter()
+            .map(|l| {
+                let mut kv = Vec::new();
+                l.cross_kv.forward(audio, None, Activation::Linear, &mut kv);
+                kv
+            })
+            .collect();
+        KernelDecodeState {
+            rows,
+            frames,
+            cross,
+            past: vec![Vec::new(); self.layers.len()],
+            capacity: 0,
+            len: 0,
+        }
+    }
+
+    /// Grows each layer's token cache to hold `needed` positions per row,
+    /// doubling, each row's block kept whole.
+    fn reserve(&self, state: &mut KernelDecodeState, needed: usize) {
+        if needed <= state.capacity {
+            return;
+        }
+        let capacity = needed.max(2 * state.capacity).max(16);
+        let width = 2 * self.d;
+        for past in &mut state.past {
+            let mut grown = vec![0f32; state.rows * capacity * width];
+            for r in 0..state.rows {
+                let old = &past[r * state.capacity * width..][..state.len * width];
+                grown[r * capacity * width..][..state.len * width].copy_from_slice(old);
+            }
+            *past = grown;
+        }
+        state.capacity = capacity;
+    }
+
+    /// Runs one new token per row and gives the logits after it, `rows x vocab`.
+    pub fn step(&self, state: &mut KernelDecodeState, tokens: &[u32]) -> Result<Vec<f32>, String> {
+        let (d, rows) = (self.d, state.rows);
+        if tokens.len() != rows {
+            return Err(format!("{} tokens for {rows} rows", tokens.len()));
+        }
+        let position = state.len;
+        let pos = self
+            .positions
+            .get(position * d..(position + 1) * d)
+            .ok_or_else(|| {
+                format!(
+                    "position {position} past the decoder's {}",
+                    self.max_positions
+                )
+            })?;
+        let mut x = Vec::with_capacity(rows * d);
+        for &t in tokens {
+            let t = t as usize;
+            let row = self
+                .tokens
+                .get(t * d..(t + 1) * d)
+                .ok_or_else(|| format!("token {t} outside the vocabulary of {}", self.vocab))?;
+            x.extend(row.iter().zip(pos).map(|(a, b)| a + b));
+        }
+        self.reserve(state, position + 1);
+        let (mut h, mut qkv, mut ctx, mut next, mut hidden) = (
+            Vec::new(),
+            Vec::new(),
+            vec![0f32; rows * d],
+            Vec::new(),
+            Vec::new(),
+        );
+        let width = 2 * d;
+        for (i, layer) in self.layers.iter().enumerate() {
+            // Self-attention over the tokens so far, this one included.
+            h.clone_from(&x);
+            layer.self_ln.apply(&mut h);
+            layer
+                .self_qkv
+                .forward(&h, None, Activation::Linear, &mut qkv);
+            let past = &mut state.past[i];
+            for r in 0..rows {
+                let at = (r * state.capacity + position) * width;
+                past[at..at + width].copy_from_slice(&qkv[r * 3 * d + d..(r + 1) * 3 * d]);
+                h[r * d..(r + 1) * d].copy_from_slice(&qkv[r * 3 * d..r * 3 * d + d]);
+            }
+            query_attention(
+                &h,
+                past,
+                position + 1,
+                state.capacity,
+                self.heads,
+                d,
+                &mut ctx,
+            );
+            layer
+                .self_out
+                .forward(&ctx, Some(&x), Activation::Linear, &mut next);
+            std::mem::swap(&mut x, &mut next);
+            // Cross-attention over the audio.
+            h.clone_from(&x);
+            layer.cross_ln.apply(&mut h);
+            layer
+                .cross_q
+                .forward(&h, None, Activation::Linear, &mut next);
+            query_attention(
+                &next,
+                &state.cross[i],
+                state.frames,
+                state.frames,
+                self.heads,
+                d,
+                &mut ctx,
+            );
+            layer
+                .cross_out
+                .forward(&ctx, Some(&x), Activation::Linear, &mut next);
+            std::mem::swap(&mut x, &mut next);
+            // Feed-forward.
+            h.clone_from(&x);
+            layer.mlp_ln.apply(&mut h);
+            layer
+                .fc1
+                .forward(&h, None, Activation::Gelu(Gelu::Erf), &mut hidden);
+            layer
+                .fc2
+                .forward(&hidden, Some(&x), Activation::Linear, &mut next);
+            std::mem::swap(&mut x, &mut next);
+        }
+        state.len += 1;
+        self.ln.apply(&mut x);
+        Ok(self.logits(&x))
+    }
+
+    /// Each row of `x` (`rows x d`) against every token's embedding: `rows x vocab`.
+    fn logits(&self, x: &[f32]) -> Vec<f32> {
+        let (d, vocab) = (self.d, self.vocab);
+        let rows = x.len() / d.max(1);
+        let mut out = vec![0f32; rows * vocab];
+        if rows == 0 || x.len() != rows * d || self.tokens.len() != vocab * d {
+            return out;
+        }
+        // SAFETY: checked above: x is rows x d, tokens vocab x d (read as its
+        // transpose, d x vocab: row step 1, column step d), out rows x vocab.
+        unsafe {
+            product(
+                (rows, vocab, d),
+                out.as_mut_ptr(),
+                vocab,
+                Strided {
+                    ptr: x.as_ptr(),
+                    row: d,
+                    col: 1,
+                },
+                Strided {
+                    ptr: self.tokens.as_ptr(),
+                    row: 1,
+                    col: d,
+                },
+                1.0,
+            );
+        }
+        out
+    }
+}
