@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # MiniLM alone, side by side (issue 28): sentence-transformers (torch), candle's
-# BERT and regatta's CPU kernels on the same texts, model files and threads, at
+# BERT and regatta's CPU kernels (f32 and int8) on the same texts, model files and threads, at
 # 256-token and 64-token inputs. Prints each engine's JSON line per length; quote
 # the ratios, not seconds.
 #   STENV=/tmp/stenv ROUNDS=3 bash benches/minilm_kernels.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Whisper tiny.en alone, side by side (issue 28): faster-whisper (CTranslate2, the
 # peer W7's Daft pipeline runs) at f32, then regatta's encoder kernels, candle's
-# encoder and candle's uncached decoder (examples/whisper_timing), on the same
+# encoder and candle's uncached decoder (examples/whisper_timing), then both at
+# int8 (CTranslate2's int8, regatta's int8 dense layers), on the same
 # flite-spoken Harvard sentences and threads. Quote the ratios, not seconds.
 #   STENV=/tmp/stenv CLIPS=20 bash benches/whisper_kernels.sh
 # STENV: a venv with faster-whisper. BUILD=release times a release build of the
@@ -27,3 +28,6 @@ for i in "${!sentences[@]}"; do
 done
 "$STENV/bin/python" benches/peer/fw_transcribe.py "$CT2" "${clips[@]}" --threads "$THREADS"
 RAYON_NUM_THREADS="$THREADS" "$bin" "${clips[@]}"
+# int8 against int8: CTranslate2's int8 and regatta's int8 dense layers.
+"$STENV/bin/python" benches/peer/fw_transcribe.py "$CT2" "${clips[@]}" --threads "$THREADS" --compute int8
+RAYON_NUM_THREADS="$THREADS" "$bin" --kernels-only --int8 "${clips[@]}"

@@ -1,7 +1,7 @@
 //! Times Whisper on the same clips three ways and checks they agree: regatta's
 //! CPU encoder kernels with the cached decoder (the default), candle's encoder
 //! with the cached decoder, and candle's encoder with candle's uncached decoder:
-//! `cargo run -p regatta-actors --example whisper_timing -- [--kernels-only] CLIP.wav [CLIP.wav ...]`
+//! `cargo run -p regatta-actors --example whisper_timing -- [--kernels-only] [--int8] CLIP.wav [CLIP.wav ...]`
 //! (the numeric crates are optimised even in debug builds). Reads the model
 //! from `$REGATTA_WHISPER_DIR`. Prints one JSON line per way, then whether the
 //! texts are the same.
@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 use regatta_actors::whisper::{DecoderRoute, Transcriber};
-use regatta_actors::EncoderRoute;
+use regatta_actors::{NetworkRoute, Precision};
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut paths: Vec<String> = std::env::args().skip(1).collect();
@@ -19,6 +19,13 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     if kernels_only {
         paths.remove(0);
     }
+    // `--int8`: the kernels' dense layers in int8.
+    let precision = if paths.first().is_some_and(|a| a == "--int8") {
+        paths.remove(0);
+        Precision::Int8
+    } else {
+        Precision::F32
+    };
     if paths.is_empty() {
         return Err("give one or more WAV/FLAC clips".into());
     }
@@ -32,9 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let dir = regatta_actors::whisper::default_dir();
     let mut texts = Vec::new();
     let routes = [
-        (EncoderRoute::Kernels, DecoderRoute::Cached),
-        (EncoderRoute::Candle, DecoderRoute::Cached),
-        (EncoderRoute::Candle, DecoderRoute::Uncached),
+        (NetworkRoute::Kernels(precision), DecoderRoute::Cached),
+        (NetworkRoute::Candle, DecoderRoute::Cached),
+        (NetworkRoute::Candle, DecoderRoute::Uncached),
     ];
     for &(encoder, decoder) in &routes[..if kernels_only { 1 } else { 3 }] {
         let mut t = Transcriber::load_route(&dir, Device::Cpu, encoder)?;

@@ -42,4 +42,4 @@ pub use model_store::{ModelEntry, ModelKind, ModelStore, ResolvedModel};
 pub use node_resources::{NodeResources, ResourceOverrides};
 pub use pool_config::PoolConfig;
 pub use runtime::ActorRuntime;
-pub use transformer::EncoderRoute;
+pub use transformer::{NetworkRoute, Precision};

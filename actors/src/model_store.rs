@@ -2,7 +2,7 @@
 //!
 //! A name resolves, in order, to: an explicit directory (`'/models/bge-small'`,
 //! `'./bge'`, `'~/m/bge'`, `'file:///m/bge'`); an entry configured for the
-//! session or cluster (name → directory, kind, batch size); for a built-in
+//! session or cluster (name → directory, kind, batch size, precision); for a built-in
 //! model, its `REGATTA_*_DIR` variable; the per-user cache
 //! (`$REGATTA_HOME/models/<name>`, by default `~/.cache/regatta/models`), which
 //! `regatta models pull` fills; and last `models/<name>` under the current
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::{efficientnet, minilm, mtcnn, whisper, ActorError, Result};
 
-pub use regatta_common::ModelKind;
+pub use regatta_common::{ModelKind, Precision};
 
 /// The kind of the model in `dir`, read from its files: a Whisper
 /// `config.json` (Hugging Face or CTranslate2), or a BERT-shaped one.
@@ -62,6 +62,8 @@ pub struct ModelEntry {
     pub kind: Option<ModelKind>,
     /// Rows per model call; the kind's default when not given.
     pub batch_size: Option<usize>,
+    /// The dense layers' precision on the CPU; f32 when not given.
+    pub precision: Option<Precision>,
 }
 
 /// A built-in model: its names, kind, directory variable and where
@@ -137,6 +139,8 @@ pub struct ResolvedModel {
     pub dir: PathBuf,
     pub kind: ModelKind,
     pub batch_size: Option<usize>,
+    /// The dense layers' precision on the CPU (transformer models).
+    pub precision: Precision,
     /// Where it was found, for listings: `path`, `config`, `env`, `cache`, `cwd`.
     pub source: &'static str,
 }
@@ -232,6 +236,7 @@ impl ModelStore {
                 kind: detect_kind(&dir)?,
                 dir,
                 batch_size: None,
+                precision: Precision::F32,
                 source: "path",
             });
         }
@@ -254,6 +259,7 @@ impl ModelStore {
                 dir: e.dir.clone(),
                 kind,
                 batch_size: e.batch_size,
+                precision: e.precision.unwrap_or_default(),
                 source: "config",
             });
         }
@@ -309,6 +315,7 @@ impl ModelStore {
             dir,
             kind,
             batch_size: None,
+            precision: Precision::F32,
             source,
         }
     }
@@ -401,11 +408,12 @@ mod tests {
             dir: configured.clone(),
             kind: None,
             batch_size: Some(16),
+            precision: Some(Precision::Int8),
         });
         let r = store.resolve("e5").unwrap();
         assert_eq!(
-            (r.dir, r.batch_size, r.source),
-            (configured, Some(16), "config")
+            (r.dir, r.batch_size, r.precision, r.source),
+            (configured, Some(16), Precision::Int8, "config")
         );
         let err = store.resolve("gte-small").unwrap_err().to_string();
         assert!(

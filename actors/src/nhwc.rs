@@ -20,6 +20,30 @@ pub(crate) enum Activation<'a> {
 }
 
 impl Activation<'_> {
+    /// Applies to `values` (rows of `width` channels) in pieces across the
+    /// cores: for products that could not fuse it into their epilogue.
+    pub(crate) fn apply_rows(self, values: &mut [f32], width: usize) {
+        if matches!(self, Activation::Linear) {
+            return;
+        }
+        let piece = rows_per_piece(values.len() / width.max(1)) * width.max(1);
+        values.par_chunks_mut(piece).for_each(|v| self.apply(v));
+    }
+
+    /// Whether it acts on each value alone (so on any piece of a row).
+    pub(crate) fn is_elementwise(self) -> bool {
+        !matches!(self, Activation::PRelu(_))
+    }
+
+    /// Applies to `values`, any piece of the output, if it acts element by
+    /// element (else leaves them: [`Self::apply_rows`] is for whole rows).
+    #[inline(always)]
+    pub(crate) fn apply_elementwise(self, values: &mut [f32]) {
+        if self.is_elementwise() {
+            self.apply(values)
+        }
+    }
+
     /// Applies to `values`, rows of as many channels as the layer has.
     fn apply(self, values: &mut [f32]) {
         match self {

@@ -227,8 +227,8 @@ impl ActorRuntime {
         let served = Served::of(resolved.kind, logits);
         let dir = resolved.dir.clone();
         let factory: Arc<dyn ModelFactory> = match served {
-            Served::Embedding => Arc::new(EmbedderFactory::open(dir)?),
-            Served::Whisper => Arc::new(WhisperFactory::new(dir)),
+            Served::Embedding => Arc::new(EmbedderFactory::open(dir, resolved.precision)?),
+            Served::Whisper => Arc::new(WhisperFactory::new(dir, resolved.precision)),
             Served::EfficientNet(output) => Arc::new(EfficientNetFactory::new(dir, output)),
             Served::Mtcnn => Arc::new(MtcnnFactory::new(dir)),
         };

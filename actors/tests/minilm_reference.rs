@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use regatta_actors::minilm::{self, SentenceEmbedder};
-use regatta_actors::EncoderRoute;
+use regatta_actors::{NetworkRoute, Precision};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -130,8 +130,10 @@ fn one_sentence_alone_equals_the_same_sentence_in_a_padded_batch() {
 #[test]
 fn the_kernels_give_candles_embeddings_across_passes_and_lengths() {
     let dir = model_dir();
-    let kernels = SentenceEmbedder::load_route(&dir, Device::Cpu, EncoderRoute::Kernels).unwrap();
-    let candle = SentenceEmbedder::load_route(&dir, Device::Cpu, EncoderRoute::Candle).unwrap();
+    let kernels =
+        SentenceEmbedder::load_route(&dir, Device::Cpu, NetworkRoute::Kernels(Precision::F32))
+            .unwrap();
+    let candle = SentenceEmbedder::load_route(&dir, Device::Cpu, NetworkRoute::Candle).unwrap();
     // Lengths from 2 to 256 tokens, enough long texts for several passes of
     // minilm::PASS_BYTES, in an order that is not sorted by length.
     let words = "Streaming engines keep memory bounded while every core stays busy";
@@ -161,6 +163,43 @@ fn the_kernels_give_candles_embeddings_across_passes_and_lengths() {
         let c = cosine(x, &y);
         assert!(c > 0.99999, "text {i}: cosine {c}");
     }
+}
+
+#[test]
+fn int8_embeddings_stay_within_a_hundredth_of_cosine_of_f32() {
+    let dir = model_dir();
+    let f32s =
+        SentenceEmbedder::load_route(&dir, Device::Cpu, NetworkRoute::Kernels(Precision::F32))
+            .unwrap();
+    let int8 =
+        SentenceEmbedder::load_route(&dir, Device::Cpu, NetworkRoute::Kernels(Precision::Int8))
+            .unwrap();
+    let words =
+        "Dynamic quantisation keeps each row's own scale so short and long texts both survive";
+    let texts: Vec<String> = (1..40)
+        .map(|i| {
+            words
+                .split(' ')
+                .cycle()
+                .take(i * 5)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .chain(sentences())
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let a = int8.embed(&refs).unwrap();
+    let b = f32s.embed(&refs).unwrap();
+    let mut sum = 0.0;
+    for (i, (x, y)) in a.chunks(minilm::DIM).zip(b.chunks(minilm::DIM)).enumerate() {
+        let y: Vec<f64> = y.iter().map(|v| *v as f64).collect();
+        let c = cosine(x, &y);
+        assert!(c >= 0.99, "text {i}: int8 against f32 cosine {c}");
+        sum += c;
+    }
+    // Not a copy of the f32 path: quantisation moves every embedding a little.
+    let mean = sum / refs.len() as f64;
+    assert!(mean < 0.999_999, "mean cosine {mean}: int8 looks like f32");
 }
 
 fn model_token_count(model: &SentenceEmbedder, text: &str) -> usize {

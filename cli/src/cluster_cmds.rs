@@ -276,6 +276,7 @@ pub(crate) fn model_store(cfg: &ClusterConfig) -> regatta::models::ModelStore {
                 dir: m.dir.clone(),
                 kind: m.kind,
                 batch_size: m.batch_size,
+                precision: m.precision,
             })
         },
     )

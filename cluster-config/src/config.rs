@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use regatta_common::{is_loopback, ByteSize};
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, Result};
+use crate::{ConfigError, RayConfig, Result};
 
 /// The whole cluster file.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -43,58 +43,9 @@ pub struct ModelConfig {
     /// Rows per model call; the kind's default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
-}
-
-/// How workers are launched on Ray: one bootstrap job placing an actor per node,
-/// or one job per node.
-pub const RAY_LAUNCH_MODES: [&str; 2] = ["bootstrap", "job-per-node"];
-
-/// `[ray]`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RayConfig {
-    /// `ray.address`: the Ray dashboard, `http://host:8265`; empty runs without Ray.
-    pub address: String,
-    /// `ray.token`: Ray's auth token (sent as `Authorization: Bearer`).
-    pub token: String,
-    /// `ray.launch`: `bootstrap` or `job-per-node`.
-    pub launch: String,
-    /// `ray.worker_cpus`: CPUs each worker reserves; unset takes all of its node's.
-    pub worker_cpus: Option<f64>,
-    /// `ray.worker_gpus`: GPUs each worker reserves; unset takes all of its node's.
-    pub worker_gpus: Option<f64>,
-    /// `ray.worker_memory`: memory each worker reserves, e.g. `8GiB`; empty reserves none.
-    pub worker_memory: String,
-    /// `ray.python`: the Python on the Ray nodes that has `ray` installed.
-    pub python: String,
-    /// `ray.startup_timeout_s`: how long the driver waits for its workers.
-    pub startup_timeout_s: u64,
-    /// `ray.control_host`: the host Ray nodes reach the driver at; empty takes the
-    /// driver's bind host.
-    pub control_host: String,
-}
-
-impl Default for RayConfig {
-    fn default() -> Self {
-        Self {
-            address: String::new(),
-            token: String::new(),
-            launch: "bootstrap".into(),
-            worker_cpus: None,
-            worker_gpus: None,
-            worker_memory: String::new(),
-            python: "python".into(),
-            startup_timeout_s: 60,
-            control_host: String::new(),
-        }
-    }
-}
-
-impl RayConfig {
-    /// The memory each worker reserves, in bytes (0 = none).
-    pub fn worker_memory_bytes(&self) -> u64 {
-        ByteSize::parse(&self.worker_memory).map_or(0, |b| b.0)
-    }
+    /// A transformer's dense layers on the CPU: `f32` (unset) or `int8`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<regatta_common::Precision>,
 }
 
 /// `[cluster]`.
@@ -345,6 +296,17 @@ impl ClusterConfig {
                     "an integer ≥ 1",
                 ));
             }
+            let image_model = matches!(
+                m.kind,
+                Some(regatta_common::ModelKind::EfficientNet | regatta_common::ModelKind::Mtcnn)
+            );
+            if let (true, Some(p @ regatta_common::Precision::Int8)) = (image_model, m.precision) {
+                return Err(invalid(
+                    &format!("models.{name}.precision"),
+                    p.as_str(),
+                    "f32 (int8 is for embedding and whisper models)",
+                ));
+            }
         }
         if self.worker.driver_patience_secs == 0 {
             return Err(invalid(
@@ -476,60 +438,12 @@ impl ClusterConfig {
                 ));
             }
         }
-        self.validate_ray(&invalid)?;
+        self.ray.validate(&invalid)?;
         if self.worker.spill_dirs.is_empty() {
             return Err(invalid(
                 "worker.spill_dirs",
                 "[]",
                 "list at least one directory",
-            ));
-        }
-        Ok(())
-    }
-
-    fn validate_ray(&self, invalid: &dyn Fn(&str, &str, &str) -> ConfigError) -> Result<()> {
-        let ray = &self.ray;
-        let http = ray.address.starts_with("http://") || ray.address.starts_with("https://");
-        if !ray.address.is_empty() && !http {
-            return Err(invalid(
-                "ray.address",
-                &ray.address,
-                "the Ray dashboard's URL, e.g. http://127.0.0.1:8265",
-            ));
-        }
-        if !RAY_LAUNCH_MODES.contains(&ray.launch.as_str()) {
-            return Err(invalid(
-                "ray.launch",
-                &ray.launch,
-                "bootstrap or job-per-node",
-            ));
-        }
-        for (key, v) in [
-            ("ray.worker_cpus", ray.worker_cpus),
-            ("ray.worker_gpus", ray.worker_gpus),
-        ] {
-            if let Some(v) = v {
-                if !v.is_finite() || v < 0.0 || (key == "ray.worker_cpus" && v == 0.0) {
-                    return Err(invalid(
-                        key,
-                        &v.to_string(),
-                        "a positive number (unset: all of the node's)",
-                    ));
-                }
-            }
-        }
-        if !ray.worker_memory.is_empty() {
-            ByteSize::parse(&ray.worker_memory)
-                .map_err(|e| invalid("ray.worker_memory", &ray.worker_memory, &e.to_string()))?;
-        }
-        if ray.startup_timeout_s == 0 {
-            return Err(invalid("ray.startup_timeout_s", "0", "must be at least 1"));
-        }
-        if ray.python.trim().is_empty() {
-            return Err(invalid(
-                "ray.python",
-                "",
-                "a Python executable, e.g. python3",
             ));
         }
         Ok(())

@@ -5,14 +5,16 @@
 
 mod config;
 mod error;
+mod ray;
 pub mod reference;
 mod security;
 mod storage;
 
 pub use config::{
-    ClusterConfig, DriverConfig, ModelConfig, RayConfig, SharedConfig, TlsFiles, WorkerConfig,
-    DEFAULT_DASHBOARD_BIND, RAY_LAUNCH_MODES,
+    ClusterConfig, DriverConfig, ModelConfig, SharedConfig, TlsFiles, WorkerConfig,
+    DEFAULT_DASHBOARD_BIND,
 };
 pub use error::{ConfigError, Result};
+pub use ray::{RayConfig, RAY_LAUNCH_MODES};
 pub use security::SecurityConfig;
 pub use storage::{BucketConfig, StorageConfig};

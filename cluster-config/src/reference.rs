@@ -298,13 +298,16 @@ pub const KEYS: &[KeyDoc] = &[
     },
     KeyDoc {
         key: "models.NAME",
-        kind: "table: {dir, kind, batch_size}",
-        example: "{ dir = \"/models/bge-small-en-v1.5\", kind = \"embedding\", batch_size = 32 }",
+        kind: "table: {dir, kind, batch_size, precision}",
+        example: "{ dir = \"/models/bge-small-en-v1.5\", kind = \"embedding\", batch_size = 32, precision = \"int8\" }",
         env: None,
         doc: "A model queries call by NAME (`embed_text(text, 'NAME')`): its directory on \
               every node (the Hugging Face layout, or CTranslate2's `model.bin` for \
               Whisper), its kind (`embedding`, `whisper`, `efficientnet`, `mtcnn`; read \
-              from its files when unset) and rows per call. Names resolve here first, \
+              from its files when unset), rows per call, and for embedding and Whisper \
+              models the precision of the dense layers on the CPU (`f32`, the default, \
+              or `int8`: dynamic quantisation, fastest on CPUs with AVX-512 VNNI). \
+              Names resolve here first, \
               then to the built-in models' `REGATTA_*_DIR`, then to the user cache \
               (`$REGATTA_HOME/models`, which `regatta models pull` fills); a path works \
               in place of a name. See docs/models.md.",

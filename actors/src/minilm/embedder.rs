@@ -17,7 +17,7 @@ use super::encoder::{BertConfig, BertEncoder};
 use super::layout::{EmbedderLayout, Pooling};
 use crate::model::{Model, ModelError};
 use crate::model_files::{files_error, required};
-use crate::transformer::EncoderRoute;
+use crate::transformer::{NetworkRoute, Precision};
 use crate::Result;
 
 /// How to get the model files when they are missing.
@@ -46,13 +46,13 @@ impl SentenceEmbedder {
     /// Loads the model from `dir` onto `device`: regatta's kernels on a CPU,
     /// candle on a GPU.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
-        let route = EncoderRoute::for_device(&device);
+        let route = NetworkRoute::for_device(&device, Precision::F32);
         Self::load_route(dir, device, route)
     }
 
     /// Loads the model from `dir` onto `device`, run by `route` (the kernels
     /// run on the CPU only: on another device candle runs).
-    pub fn load_route(dir: &Path, device: Device, route: EncoderRoute) -> Result<Self> {
+    pub fn load_route(dir: &Path, device: Device, route: NetworkRoute) -> Result<Self> {
         let layout = EmbedderLayout::read(dir)?;
         let config_path = required(dir, "config.json", FIX)?;
         let weights_path = required(dir, "model.safetensors", FIX)?;
@@ -68,11 +68,13 @@ impl SentenceEmbedder {
         let weights = std::fs::read(&weights_path).map_err(|e| files_error(&weights_path, e))?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
             .map_err(|e| files_error(&weights_path, e))?;
-        let network = if route == EncoderRoute::Kernels && device.is_cpu() {
-            let config = bert_config;
-            Network::Kernels(
-                BertEncoder::load(&vb, &config).map_err(|e| files_error(&weights_path, e))?,
-            )
+        let network = if matches!(route, NetworkRoute::Kernels(_)) && device.is_cpu() {
+            let encoder =
+                BertEncoder::load(&vb, &bert_config).map_err(|e| files_error(&weights_path, e))?;
+            Network::Kernels(match route.precision() {
+                Precision::F32 => encoder,
+                Precision::Int8 => encoder.quantized(),
+            })
         } else {
             let config: Config =
                 serde_json::from_str(&config_text).map_err(|e| files_error(&config_path, e))?;

@@ -122,7 +122,7 @@ impl BertEncoder {
                 let k = Dense::load(&a.pp("self.key"), d, d, true)?;
                 let v = Dense::load(&a.pp("self.value"), d, d, true)?;
                 Ok(Block {
-                    qkv: Dense::side_by_side(&[q, k, v]),
+                    qkv: Dense::side_by_side(&[q, k, v])?,
                     attn_out: Dense::load(&a.pp("output.dense"), d, d, true)?,
                     attn_norm: Norm::load(&a.pp("output.LayerNorm"), d, c.layer_norm_eps)?,
                     ff_in: Dense::load(&l.pp("intermediate.dense"), d, c.intermediate_size, true)?,
@@ -147,6 +147,15 @@ impl BertEncoder {
             max_positions: c.max_position_embeddings,
             scratch: SharedScratch::default(),
         })
+    }
+
+    /// The same encoder with its dense layers in int8 (embeddings and norms
+    /// stay f32).
+    pub fn quantized(self) -> Self {
+        Self {
+            blocks: self.blocks.into_iter().map(Block::quantized).collect(),
+            ..self
+        }
     }
 
     /// The width of a token's state.

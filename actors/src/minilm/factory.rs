@@ -7,6 +7,7 @@ use arrow::datatypes::DataType;
 use super::{EmbedderLayout, SentenceEmbedder};
 use crate::device::device_for;
 use crate::model::{ActorContext, Model, ModelError, ModelFactory};
+use crate::transformer::{NetworkRoute, Precision};
 use crate::Result;
 
 /// Loads a sentence embedding model from a directory, on the actor's GPU when it
@@ -15,15 +16,20 @@ use crate::Result;
 pub struct EmbedderFactory {
     dir: PathBuf,
     layout: EmbedderLayout,
+    precision: Precision,
 }
 
 impl EmbedderFactory {
     /// A factory for the model in `dir`; its layout (width above all) is read
     /// now, so a query over a model that is not there fails when planned.
-    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+    pub fn open(dir: impl Into<PathBuf>, precision: Precision) -> Result<Self> {
         let dir = dir.into();
         let layout = EmbedderLayout::read(&dir)?;
-        Ok(Self { dir, layout })
+        Ok(Self {
+            dir,
+            layout,
+            precision,
+        })
     }
 }
 
@@ -33,9 +39,10 @@ impl ModelFactory for EmbedderFactory {
     }
 
     fn build(&self, ctx: &ActorContext) -> std::result::Result<Box<dyn Model>, ModelError> {
-        Ok(Box::new(SentenceEmbedder::load(
-            &self.dir,
-            device_for(ctx)?,
+        let device = device_for(ctx)?;
+        let route = NetworkRoute::for_device(&device, self.precision);
+        Ok(Box::new(SentenceEmbedder::load_route(
+            &self.dir, device, route,
         )?))
     }
 }

@@ -1,8 +1,9 @@
 //! The transformer's per-element and per-row kernels: GELU, softmax and layer
-//! norm. Each is written once as plain Rust over slices and compiled twice:
+//! norm. Each is written once as plain Rust over slices and compiled three times:
 //! as is, and inside an AVX2+FMA function picked at run time where the CPU has
-//! them, so LLVM vectorises the same body eight lanes wide (the crate is built
-//! for baseline x86-64). The exponential is a polynomial (no libm call, which
+//! them, so LLVM vectorises the same body eight lanes wide, and inside an
+//! AVX-512 one (sixteen lanes) where the CPU has that (the crate is built for
+//! baseline x86-64). The exponential is a polynomial (no libm call, which
 //! would stop vectorisation): softmax over Whisper's 1,500 positions runs it
 //! hundreds of millions of times per batch.
 
@@ -38,9 +39,11 @@ fn exp(x: f32) -> f32 {
     p = p * r + 0.5;
     let e = p * r * r + r + 1.0;
     // 2^n through the exponent bits (n lies in [-126, 127] after the clamp).
-    // Wrapping operations: a checked shift (debug builds) is a call that stops
-    // the loop from vectorising.
-    e * f32::from_bits(((n as i32).wrapping_add(127) as u32).wrapping_shl(23))
+    // No float-to-int conversion (Rust's saturating `as` is scalarised inside
+    // the vector loop): n + 2^23 + 127 holds n + 127 in its low mantissa bits,
+    // which the shift moves into the exponent field. Wrapping: a checked shift
+    // (debug builds) is a call that stops the loop from vectorising.
+    e * f32::from_bits((n + 8_388_735.0).to_bits().wrapping_shl(23))
 }
 
 /// The error function, Abramowitz and Stegun 7.1.26 (absolute error < 1.5e-7).
@@ -152,6 +155,41 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    // SAFETY (all three): callers check AVX-512 F/BW/DQ/VL and FMA at run time
+    // first; the bodies are safe Rust over slices, vectorised 16 lanes wide.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+    pub(super) unsafe fn gelu(values: &mut [f32], kind: super::Gelu) {
+        super::gelu_body(values, kind)
+    }
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+    pub(super) unsafe fn softmax(rows: &mut [f32], width: usize) {
+        super::softmax_body(rows, width)
+    }
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+    pub(super) unsafe fn layer_norm(rows: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        super::layer_norm_body(rows, gamma, beta, eps)
+    }
+}
+
+/// Whether this CPU runs the AVX-512 versions (checked once; std caches it).
+#[inline(always)]
+fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && has_avx2()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Whether this CPU runs the AVX2 versions (checked once; std caches it).
 #[inline(always)]
 fn has_avx2() -> bool {
@@ -168,6 +206,11 @@ fn has_avx2() -> bool {
 /// GELU of every value, in place.
 pub fn gelu(values: &mut [f32], kind: Gelu) {
     #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512 and FMA (checked above).
+        return unsafe { avx512::gelu(values, kind) };
+    }
+    #[cfg(target_arch = "x86_64")]
     if has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked above).
         return unsafe { avx2::gelu(values, kind) };
@@ -179,6 +222,11 @@ pub fn gelu(values: &mut [f32], kind: Gelu) {
 pub fn softmax_rows(rows: &mut [f32], width: usize) {
     if width == 0 {
         return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512 and FMA (checked above).
+        return unsafe { avx512::softmax(rows, width) };
     }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {
@@ -193,6 +241,11 @@ pub fn softmax_rows(rows: &mut [f32], width: usize) {
 pub fn layer_norm_rows(rows: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     if gamma.is_empty() {
         return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if has_avx512() {
+        // SAFETY: the CPU has AVX-512 and FMA (checked above).
+        return unsafe { avx512::layer_norm(rows, gamma, beta, eps) };
     }
     #[cfg(target_arch = "x86_64")]
     if has_avx2() {

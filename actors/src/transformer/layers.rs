@@ -10,6 +10,7 @@ use candle_nn::VarBuilder;
 
 use super::attention::self_attention;
 use super::elementwise::{layer_norm_rows, Gelu};
+use super::int8::{Epilogue, Int8Weights};
 use crate::nhwc::{pointwise, Activation};
 
 /// A tensor's values, row-major.
@@ -17,12 +18,19 @@ pub(crate) fn values(t: &Tensor) -> Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }
 
-/// A dense (PyTorch `Linear`) projection, its weights stored transposed
-/// (`inputs x outputs`) for the row-major product.
+/// A dense (PyTorch `Linear`) projection.
 #[derive(Debug, Clone)]
 pub(crate) struct Dense {
-    weights_t: Vec<f32>,
+    weights: DenseWeights,
     bias: Vec<f32>,
+}
+
+/// A projection's weights in the precision it runs at.
+#[derive(Debug, Clone)]
+enum DenseWeights {
+    /// Transposed (`inputs x outputs`) for the row-major product.
+    F32(Vec<f32>),
+    Int8(Int8Weights),
 }
 
 impl Dense {
@@ -40,32 +48,70 @@ impl Dense {
                 weights_t[i * outputs + o] = *v;
             }
         }
-        Ok(Self { weights_t, bias })
+        Ok(Self::from_parts(weights_t, bias))
     }
 
     /// A projection from its transposed weights (`inputs x outputs`) and bias.
     pub fn from_parts(weights_t: Vec<f32>, bias: Vec<f32>) -> Self {
-        Self { weights_t, bias }
+        Self {
+            weights: DenseWeights::F32(weights_t),
+            bias,
+        }
+    }
+
+    /// A projection from int8 weights and its bias.
+    pub fn from_int8(weights: Int8Weights, bias: Vec<f32>) -> Self {
+        Self {
+            weights: DenseWeights::Int8(weights),
+            bias,
+        }
     }
 
     /// Projections of the same input side by side (query, key, value), so one
-    /// product computes all three.
-    pub fn side_by_side(parts: &[Dense]) -> Self {
+    /// product computes all three. The parts are as loaded (f32): quantise after.
+    pub fn side_by_side(parts: &[Dense]) -> Result<Self> {
         let outputs: usize = parts.iter().map(|p| p.bias.len()).sum();
         let inputs = parts.first().map_or(0, Dense::inputs);
         let mut weights_t = Vec::with_capacity(inputs * outputs);
+        let f32_parts = parts
+            .iter()
+            .map(|p| match &p.weights {
+                DenseWeights::F32(w) if w.len() == inputs * p.bias.len() => Ok((w, p.bias.len())),
+                _ => Err(candle_core::Error::msg(
+                    "projections joined side by side must be f32 with one input width",
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
         for i in 0..inputs {
-            for p in parts {
-                let o = p.bias.len();
-                weights_t.extend_from_slice(&p.weights_t[i * o..(i + 1) * o]);
+            for (w, o) in &f32_parts {
+                weights_t.extend_from_slice(&w[i * o..(i + 1) * o]);
             }
         }
         let bias = parts.iter().flat_map(|p| p.bias.iter().copied()).collect();
-        Self { weights_t, bias }
+        Ok(Self::from_parts(weights_t, bias))
+    }
+
+    /// The same projection with int8 weights (see [`super::int8`]).
+    pub fn quantized(self) -> Self {
+        let outputs = self.outputs();
+        match self.weights {
+            DenseWeights::F32(w) => {
+                let inputs = w.len() / outputs.max(1);
+                let q = Int8Weights::quantize(inputs, outputs, |k, n| w[k * outputs + n]);
+                Self {
+                    weights: DenseWeights::Int8(q),
+                    bias: self.bias,
+                }
+            }
+            DenseWeights::Int8(_) => self,
+        }
     }
 
     pub fn inputs(&self) -> usize {
-        self.weights_t.len() / self.bias.len().max(1)
+        match &self.weights {
+            DenseWeights::F32(w) => w.len() / self.bias.len().max(1),
+            DenseWeights::Int8(q) => q.inputs(),
+        }
     }
 
     pub fn outputs(&self) -> usize {
@@ -81,17 +127,28 @@ impl Dense {
         out: &mut Vec<f32>,
     ) {
         let rows = x.len() / self.inputs().max(1);
-        out.clear();
+        // Both products write every cell (bias first), so a reused buffer is
+        // only resized, not zeroed again.
         out.resize(rows * self.outputs(), 0.0);
-        pointwise(
-            x,
-            rows,
-            &self.weights_t,
-            &self.bias,
-            residual,
-            activation,
-            out,
-        );
+        match &self.weights {
+            DenseWeights::F32(w) => pointwise(x, rows, w, &self.bias, residual, activation, out),
+            DenseWeights::Int8(q) => {
+                let fused = activation.is_elementwise();
+                let epilogue = Epilogue {
+                    bias: &self.bias,
+                    residual,
+                    activation: if fused {
+                        activation
+                    } else {
+                        Activation::Linear
+                    },
+                };
+                q.product(x, epilogue, out);
+                if !fused {
+                    activation.apply_rows(out, self.outputs());
+                }
+            }
+        }
     }
 }
 
@@ -157,6 +214,17 @@ pub(crate) struct Scratch {
 impl Block {
     fn d(&self) -> usize {
         self.attn_out.outputs()
+    }
+
+    /// The same block with its dense layers in int8.
+    pub fn quantized(self) -> Self {
+        Self {
+            qkv: self.qkv.quantized(),
+            attn_out: self.attn_out.quantized(),
+            ff_in: self.ff_in.quantized(),
+            ff_out: self.ff_out.quantized(),
+            ..self
+        }
     }
 
     /// Runs the block over `x` (`rows x d`, the packed `sequences`), in place.

@@ -8,10 +8,12 @@
 
 pub(crate) mod attention;
 pub(crate) mod elementwise;
+pub(crate) mod int8;
 pub(crate) mod layers;
 pub(crate) mod product;
 
 pub use elementwise::Gelu;
+pub use regatta_common::Precision;
 
 /// Refuses a width that does not split into `heads` equal heads (the
 /// attention kernels' one shape rule), naming the config's `width_name`.
@@ -24,22 +26,36 @@ pub(crate) fn check_heads(width_name: &str, d: usize, heads: usize) -> Result<()
     Ok(())
 }
 
-/// Which implementation of a transformer network runs.
+/// Which implementation of a transformer network runs (encoder and decoder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EncoderRoute {
-    /// regatta's CPU kernels (packed sequences, fused attention): the CPU default.
-    Kernels,
+pub enum NetworkRoute {
+    /// regatta's CPU kernels (packed sequences, fused attention, a key/value
+    /// cache) with dense layers at this precision: the CPU default.
+    Kernels(Precision),
     /// candle's tensors: GPUs, and the reference the kernels are checked against.
     Candle,
 }
 
-impl EncoderRoute {
-    /// The kernels on a CPU, candle elsewhere.
-    pub fn for_device(device: &candle_core::Device) -> Self {
+impl NetworkRoute {
+    /// The kernels at `precision` on a CPU, candle elsewhere (in f32: int8 is
+    /// a CPU kernel, so a GPU actor runs the model in f32 and says so).
+    pub fn for_device(device: &candle_core::Device, precision: Precision) -> Self {
         if device.is_cpu() {
-            Self::Kernels
-        } else {
-            Self::Candle
+            return Self::Kernels(precision);
+        }
+        if precision != Precision::F32 {
+            log::warn!(
+                "precision {precision} runs on the CPU kernels only; this GPU actor runs the model in f32"
+            );
+        }
+        Self::Candle
+    }
+
+    /// The precision of the dense layers on this route.
+    pub fn precision(self) -> Precision {
+        match self {
+            Self::Kernels(p) => p,
+            Self::Candle => Precision::F32,
         }
     }
 }

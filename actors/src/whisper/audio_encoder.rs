@@ -118,7 +118,7 @@ impl AudioEncoder {
                 let k = Dense::load(&a.pp("k_proj"), d, d, false)?;
                 let v = Dense::load(&a.pp("v_proj"), d, d, true)?;
                 Ok(Block {
-                    qkv: Dense::side_by_side(&[q, k, v]),
+                    qkv: Dense::side_by_side(&[q, k, v])?,
                     attn_out: Dense::load(&a.pp("out_proj"), d, d, true)?,
                     attn_norm: Norm::load(&l.pp("self_attn_layer_norm"), d, EPS)?,
                     ff_in: Dense::load(&l.pp("fc1"), d, 4 * d, true)?,
@@ -141,6 +141,15 @@ impl AudioEncoder {
             gelu,
             scratch: SharedScratch::default(),
         })
+    }
+
+    /// The same encoder with its blocks' dense layers in int8 (the
+    /// convolutions, a twentieth of the work, stay f32).
+    pub fn quantized(self) -> Self {
+        Self {
+            blocks: self.blocks.into_iter().map(Block::quantized).collect(),
+            ..self
+        }
     }
 
     /// The width of an encoded position.

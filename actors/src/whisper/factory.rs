@@ -7,18 +7,24 @@ use arrow::datatypes::DataType;
 use super::Transcriber;
 use crate::device::device_for;
 use crate::model::{ActorContext, Model, ModelError, ModelFactory};
+use crate::transformer::{NetworkRoute, Precision};
 
 /// Loads Whisper from a directory, on the actor's GPU when it has one and the
 /// build has the `cuda` feature, else on the CPU.
 #[derive(Debug, Clone)]
 pub struct WhisperFactory {
     dir: PathBuf,
+    precision: Precision,
 }
 
 impl WhisperFactory {
-    /// A factory reading the model from `dir`.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+    /// A factory reading the model from `dir`, its dense layers at `precision`
+    /// on the CPU.
+    pub fn new(dir: impl Into<PathBuf>, precision: Precision) -> Self {
+        Self {
+            dir: dir.into(),
+            precision,
+        }
     }
 }
 
@@ -28,6 +34,8 @@ impl ModelFactory for WhisperFactory {
     }
 
     fn build(&self, ctx: &ActorContext) -> std::result::Result<Box<dyn Model>, ModelError> {
-        Ok(Box::new(Transcriber::load(&self.dir, device_for(ctx)?)?))
+        let device = device_for(ctx)?;
+        let route = NetworkRoute::for_device(&device, self.precision);
+        Ok(Box::new(Transcriber::load_route(&self.dir, device, route)?))
     }
 }

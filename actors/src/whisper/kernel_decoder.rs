@@ -11,6 +11,7 @@ use candle_transformers::models::whisper::Config;
 
 use crate::nhwc::Activation;
 use crate::transformer::attention::query_attention;
+use crate::transformer::int8::Int8Weights;
 use crate::transformer::layers::{values, Dense, Norm};
 use crate::transformer::product::{product, Strided};
 use crate::transformer::Gelu;
@@ -46,6 +47,9 @@ pub struct KernelDecoder {
     d: usize,
     vocab: usize,
     max_positions: usize,
+    /// The output projection in int8, when the decoder is quantised: the
+    /// largest product of a step (vocab x d per row), read once per step.
+    logits_int8: Option<Dense>,
 }
 
 /// One pass's caches: per layer, the audio's keys and values
@@ -82,11 +86,11 @@ impl KernelDecoder {
                 let (q, k, v, out) = attention_parts(&l.pp("self_attn"), d)?;
                 let (cq, ck, cv, cout) = attention_parts(&l.pp("encoder_attn"), d)?;
                 Ok(Layer {
-                    self_qkv: Dense::side_by_side(&[q, k, v]),
+                    self_qkv: Dense::side_by_side(&[q, k, v])?,
                     self_out: out,
                     self_ln: Norm::load(&l.pp("self_attn_layer_norm"), d, EPS)?,
                     cross_q: cq,
-                    cross_kv: Dense::side_by_side(&[ck, cv]),
+                    cross_kv: Dense::side_by_side(&[ck, cv])?,
                     cross_out: cout,
                     cross_ln: Norm::load(&l.pp("encoder_attn_layer_norm"), d, EPS)?,
                     fc1: Dense::load(&l.pp("fc1"), d, 4 * d, true)?,
@@ -108,7 +112,38 @@ impl KernelDecoder {
             d,
             vocab,
             max_positions: config.max_target_positions,
+            logits_int8: None,
         })
+    }
+
+    /// The same decoder with its dense layers and output projection in int8
+    /// (token and position embeddings, norms and attention stay f32).
+    pub fn quantized(self) -> Self {
+        let (d, vocab) = (self.d, self.vocab);
+        let tokens = &self.tokens;
+        let logits_int8 = Some(Dense::from_int8(
+            Int8Weights::quantize(d, vocab, |k, n| tokens[n * d + k]),
+            vec![0f32; vocab],
+        ));
+        let layers = self
+            .layers
+            .into_iter()
+            .map(|l| Layer {
+                self_qkv: l.self_qkv.quantized(),
+                self_out: l.self_out.quantized(),
+                cross_q: l.cross_q.quantized(),
+                cross_kv: l.cross_kv.quantized(),
+                cross_out: l.cross_out.quantized(),
+                fc1: l.fc1.quantized(),
+                fc2: l.fc2.quantized(),
+                ..l
+            })
+            .collect();
+        Self {
+            layers,
+            logits_int8,
+            ..self
+        }
     }
 
     /// The most tokens a window may hold.
@@ -257,6 +292,11 @@ impl KernelDecoder {
     fn logits(&self, x: &[f32]) -> Vec<f32> {
         let (d, vocab) = (self.d, self.vocab);
         let rows = x.len() / d.max(1);
+        if let Some(projection) = &self.logits_int8 {
+            let mut out = Vec::new();
+            projection.forward(x, None, Activation::Linear, &mut out);
+            return out;
+        }
         let mut out = vec![0f32; rows * vocab];
         if rows == 0 || x.len() != rows * d || self.tokens.len() != vocab * d {
             return out;

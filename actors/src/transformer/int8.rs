@@ -1,0 +1,602 @@
+//! int8 dense products: dynamic quantisation, as PyTorch's `quantize_dynamic`
+//! and ONNX Runtime's `DynamicQuantizeLinear` + `MatMulInteger` do it. Weights
+//! are quantised once, symmetrically per output channel (`scale = max|w| /
+//! 127`); each row of the input is quantised when the product runs to unsigned
+//! bytes over its own range (`[min(x, 0), max(x, 0)]` in 255 steps, zero exact
+//! at the row's zero point `z`), which is what AVX-512 VNNI's `vpdpbusd`
+//! multiplies (unsigned by signed bytes), and which keeps a full 8 bits for
+//! one-sided rows (GELU's outputs). The zero point is taken back out exactly:
+//! `Σ (q - z) w = Σ q w - z Σ w`, with `Σ w` kept per output. Products
+//! accumulate in i32 (no saturation: `vpdpbusd` widens before it adds) and
+//! leave as `acc · scale_row · scale_out + bias (+ residual)`.
+//!
+//! `vpdpbusd` does 64 multiply-adds per instruction where an f32 FMA does 16;
+//! CPUs without AVX-512 VNNI run the same packed layout through a portable
+//! loop (correct, not fast: int8 is an option for VNNI machines).
+
+use rayon::prelude::*;
+
+/// Output columns of one packed panel: four 16-lane registers.
+const PANEL: usize = 64;
+/// Inputs one `vpdpbusd` lane takes at a time.
+const GROUP: usize = 4;
+/// Bytes of one panel's group: `PANEL` columns of `GROUP` inputs.
+const PANEL_GROUP: usize = PANEL * GROUP;
+/// Rows of one micro tile (its 4 x 4 accumulators fill 16 of 32 registers).
+const ROWS: usize = 4;
+
+/// A weight matrix quantised to int8 per output channel, packed in panels of
+/// 64 outputs: within a panel, group `g` holds inputs `4g..4g+4` of each
+/// output as 4 consecutive bytes, output after output (one 64-byte register
+/// per 16 outputs).
+#[derive(Debug, Clone)]
+pub(crate) struct Int8Weights {
+    inputs: usize,
+    outputs: usize,
+    groups: usize,
+    packed: Vec<i8>,
+    /// Per output: its weights' scale.
+    scales: Vec<f32>,
+    /// Per output: `Σ_k q_w[k]`, which each row's zero point multiplies.
+    sums: Vec<i32>,
+}
+
+impl Int8Weights {
+    /// Quantises the `inputs x outputs` matrix whose value at (input, output)
+    /// is `weight(input, output)`.
+    pub fn quantize(inputs: usize, outputs: usize, weight: impl Fn(usize, usize) -> f32) -> Self {
+        let groups = inputs.div_ceil(GROUP);
+        let panels = outputs.div_ceil(PANEL);
+        let mut packed = vec![0i8; panels * groups * PANEL_GROUP];
+        let mut scales = vec![0f32; outputs];
+        let mut sums = vec![0i32; outputs];
+        for n in 0..outputs {
+            let max = (0..inputs).fold(0f32, |m, k| m.max(weight(k, n).abs()));
+            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+            let (panel, column) = (n / PANEL, n % PANEL);
+            let mut sum = 0i32;
+            for k in 0..inputs {
+                let q = (weight(k, n) / scale)
+                    .round_ties_even()
+                    .clamp(-127.0, 127.0) as i8;
+                sum += i32::from(q);
+                let at = (panel * groups + k / GROUP) * PANEL_GROUP + column * GROUP + k % GROUP;
+                packed[at] = q;
+            }
+            scales[n] = scale;
+            sums[n] = sum;
+        }
+        Self {
+            inputs,
+            outputs,
+            groups,
+            packed,
+            scales,
+            sums,
+        }
+    }
+
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    fn panel(&self, p: usize) -> &[i8] {
+        let len = self.groups * PANEL_GROUP;
+        &self.packed[p * len..(p + 1) * len]
+    }
+
+    /// `out = activation(x · W + bias (+ residual))`: `x` is `rows x inputs`,
+    /// `out` and `residual` are `rows x outputs`.
+    pub fn product(&self, x: &[f32], epilogue: Epilogue<'_>, out: &mut [f32]) {
+        self.product_with(Kernel::detect(), x, epilogue, out)
+    }
+
+    fn product_with(&self, kernel: Kernel, x: &[f32], epilogue: Epilogue<'_>, out: &mut [f32]) {
+        let rows = x.len() / self.inputs.max(1);
+        assert!(
+            x.len() == rows * self.inputs
+                && out.len() == rows * self.outputs
+                && epilogue.bias.len() == self.outputs
+                && epilogue.residual.is_none_or(|r| r.len() == out.len()),
+            "int8 product: {} inputs, {} outputs, {} bias values for {} and {} values",
+            self.inputs,
+            self.outputs,
+            epilogue.bias.len(),
+            x.len(),
+            out.len()
+        );
+        if rows == 0 || self.outputs == 0 {
+            return;
+        }
+        let q = QuantizedRows::new(x, rows, self.inputs, self.groups);
+        let panels = self.outputs.div_ceil(PANEL);
+        // Pieces: whole rows of the output where there are rows enough for every
+        // core (an encoder's batch), else panels of columns too (a decoder step
+        // of a few rows against a wide projection).
+        let threads = rayon::current_num_threads().max(1);
+        let row_piece = rows
+            .div_ceil(threads * 2)
+            .next_multiple_of(ROWS)
+            .clamp(ROWS, 256);
+        let row_pieces = rows.div_ceil(row_piece);
+        let panel_piece = panels.div_ceil((threads * 4).div_ceil(row_pieces)).max(1);
+        let tiles: Vec<(usize, usize)> = (0..row_pieces)
+            .flat_map(|r| (0..panels.div_ceil(panel_piece)).map(move |p| (r, p)))
+            .collect();
+        let out = SharedOut(out.as_mut_ptr());
+        tiles.par_iter().for_each(|&(r, p)| {
+            let piece = Piece {
+                rows: (r * row_piece)..((r + 1) * row_piece).min(rows),
+                panels: (p * panel_piece)..((p + 1) * panel_piece).min(panels),
+            };
+            match kernel {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `detect` saw the CPU's AVX-512 F, BW and VNNI; the
+                // piece's cells of `out` are its own (tiles are disjoint), and
+                // `out` is `rows x outputs` (asserted above).
+                Kernel::Vnni => unsafe { self.piece_vnni(&q, &piece, &epilogue, out) },
+                // SAFETY: as above, without the CPU features.
+                _ => unsafe { self.piece(kernel, &q, &piece, &epilogue, out) },
+            }
+        });
+    }
+
+    /// [`Self::piece`] compiled for AVX-512, so its epilogue is vectorised 16 wide.
+    ///
+    /// # Safety
+    /// As [`Self::piece`], on a CPU with AVX-512 F, BW and VNNI.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn piece_vnni(
+        &self,
+        q: &QuantizedRows,
+        piece: &Piece,
+        epilogue: &Epilogue<'_>,
+        out: SharedOut,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { self.piece(Kernel::Vnni, q, piece, epilogue, out) }
+    }
+
+    /// One piece of the product: its rows against its panels, each 4 x 64 micro
+    /// tile finished (scales, bias, residual, activation) while it is in cache.
+    ///
+    /// # Safety
+    /// `out` is the product's `rows x outputs` output and no one else writes
+    /// this piece's cells meanwhile; `kernel` runs on this CPU.
+    #[inline(always)]
+    unsafe fn piece(
+        &self,
+        kernel: Kernel,
+        q: &QuantizedRows,
+        piece: &Piece,
+        epilogue: &Epilogue<'_>,
+        out: SharedOut,
+    ) {
+        let outputs = self.outputs;
+        let mut acc = [[0i32; PANEL]; ROWS];
+        for panel in piece.panels.clone() {
+            let weights = self.panel(panel);
+            let first = panel * PANEL;
+            let columns = PANEL.min(outputs - first);
+            let scales = &self.scales[first..first + columns];
+            let sums = &self.sums[first..first + columns];
+            let bias = &epilogue.bias[first..first + columns];
+            for row in piece.rows.clone().step_by(ROWS) {
+                let n = ROWS.min(piece.rows.end - row);
+                kernel.tile(q, row, n, weights, self.groups, &mut acc);
+                for (i, acc) in acc.iter().take(n).enumerate() {
+                    let at = (row + i) * outputs + first;
+                    // SAFETY: the caller's contract: this piece's cells.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(at), columns) };
+                    let (row_scale, zero) = (q.scales[row + i], q.zeros[row + i]);
+                    // Wrapping: no overflow checks to stop vectorising (the
+                    // products fit: |acc| < 2^31 for any inputs below 2^15).
+                    for (((d, a), s), (sum, b)) in dst
+                        .iter_mut()
+                        .zip(acc)
+                        .zip(scales)
+                        .zip(sums.iter().zip(bias))
+                    {
+                        *d = a.wrapping_sub(zero.wrapping_mul(*sum)) as f32 * (row_scale * s) + b;
+                    }
+                    if let Some(r) = epilogue.residual {
+                        dst.iter_mut()
+                            .zip(&r[at..at + columns])
+                            .for_each(|(d, r)| *d += r);
+                    }
+                    epilogue.activation.apply_elementwise(dst);
+                }
+            }
+        }
+    }
+}
+
+/// What a product does to its output after the matrix product.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Epilogue<'a> {
+    pub bias: &'a [f32],
+    pub residual: Option<&'a [f32]>,
+    /// Applied to each finished tile; it must act element by element.
+    pub activation: crate::nhwc::Activation<'a>,
+}
+
+/// The rows and panels one parallel piece computes.
+struct Piece {
+    rows: std::ops::Range<usize>,
+    panels: std::ops::Range<usize>,
+}
+
+/// The output pointer, shared by tiles that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: each tile writes only its own (row, column) block.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// The input quantised per row: `rows x (groups * 4)` bytes (padding inputs
+/// hold the row's zero point, so they add nothing), each row's scale and zero
+/// point.
+struct QuantizedRows {
+    bytes: Vec<u8>,
+    stride: usize,
+    scales: Vec<f32>,
+    zeros: Vec<i32>,
+}
+
+/// Rows quantised per parallel piece.
+const QUANTIZE_PIECE: usize = 64;
+
+impl QuantizedRows {
+    fn new(x: &[f32], rows: usize, inputs: usize, groups: usize) -> Self {
+        let stride = groups * GROUP;
+        let mut bytes = vec![0u8; rows * stride];
+        let mut scales = vec![0f32; rows];
+        let mut zeros = vec![0i32; rows];
+        let avx512 = Kernel::detect() == Kernel::Vnni;
+        bytes
+            .par_chunks_mut(stride * QUANTIZE_PIECE)
+            .zip(scales.par_chunks_mut(QUANTIZE_PIECE))
+            .zip(zeros.par_chunks_mut(QUANTIZE_PIECE))
+            .enumerate()
+            .for_each(|(c, ((bytes, scales), zeros))| {
+                let x = &x[c * QUANTIZE_PIECE * inputs..];
+                match avx512 {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: the CPU has AVX-512 F and BW (`Kernel::detect`).
+                    true => unsafe { vnni::quantize(x, inputs, bytes, scales, zeros) },
+                    _ => quantize(x, inputs, bytes, scales, zeros),
+                }
+            });
+        Self {
+            bytes,
+            stride,
+            scales,
+            zeros,
+        }
+    }
+}
+
+/// Quantises the rows of `x` (`inputs` wide, as many as `scales` holds) into
+/// `bytes` (`bytes.len() / scales.len()` per row): the portable version of
+/// `vnni::quantize`.
+fn quantize(x: &[f32], inputs: usize, bytes: &mut [u8], scales: &mut [f32], zeros: &mut [i32]) {
+    let stride = bytes.len() / scales.len().max(1);
+    let rows = bytes.chunks_exact_mut(stride).zip(scales).zip(zeros);
+    for (r, ((dst, scale), zero)) in rows.enumerate() {
+        let row = &x[r * inputs..(r + 1) * inputs];
+        // Lane-wise extremes, which LLVM vectorises (a single float fold it may not).
+        let (mut lo, mut hi) = ([0f32; 16], [0f32; 16]);
+        let chunks = row.chunks_exact(16);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for i in 0..16 {
+                lo[i] = lo[i].min(c[i]);
+                hi[i] = hi[i].max(c[i]);
+            }
+        }
+        let lo = tail.iter().chain(&lo).fold(0f32, |m, v| m.min(*v));
+        let hi = tail.iter().chain(&hi).fold(0f32, |m, v| m.max(*v));
+        let step = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+        let z = (-lo / step).round_ties_even().clamp(0.0, 255.0);
+        let inv = 1.0 / step;
+        for (d, v) in dst.iter_mut().zip(row) {
+            *d = (v * inv + z).round_ties_even().clamp(0.0, 255.0) as u8;
+        }
+        dst[inputs..].fill(z as u8);
+        (*scale, *zero) = (step, z as i32);
+    }
+}
+
+/// The micro tile's implementation, picked once per product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// AVX-512 VNNI's `vpdpbusd`.
+    Vnni,
+    /// Plain Rust over the same layout.
+    Portable,
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+        {
+            return Self::Vnni;
+        }
+        Self::Portable
+    }
+
+    /// Accumulates rows `row..row + n` (`n <= 4`) of `q` against one panel.
+    fn tile(
+        self,
+        q: &QuantizedRows,
+        row: usize,
+        n: usize,
+        panel: &[i8],
+        groups: usize,
+        acc: &mut [[i32; PANEL]; ROWS],
+    ) {
+        let a = &q.bytes[row * q.stride..(row + n) * q.stride];
+        debug_assert!(q.stride >= groups * GROUP && panel.len() >= groups * PANEL_GROUP);
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` saw the CPU features; `a` holds `n` rows of
+            // `stride >= 4 groups` bytes and `panel` `groups` groups, which is
+            // all the kernel reads.
+            Self::Vnni => unsafe {
+                match n {
+                    1 => vnni::tile::<1>(a, q.stride, panel, groups, acc),
+                    2 => vnni::tile::<2>(a, q.stride, panel, groups, acc),
+                    3 => vnni::tile::<3>(a, q.stride, panel, groups, acc),
+                    _ => vnni::tile::<4>(a, q.stride, panel, groups, acc),
+                }
+            },
+            _ => portable_tile(a, q.stride, n, panel, groups, acc),
+        }
+    }
+}
+
+fn portable_tile(
+    a: &[u8],
+    stride: usize,
+    n: usize,
+    panel: &[i8],
+    groups: usize,
+    acc: &mut [[i32; PANEL]; ROWS],
+) {
+    for (r, acc) in acc.iter_mut().take(n).enumerate() {
+        let row = &a[r * stride..r * stride + groups * GROUP];
+        acc.fill(0);
+        for (g, bytes) in row.chunks_exact(GROUP).enumerate() {
+            let weights = &panel[g * PANEL_GROUP..(g + 1) * PANEL_GROUP];
+            for (acc, w) in acc.iter_mut().zip(weights.chunks_exact(GROUP)) {
+                *acc += bytes
+                    .iter()
+                    .zip(w)
+                    .map(|(&a, &w)| i32::from(a) * i32::from(w))
+                    .sum::<i32>();
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use std::arch::x86_64::*;
+
+    use super::{GROUP, PANEL, PANEL_GROUP, ROWS};
+
+    /// [`super::quantize`] in AVX-512: the row's extremes 16 lanes at a time,
+    /// then scale, shift, round to nearest even and saturate to bytes in four
+    /// instructions per 16 values.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and BW.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(super) unsafe fn quantize(
+        x: &[f32],
+        inputs: usize,
+        bytes: &mut [u8],
+        scales: &mut [f32],
+        zeros: &mut [i32],
+    ) {
+        let stride = bytes.len() / scales.len().max(1);
+        let full = inputs / 16;
+        let tail = (inputs % 16) as u32;
+        let tail_mask: __mmask16 = ((1u32 << tail) - 1) as u16;
+        let rows = bytes.chunks_exact_mut(stride).zip(scales).zip(zeros);
+        for (r, ((dst, scale), zero)) in rows.enumerate() {
+            let row = &x[r * inputs..(r + 1) * inputs];
+            let p = row.as_ptr();
+            // SAFETY: loads of 16 lie inside `row` (`full` whole chunks), the
+            // tail's masked load reads only its `tail` values; stores likewise
+            // inside `dst`, which holds at least `inputs` bytes.
+            unsafe {
+                let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+                for c in 0..full {
+                    let v = _mm512_loadu_ps(p.wrapping_add(c * 16));
+                    lo = _mm512_min_ps(lo, v);
+                    hi = _mm512_max_ps(hi, v);
+                }
+                let t = _mm512_maskz_loadu_ps(tail_mask, p.wrapping_add(full * 16));
+                lo = _mm512_min_ps(lo, t);
+                hi = _mm512_max_ps(hi, t);
+                let (lo, hi) = (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
+                let step = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+                let z = (-lo / step).round_ties_even().clamp(0.0, 255.0);
+                let (inv, vz) = (_mm512_set1_ps(1.0 / step), _mm512_set1_ps(z));
+                let d = dst.as_mut_ptr();
+                let quantize16 = |v: __m512| {
+                    let q = _mm512_cvtps_epi32(_mm512_fmadd_ps(v, inv, vz));
+                    _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, _mm512_setzero_si512()))
+                };
+                for c in 0..full {
+                    let v = _mm512_loadu_ps(p.wrapping_add(c * 16));
+                    _mm_storeu_si128(d.wrapping_add(c * 16).cast(), quantize16(v));
+                }
+                if tail > 0 {
+                    _mm_mask_storeu_epi8(
+                        d.wrapping_add(full * 16).cast(),
+                        tail_mask,
+                        quantize16(t),
+                    );
+                }
+                dst[inputs..].fill(z as u8);
+                (*scale, *zero) = (step, z as i32);
+            }
+        }
+    }
+
+    /// `R` rows against one panel: 4 x `R` accumulators, per group 4 weight
+    /// loads, `R` broadcasts and 4`R` `vpdpbusd`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F, BW and VNNI; `a` holds `R` rows of `stride` bytes,
+    /// `stride >= 4 * groups`, and `panel` at least `groups * 256` bytes.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn tile<const R: usize>(
+        a: &[u8],
+        stride: usize,
+        panel: &[i8],
+        groups: usize,
+        acc: &mut [[i32; PANEL]; ROWS],
+    ) {
+        let mut c = [[_mm512_setzero_si512(); 4]; R];
+        // Pointers bumped with wrapping arithmetic and read through the
+        // intrinsics: no per-step overflow or precondition checks in builds
+        // with debug assertions (the tests' and examples').
+        let rows: [*const u8; R] = std::array::from_fn(|r| a.as_ptr().wrapping_add(r * stride));
+        let mut w = panel.as_ptr();
+        let mut at = 0usize;
+        for _ in 0..groups {
+            // SAFETY: within `panel` and `a` by the function's contract.
+            unsafe {
+                let w0 = _mm512_loadu_si512(w.cast());
+                let w1 = _mm512_loadu_si512(w.wrapping_add(64).cast());
+                let w2 = _mm512_loadu_si512(w.wrapping_add(128).cast());
+                let w3 = _mm512_loadu_si512(w.wrapping_add(192).cast());
+                for (row, c) in rows.iter().zip(c.iter_mut()) {
+                    let v = _mm512_broadcastd_epi32(_mm_loadu_si32(row.wrapping_add(at)));
+                    c[0] = _mm512_dpbusd_epi32(c[0], v, w0);
+                    c[1] = _mm512_dpbusd_epi32(c[1], v, w1);
+                    c[2] = _mm512_dpbusd_epi32(c[2], v, w2);
+                    c[3] = _mm512_dpbusd_epi32(c[3], v, w3);
+                }
+            }
+            w = w.wrapping_add(PANEL_GROUP);
+            at = at.wrapping_add(GROUP);
+        }
+        for (c, acc) in c.iter().zip(acc.iter_mut()) {
+            for (s, v) in c.iter().enumerate() {
+                // SAFETY: `acc` rows hold 64 lanes; each store writes 16.
+                unsafe { _mm512_storeu_si512(acc.as_mut_ptr().add(s * 16).cast(), *v) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nhwc::Activation;
+
+    fn plain<'a>(bias: &'a [f32], residual: Option<&'a [f32]>) -> Epilogue<'a> {
+        Epilogue {
+            bias,
+            residual,
+            activation: Activation::Linear,
+        }
+    }
+
+    /// A deterministic pseudo-random matrix in [-1, 1).
+    fn values(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn reference(x: &[f32], w: &[f32], bias: &[f32], inputs: usize, outputs: usize) -> Vec<f32> {
+        let rows = x.len() / inputs;
+        let mut out = vec![0f32; rows * outputs];
+        for r in 0..rows {
+            for n in 0..outputs {
+                let dot: f32 = (0..inputs)
+                    .map(|k| x[r * inputs + k] * w[k * outputs + n])
+                    .sum();
+                out[r * outputs + n] = dot + bias[n];
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn int8_products_are_within_quantisation_error_of_f32_on_odd_shapes() {
+        // Shapes off every multiple the kernel works in: rows off 4, inputs off
+        // 4, outputs off 64, and one row alone (a decoder step).
+        for &(rows, inputs, outputs) in &[(1, 384, 384), (7, 33, 70), (13, 384, 1152), (5, 3, 1)] {
+            let x = values(rows * inputs, 1);
+            let w = values(inputs * outputs, 2);
+            let bias = values(outputs, 3);
+            let residual = values(rows * outputs, 4);
+            let q = Int8Weights::quantize(inputs, outputs, |k, n| w[k * outputs + n]);
+            let want = reference(&x, &w, &bias, inputs, outputs);
+            let mut got = vec![f32::NAN; rows * outputs];
+            q.product(&x, plain(&bias, None), &mut got);
+            // Each product's error is at most half a step of each operand:
+            // bounded by sqrt(inputs) steps for random signs, 4 for margin.
+            let tol = 4.0 * (inputs as f32).sqrt() / 127.0;
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (g - w).abs() <= tol,
+                    "{rows}x{inputs}x{outputs} [{i}]: {g} vs {w}"
+                );
+            }
+            let mut with_residual = vec![0f32; rows * outputs];
+            q.product(&x, plain(&bias, Some(&residual)), &mut with_residual);
+            for ((a, b), r) in with_residual.iter().zip(&got).zip(&residual) {
+                assert!((a - (b + r)).abs() < 1e-5, "{a} vs {b} + {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_vnni_kernel_and_the_portable_one_agree_exactly() {
+        if Kernel::detect() != Kernel::Vnni {
+            eprintln!("skipped: this CPU has no AVX-512 VNNI, only the portable kernel runs");
+            return;
+        }
+        let (rows, inputs, outputs) = (11, 200, 130);
+        let x = values(rows * inputs, 5);
+        let w = values(inputs * outputs, 6);
+        let bias = values(outputs, 7);
+        let q = Int8Weights::quantize(inputs, outputs, |k, n| w[k * outputs + n]);
+        let mut a = vec![0f32; rows * outputs];
+        let mut b = vec![0f32; rows * outputs];
+        q.product_with(Kernel::Vnni, &x, plain(&bias, None), &mut a);
+        q.product_with(Kernel::Portable, &x, plain(&bias, None), &mut b);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn zero_rows_and_zero_weights_give_the_bias() {
+        let q = Int8Weights::quantize(8, 3, |_, _| 0.0);
+        let x = vec![0f32; 2 * 8];
+        let mut out = vec![f32::NAN; 2 * 3];
+        q.product(&x, plain(&[1.0, 2.0, 3.0], None), &mut out);
+        assert_eq!(out, vec![1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+    }
+}
