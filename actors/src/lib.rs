@@ -30,6 +30,7 @@ mod node_resources;
 mod pool_config;
 mod runtime;
 mod transformer;
+mod weights_file;
 pub mod whisper;
 
 pub use actor_pool::ActorPool;

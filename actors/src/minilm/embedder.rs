@@ -8,7 +8,6 @@ use std::path::Path;
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::datatypes::DataType;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use regatta_engine::types::embedding_array;
 use tokenizers::{Tokenizer, TruncationParams};
@@ -65,8 +64,7 @@ impl SentenceEmbedder {
         bert_config
             .check()
             .map_err(|e| files_error(&config_path, e))?;
-        let weights = std::fs::read(&weights_path).map_err(|e| files_error(&weights_path, e))?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+        let vb = crate::weights_file::var_builder(&weights_path, DType::F32, &device)
             .map_err(|e| files_error(&weights_path, e))?;
         let network = if matches!(route, NetworkRoute::Kernels(_)) && device.is_cpu() {
             let encoder =

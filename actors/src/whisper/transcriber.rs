@@ -91,9 +91,7 @@ impl Transcriber {
                     .map_err(|e| files_error(&config_path, e))?;
                 let config: Config =
                     serde_json::from_str(&text).map_err(|e| files_error(&config_path, e))?;
-                let weights =
-                    std::fs::read(&weights_path).map_err(|e| files_error(&weights_path, e))?;
-                let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+                let vb = crate::weights_file::var_builder(&weights_path, DType::F32, &device)
                     .map_err(|e| files_error(&weights_path, e))?;
                 (vb, config, weights_path)
             } else {
