@@ -67,12 +67,10 @@ impl SentenceEmbedder {
         let vb = crate::weights_file::var_builder(&weights_path, DType::F32, &device)
             .map_err(|e| files_error(&weights_path, e))?;
         let network = if matches!(route, NetworkRoute::Kernels(_)) && device.is_cpu() {
-            let encoder =
-                BertEncoder::load(&vb, &bert_config).map_err(|e| files_error(&weights_path, e))?;
-            Network::Kernels(match route.precision() {
-                Precision::F32 => encoder,
-                Precision::Int8 => encoder.quantized(),
-            })
+            Network::Kernels(
+                BertEncoder::load(&vb, &bert_config, route.precision())
+                    .map_err(|e| files_error(&weights_path, e))?,
+            )
         } else {
             let config: Config =
                 serde_json::from_str(&config_text).map_err(|e| files_error(&config_path, e))?;

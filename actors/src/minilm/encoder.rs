@@ -9,8 +9,8 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use crate::transformer::layers::{values, Block, Dense, Norm, NormPlacement};
-use crate::transformer::Gelu;
 use crate::transformer::SharedScratch;
+use crate::transformer::{Gelu, Precision};
 
 /// What the encoder reads from `config.json`.
 #[derive(Debug, Clone, Deserialize)]
@@ -88,7 +88,11 @@ pub struct BertEncoder {
 impl BertEncoder {
     /// Reads the encoder under `vb`: at its root, under `bert.`, or under the
     /// config's `model_type` (the prefixes checkpoints use).
-    pub fn load(vb: &VarBuilder, config: &BertConfig) -> candle_core::Result<Self> {
+    pub fn load(
+        vb: &VarBuilder,
+        config: &BertConfig,
+        precision: Precision,
+    ) -> candle_core::Result<Self> {
         config.check().map_err(candle_core::Error::msg)?;
         let prefixes = std::iter::once(None)
             .chain(std::iter::once(Some("bert".to_string())))
@@ -99,7 +103,7 @@ impl BertEncoder {
                 Some(p) => vb.pp(p),
                 None => vb.clone(),
             };
-            match Self::load_at(&vb, config) {
+            match Self::load_at(&vb, config, precision) {
                 Ok(e) => return Ok(e),
                 Err(e) => {
                     first_err.get_or_insert(e);
@@ -109,7 +113,9 @@ impl BertEncoder {
         Err(first_err.unwrap_or_else(|| candle_core::Error::msg("no encoder weights")))
     }
 
-    fn load_at(vb: &VarBuilder, c: &BertConfig) -> candle_core::Result<Self> {
+    /// Each block is quantised as soon as it is read (int8), so loading never
+    /// holds every block in f32.
+    fn load_at(vb: &VarBuilder, c: &BertConfig, precision: Precision) -> candle_core::Result<Self> {
         let d = c.hidden_size;
         let gelu = c.gelu().map_err(candle_core::Error::msg)?;
         let e = vb.pp("embeddings");
@@ -121,7 +127,7 @@ impl BertEncoder {
                 let q = Dense::load(&a.pp("self.query"), d, d, true)?;
                 let k = Dense::load(&a.pp("self.key"), d, d, true)?;
                 let v = Dense::load(&a.pp("self.value"), d, d, true)?;
-                Ok(Block {
+                let block = Block {
                     qkv: Dense::side_by_side(&[q, k, v])?,
                     attn_out: Dense::load(&a.pp("output.dense"), d, d, true)?,
                     attn_norm: Norm::load(&a.pp("output.LayerNorm"), d, c.layer_norm_eps)?,
@@ -131,7 +137,8 @@ impl BertEncoder {
                     heads: c.num_attention_heads,
                     gelu,
                     placement: NormPlacement::Post,
-                })
+                };
+                Ok(block.at(precision))
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
@@ -147,15 +154,6 @@ impl BertEncoder {
             max_positions: c.max_position_embeddings,
             scratch: SharedScratch::default(),
         })
-    }
-
-    /// The same encoder with its dense layers in int8 (embeddings and norms
-    /// stay f32).
-    pub fn quantized(self) -> Self {
-        Self {
-            blocks: self.blocks.into_iter().map(Block::quantized).collect(),
-            ..self
-        }
     }
 
     /// The width of a token's state.

@@ -216,8 +216,16 @@ impl Block {
         self.attn_out.outputs()
     }
 
+    /// The same block with its dense layers at `precision`.
+    pub fn at(self, precision: super::Precision) -> Self {
+        match precision {
+            super::Precision::F32 => self,
+            super::Precision::Int8 => self.quantized(),
+        }
+    }
+
     /// The same block with its dense layers in int8.
-    pub fn quantized(self) -> Self {
+    fn quantized(self) -> Self {
         Self {
             qkv: self.qkv.quantized(),
             attn_out: self.attn_out.quantized(),

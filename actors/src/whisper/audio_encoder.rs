@@ -10,8 +10,8 @@ use candle_transformers::models::whisper::Config;
 
 use crate::nhwc::Activation;
 use crate::transformer::layers::{values, Block, Dense, Norm, NormPlacement};
-use crate::transformer::Gelu;
 use crate::transformer::SharedScratch;
+use crate::transformer::{Gelu, Precision};
 
 /// Layer norm epsilon of every Whisper norm.
 const EPS: f64 = 1e-5;
@@ -103,7 +103,12 @@ fn sinusoids(length: usize, channels: usize) -> Vec<f32> {
 
 impl AudioEncoder {
     /// Reads the encoder of `vb` (the model's root, Hugging Face names).
-    pub fn load(vb: &VarBuilder, config: &Config) -> candle_core::Result<Self> {
+    /// Each block is quantised as soon as it is read (int8).
+    pub fn load(
+        vb: &VarBuilder,
+        config: &Config,
+        precision: Precision,
+    ) -> candle_core::Result<Self> {
         let vb = vb.pp("model.encoder");
         let d = config.d_model;
         let heads = config.encoder_attention_heads;
@@ -117,7 +122,7 @@ impl AudioEncoder {
                 let q = Dense::load(&a.pp("q_proj"), d, d, true)?;
                 let k = Dense::load(&a.pp("k_proj"), d, d, false)?;
                 let v = Dense::load(&a.pp("v_proj"), d, d, true)?;
-                Ok(Block {
+                let block = Block {
                     qkv: Dense::side_by_side(&[q, k, v])?,
                     attn_out: Dense::load(&a.pp("out_proj"), d, d, true)?,
                     attn_norm: Norm::load(&l.pp("self_attn_layer_norm"), d, EPS)?,
@@ -127,7 +132,8 @@ impl AudioEncoder {
                     heads,
                     gelu,
                     placement: NormPlacement::Pre,
-                })
+                };
+                Ok(block.at(precision))
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
@@ -141,15 +147,6 @@ impl AudioEncoder {
             gelu,
             scratch: SharedScratch::default(),
         })
-    }
-
-    /// The same encoder with its blocks' dense layers in int8 (the
-    /// convolutions, a twentieth of the work, stay f32).
-    pub fn quantized(self) -> Self {
-        Self {
-            blocks: self.blocks.into_iter().map(Block::quantized).collect(),
-            ..self
-        }
     }
 
     /// The width of an encoded position.

@@ -14,7 +14,7 @@ use crate::transformer::attention::query_attention;
 use crate::transformer::int8::Int8Weights;
 use crate::transformer::layers::{values, Dense, Norm};
 use crate::transformer::product::{product, Strided};
-use crate::transformer::Gelu;
+use crate::transformer::{Gelu, Precision};
 
 const EPS: f64 = 1e-5;
 
@@ -32,6 +32,22 @@ struct Layer {
     fc1: Dense,
     fc2: Dense,
     mlp_ln: Norm,
+}
+
+impl Layer {
+    /// The same layer with its dense layers in int8 (norms stay f32).
+    fn quantized(self) -> Self {
+        Self {
+            self_qkv: self.self_qkv.quantized(),
+            self_out: self.self_out.quantized(),
+            cross_q: self.cross_q.quantized(),
+            cross_kv: self.cross_kv.quantized(),
+            cross_out: self.cross_out.quantized(),
+            fc1: self.fc1.quantized(),
+            fc2: self.fc2.quantized(),
+            ..self
+        }
+    }
 }
 
 /// The decoder's weights.
@@ -75,7 +91,13 @@ fn attention_parts(vb: &VarBuilder, d: usize) -> candle_core::Result<(Dense, Den
 
 impl KernelDecoder {
     /// Reads the decoder of `vb` (the model's root, Hugging Face names).
-    pub fn load(vb: &VarBuilder, config: &Config) -> candle_core::Result<Self> {
+    /// At int8, each layer is quantised as soon as it is read, and the output
+    /// projection (the token embeddings, transposed) once they are.
+    pub fn load(
+        vb: &VarBuilder,
+        config: &Config,
+        precision: Precision,
+    ) -> candle_core::Result<Self> {
         let vb = vb.pp("model.decoder");
         let d = config.d_model;
         let heads = config.decoder_attention_heads;
@@ -85,7 +107,7 @@ impl KernelDecoder {
                 let l = vb.pp(format!("layers.{i}"));
                 let (q, k, v, out) = attention_parts(&l.pp("self_attn"), d)?;
                 let (cq, ck, cv, cout) = attention_parts(&l.pp("encoder_attn"), d)?;
-                Ok(Layer {
+                let layer = Layer {
                     self_qkv: Dense::side_by_side(&[q, k, v])?,
                     self_out: out,
                     self_ln: Norm::load(&l.pp("self_attn_layer_norm"), d, EPS)?,
@@ -96,11 +118,21 @@ impl KernelDecoder {
                     fc1: Dense::load(&l.pp("fc1"), d, 4 * d, true)?,
                     fc2: Dense::load(&l.pp("fc2"), 4 * d, d, true)?,
                     mlp_ln: Norm::load(&l.pp("final_layer_norm"), d, EPS)?,
+                };
+                Ok(match precision {
+                    Precision::F32 => layer,
+                    Precision::Int8 => layer.quantized(),
                 })
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let vocab = config.vocab_size;
         let tokens = values(&vb.get((vocab, d), "embed_tokens.weight")?)?;
+        let logits_int8 = (precision == Precision::Int8).then(|| {
+            Dense::from_int8(
+                Int8Weights::quantize(d, vocab, |k, n| tokens[n * d + k]),
+                vec![0f32; vocab],
+            )
+        });
         Ok(Self {
             tokens,
             positions: values(
@@ -112,38 +144,8 @@ impl KernelDecoder {
             d,
             vocab,
             max_positions: config.max_target_positions,
-            logits_int8: None,
-        })
-    }
-
-    /// The same decoder with its dense layers and output projection in int8
-    /// (token and position embeddings, norms and attention stay f32).
-    pub fn quantized(self) -> Self {
-        let (d, vocab) = (self.d, self.vocab);
-        let tokens = &self.tokens;
-        let logits_int8 = Some(Dense::from_int8(
-            Int8Weights::quantize(d, vocab, |k, n| tokens[n * d + k]),
-            vec![0f32; vocab],
-        ));
-        let layers = self
-            .layers
-            .into_iter()
-            .map(|l| Layer {
-                self_qkv: l.self_qkv.quantized(),
-                self_out: l.self_out.quantized(),
-                cross_q: l.cross_q.quantized(),
-                cross_kv: l.cross_kv.quantized(),
-                cross_out: l.cross_out.quantized(),
-                fc1: l.fc1.quantized(),
-                fc2: l.fc2.quantized(),
-                ..l
-            })
-            .collect();
-        Self {
-            layers,
             logits_int8,
-            ..self
-        }
+        })
     }
 
     /// The most tokens a window may hold.

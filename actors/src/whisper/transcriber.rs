@@ -111,14 +111,13 @@ impl Transcriber {
             None
         };
         let kernels = if kernels_route {
-            let encoder =
-                AudioEncoder::load(&vb, &config).map_err(|e| files_error(&weights_path, e))?;
-            let decoder =
-                KernelDecoder::load(&vb, &config).map_err(|e| files_error(&weights_path, e))?;
-            Some(match route.precision() {
-                Precision::F32 => (encoder, decoder),
-                Precision::Int8 => (encoder.quantized(), decoder.quantized()),
-            })
+            let precision = route.precision();
+            Some((
+                AudioEncoder::load(&vb, &config, precision)
+                    .map_err(|e| files_error(&weights_path, e))?,
+                KernelDecoder::load(&vb, &config, precision)
+                    .map_err(|e| files_error(&weights_path, e))?,
+            ))
         } else {
             None
         };
