@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
+use clap::Args;
 use regatta::proto::{JobInfo, JobStatus, SubmitRequest, TableSource};
 use regatta::ClusterClient;
 use regatta_cluster_config::ClusterConfig;
@@ -117,42 +117,8 @@ pub struct SubmitArgs {
     pub ray_inside: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct JobsArgs {
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    #[command(subcommand)]
-    pub action: Option<JobsAction>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum JobsAction {
-    /// Every job (the default).
-    List,
-    /// One job's progress, with the rows its functions gave up on.
-    #[command(alias = "show")]
-    Status { job: u64 },
-    /// Cancel a running job.
-    Cancel { job: u64 },
-    /// Follow a job with a progress bar until it ends.
-    Watch { job: u64 },
-    /// Drop a finished job's result rows from its workers now.
-    Delete { job: u64 },
-    /// Where a job's time went: planning, then per stage its span and its
-    /// tasks' time split into shuffle read, compute and shuffle write; then
-    /// each operator's rows, compute time and time waiting on its consumer.
-    Stages { job: u64 },
-    /// Print a job's rows, read from the workers that hold them (streamed as
-    /// they finish while it runs).
-    Results {
-        job: u64,
-        #[arg(long, short = 'f', value_enum, default_value_t = crate::PrintFormat::Table)]
-        format: crate::PrintFormat,
-    },
-}
-
 /// Every driver replica, comma-separated: clients and workers follow the leader.
-fn driver_url(cfg: &ClusterConfig) -> String {
+pub(crate) fn driver_url(cfg: &ClusterConfig) -> String {
     if cfg.driver.addresses.is_empty() {
         return "127.0.0.1:7700".into();
     }
@@ -215,7 +181,7 @@ fn replication(
     }))
 }
 
-async fn client(args: &ClusterArgs) -> Result<ClusterClient> {
+pub(crate) async fn client(args: &ClusterArgs) -> Result<ClusterClient> {
     let cfg = args.load()?;
     let tls = cfg.tls().map_err(CliError::from)?;
     Ok(match tls {
@@ -484,7 +450,7 @@ pub(crate) async fn submit_with(client: &ClusterClient, args: &SubmitArgs) -> Re
         .map_err(|e| CliError::Runtime(format!("writing the rows: {e}")))
 }
 
-async fn watch(client: &ClusterClient, job: u64) -> Result<JobInfo> {
+pub(crate) async fn watch(client: &ClusterClient, job: u64) -> Result<JobInfo> {
     let bar = crate::progress::steps_bar(0, &format!("job-{job}"));
     let end = client
         .watch(job, |i| {
@@ -500,7 +466,7 @@ async fn watch(client: &ClusterClient, job: u64) -> Result<JobInfo> {
     Ok(end)
 }
 
-fn print_job(i: &JobInfo) {
+pub(crate) fn print_job(i: &JobInfo) {
     println!(
         "job-{:<5} {:<10} {:<24} tasks {}/{} stages {}/{} retried {} recomputed {} rows {} failed-rows {}/{} spilled {} B {:.2}s{}{}",
         i.job_id,
@@ -530,7 +496,7 @@ fn print_job(i: &JobInfo) {
     );
 }
 
-fn print_stages(i: &JobInfo) {
+pub(crate) fn print_stages(i: &JobInfo) {
     println!(
         "job-{} {}: {:.3} s in all, planning {:.3} s",
         i.job_id,
@@ -573,28 +539,6 @@ fn print_stages(i: &JobInfo) {
     }
 }
 
-/// `regatta jobs`.
-pub async fn run_jobs(args: JobsArgs) -> Result<()> {
-    let client = client(&args.cluster).await?;
-    match args.action.unwrap_or(JobsAction::List) {
-        JobsAction::List => {
-            for j in client.jobs().await? {
-                print_job(&j);
-            }
-        }
-        JobsAction::Status { job } => print_job(&client.job(job).await?),
-        JobsAction::Cancel { job } => print_job(&client.cancel(job).await?),
-        JobsAction::Watch { job } => print_job(&watch(&client, job).await?),
-        JobsAction::Delete { job } => print_job(&client.delete(job).await?),
-        JobsAction::Stages { job } => print_stages(&client.job(job).await?),
-        JobsAction::Results { job, format } => {
-            let rows = client.result_stream(job);
-            crate::output::write_stream(&mut std::io::stdout().lock(), rows, format).await?;
-        }
-    }
-    Ok(())
-}
-
 /// `regatta cluster`: the workers and their resources.
 pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
     let client = client(&args).await?;
@@ -628,100 +572,6 @@ pub async fn run_cluster(args: ClusterArgs) -> Result<()> {
         for d in &w.actor_devices {
             println!("    actor {d}");
         }
-    }
-    Ok(())
-}
-
-#[derive(Debug, Args)]
-pub struct DriversArgs {
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    #[command(subcommand)]
-    pub action: Option<DriversAction>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum DriversAction {
-    /// Every replica with its role, term and log position (the default).
-    List,
-    /// Add a replica (started with `regatta driver --join`) as a voter.
-    Add { node_id: u64, address: String },
-    /// Remove a replica from the voters.
-    Remove { node_id: u64 },
-}
-
-/// `regatta drivers`: the driver replicas and their membership.
-pub async fn run_drivers(args: DriversArgs) -> Result<()> {
-    use regatta::proto::driver_replication_client::DriverReplicationClient;
-    use regatta::proto::{AddDriverRequest, ListDriversRequest, RemoveDriverRequest};
-    let cfg = args.cluster.load()?;
-    let tls = cfg.tls().map_err(CliError::from)?;
-    let tls = tls.map(|t| regatta::proto::client_trusting(&t.ca));
-    // A malformed address is answered as the SDK answers it: unreachable.
-    let drivers = regatta::proto::Drivers::new(
-        regatta::proto::Drivers::split(&driver_url(&cfg)),
-        &cfg.cluster.token,
-        tls,
-    )
-    .map_err(|message| {
-        CliError::Sdk(regatta::Error::Unreachable {
-            address: driver_url(&cfg),
-            message,
-        })
-    })?;
-    let failed = |s: regatta::proto::Status| {
-        CliError::Sdk(regatta::Error::Cluster {
-            address: driver_url(&cfg),
-            code: s.code(),
-            message: s.message().to_string(),
-        })
-    };
-    let listed = match args.action.unwrap_or(DriversAction::List) {
-        DriversAction::List => drivers
-            .call(|ch| async move {
-                DriverReplicationClient::new(ch)
-                    .list_drivers(ListDriversRequest {})
-                    .await
-            })
-            .await
-            .map_err(failed)?,
-        DriversAction::Add { node_id, address } => drivers
-            .call(|ch| {
-                let address = address.clone();
-                async move {
-                    DriverReplicationClient::new(ch)
-                        .add_driver(AddDriverRequest { node_id, address })
-                        .await
-                }
-            })
-            .await
-            .map_err(failed)?,
-        DriversAction::Remove { node_id } => drivers
-            .call(|ch| async move {
-                DriverReplicationClient::new(ch)
-                    .remove_driver(RemoveDriverRequest { node_id })
-                    .await
-            })
-            .await
-            .map_err(failed)?,
-    }
-    .into_inner();
-    println!(
-        "{:<8} {:<22} {:<12} {:>6} {:>10} {:>10} {:<5} first_placed_ms",
-        "driver", "address", "role", "term", "last_log", "applied", "voter"
-    );
-    for d in listed.drivers {
-        println!(
-            "{:<8} {:<22} {:<12} {:>6} {:>10} {:>10} {:<5} {}",
-            format!("node-{}", d.node_id),
-            d.address,
-            d.role().word(),
-            d.term,
-            d.last_log_index,
-            d.applied_index,
-            if d.voter { "yes" } else { "no" },
-            d.first_placement_unix_ms,
-        );
     }
     Ok(())
 }

@@ -5,7 +5,9 @@ mod cluster_cmds;
 mod dashboard_cmd;
 mod demo;
 mod demo_data;
+mod drivers_cmd;
 mod error;
+mod jobs_cmd;
 mod models_cmd;
 mod output;
 mod output_args;
@@ -43,11 +45,11 @@ pub enum Command {
     /// Run SQL on a cluster and print the rows.
     Submit(cluster_cmds::SubmitArgs),
     /// List, inspect, cancel or watch cluster jobs.
-    Jobs(cluster_cmds::JobsArgs),
+    Jobs(jobs_cmd::JobsArgs),
     /// Show the cluster's workers and their resources.
     Cluster(cluster_cmds::ClusterArgs),
     /// List, add or remove driver replicas (role, term, log position).
-    Drivers(cluster_cmds::DriversArgs),
+    Drivers(drivers_cmd::DriversArgs),
     /// List the models regatta can find, or pull a built-in one into the cache.
     Models(models_cmd::ModelsArgs),
     /// Serve the web dashboard for local work: a driver on loopback with workers
@@ -70,9 +72,9 @@ pub fn run(cli: Cli) -> Result<()> {
             Command::Driver(a) => cluster_cmds::run_driver(a).await,
             Command::Worker(a) => cluster_cmds::run_worker(a).await,
             Command::Submit(a) => cluster_cmds::run_submit(a).await,
-            Command::Jobs(a) => cluster_cmds::run_jobs(a).await,
+            Command::Jobs(a) => jobs_cmd::run_jobs(a).await,
             Command::Cluster(a) => cluster_cmds::run_cluster(a).await,
-            Command::Drivers(a) => cluster_cmds::run_drivers(a).await,
+            Command::Drivers(a) => drivers_cmd::run_drivers(a).await,
             Command::Dashboard(a) => dashboard_cmd::run(a).await,
             Command::Models(a) => models_cmd::run(a).await,
         }
