@@ -11,6 +11,9 @@ use crate::{CliError, Result};
 
 #[derive(Debug, Args)]
 pub struct ModelsArgs {
+    /// `--config`: a cluster file whose `[models]` are listed too.
+    #[command(flatten)]
+    cluster: crate::cluster_cmds::ClusterArgs,
     #[command(subcommand)]
     command: ModelsCommand,
 }
@@ -31,19 +34,23 @@ enum ModelsCommand {
 }
 
 pub async fn run(args: ModelsArgs) -> Result<()> {
-    let store = ModelStore::default();
+    let store: ModelStore = crate::cluster_cmds::model_store(&args.cluster.load()?);
     match args.command {
         ModelsCommand::List => {
-            println!("{:<24} {:<13} {:<7} where", "model", "kind", "found");
+            println!(
+                "{:<24} {:<13} {:<9} {:<7} where",
+                "model", "kind", "precision", "found"
+            );
             for (name, found) in store.list() {
                 match found {
                     Ok(m) => println!(
-                        "{name:<24} {:<13} {:<7} {}",
+                        "{name:<24} {:<13} {:<9} {:<7} {}",
                         m.kind.as_str(),
+                        m.precision.as_str(),
                         m.source,
                         m.dir.display()
                     ),
-                    Err(why) => println!("{name:<24} {:<13} {:<7} {why}", "-", "no"),
+                    Err(why) => println!("{name:<24} {:<13} {:<9} {:<7} {why}", "-", "-", "no"),
                 }
             }
             println!("cache: {}", store.cache_dir().display());

@@ -20,7 +20,8 @@ pub struct SqlArgs {
     pub format: PrintFormat,
     #[command(flatten)]
     pub out: crate::output_args::OutputArgs,
-    /// A cluster file whose `[storage]` says how to reach object stores.
+    /// A cluster file whose `[storage]` says how to reach object stores and
+    /// whose `[models]` name the models queries call.
     #[command(flatten)]
     pub cluster: crate::cluster_cmds::ClusterArgs,
 }
@@ -38,8 +39,13 @@ pub struct ExplainArgs {
     pub analyze: bool,
 }
 
-async fn session_with(tables: &[String]) -> Result<Session> {
-    let session = Session::local();
+/// A local session with `tables` registered, finding models in `store`.
+async fn session_with(tables: &[String], store: regatta::models::ModelStore) -> Result<Session> {
+    let session = Session::local_with_models(
+        regatta::EngineOptions::default(),
+        regatta::models::NodeResources::detect(regatta::models::ResourceOverrides::default()),
+        store,
+    )?;
     for t in tables {
         let (name, path) = t
             .split_once('=')
@@ -56,8 +62,10 @@ async fn session_with(tables: &[String]) -> Result<Session> {
 
 /// Runs `regatta sql`.
 pub async fn run_sql(args: SqlArgs) -> Result<()> {
-    args.cluster.load()?;
-    let session = session_with(&args.tables).await?;
+    // The cluster file's [models] (names, precision, batch sizes) serve a
+    // local query as they serve the cluster's.
+    let cfg = args.cluster.load()?;
+    let session = session_with(&args.tables, crate::cluster_cmds::model_store(&cfg)).await?;
     let df = session
         .sql(&args.query)
         .await?
@@ -93,7 +101,7 @@ pub async fn run_sql(args: SqlArgs) -> Result<()> {
 
 /// Runs `regatta explain`.
 pub async fn run_explain(args: ExplainArgs) -> Result<()> {
-    let session = session_with(&args.tables).await?;
+    let session = session_with(&args.tables, regatta::models::ModelStore::default()).await?;
     let df = session.sql(&args.query).await?;
     let text = if args.analyze {
         df.explain_analyze().await?

@@ -199,3 +199,58 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_configured_int8_model_is_listed_with_its_precision_and_embeds_close_to_f32() {
+    let minilm = regatta_tests::minilm_dir();
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("cluster.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[models.minilm-int8]\ndir = \"{}\"\nprecision = \"int8\"\n",
+            minilm.display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let listed = ok(regatta().args(["models", "list", "-c", &cfg]));
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("minilm-int8"))
+        .unwrap_or_default();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        words.get(1..4),
+        Some(&["embedding", "int8", "config"][..]),
+        "{listed}"
+    );
+    // `regatta sql -c` serves the configured name; its int8 vectors stay within
+    // quantisation error of the built-in f32 model's, and are not a copy of them.
+    let texts = "SELECT column1 AS id, column2 AS t FROM (VALUES (1, 'a red boat on the lake'), \
+                 (2, 'quarterly revenue grew by four percent'), (3, 'the juice of lemons makes fine punch'))";
+    let query = |model: &str| {
+        format!("SELECT id, embed_text(t, '{model}') AS e FROM ({texts}) ORDER BY id")
+    };
+    let f32s = common::vectors(&ok(regatta().args([
+        "sql",
+        "-f",
+        "json",
+        &query("all-MiniLM-L6-v2"),
+    ])));
+    let int8 = common::vectors(&ok(regatta().args([
+        "sql",
+        "-c",
+        &cfg,
+        "-f",
+        "json",
+        &query("minilm-int8"),
+    ])));
+    assert_eq!((f32s.len(), int8.len()), (3, 3));
+    for ((_, a), (_, b)) in f32s.iter().zip(&int8) {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let norm = |v: &Vec<f64>| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let cosine = dot / (norm(a) * norm(b));
+        assert!((0.99..0.999_999).contains(&cosine), "cosine {cosine}");
+    }
+}
