@@ -19,7 +19,7 @@ use serde::Deserialize;
 /// The largest header accepted (safetensors' own limit is 100 MB).
 const MAX_HEADER: u64 = 100 << 20;
 
-/// One tensor's entry in the header.
+/// One tensor's entry in the header, as written.
 #[derive(Debug, Clone, Deserialize)]
 struct Entry {
     dtype: String,
@@ -27,14 +27,22 @@ struct Entry {
     data_offsets: [u64; 2],
 }
 
+/// A checked entry: its dtype known, its bytes inside the file.
+#[derive(Debug, Clone)]
+struct Stored {
+    dtype: DType,
+    shape: Vec<usize>,
+    /// Where its bytes start and end, from the start of the file.
+    start: u64,
+    end: u64,
+}
+
 /// A safetensors file whose header has been read and checked.
 #[derive(Debug)]
 pub(crate) struct WeightsFile {
     path: PathBuf,
     file: File,
-    tensors: HashMap<String, Entry>,
-    /// Where the data section starts.
-    data_start: u64,
+    tensors: HashMap<String, Stored>,
 }
 
 fn dtype_of(name: &str) -> Option<DType> {
@@ -89,49 +97,53 @@ impl WeightsFile {
                     entry.dtype
                 ));
             }
-            tensors.insert(name, entry);
+            let stored = Stored {
+                dtype,
+                shape: entry.shape,
+                start: data_start + start,
+                end: data_start + end,
+            };
+            tensors.insert(name, stored);
         }
         Ok(Self {
             path: path.to_path_buf(),
             file,
             tensors,
-            data_start,
         })
     }
 
     /// Reads tensor `name` as stored, on `device`.
     fn load(&self, name: &str, device: &Device) -> candle_core::Result<Tensor> {
-        let entry = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| candle_core::Error::CannotFindTensor {
-                path: name.to_string(),
-            })?;
-        let dtype = dtype_of(&entry.dtype)
-            .ok_or_else(|| candle_core::Error::Msg(format!("dtype {}", entry.dtype)))?;
-        let at = self.data_start + entry.data_offsets[0];
+        let stored =
+            self.tensors
+                .get(name)
+                .ok_or_else(|| candle_core::Error::CannotFindTensor {
+                    path: name.to_string(),
+                })?;
         let read_error = |e: std::io::Error| {
             candle_core::Error::Msg(format!(
                 "reading tensor {name:?} from {}: {e}",
                 self.path.display()
             ))
         };
-        if dtype == DType::F32 && cfg!(target_endian = "little") {
+        if stored.dtype == DType::F32 && cfg!(target_endian = "little") {
             // Straight into the f32 buffer the tensor keeps (no byte copy).
-            let n: usize = entry.shape.iter().product();
+            let n: usize = stored.shape.iter().product();
             let mut values = vec![0f32; n];
             // SAFETY: any bit pattern is a valid f32, and the byte view covers
             // exactly the vector's `4n` initialised bytes.
             let bytes =
                 unsafe { std::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<u8>(), 4 * n) };
-            self.file.read_exact_at(bytes, at).map_err(read_error)?;
-            return Tensor::from_vec(values, entry.shape.as_slice(), device);
+            self.file
+                .read_exact_at(bytes, stored.start)
+                .map_err(read_error)?;
+            return Tensor::from_vec(values, stored.shape.as_slice(), device);
         }
-        let mut bytes = vec![0u8; (entry.data_offsets[1] - entry.data_offsets[0]) as usize];
+        let mut bytes = vec![0u8; (stored.end - stored.start) as usize];
         self.file
-            .read_exact_at(&mut bytes, at)
+            .read_exact_at(&mut bytes, stored.start)
             .map_err(read_error)?;
-        Tensor::from_raw_buffer(&bytes, dtype, &entry.shape, device)
+        Tensor::from_raw_buffer(&bytes, stored.dtype, &stored.shape, device)
     }
 }
 

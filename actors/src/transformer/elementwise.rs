@@ -137,41 +137,37 @@ fn layer_norm_body(rows: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    // SAFETY (all three): callers check AVX2 and FMA at run time first; the
-    // bodies are safe Rust over slices.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn gelu(values: &mut [f32], kind: super::Gelu) {
-        super::gelu_body(values, kind)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn softmax(rows: &mut [f32], width: usize) {
-        super::softmax_body(rows, width)
-    }
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn layer_norm(rows: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
-        super::layer_norm_body(rows, gamma, beta, eps)
-    }
+/// A module of the three bodies compiled with `features` enabled, so LLVM
+/// vectorises them as wide as those allow.
+macro_rules! compiled_for {
+    ($module:ident, $features:literal) => {
+        #[cfg(target_arch = "x86_64")]
+        mod $module {
+            // SAFETY (all three): callers check the features at run time
+            // first; the bodies are safe Rust over slices.
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn gelu(values: &mut [f32], kind: super::Gelu) {
+                super::gelu_body(values, kind)
+            }
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn softmax(rows: &mut [f32], width: usize) {
+                super::softmax_body(rows, width)
+            }
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn layer_norm(
+                rows: &mut [f32],
+                gamma: &[f32],
+                beta: &[f32],
+                eps: f32,
+            ) {
+                super::layer_norm_body(rows, gamma, beta, eps)
+            }
+        }
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    // SAFETY (all three): callers check AVX-512 F/BW/DQ/VL and FMA at run time
-    // first; the bodies are safe Rust over slices, vectorised 16 lanes wide.
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-    pub(super) unsafe fn gelu(values: &mut [f32], kind: super::Gelu) {
-        super::gelu_body(values, kind)
-    }
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-    pub(super) unsafe fn softmax(rows: &mut [f32], width: usize) {
-        super::softmax_body(rows, width)
-    }
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-    pub(super) unsafe fn layer_norm(rows: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
-        super::layer_norm_body(rows, gamma, beta, eps)
-    }
-}
+compiled_for!(avx2, "avx2,fma");
+compiled_for!(avx512, "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma");
 
 /// Whether this CPU runs the AVX-512 versions (checked once; std caches it).
 #[inline(always)]

@@ -71,6 +71,20 @@ impl Conv3 {
     }
 }
 
+/// A Whisper attention's query, key (no bias), value and output projections
+/// under `vb` (Hugging Face names), encoder and decoder alike.
+pub(super) fn attention_parts(
+    vb: &VarBuilder,
+    d: usize,
+) -> candle_core::Result<(Dense, Dense, Dense, Dense)> {
+    Ok((
+        Dense::load(&vb.pp("q_proj"), d, d, true)?,
+        Dense::load(&vb.pp("k_proj"), d, d, false)?,
+        Dense::load(&vb.pp("v_proj"), d, d, true)?,
+        Dense::load(&vb.pp("out_proj"), d, d, true)?,
+    ))
+}
+
 /// The encoder's weights.
 #[derive(Debug)]
 pub struct AudioEncoder {
@@ -118,13 +132,10 @@ impl AudioEncoder {
         let blocks = (0..config.encoder_layers)
             .map(|i| {
                 let l = vb.pp(format!("layers.{i}"));
-                let a = l.pp("self_attn");
-                let q = Dense::load(&a.pp("q_proj"), d, d, true)?;
-                let k = Dense::load(&a.pp("k_proj"), d, d, false)?;
-                let v = Dense::load(&a.pp("v_proj"), d, d, true)?;
+                let (q, k, v, out) = attention_parts(&l.pp("self_attn"), d)?;
                 let block = Block {
                     qkv: Dense::side_by_side(&[q, k, v])?,
-                    attn_out: Dense::load(&a.pp("out_proj"), d, d, true)?,
+                    attn_out: out,
                     attn_norm: Norm::load(&l.pp("self_attn_layer_norm"), d, EPS)?,
                     ff_in: Dense::load(&l.pp("fc1"), d, 4 * d, true)?,
                     ff_out: Dense::load(&l.pp("fc2"), 4 * d, d, true)?,

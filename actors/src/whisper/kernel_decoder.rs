@@ -9,6 +9,7 @@
 use candle_nn::VarBuilder;
 use candle_transformers::models::whisper::Config;
 
+use super::audio_encoder::attention_parts;
 use crate::nhwc::Activation;
 use crate::transformer::attention::query_attention;
 use crate::transformer::int8::Int8Weights;
@@ -78,15 +79,6 @@ pub struct KernelDecodeState {
     past: Vec<Vec<f32>>,
     capacity: usize,
     len: usize,
-}
-
-fn attention_parts(vb: &VarBuilder, d: usize) -> candle_core::Result<(Dense, Dense, Dense, Dense)> {
-    Ok((
-        Dense::load(&vb.pp("q_proj"), d, d, true)?,
-        Dense::load(&vb.pp("k_proj"), d, d, false)?,
-        Dense::load(&vb.pp("v_proj"), d, d, true)?,
-        Dense::load(&vb.pp("out_proj"), d, d, true)?,
-    ))
 }
 
 impl KernelDecoder {

@@ -93,7 +93,9 @@ impl JobService for JobServiceImpl {
                 .find(|(id, _)| *id == worker)
                 .map_or("", |(_, h)| h.as_str());
             return Err(Status::failed_precondition(format!(
-                "model {model:?}: {worker} on {host} does not have it; on that node run                  `regatta models pull {model}` or give its cluster file [models.{model}],                  then restart the worker"
+                "model {model:?}: {worker} on {host} does not have it; on that node run \
+                 `regatta models pull {model}` or give its cluster file [models.{model}], \
+                 then restart the worker"
             )));
         }
         let cmd = planned.command;
