@@ -22,6 +22,9 @@ PY="${PY:-/tmp/daftenv/bin/python}"
 PAIRS="${PAIRS:-3}"
 DATA="${DATA:-/tmp/regatta-bench-data}"
 WORKLOADS="${WORKLOADS:-documents audio}"
+# f32 (default) or int8: regatta's transformer models and faster-whisper's
+# compute type (W6's sentence-transformers peer stays float32).
+PRECISION="${PRECISION:-f32}"
 BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release/regatta-bench}"
 CT2="${CT2:-/tmp/regatta-whisper-ct2}"
 [[ -x "$BIN" ]] || { echo "media_pair: $BIN missing; run cargo build --release -p regatta-bench" >&2; exit 1; }
@@ -36,10 +39,11 @@ peer() {
     classify | video | w8 | w9)
       "$PY" benches/peer/daft_vision.py --workload "$1" --data "$DATA" --efficientnet "$REGATTA_EFFICIENTNET_DIR" | tail -1 ;;
     *)
-      "$PY" benches/peer/daft_media.py --workload "$1" --data "$DATA" --minilm "$REGATTA_MINILM_DIR" --ct2 "$CT2" | tail -1 ;;
+      "$PY" benches/peer/daft_media.py --workload "$1" --data "$DATA" --minilm "$REGATTA_MINILM_DIR" --ct2 "$CT2" \
+        --compute-type "$([[ "$PRECISION" == int8 ]] && echo int8 || echo float32)" | tail -1 ;;
   esac
 }
-ours() { "$BIN" --workload "$1" --data "$DATA" | tail -1; }
+ours() { "$BIN" --workload "$1" --data "$DATA" --precision "$PRECISION" | tail -1; }
 for w in $WORKLOADS; do
   if [[ "${WARMUP:-1}" == 1 ]]; then
     echo "== $w (warm-up)" >&2

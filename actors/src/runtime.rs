@@ -228,7 +228,7 @@ impl ActorRuntime {
         let dir = resolved.dir.clone();
         let factory: Arc<dyn ModelFactory> = match served {
             Served::Embedding => Arc::new(EmbedderFactory::open(dir, resolved.precision)?),
-            Served::Whisper => Arc::new(WhisperFactory::new(dir, resolved.precision)),
+            Served::Whisper => Arc::new(WhisperFactory::open(dir, resolved.precision)?),
             Served::EfficientNet(output) => Arc::new(EfficientNetFactory::new(dir, output)),
             Served::Mtcnn => Arc::new(MtcnnFactory::new(dir)),
         };

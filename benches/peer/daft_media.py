@@ -90,7 +90,7 @@ def audio(args):
     @daft.udf(return_dtype=DataType.string(), concurrency=1)
     class Transcribe:
         def __init__(self):
-            self.model = WhisperModel(args.ct2, device="cpu", compute_type="float32", cpu_threads=args.threads)
+            self.model = WhisperModel(args.ct2, device="cpu", compute_type=args.compute_type, cpu_threads=args.threads)
 
         def __call__(self, flac):
             out = []
@@ -140,6 +140,8 @@ def main():
     ap.add_argument("--minilm", default=os.environ.get("REGATTA_MINILM_DIR", "models/all-MiniLM-L6-v2"))
     ap.add_argument("--ct2", help="the CTranslate2 Whisper tiny.en directory")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compute-type", default="float32", choices=["float32", "int8"],
+                    help="faster-whisper's compute type (W7; W6's sentence-transformers stays float32)")
     args = ap.parse_args()
     name = {"w6": "documents", "w7": "audio"}.get(args.workload, args.workload)
     rows, secs, extra = (documents if name == "documents" else audio)(args)

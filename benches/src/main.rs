@@ -55,6 +55,11 @@ struct Args {
     /// each replica's log on disk under a temporary directory).
     #[arg(long, default_value_t = 1)]
     replicas: u64,
+    /// The precision W6's embedding model and W7's Whisper run at on the CPU
+    /// (`f32` or `int8`; the local runner only): against the peer's
+    /// sentence-transformers and faster-whisper at the same `--compute-type`.
+    #[arg(long, default_value = "f32")]
+    precision: String,
     /// Accepted for command-line compatibility with the peer; unused.
     #[arg(long)]
     ray_address: Option<String>,

@@ -55,7 +55,8 @@ async fn drivers(replicas: u64) -> Res<(Vec<DriverHandle>, Option<tempfile::Temp
                 data_dir: dir.path().join(format!("node-{id}")),
                 cluster_id: "bench".into(),
                 heartbeat: Duration::from_millis(50),
-                cuts: Default::default(),
+                // No link cuts (a field only with the scheduler's test feature).
+                ..ReplicationOptions::default()
             }),
             ..DriverOptions::default()
         };

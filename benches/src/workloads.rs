@@ -122,7 +122,37 @@ fn record(args: &Args, name: &str, rows: u64, secs: f64, mut extra: Value) -> Va
 /// driver `--driver` (or `REGATTA_DRIVER`) names, with the token in `REGATTA_TOKEN`.
 pub(crate) async fn session(args: &Args) -> Res<Session> {
     if args.runner != "cluster" {
-        return Ok(Session::local_from_env()?);
+        let precision = match args.precision.as_str() {
+            "f32" => return Ok(Session::local_from_env()?),
+            "int8" => regatta_common::Precision::Int8,
+            other => return Err(format!("--precision {other}: choose f32 or int8").into()),
+        };
+        // The two transformer models of W6 and W7 under their built-in names,
+        // from the directories scripts/env.sh names, at that precision.
+        let mut store = regatta::models::ModelStore::default();
+        for (name, var) in [
+            ("all-MiniLM-L6-v2", "REGATTA_MINILM_DIR"),
+            ("whisper-tiny.en", "REGATTA_WHISPER_DIR"),
+        ] {
+            let dir = std::env::var(var).map_err(|_| {
+                format!(
+                    "--precision {}: set {var} (scripts/env.sh does)",
+                    args.precision
+                )
+            })?;
+            store = store.with_entry(regatta::models::ModelEntry {
+                name: name.into(),
+                dir: dir.into(),
+                kind: None,
+                batch_size: None,
+                precision: Some(precision),
+            });
+        }
+        return Ok(Session::local_with_models(
+            regatta::EngineOptions::from_env()?,
+            regatta::models::NodeResources::detect(regatta::models::ResourceOverrides::from_env()?),
+            store,
+        )?);
     }
     let driver = args
         .driver

@@ -37,6 +37,10 @@ pub struct ExplainArgs {
     /// Run the query and show each operator's metrics.
     #[arg(long)]
     pub analyze: bool,
+    /// A cluster file whose `[storage]` and `[models]` the query plans with,
+    /// as `regatta sql -c` runs it.
+    #[command(flatten)]
+    pub cluster: crate::cluster_cmds::ClusterArgs,
 }
 
 /// A local session with `tables` registered, finding models in `store`.
@@ -101,7 +105,8 @@ pub async fn run_sql(args: SqlArgs) -> Result<()> {
 
 /// Runs `regatta explain`.
 pub async fn run_explain(args: ExplainArgs) -> Result<()> {
-    let session = session_with(&args.tables, regatta::models::ModelStore::default()).await?;
+    let cfg = args.cluster.load()?;
+    let session = session_with(&args.tables, crate::cluster_cmds::model_store(&cfg)).await?;
     let df = session.sql(&args.query).await?;
     let text = if args.analyze {
         df.explain_analyze().await?

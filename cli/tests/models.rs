@@ -247,6 +247,19 @@ fn a_configured_int8_model_is_listed_with_its_precision_and_embeds_close_to_f32(
         &query("minilm-int8"),
     ])));
     assert_eq!((f32s.len(), int8.len()), (3, 3));
+    // `regatta explain -c` plans with the same names; without the file the
+    // configured name is unknown and the error says so.
+    let plan = ok(regatta().args(["explain", "-c", &cfg, &query("minilm-int8")]));
+    assert!(plan.contains("minilm-int8"), "{plan}");
+    let refused = regatta()
+        .args(["explain", &query("minilm-int8")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("minilm-int8"),
+        "{err}"
+    );
     for ((_, a), (_, b)) in f32s.iter().zip(&int8) {
         let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
         let norm = |v: &Vec<f64>| v.iter().map(|x| x * x).sum::<f64>().sqrt();

@@ -108,7 +108,33 @@ impl Int8Weights {
         if rows == 0 || self.outputs == 0 {
             return;
         }
-        let q = QuantizedRows::new(x, rows, self.inputs, self.groups);
+        // The quantised input in this thread's buffer, kept between products
+        // (a fresh one was mapped, zeroed and unmapped per call); a fresh one
+        // when the buffer is in use (a product started while this thread
+        // waited inside another, as rayon's work stealing allows).
+        QUANTIZED.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut q) => {
+                q.fill(x, rows, self.inputs, self.groups);
+                self.run(kernel, &q, rows, &epilogue, out);
+                q.release_if_large();
+            }
+            Err(_) => {
+                let mut q = QuantizedRows::default();
+                q.fill(x, rows, self.inputs, self.groups);
+                self.run(kernel, &q, rows, &epilogue, out);
+            }
+        });
+    }
+
+    /// The product's pieces over the quantised input `q` (`rows` rows).
+    fn run(
+        &self,
+        kernel: Kernel,
+        q: &QuantizedRows,
+        rows: usize,
+        epilogue: &Epilogue<'_>,
+        out: &mut [f32],
+    ) {
         let panels = self.outputs.div_ceil(PANEL);
         // Pieces: whole rows of the output where there are rows enough for every
         // core (an encoder's batch), else panels of columns too (a decoder step
@@ -134,9 +160,9 @@ impl Int8Weights {
                 // SAFETY: `detect` saw the CPU's AVX-512 F, BW and VNNI; the
                 // piece's cells of `out` are its own (tiles are disjoint), and
                 // `out` is `rows x outputs` (asserted above).
-                Kernel::Vnni => unsafe { self.piece_vnni(&q, &piece, &epilogue, out) },
+                Kernel::Vnni => unsafe { self.piece_vnni(q, &piece, epilogue, out) },
                 // SAFETY: as above, without the CPU features.
-                _ => unsafe { self.piece(kernel, &q, &piece, &epilogue, out) },
+                _ => unsafe { self.piece(kernel, q, &piece, epilogue, out) },
             }
         });
     }
@@ -240,9 +266,20 @@ impl SharedOut {
     }
 }
 
+thread_local! {
+    /// Each thread's quantised input, reused by the products it starts.
+    static QUANTIZED: std::cell::RefCell<QuantizedRows> =
+        std::cell::RefCell::new(QuantizedRows::default());
+}
+
+/// The most bytes a thread keeps between products: an encoder window's
+/// widest input (1,500 x 1,536) fits; a larger batch's buffer is let go.
+const KEPT_BYTES: usize = 4 << 20;
+
 /// The input quantised per row: `rows x (groups * 4)` bytes (padding inputs
 /// hold the row's zero point, so they add nothing), each row's scale and zero
 /// point.
+#[derive(Default)]
 struct QuantizedRows {
     bytes: Vec<u8>,
     stride: usize,
@@ -254,11 +291,19 @@ struct QuantizedRows {
 const QUANTIZE_PIECE: usize = 64;
 
 impl QuantizedRows {
-    fn new(x: &[f32], rows: usize, inputs: usize, groups: usize) -> Self {
+    /// Quantises `rows` rows of `x` (`inputs` wide) into this buffer; every
+    /// byte, scale and zero point is written (padding included).
+    fn fill(&mut self, x: &[f32], rows: usize, inputs: usize, groups: usize) {
         let stride = groups * GROUP;
-        let mut bytes = vec![0u8; rows * stride];
-        let mut scales = vec![0f32; rows];
-        let mut zeros = vec![0i32; rows];
+        self.stride = stride;
+        self.bytes.resize(rows * stride, 0);
+        self.scales.resize(rows, 0.0);
+        self.zeros.resize(rows, 0);
+        let (bytes, scales, zeros) = (
+            &mut self.bytes[..rows * stride],
+            &mut self.scales[..rows],
+            &mut self.zeros[..rows],
+        );
         let avx512 = Kernel::detect() == Kernel::Vnni;
         bytes
             .par_chunks_mut(stride * QUANTIZE_PIECE)
@@ -274,11 +319,13 @@ impl QuantizedRows {
                     _ => quantize(x, inputs, bytes, scales, zeros),
                 }
             });
-        Self {
-            bytes,
-            stride,
-            scales,
-            zeros,
+    }
+
+    /// Lets go of a buffer past [`KEPT_BYTES`], so a thread keeps no more
+    /// than a window's worth between products.
+    fn release_if_large(&mut self) {
+        if self.bytes.capacity() > KEPT_BYTES {
+            *self = Self::default();
         }
     }
 }

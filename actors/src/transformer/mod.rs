@@ -8,6 +8,7 @@
 
 pub(crate) mod attention;
 pub(crate) mod elementwise;
+pub(crate) mod half_keys;
 pub(crate) mod int8;
 pub(crate) mod layers;
 pub(crate) mod product;

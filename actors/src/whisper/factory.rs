@@ -28,6 +28,16 @@ impl WhisperFactory {
     }
 }
 
+impl WhisperFactory {
+    /// [`Self::new`], the directory's files checked now (when a query naming
+    /// the model is planned) rather than when an actor first loads them.
+    pub fn open(dir: impl Into<PathBuf>, precision: Precision) -> crate::Result<Self> {
+        let dir = dir.into();
+        Transcriber::check_files(&dir)?;
+        Ok(Self::new(dir, precision))
+    }
+}
+
 impl ModelFactory for WhisperFactory {
     fn output_type(&self) -> DataType {
         DataType::Utf8

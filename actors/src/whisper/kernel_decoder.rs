@@ -12,6 +12,7 @@ use candle_transformers::models::whisper::Config;
 use super::audio_encoder::attention_parts;
 use crate::nhwc::Activation;
 use crate::transformer::attention::query_attention;
+use crate::transformer::half_keys::{extend_half, query_attention_half};
 use crate::transformer::int8::Int8Weights;
 use crate::transformer::layers::{values, Dense, Norm};
 use crate::transformer::product::{product, Strided};
@@ -70,12 +71,15 @@ pub struct KernelDecoder {
 }
 
 /// One pass's caches: per layer, the audio's keys and values
-/// (`rows * frames x 2d`) and every earlier token's (`rows * capacity x 2d`).
+/// (`rows * frames x 2d`, in f16) and every earlier token's
+/// (`rows * capacity x 2d`).
 #[derive(Debug)]
 pub struct KernelDecodeState {
     rows: usize,
+    /// Windows added so far; steps run once all `rows` are.
+    windows: usize,
     frames: usize,
-    cross: Vec<Vec<f32>>,
+    cross: Vec<Vec<u16>>,
     past: Vec<Vec<f32>>,
     capacity: usize,
     len: usize,
@@ -94,6 +98,11 @@ impl KernelDecoder {
         let d = config.d_model;
         let heads = config.decoder_attention_heads;
         crate::transformer::check_heads("d_model", d, heads).map_err(candle_core::Error::msg)?;
+        // The token embeddings first: the largest tensor (80 MB for tiny.en)
+        // is briefly held twice while it is copied out of the file's tensor,
+        // which then costs least, with nothing else loaded yet.
+        let vocab = config.vocab_size;
+        let tokens = values(&vb.get((vocab, d), "embed_tokens.weight")?)?;
         let layers = (0..config.decoder_layers)
             .map(|i| {
                 let l = vb.pp(format!("layers.{i}"));
@@ -117,8 +126,6 @@ impl KernelDecoder {
                 })
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let vocab = config.vocab_size;
-        let tokens = values(&vb.get((vocab, d), "embed_tokens.weight")?)?;
         let logits_int8 = (precision == Precision::Int8).then(|| {
             Dense::from_int8(
                 Int8Weights::quantize(d, vocab, |k, n| tokens[n * d + k]),
@@ -145,27 +152,51 @@ impl KernelDecoder {
         self.max_positions
     }
 
-    /// A pass over `audio` (`rows` windows of encoder output, `frames x d`
-    /// each): the cross-attention's keys and values computed once.
-    pub fn start(&self, audio: &[f32], rows: usize) -> KernelDecodeState {
-        let frames = audio.len() / (rows * self.d).max(1);
-        let cross = self
-            .layers
-            .iter()
-            .map(|l| {
-                let mut kv = Vec::new();
-                l.cross_kv.forward(audio, None, Activation::Linear, &mut kv);
-                kv
-            })
-            .collect();
+    /// A pass of `rows` windows: their encoder outputs are added one by one
+    /// with [`Self::add_window`] before the first step.
+    pub fn start(&self, rows: usize) -> KernelDecodeState {
         KernelDecodeState {
             rows,
-            frames,
-            cross,
+            windows: 0,
+            frames: 0,
+            cross: vec![Vec::new(); self.layers.len()],
             past: vec![Vec::new(); self.layers.len()],
             capacity: 0,
             len: 0,
         }
+    }
+
+    /// Adds the next window's encoder output (`frames x d`) to a pass: each
+    /// layer's cross-attention keys and values over it, computed once and
+    /// kept in f16 (so the pass never holds all its windows' encoder output,
+    /// nor their keys and values, in f32).
+    pub fn add_window(&self, state: &mut KernelDecodeState, audio: &[f32]) -> Result<(), String> {
+        let frames = audio.len() / self.d.max(1);
+        if frames == 0 || audio.len() != frames * self.d {
+            return Err(format!(
+                "an encoder output of {} values is not whole {}-wide frames",
+                audio.len(),
+                self.d
+            ));
+        }
+        if state.windows == state.rows || (state.windows > 0 && frames != state.frames) {
+            return Err(format!(
+                "window {} of {frames} frames does not fit a pass of {} windows of {} frames",
+                state.windows + 1,
+                state.rows,
+                state.frames
+            ));
+        }
+        let mut kv = Vec::new();
+        for (layer, cross) in self.layers.iter().zip(&mut state.cross) {
+            layer
+                .cross_kv
+                .forward(audio, None, Activation::Linear, &mut kv);
+            extend_half(cross, &kv);
+        }
+        state.frames = frames;
+        state.windows += 1;
+        Ok(())
     }
 
     /// Grows each layer's token cache to hold `needed` positions per row,
@@ -192,6 +223,12 @@ impl KernelDecoder {
         let (d, rows) = (self.d, state.rows);
         if tokens.len() != rows {
             return Err(format!("{} tokens for {rows} rows", tokens.len()));
+        }
+        if state.windows != rows {
+            return Err(format!(
+                "a step with {} of the pass's {rows} windows added",
+                state.windows
+            ));
         }
         let position = state.len;
         let pos = self
@@ -253,10 +290,9 @@ impl KernelDecoder {
             layer
                 .cross_q
                 .forward(&h, None, Activation::Linear, &mut next);
-            query_attention(
+            query_attention_half(
                 &next,
                 &state.cross[i],
-                state.frames,
                 state.frames,
                 self.heads,
                 d,

@@ -23,10 +23,20 @@ use crate::model_files::{files_error, required};
 use crate::transformer::{NetworkRoute, Precision};
 use crate::Result;
 
-/// 30-second windows featurised, encoded and decoded at once (a batch's worth):
-/// each holds its 80 x 3000 mel frames and the encoder's attention over 1,500
-/// positions, so a pass stays near a batch's memory whatever the clip lengths.
+/// The most 30-second windows featurised, encoded and decoded at once (a
+/// batch's worth), so a pass stays near a batch's memory whatever the clip
+/// lengths.
 pub const WINDOWS_PER_PASS: usize = 8;
+
+/// The bytes a pass's cross-attention keys and values may take: they are the
+/// pass's largest buffer (per window, every decoder layer's keys and values
+/// over 1,500 frames, in f16: 9 MB for tiny.en, 245 MB for large-v3), so a
+/// pass holds as many windows as fit, at least one and at most
+/// [`WINDOWS_PER_PASS`] (tiny.en: 8, base: 4, small and larger: 1). Fewer
+/// windows per pass cost time: each decoding step reads the whole output
+/// projection (80 MB for tiny.en) for however many windows the pass holds
+/// (four windows made W7 13 % slower than eight).
+pub const PASS_BYTES: usize = 80 << 20;
 
 /// Which decoder greedy decoding runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +74,18 @@ pub struct Transcriber {
 }
 
 impl Transcriber {
+    /// Whether `dir` holds the files [`Self::load`] reads: `tokenizer.json`,
+    /// and `config.json` with `model.safetensors` or else CTranslate2's
+    /// `model.bin`; the error names the first one missing.
+    pub fn check_files(dir: &Path) -> Result<()> {
+        required(dir, "tokenizer.json", FIX)?;
+        if dir.join("model.safetensors").is_file() || !dir.join("model.bin").is_file() {
+            required(dir, "config.json", FIX)?;
+            required(dir, "model.safetensors", FIX)?;
+        }
+        Ok(())
+    }
+
     /// Loads the model from `dir` onto `device`: the encoder on regatta's
     /// kernels on a CPU, on candle on a GPU.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
@@ -112,11 +134,14 @@ impl Transcriber {
         };
         let kernels = if kernels_route {
             let precision = route.precision();
+            // The decoder first: its token embeddings are the largest tensor,
+            // briefly held twice as they load (see `KernelDecoder::load`).
+            let decoder = KernelDecoder::load(&vb, &config, precision)
+                .map_err(|e| files_error(&weights_path, e))?;
             Some((
                 AudioEncoder::load(&vb, &config, precision)
                     .map_err(|e| files_error(&weights_path, e))?,
-                KernelDecoder::load(&vb, &config, precision)
-                    .map_err(|e| files_error(&weights_path, e))?,
+                decoder,
             ))
         } else {
             None
@@ -160,7 +185,7 @@ impl Transcriber {
             .flat_map(|(i, clip)| (0..clip.len()).step_by(N_SAMPLES).map(move |s| (i, s)))
             .collect();
         let n_mels = self.config.num_mel_bins;
-        for pass in windows.chunks(WINDOWS_PER_PASS) {
+        for pass in windows.chunks(self.windows_per_pass()) {
             let mut flat = Vec::with_capacity(pass.len() * n_mels * N_FRAMES);
             for &(i, start) in pass {
                 let end = (start + N_SAMPLES).min(clips[i].len());
@@ -191,6 +216,18 @@ impl Transcriber {
             }
         }
         Ok(texts)
+    }
+
+    /// Windows per pass: as many as [`PASS_BYTES`] of cross-attention keys
+    /// and values hold (f16 on the kernels, f32 on candle's route).
+    fn windows_per_pass(&self) -> usize {
+        let width = if self.kernels.is_some() { 2 } else { 4 };
+        let per_window = self.config.decoder_layers
+            * self.config.max_source_positions
+            * 2
+            * self.config.d_model
+            * width;
+        (PASS_BYTES / per_window.max(1)).clamp(1, WINDOWS_PER_PASS)
     }
 
     fn candle_parts(&self) -> candle_core::Result<&CandleWhisper> {
@@ -238,9 +275,22 @@ impl Transcriber {
         decoder: &KernelDecoder,
         mel: &Tensor,
     ) -> candle_core::Result<Vec<Vec<u32>>> {
-        let rows = mel.dim(0)?;
-        let audio = Self::encode_values(encoder, mel)?;
-        let mut state = decoder.start(&audio, rows);
+        let (rows, mels, frames) = mel.dims3()?;
+        let values: Vec<f32> = mel.flatten_all()?.to_vec1()?;
+        let mut state = decoder.start(rows);
+        // Window by window: its encoder output lives only until its
+        // cross-attention keys and values are in the pass's cache.
+        let mut audio = Vec::new();
+        for window in values.chunks_exact((mels * frames).max(1)) {
+            audio.clear();
+            encoder
+                .encode_window(window, &mut audio)
+                .map_err(candle_core::Error::msg)?;
+            decoder
+                .add_window(&mut state, &audio)
+                .map_err(candle_core::Error::msg)?;
+        }
+        drop((values, audio));
         let prompt = self.picker.prompt();
         let mut tokens: Vec<Vec<u32>> = vec![prompt.to_vec(); rows];
         let mut done = vec![false; rows];
