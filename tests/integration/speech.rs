@@ -133,6 +133,29 @@ async fn transcribe_refuses_text_and_unknown_models_at_planning() {
     }
 }
 
+#[tokio::test]
+async fn a_whisper_directory_missing_its_weights_is_refused_when_the_query_is_planned() {
+    let full = whisper_dir();
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(full.join(f), dir.path().join(f)).unwrap();
+    }
+    let session = Session::local();
+    session
+        .register_dataframe("clips", bytes_frame(&session, vec![None]))
+        .unwrap();
+    let sql = format!(
+        "SELECT transcribe(audio_decode(bytes), '{}') FROM clips",
+        dir.path().display()
+    );
+    // Refused by `sql` itself (planning), not by the run's first task.
+    let err = match session.sql(&sql).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("planned a query over a Whisper directory without weights"),
+    };
+    assert!(err.contains("model.safetensors"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whisper_read_from_ctranslate2_model_bin_gives_the_same_text_as_safetensors() {
     whisper_dir();
