@@ -1,29 +1,28 @@
 #!/usr/bin/env bash
-# The regression guard (issue 32): a quick paired run against Daft on a
-# fraction of the shared workloads' data, its ratios compared with the ones
+# The regression guard (issue 32): a paired run against Daft of W1 and W5 (and
+# Q1/Q3 when DATA holds TPC-H tables), its ratios compared with the ones
 # recorded in benches/guard_baseline.json, so a slip is seen in the session
 # that causes it (W1 went from 0.43 to 0.50 of Daft's time unnoticed).
-# Run it before stopping, on a release build:
+# Run it before stopping, alone on the machine, on a release build:
 #
 #   cargo build --release -p regatta-bench
 #   bash benches/guard.sh             # exit 1 when a ratio slipped past SLACK
 #   bash benches/guard.sh --record    # after a deliberate change: new baseline
 #
-# W1 over IMAGES images (default 500) and W5 over DOCS documents (default
-# 4,000), generated once into DATA by the shared generator; Q1 and Q3 too when
-# DATA holds TPC-H tables (gen_data.py --only tpch --sf 0.1; needs tpchgen-cli).
-# One warm-up and PAIRS (default 3) pairs each (ratio.py, the median); a ratio
-# more than SLACK (default 0.15, i.e. 15 %) above its baseline fails. Single
-# pairs of these short runs moved by 20-60 % on a busy machine: run it alone,
-# and rerun a failing workload before believing it.
+# The shared generator's default sizes (IMAGES 2,000, DOCS 20,000), generated
+# into DATA when missing: about 40 s of runs per workload. Fractions were tried
+# first: over 500 images one run's W1 ratio read 0.20 and the next 0.30, too
+# noisy to guard anything. One warm-up and PAIRS (default 3) pairs each
+# (ratio.py, the median); a ratio more than SLACK (default 0.15, i.e. 15 %)
+# above its baseline fails. Rerun a failing workload before believing it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
 SHARED="${SHARED:-$PWD/../shared/bench}"
 PY="${PY:-/tmp/daftenv/bin/python}"
-DATA="${DATA:-/tmp/regatta-bench-quick}"
-IMAGES="${IMAGES:-500}"
-DOCS="${DOCS:-4000}"
+DATA="${DATA:-/tmp/regatta-bench-data}"
+IMAGES="${IMAGES:-2000}"
+DOCS="${DOCS:-20000}"
 PAIRS="${PAIRS:-3}"
 SLACK="${SLACK:-0.15}"
 BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release/regatta-bench}"
