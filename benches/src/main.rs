@@ -59,7 +59,7 @@ struct Args {
     /// (`f32` or `int8`; the local runner only): against the peer's
     /// sentence-transformers and faster-whisper at the same `--compute-type`.
     #[arg(long, default_value = "f32")]
-    precision: String,
+    precision: regatta_common::Precision,
     /// Accepted for command-line compatibility with the peer; unused.
     #[arg(long)]
     ray_address: Option<String>,

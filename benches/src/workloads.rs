@@ -121,12 +121,11 @@ fn record(args: &Args, name: &str, rows: u64, secs: f64, mut extra: Value) -> Va
 /// The session a workload runs on: the in-process engine, or the cluster whose
 /// driver `--driver` (or `REGATTA_DRIVER`) names, with the token in `REGATTA_TOKEN`.
 pub(crate) async fn session(args: &Args) -> Res<Session> {
+    let precision = args.precision;
     if args.runner != "cluster" {
-        let precision = match args.precision.as_str() {
-            "f32" => return Ok(Session::local_from_env()?),
-            "int8" => regatta_common::Precision::Int8,
-            other => return Err(format!("--precision {other}: choose f32 or int8").into()),
-        };
+        if precision == regatta_common::Precision::F32 {
+            return Ok(Session::local_from_env()?);
+        }
         // The two transformer models of W6 and W7 under their built-in names,
         // from the directories scripts/env.sh names, at that precision.
         let mut store = regatta::models::ModelStore::default();
@@ -134,12 +133,8 @@ pub(crate) async fn session(args: &Args) -> Res<Session> {
             ("all-MiniLM-L6-v2", "REGATTA_MINILM_DIR"),
             ("whisper-tiny.en", "REGATTA_WHISPER_DIR"),
         ] {
-            let dir = std::env::var(var).map_err(|_| {
-                format!(
-                    "--precision {}: set {var} (scripts/env.sh does)",
-                    args.precision
-                )
-            })?;
+            let dir = std::env::var(var)
+                .map_err(|_| format!("--precision {precision}: set {var} (scripts/env.sh does)"))?;
             store = store.with_entry(regatta::models::ModelEntry {
                 name: name.into(),
                 dir: dir.into(),
@@ -153,6 +148,13 @@ pub(crate) async fn session(args: &Args) -> Res<Session> {
             regatta::models::NodeResources::detect(regatta::models::ResourceOverrides::from_env()?),
             store,
         )?);
+    }
+    if precision != regatta_common::Precision::F32 {
+        // A cluster's models take their precision from its cluster file.
+        return Err(format!(
+            "--precision {precision} is for the local runner; set precision in the cluster file's [models]"
+        )
+        .into());
     }
     let driver = args
         .driver

@@ -188,7 +188,7 @@ fn has_avx512() -> bool {
 
 /// Whether this CPU runs the AVX2 versions (checked once; std caches it).
 #[inline(always)]
-fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
