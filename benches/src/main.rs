@@ -9,6 +9,9 @@ mod vision;
 
 // Image pipelines free many large buffers from many threads; glibc's per-thread
 // arenas keep them resident. mimalloc returns them, keeping peak memory flat.
+// `--features system-alloc` builds on the system allocator instead, for heap
+// profilers (heaptrack) that see only malloc's calls.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod rss;

@@ -88,9 +88,14 @@ pub async fn run(args: ModelsArgs) -> Result<()> {
                 .progress_chars("=> "),
             );
             bar.set_message(format!("pulling {}", builtin.name));
+            let from: Vec<String> = std::iter::once(package)
+                .chain(package.rest)
+                .map(|p| format!("{} {}", p.project, p.version))
+                .collect();
             eprintln!(
-                "pulling {} from {} {} ({index})",
-                builtin.name, package.project, package.version
+                "pulling {} from {} ({index})",
+                builtin.name,
+                from.join(" and ")
             );
             let mut progress = |got: u64, total: Option<u64>| {
                 if let Some(t) = total {

@@ -462,3 +462,97 @@ fn a_replica_is_added_and_removed_with_regatta_drivers() {
     let (ok_, _, err) = output(&mut c.cli(&["drivers", "remove", "9"]));
     assert!(!ok_ && err.contains("not a member"), "{err}");
 }
+
+/// A worker's credential is replicated (as a digest), so a leader change opens
+/// no window: the new leader refuses a forged call on a worker's id before the
+/// worker has even found it (the worker is stopped, SIGSTOP, across the
+/// change), and the worker, resumed, keeps working with the credential it has.
+#[test]
+fn a_new_leader_refuses_forged_calls_on_a_worker_that_has_not_found_it_yet() {
+    use regatta::proto::worker_control_client::WorkerControlClient;
+    use regatta::proto::{HeartbeatRequest, TokenInterceptor};
+    let _serial = serial();
+    let d = tempfile::tempdir().unwrap();
+    let table = common::table(d.path(), "t", "id", 2, "SELECT 1 AS id UNION ALL SELECT 2");
+    let mut c = Replicated::start(d.path());
+    let first = c.leader();
+    let listing = |c: &Replicated| common::WorkerLine::parse_all(&ok(&mut c.cli(&["cluster"])));
+    common::wait_until("both workers registered", Duration::from_secs(30), || {
+        listing(&c).iter().filter(|w| w.alive).count() == 2
+    });
+    let ids: Vec<u64> = listing(&c)
+        .iter()
+        .filter_map(|w| {
+            w.line
+                .strip_prefix("worker-")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let signal = |sig: &str, pid: u32| {
+        let s = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(s.success(), "kill {sig} {pid}");
+    };
+    let stopped: Vec<u32> = c.workers.iter().map(|w| w.0.id()).collect();
+    for pid in &stopped {
+        signal("-STOP", *pid);
+    }
+    c.kill_driver(first);
+    let mut second = first;
+    common::wait_until("a new leader", Duration::from_secs(30), || {
+        let elected = c.drivers_now().and_then(|rows| {
+            rows.into_iter()
+                .find(|r| r.1 == "leader" && r.0 != first + 1)
+        });
+        if let Some((node, _, _)) = elected {
+            second = node - 1;
+        }
+        second != first
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let refused = rt.block_on(async {
+        let channel = regatta::proto::endpoint(&c.addresses[second], None)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut forger =
+            WorkerControlClient::with_interceptor(channel, TokenInterceptor::new(common::TOKEN));
+        let mut codes = Vec::new();
+        for id in &ids {
+            let beat = HeartbeatRequest {
+                worker_id: *id,
+                ..HeartbeatRequest::default()
+            };
+            codes.push(
+                forger
+                    .heartbeat(beat)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.code()),
+            );
+        }
+        codes
+    });
+    for pid in &stopped {
+        signal("-CONT", *pid);
+    }
+    assert_eq!(
+        refused,
+        vec![Err(tonic::Code::PermissionDenied); 2],
+        "the new leader took forged heartbeats on worker ids {ids:?}"
+    );
+    // The workers, resumed, find the new leader with the credentials they hold.
+    let mut run = c.submit(&[table], "SELECT sum(id) AS s FROM t", &["-f", "csv"]);
+    let rows = ok(&mut run);
+    assert_eq!(rows.lines().nth(1), Some("3"), "{rows}");
+    common::wait_until("both workers alive again", Duration::from_secs(30), || {
+        listing(&c).iter().filter(|w| w.alive).count() == 2
+    });
+}

@@ -41,6 +41,14 @@ pub fn with_worker_secret<T>(message: T, secret: &str) -> tonic::Request<T> {
     request
 }
 
+/// What the driver keeps (and replicates) of a worker's credential: a BLAKE3
+/// derived key of it, hex. Any replica can check a credential against it; none
+/// can recover the credential from it.
+pub fn worker_secret_digest(secret: &str) -> String {
+    let key = blake3::derive_key("regatta 2026-12 worker credential", secret.as_bytes());
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The metadata value for `token`.
 pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")

@@ -65,6 +65,12 @@ pub struct WorkerSpec {
     /// Its Prometheus endpoint, `host:port`; empty when it serves none.
     #[serde(default)]
     pub metrics_address: String,
+    /// [`regatta_proto::worker_secret_digest`] of the credential it got when it
+    /// joined: replicated, so every replica checks the worker's calls, and a
+    /// new leader refuses forged ones before the worker has found it. Empty in
+    /// a record written before credentials were replicated (not checked).
+    #[serde(default)]
+    pub credential_digest: String,
 }
 
 /// What one task wrote to one output partition.

@@ -26,6 +26,15 @@ pub use transcriber::{DecoderRoute, Transcriber};
 /// The model's canonical name, as `transcribe(audio, 'whisper-tiny.en')` names it.
 pub const NAME: &str = "whisper-tiny.en";
 
+/// The multilingual Whisper base that `regatta models pull` can fetch.
+pub const BASE_NAME: &str = "whisper-base";
+
+/// True for the names Whisper base answers to (case-insensitive).
+pub fn is_base_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == BASE_NAME || n == "openai/whisper-base"
+}
+
 /// Tokens decoded per 30-second window at most (Whisper's own sample length).
 pub const MAX_NEW_TOKENS: usize = 224;
 

@@ -291,15 +291,25 @@ impl Transcriber {
                 .map_err(candle_core::Error::msg)?;
         }
         drop((values, audio));
-        let prompt = self.picker.prompt();
-        let mut tokens: Vec<Vec<u32>> = vec![prompt.to_vec(); rows];
-        let mut done = vec![false; rows];
-        let mut logits = Vec::new();
-        for &t in &prompt {
+        let mut logits = decoder
+            .step(&mut state, &vec![self.picker.start(); rows])
+            .map_err(candle_core::Error::msg)?;
+        // A multilingual model's language, row by row, from the first step.
+        let languages = self.picker.languages(&logits);
+        if !languages.is_empty() {
+            logits = decoder
+                .step(&mut state, &languages)
+                .map_err(candle_core::Error::msg)?;
+        }
+        for t in self.picker.rest_of_prompt() {
             logits = decoder
                 .step(&mut state, &vec![t; rows])
                 .map_err(candle_core::Error::msg)?;
         }
+        let mut tokens: Vec<Vec<u32>> = (0..rows)
+            .map(|r| self.picker.prompt(languages.get(r).copied()))
+            .collect();
+        let mut done = vec![false; rows];
         for step in 0..MAX_NEW_TOKENS {
             let len = tokens[0].len();
             let next = self.picker.pick(&logits, step == 0, &mut done);
@@ -327,13 +337,29 @@ impl Transcriber {
         let audio = self.encode(mel)?;
         let decoder = &self.candle_parts()?.decoder;
         let mut state = decoder.start(&audio)?;
-        let prompt = self.picker.prompt();
-        let mut tokens: Vec<Vec<u32>> = vec![prompt.to_vec(); rows];
+        // An English-only model's prompt goes in one step; a multilingual
+        // one's start token first, for the language its logits rank highest.
+        let languages = if self.picker.is_multilingual() {
+            let start = Tensor::from_vec(vec![self.picker.start(); rows], (rows, 1), &self.device)?;
+            let logits = decoder.step(&mut state, &start)?;
+            self.picker
+                .languages(&logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
+        } else {
+            Vec::new()
+        };
+        let mut tokens: Vec<Vec<u32>> = (0..rows)
+            .map(|r| self.picker.prompt(languages.get(r).copied()))
+            .collect();
+        let fed = usize::from(self.picker.is_multilingual());
+        let rest: Vec<u32> = tokens.iter().flat_map(|t| t[fed..].to_vec()).collect();
+        let width = rest.len() / rows.max(1);
+        let mut logits = decoder.step(
+            &mut state,
+            &Tensor::from_vec(rest, (rows, width), &self.device)?,
+        )?;
         let mut done = vec![false; rows];
-        let mut input = Tensor::from_vec(prompt.repeat(rows), (rows, prompt.len()), &self.device)?;
         for step in 0..MAX_NEW_TOKENS {
             let len = tokens[0].len();
-            let logits = decoder.step(&mut state, &input)?;
             let next = self.picker.pick_tensor(&logits, step == 0, &mut done)?;
             for (r, &t) in next.iter().enumerate() {
                 tokens[r].push(t);
@@ -341,7 +367,10 @@ impl Transcriber {
             if done.iter().all(|&d| d) || len + 1 >= decoder.max_positions() {
                 break;
             }
-            input = Tensor::from_vec(next, (rows, 1), &self.device)?;
+            logits = decoder.step(
+                &mut state,
+                &Tensor::from_vec(next, (rows, 1), &self.device)?,
+            )?;
         }
         Ok(self.picker.strip(tokens))
     }
@@ -351,8 +380,19 @@ impl Transcriber {
     fn decode_uncached(&mut self, mel: &Tensor) -> candle_core::Result<Vec<Vec<u32>>> {
         let rows = mel.dim(0)?;
         let audio = self.encode(mel)?;
-        let prompt = self.picker.prompt();
-        let mut tokens: Vec<Vec<u32>> = vec![prompt.to_vec(); rows];
+        let languages = if self.picker.is_multilingual() {
+            let start = Tensor::from_vec(vec![self.picker.start(); rows], (rows, 1), &self.device)?;
+            let candle = self.candle_parts_mut()?;
+            let hidden = candle.model.decoder.forward(&start, &audio, true)?;
+            let logits = candle.model.decoder.final_linear(&hidden)?.squeeze(1)?;
+            self.picker
+                .languages(&logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
+        } else {
+            Vec::new()
+        };
+        let mut tokens: Vec<Vec<u32>> = (0..rows)
+            .map(|r| self.picker.prompt(languages.get(r).copied()))
+            .collect();
         let mut done = vec![false; rows];
         for step in 0..MAX_NEW_TOKENS {
             let len = tokens[0].len();

@@ -31,7 +31,7 @@ impl FakeWorker {
             },
             ..WorkerSpec::default()
         };
-        let id = driver.membership().register(spec, None, &[]).await.unwrap();
+        let (id, _) = driver.membership().register(spec, None, &[]).await.unwrap();
         let orders = driver.membership().connect(id).unwrap();
         Self { id, orders }
     }

@@ -14,6 +14,15 @@ use crate::{
     Command, DriverState, Refusal, Result, SchedulerError, TaskKey, TaskStatus, WorkerSpec,
 };
 
+/// How a registration went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// A worker alive under its previous id, taken up again (its record unchanged).
+    TakenUp,
+    /// A worker that joined under a new id, its record written from its spec.
+    Joined,
+}
+
 pub struct WorkerMembership<'a> {
     driver: &'a Driver,
 }
@@ -28,15 +37,18 @@ impl<'a> WorkerMembership<'a> {
             .with_state(|s| s.worker(worker).is_some_and(|w| w.alive))
     }
 
-    /// Registers a worker; returns its id. A worker that was registered before
-    /// (with a previous leader) keeps its id and its running tasks; tasks the
-    /// state puts on it that it does not report are placed again.
+    /// Registers a worker; returns its id and whether it was taken up again.
+    /// A worker that was registered before (with a previous leader) and is
+    /// still alive keeps its id and its running tasks (and `spec` is not
+    /// applied); tasks the state puts on it that it does not report are placed
+    /// again. Any other worker joins under a new id with `spec` (which may be
+    /// the number it had before, from a driver that has since forgotten it).
     pub async fn register(
         &self,
         spec: WorkerSpec,
         previous: Option<WorkerId>,
         running: &[(TaskKey, u32)],
-    ) -> Result<WorkerId> {
+    ) -> Result<(WorkerId, Registration)> {
         let d = self.driver;
         if let Some(worker) = previous.filter(|w| self.alive(*w)) {
             let reported: BTreeSet<(TaskKey, u32)> = running.iter().copied().collect();
@@ -71,7 +83,7 @@ impl<'a> WorkerMembership<'a> {
                 "{worker} registered again, adopting its {} running tasks",
                 running.len()
             );
-            return Ok(worker);
+            return Ok((worker, Registration::TakenUp));
         }
         let worker = d.workers().new_id(d.with_state(|s| s.next_worker_id().0));
         d.consensus()
@@ -79,7 +91,7 @@ impl<'a> WorkerMembership<'a> {
             .await?;
         d.workers().heard_from(worker, None);
         log::info!("{worker} joined");
-        Ok(worker)
+        Ok((worker, Registration::Joined))
     }
 
     /// The channel the driver's orders to `worker` go through.

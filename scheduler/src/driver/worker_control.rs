@@ -13,6 +13,7 @@ use regatta_proto::{
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
+use super::membership::Registration;
 use super::worker_credentials::WorkerCredentials;
 use super::{Driver, TaskTime, WorkerReport};
 use crate::{Command, OperatorStat, OutputStats, TaskKey, WorkerSpec};
@@ -28,8 +29,23 @@ impl WorkerControlImpl {
     pub fn new(driver: Driver) -> Self {
         Self {
             driver,
-            credentials: WorkerCredentials::default(),
+            credentials: WorkerCredentials,
         }
+    }
+
+    /// Refuses a call on `worker`'s behalf without its credential, checked
+    /// against the digest in its replicated record.
+    fn check_credential(
+        &self,
+        worker: WorkerId,
+        metadata: &tonic::metadata::MetadataMap,
+        what: &str,
+    ) -> Result<(), Status> {
+        let digest = self
+            .driver
+            .with_state(|s| s.worker(worker).map(|w| w.spec.credential_digest.clone()));
+        self.credentials
+            .check(worker, digest.as_deref(), metadata, what)
     }
 
     /// Refuses a report naming files outside the job's staging prefix: the
@@ -94,15 +110,16 @@ impl WorkerControl for WorkerControlImpl {
     ) -> Result<Response<RegisterResponse>, Status> {
         let (metadata, _, mut r) = request.into_parts();
         let models = std::mem::take(&mut r.models);
-        if r.previous_worker_id != 0 {
-            let previous = WorkerId(r.previous_worker_id);
-            let term = self.driver.term();
-            self.credentials
-                .check(previous, term, &metadata, "taking the id over")?;
+        let previous = (r.previous_worker_id != 0).then_some(WorkerId(r.previous_worker_id));
+        if let Some(previous) = previous {
+            self.check_credential(previous, &metadata, "taking the id over")?;
         }
         let res = r
             .resources
             .ok_or_else(|| Status::invalid_argument("register: resources are missing"))?;
+        // Used only if the worker joins anew: one that takes its id up again
+        // keeps the credential it proved above.
+        let issued = self.credentials.issue();
         if res.cpus == 0 {
             return Err(Status::invalid_argument(
                 "register: a worker must offer at least one CPU",
@@ -126,8 +143,8 @@ impl WorkerControl for WorkerControlImpl {
             shuffle_root: r.shuffle_root,
             shuffle_token: r.shuffle_token,
             metrics_address: r.metrics_address,
+            credential_digest: issued.digest,
         };
-        let previous = (r.previous_worker_id != 0).then_some(WorkerId(r.previous_worker_id));
         let running: Vec<(TaskKey, u32)> =
             r.running.iter().map(|k| (task_key(k), k.attempt)).collect();
         self.driver
@@ -135,20 +152,27 @@ impl WorkerControl for WorkerControlImpl {
             .taken_up()
             .await
             .map_err(unavailable)?;
-        let worker = self
+        let (worker, registration) = self
             .driver
             .membership()
             .register(spec, previous, &running)
             .await
             .map_err(unavailable)?;
         self.driver.workers().set_models(worker, models);
-        let term = self.driver.term();
+        // Taken up again, the worker keeps the credential it proved; joined
+        // (even under the number it had, from a driver that forgot it), it
+        // gets the one whose digest its new record holds.
+        let worker_secret = if registration == Registration::TakenUp {
+            WorkerCredentials::presented(&metadata).to_string()
+        } else {
+            issued.secret
+        };
         Ok(Response::new(RegisterResponse {
             worker_id: worker.0,
             heartbeat_interval_ms: self.driver.options().heartbeat_interval.as_millis() as u32,
-            term,
+            term: self.driver.term(),
             access: Some((&self.driver.options().access).into()),
-            worker_secret: self.credentials.issue(worker, term),
+            worker_secret,
         }))
     }
 
@@ -160,8 +184,7 @@ impl WorkerControl for WorkerControlImpl {
     ) -> Result<Response<Self::OrdersStream>, Status> {
         let (metadata, _, ask) = request.into_parts();
         let worker = WorkerId(ask.worker_id);
-        self.credentials
-            .check(worker, self.driver.term(), &metadata, "its orders")?;
+        self.check_credential(worker, &metadata, "its orders")?;
         let rx = self.driver.membership().connect(worker).map_err(|_| {
             Status::not_found(format!(
                 "{worker} is not registered (or was lost); register again"
@@ -179,12 +202,7 @@ impl WorkerControl for WorkerControlImpl {
         request: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         let (metadata, _, h) = request.into_parts();
-        self.credentials.check(
-            WorkerId(h.worker_id),
-            self.driver.term(),
-            &metadata,
-            "a heartbeat",
-        )?;
+        self.check_credential(WorkerId(h.worker_id), &metadata, "a heartbeat")?;
         let known = self.driver.membership().heartbeat(
             WorkerId(h.worker_id),
             WorkerReport {
@@ -202,12 +220,7 @@ impl WorkerControl for WorkerControlImpl {
         request: Request<TaskReport>,
     ) -> Result<Response<ReportResponse>, Status> {
         let (metadata, _, r) = request.into_parts();
-        self.credentials.check(
-            WorkerId(r.worker_id),
-            self.driver.term(),
-            &metadata,
-            "a task report",
-        )?;
+        self.check_credential(WorkerId(r.worker_id), &metadata, "a task report")?;
         let key = r
             .key
             .ok_or_else(|| Status::invalid_argument("report: the task key is missing"))?;

@@ -1,55 +1,64 @@
-//! [`WorkerCredentials`]: the secret each worker got when it registered with
-//! this leader. The cluster token admits any holder as a worker; the secret
-//! makes the calls that name a worker id (orders, heartbeats, task reports, a
-//! registration taking an id over again) that worker's alone.
+//! [`WorkerCredentials`]: each worker's own credential. The cluster token admits
+//! any holder as a worker; the credential makes the calls that name a worker id
+//! (orders, heartbeats, task reports, a registration taking an id over again)
+//! that worker's alone.
 //!
-//! Secrets are the leader's, not replicated: a new leader has issued none, and
-//! takes a worker's calls on its id until the worker registers with it (which
-//! every worker does at once when its leader changes) and gets one.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+//! The leader that admits a worker draws the credential and hands it to the
+//! worker once; the cluster keeps only its digest, in the worker's replicated
+//! record ([`crate::WorkerSpec::credential_digest`]). Every replica can therefore
+//! check a worker's calls, and a new leader refuses a forged call on a worker's
+//! id before that worker has even found it.
 
 use regatta_common::WorkerId;
 use tonic::metadata::MetadataMap;
 use tonic::Status;
 
-/// The secrets this driver issued, with the term it issued each in.
-#[derive(Debug, Clone, Default)]
-pub struct WorkerCredentials {
-    issued: Arc<Mutex<HashMap<WorkerId, (u64, String)>>>,
+/// Draws and checks worker credentials against the replicated digests.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerCredentials;
+
+/// A credential drawn for a worker about to join, with what the cluster keeps.
+#[derive(Debug, Clone)]
+pub struct IssuedCredential {
+    /// Sent to the worker once, in its registration's reply.
+    pub secret: String,
+    /// Replicated in the worker's record.
+    pub digest: String,
 }
 
 impl WorkerCredentials {
-    /// A fresh secret for `worker`, registered in `term`.
-    pub fn issue(&self, worker: WorkerId, term: u64) -> String {
+    /// A fresh credential (128 random bits).
+    pub fn issue(&self) -> IssuedCredential {
         let secret = regatta_common::random_hex_128();
-        self.lock().insert(worker, (term, secret.clone()));
-        secret
+        let digest = regatta_proto::worker_secret_digest(&secret);
+        IssuedCredential { secret, digest }
     }
 
-    /// Refuses a call on `worker`'s behalf (`what`) that does not carry the
-    /// secret this driver issued it in `term`. A worker with none from this
-    /// term passes (see the module's note).
+    /// The credential a call carries; empty when it carries none.
+    pub fn presented(metadata: &MetadataMap) -> &str {
+        metadata
+            .get(regatta_proto::WORKER_SECRET_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// Refuses a call on `worker`'s behalf (`what`) whose credential does not
+    /// match `digest`, the digest replicated in the worker's record. A worker
+    /// without a record (unknown ids are refused where they are used) or with
+    /// an empty digest (a record from before credentials were replicated) is
+    /// not checked.
     pub fn check(
         &self,
         worker: WorkerId,
-        term: u64,
+        digest: Option<&str>,
         metadata: &MetadataMap,
         what: &str,
     ) -> Result<(), Status> {
-        let guard = self.lock();
-        let Some((issued_in, want)) = guard.get(&worker) else {
+        let Some(want) = digest.filter(|d| !d.is_empty()) else {
             return Ok(());
         };
-        if *issued_in != term {
-            return Ok(());
-        }
-        let presented = metadata
-            .get(regatta_proto::WORKER_SECRET_HEADER)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if regatta_common::constant_time_eq(presented, want.as_bytes()) {
+        let got = regatta_proto::worker_secret_digest(Self::presented(metadata));
+        if regatta_common::constant_time_eq(got.as_bytes(), want.as_bytes()) {
             Ok(())
         } else {
             log::warn!("refused {what} for {worker}: not that worker's credential");
@@ -58,10 +67,6 @@ impl WorkerCredentials {
                  may act on its id"
             )))
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkerId, (u64, String)>> {
-        self.issued.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -76,25 +81,41 @@ mod tests {
     }
 
     #[test]
-    fn only_the_registered_worker_acts_on_its_id() {
-        let c = WorkerCredentials::default();
+    fn only_the_holder_of_the_credential_acts_on_its_id() {
+        let c = WorkerCredentials;
         let w = WorkerId(3);
         assert!(
-            c.check(w, 1, &MetadataMap::new(), "a report").is_ok(),
-            "none issued yet"
+            c.check(w, None, &MetadataMap::new(), "a report").is_ok(),
+            "no record: refused where the id is used"
         );
-        let secret = c.issue(w, 1);
-        assert!(c.check(w, 1, &carrying(&secret), "a report").is_ok());
-        let e = c.check(w, 1, &carrying("forged"), "a report").unwrap_err();
-        assert_eq!(e.code(), tonic::Code::PermissionDenied);
-        assert!(c.check(w, 1, &MetadataMap::new(), "a report").is_err());
-        // Issued by an earlier term of this driver's: the worker has since
-        // registered with another leader, whose secret this one never saw.
+        assert!(
+            c.check(w, Some(""), &MetadataMap::new(), "a report")
+                .is_ok(),
+            "a record from before credentials were replicated"
+        );
+        let issued = c.issue();
+        assert_ne!(issued.digest, issued.secret);
+        let digest = Some(issued.digest.as_str());
         assert!(c
-            .check(w, 2, &carrying("from another leader"), "orders")
+            .check(w, digest, &carrying(&issued.secret), "a report")
             .is_ok());
-        let again = c.issue(w, 2);
-        assert_ne!(again, secret);
-        assert!(c.check(w, 2, &carrying(&secret), "orders").is_err());
+        let e = c
+            .check(w, digest, &carrying("forged"), "a report")
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(
+            e.message().contains("worker-3") || e.message().contains('3'),
+            "{e}"
+        );
+        assert!(c.check(w, digest, &MetadataMap::new(), "orders").is_err());
+        // The digest is no credential: presenting it is refused too.
+        assert!(c
+            .check(w, digest, &carrying(&issued.digest), "orders")
+            .is_err());
+        let again = c.issue();
+        assert_ne!(again.secret, issued.secret);
+        assert!(c
+            .check(w, digest, &carrying(&again.secret), "orders")
+            .is_err());
     }
 }
