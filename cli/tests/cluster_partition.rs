@@ -18,14 +18,6 @@ use regatta_scheduler::raft::LinkCuts;
 use regatta_scheduler::TaskStatus;
 use regatta_worker::{Worker, WorkerOptions};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
@@ -40,9 +32,16 @@ async fn a_leader_cut_off_from_the_majority_stops_and_the_majority_goes_on() {
     let tables = tpch_tables(d.path(), 150_000, 6);
     let expected = local_csv(&tables, Q3);
 
-    let members: BTreeMap<u64, String> = (1..=3)
-        .map(|i| (i, format!("127.0.0.1:{}", free_port())))
+    // Three distinct ports: each listener is held until all are picked (a
+    // port freed at once may be handed out again).
+    let held: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
+    let members: BTreeMap<u64, String> = (1..=3)
+        .zip(&held)
+        .map(|(i, l)| (i, l.local_addr().unwrap().to_string()))
+        .collect();
+    drop(held);
     let cuts = Arc::new(LinkCuts::default());
     let mut drivers = Vec::new();
     for (id, address) in &members {
