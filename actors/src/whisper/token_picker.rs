@@ -147,6 +147,19 @@ impl TokenPicker {
             .collect()
     }
 
+    /// [`Self::languages`] of candle's `logits` (`rows x vocab`).
+    pub fn languages_tensor(&self, logits: &Tensor) -> candle_core::Result<Vec<u32>> {
+        Ok(self.languages(&logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?))
+    }
+
+    /// Every row's prompt, row `r` in `languages[r]` (none for an
+    /// English-only model).
+    pub fn prompts(&self, rows: usize, languages: &[u32]) -> Vec<Vec<u32>> {
+        (0..rows)
+            .map(|r| self.prompt(languages.get(r).copied()))
+            .collect()
+    }
+
     /// The prompt's tokens after [`Self::start`] (and, multilingual, after
     /// the row's `language`): `<|transcribe|>` where the model has languages,
     /// then `<|notimestamps|>`.

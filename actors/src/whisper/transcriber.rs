@@ -230,6 +230,11 @@ impl Transcriber {
         (PASS_BYTES / per_window.max(1)).clamp(1, WINDOWS_PER_PASS)
     }
 
+    /// Every row's start token, `(rows, 1)`, for candle's decoders.
+    fn start_tokens(&self, rows: usize) -> candle_core::Result<Tensor> {
+        Tensor::from_vec(vec![self.picker.start(); rows], (rows, 1), &self.device)
+    }
+
     fn candle_parts(&self) -> candle_core::Result<&CandleWhisper> {
         self.candle
             .as_ref()
@@ -306,9 +311,7 @@ impl Transcriber {
                 .step(&mut state, &vec![t; rows])
                 .map_err(candle_core::Error::msg)?;
         }
-        let mut tokens: Vec<Vec<u32>> = (0..rows)
-            .map(|r| self.picker.prompt(languages.get(r).copied()))
-            .collect();
+        let mut tokens = self.picker.prompts(rows, &languages);
         let mut done = vec![false; rows];
         for step in 0..MAX_NEW_TOKENS {
             let len = tokens[0].len();
@@ -340,16 +343,13 @@ impl Transcriber {
         // An English-only model's prompt goes in one step; a multilingual
         // one's start token first, for the language its logits rank highest.
         let languages = if self.picker.is_multilingual() {
-            let start = Tensor::from_vec(vec![self.picker.start(); rows], (rows, 1), &self.device)?;
+            let start = self.start_tokens(rows)?;
             let logits = decoder.step(&mut state, &start)?;
-            self.picker
-                .languages(&logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
+            self.picker.languages_tensor(&logits)?
         } else {
             Vec::new()
         };
-        let mut tokens: Vec<Vec<u32>> = (0..rows)
-            .map(|r| self.picker.prompt(languages.get(r).copied()))
-            .collect();
+        let mut tokens = self.picker.prompts(rows, &languages);
         let fed = usize::from(self.picker.is_multilingual());
         let rest: Vec<u32> = tokens.iter().flat_map(|t| t[fed..].to_vec()).collect();
         let width = rest.len() / rows.max(1);
@@ -381,18 +381,15 @@ impl Transcriber {
         let rows = mel.dim(0)?;
         let audio = self.encode(mel)?;
         let languages = if self.picker.is_multilingual() {
-            let start = Tensor::from_vec(vec![self.picker.start(); rows], (rows, 1), &self.device)?;
+            let start = self.start_tokens(rows)?;
             let candle = self.candle_parts_mut()?;
             let hidden = candle.model.decoder.forward(&start, &audio, true)?;
             let logits = candle.model.decoder.final_linear(&hidden)?.squeeze(1)?;
-            self.picker
-                .languages(&logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?)
+            self.picker.languages_tensor(&logits)?
         } else {
             Vec::new()
         };
-        let mut tokens: Vec<Vec<u32>> = (0..rows)
-            .map(|r| self.picker.prompt(languages.get(r).copied()))
-            .collect();
+        let mut tokens = self.picker.prompts(rows, &languages);
         let mut done = vec![false; rows];
         for step in 0..MAX_NEW_TOKENS {
             let len = tokens[0].len();
