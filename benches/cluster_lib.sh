@@ -1,7 +1,20 @@
 # Sourced by the cluster benchmarks: starts a driver and two one-core workers on
 # 127.0.0.1 (release binaries; WORKERS=N for another count), stopped when the
 # script exits.
+#   release_binaries                     sets BIN and CLI (the release regatta-bench and
+#                                        regatta, unless set) and a fresh REGATTA_TOKEN;
+#                                        exits naming the build command when one is missing.
 #   start_cluster OUT_DIR MEMORY_LIMIT   sets DRIVER (host:port); needs CLI and REGATTA_TOKEN.
+release_binaries() {
+  local target="${CARGO_TARGET_DIR:-$ROOT/target}" f
+  BIN="${BIN:-$target/release/regatta-bench}"
+  CLI="${CLI:-$target/release/regatta}"
+  for f in "$BIN" "$CLI"; do
+    [[ -x "$f" ]] || { echo "missing $f: cargo build --release -p regatta-bench -p regatta-cli" >&2; exit 1; }
+  done
+  export REGATTA_TOKEN="bench-$RANDOM$RANDOM"
+}
+
 cluster_pids=()
 stop_cluster() {
   for p in "${cluster_pids[@]}"; do kill "$p" 2>/dev/null || true; done

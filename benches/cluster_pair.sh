@@ -11,9 +11,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 source "$ROOT/scripts/env.sh"
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN="${BIN:-$TARGET/release/regatta-bench}"
-CLI="${CLI:-$TARGET/release/regatta}"
+source "$HERE/cluster_lib.sh"
+release_binaries
 DATA="${DATA:-/tmp/regatta-bench-data}"
 PAIRS="${PAIRS:-3}"
 WORKLOADS="${WORKLOADS:-image tpch_q1 tpch_q3}"
@@ -22,12 +21,6 @@ PY="${PY:-/tmp/daftenv/bin/python}"
 RAY="${RAY:-1}"
 OUT="${OUT:-$(mktemp -d /tmp/regatta-cluster-bench.XXXXXX)}"
 mkdir -p "$OUT"
-for f in "$BIN" "$CLI"; do
-  [[ -x "$f" ]] || { echo "missing $f: cargo build --release -p regatta-bench -p regatta-cli" >&2; exit 1; }
-done
-export REGATTA_TOKEN="bench-$RANDOM$RANDOM"
-
-source "$HERE/cluster_lib.sh"
 trap stop_cluster EXIT
 start_cluster "$OUT" 4GiB
 echo "driver $DRIVER, 2 workers; results in $OUT" >&2

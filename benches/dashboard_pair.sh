@@ -12,21 +12,14 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 source "$ROOT/scripts/env.sh"
-TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-BIN="${BIN:-$TARGET/release/regatta-bench}"
-CLI="${CLI:-$TARGET/release/regatta}"
+source "$HERE/cluster_lib.sh"
+release_binaries
 DATA="${DATA:-/tmp/regatta-bench-data}"
 PAIRS="${PAIRS:-5}"
 WORKLOAD="${WORKLOAD:-tpch_q1}"
 OUT="${OUT:-$(mktemp -d /tmp/regatta-dashboard-bench.XXXXXX)}"
 mkdir -p "$OUT"
-for f in "$BIN" "$CLI"; do
-  [[ -x "$f" ]] || { echo "missing $f: cargo build --release -p regatta-bench -p regatta-cli" >&2; exit 1; }
-done
 command -v chromedriver >/dev/null || { echo "chromedriver missing: bash scripts/setup.sh" >&2; exit 1; }
-export REGATTA_TOKEN="bench-$RANDOM$RANDOM"
-
-source "$HERE/cluster_lib.sh"
 stop_all() {
   [[ -n "${WATCH_PID:-}" ]] && kill "$WATCH_PID" 2>/dev/null || true
   stop_cluster

@@ -7,12 +7,12 @@ storage keys; then each storage's element count and raw little-endian data.
 """
 
 import collections
-import json
-import os
 import pickle
 import struct
 import sys
 from array import array
+
+import safetensors_file
 
 
 class _TensorRef:
@@ -82,22 +82,7 @@ def read_checkpoint(path):
 
 
 def write_safetensors(tensors, path):
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        shape, values = tensors[name]
-        data = values.tobytes()
-        header[name] = {
-            "dtype": "F32",
-            "shape": list(shape),
-            "data_offsets": [offset, offset + len(data)],
-        }
-        offset += len(data)
-        blobs.append(data)
-    raw = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path + ".part", "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for b in blobs:
-            f.write(b)
-    os.replace(path + ".part", path)
+    """The tensors `read_checkpoint` returns, as an F32 safetensors file."""
+    safetensors_file.write_safetensors(
+        path, {name: ("F32", shape, values.tobytes()) for name, (shape, values) in tensors.items()}
+    )

@@ -12,6 +12,8 @@ import os
 import struct
 import sys
 
+from safetensors_file import write_safetensors
+
 DTYPES = {0: ("F32", 4), 1: ("I8", 1), 2: ("I16", 2), 3: ("I32", 4), 4: ("F16", 2), 5: ("BF16", 2)}
 
 
@@ -148,23 +150,6 @@ def convert(ct2):
     return t, config
 
 
-def write_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        dtype, dims, raw, _ = tensors[name]
-        header[name] = {"dtype": dtype, "shape": dims, "data_offsets": [offset, offset + len(raw)]}
-        offset += len(raw)
-        blobs.append(raw)
-    text = json.dumps(header, separators=(",", ":"), sort_keys=True).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path + ".part", "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for b in blobs:
-            f.write(b)
-    os.replace(path + ".part", path)
-
-
 def main():
     src, dst = sys.argv[1], sys.argv[2]
     os.makedirs(dst, exist_ok=True)
@@ -172,7 +157,9 @@ def main():
     with open(os.path.join(src, "config.json")) as f:
         ct2_config = json.load(f)
     config["suppress_tokens"] = ct2_config.get("suppress_ids", [])
-    write_safetensors(os.path.join(dst, "model.safetensors"), tensors)
+    write_safetensors(
+        os.path.join(dst, "model.safetensors"), {k: v[:3] for k, v in tensors.items()}
+    )
     with open(os.path.join(dst, "config.json"), "w") as f:
         json.dump(config, f, indent=1, sort_keys=True)
     print(f"whisper_convert: {len(tensors)} tensors into {dst}", file=sys.stderr)

@@ -16,7 +16,6 @@ no timestamps -> Parquet.
 """
 import argparse
 import io
-import json
 import os
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import daft
-from tree_rss import TreeRss
+from tree_rss import print_daft_record
 from daft import DataType, col
 
 
@@ -146,14 +145,7 @@ def main():
     name = {"w6": "documents", "w7": "audio"}.get(args.workload, args.workload)
     # The whole process tree's memory: Daft runs class UDFs (the models) in
     # processes of their own, outside this one's ru_maxrss (tree_rss.py).
-    sampler = TreeRss().start()
-    rows, secs, extra = (documents if name == "documents" else audio)(args)
-    sampler.stop()
-    rec = {"workload": name, "runner": "daft-native", "rows_out": rows, "seconds": round(secs, 4),
-           "engine": "daft", "daft_version": daft.__version__,
-           "peak_rss_mb": sampler.peak_mb, "peak_rss_self_mb": sampler.self_peak_mb}
-    rec.update(extra)
-    print(json.dumps(rec))
+    print_daft_record(name, documents if name == "documents" else audio, args, daft.__version__)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ runtime's thread waits for the GIL (seen with gdb on 2026-12-01); it finishes on
 video but not six.
 """
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -33,7 +32,7 @@ import time
 import types
 
 import daft
-from tree_rss import TreeRss
+from tree_rss import print_daft_record
 from daft import DataType, col
 import daft.functions as F
 
@@ -259,14 +258,7 @@ def main():
     name = {"w8": "classify", "w9": "video"}.get(args.workload, args.workload)
     # The whole process tree's memory: Daft runs class UDFs (the models) in
     # processes of their own, outside this one's ru_maxrss (tree_rss.py).
-    sampler = TreeRss().start()
-    rows, secs, extra = (classify if name == "classify" else video)(args)
-    sampler.stop()
-    rec = {"workload": name, "runner": "daft-native", "rows_out": rows, "seconds": round(secs, 4),
-           "engine": "daft", "daft_version": daft.__version__,
-           "peak_rss_mb": sampler.peak_mb, "peak_rss_self_mb": sampler.self_peak_mb}
-    rec.update(extra)
-    print(json.dumps(rec))
+    print_daft_record(name, classify if name == "classify" else video, args, daft.__version__)
 
 
 if __name__ == "__main__":

@@ -83,3 +83,19 @@ class TreeRss:
     def peak_mb(self):
         """The tree's sampled peak, never below this process's own exact one."""
         return max(round(self.peak_kib / 1024, 1), self.self_peak_mb)
+
+
+def print_daft_record(name, run, args, daft_version):
+    """Runs `run(args)` (returning rows, seconds and extra fields) under a
+    TreeRss sampler and prints the workload's JSON record, as every Daft peer
+    script reports it."""
+    import json
+
+    sampler = TreeRss().start()
+    rows, secs, extra = run(args)
+    sampler.stop()
+    rec = {"workload": name, "runner": "daft-native", "rows_out": rows, "seconds": round(secs, 4),
+           "engine": "daft", "daft_version": daft_version,
+           "peak_rss_mb": sampler.peak_mb, "peak_rss_self_mb": sampler.self_peak_mb}
+    rec.update(extra)
+    print(json.dumps(rec))

@@ -20,32 +20,10 @@ use crate::Args;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Res<T> = std::result::Result<T, BoxError>;
 
-const Q1: &str = "SELECT l_returnflag, l_linestatus,
-       sum(l_quantity) AS sum_qty,
-       sum(l_extendedprice) AS sum_base_price,
-       sum(l_extendedprice * (1 - l_discount)) AS sum_disc_price,
-       sum(l_extendedprice * (1 - l_discount) * (1 + l_tax)) AS sum_charge,
-       avg(l_quantity) AS avg_qty,
-       avg(l_extendedprice) AS avg_price,
-       avg(l_discount) AS avg_disc,
-       count(*) AS count_order
-FROM lineitem
-WHERE l_shipdate <= DATE '1998-09-02'
-GROUP BY l_returnflag, l_linestatus
-ORDER BY l_returnflag, l_linestatus";
+/// W3a and W3b, from the files the tests run too.
+const Q1: &str = include_str!("../queries/tpch_q1.sql");
 
-const Q3: &str = "SELECT l_orderkey,
-       sum(l_extendedprice * (1 - l_discount)) AS revenue,
-       o_orderdate, o_shippriority
-FROM customer, orders, lineitem
-WHERE c_mktsegment = 'BUILDING'
-  AND c_custkey = o_custkey
-  AND l_orderkey = o_orderkey
-  AND o_orderdate < DATE '1995-03-15'
-  AND l_shipdate > DATE '1995-03-15'
-GROUP BY l_orderkey, o_orderdate, o_shippriority
-ORDER BY revenue DESC, o_orderdate
-LIMIT 10";
+const Q3: &str = include_str!("../queries/tpch_q3.sql");
 
 /// Runs the workload `args.workload`.
 pub async fn run(args: &Args) -> Res<Value> {

@@ -8,7 +8,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{cluster, local_csv, ok, output, regatta, tpch_tables, Q1, Q3};
+use common::{
+    cluster, cluster_with, lance_files, local_csv, ok, output, regatta, tpch_tables, WorkerSetup,
+    Q1, Q3,
+};
 
 /// Two tables, each in two Parquet files, written by the local engine.
 fn tables(dir: &Path) {
@@ -278,4 +281,127 @@ fn a_driver_with_local_workers_starts_them_runs_q1_and_stops_them() {
 /// Whether a worker process labelled `label...` runs.
 fn local_worker_running(label: &str) -> bool {
     !common::processes_where(|args| args.iter().any(|a| a.starts_with(label))).is_empty()
+}
+
+/// A Lance dataset of `lineitem` in four fragments (a create and three appends
+/// by the local engine), its rows split by `l_orderkey % 4`.
+async fn four_fragment_dataset(lineitem: &str, path: &str) -> regatta::Result<()> {
+    use regatta::prelude::*;
+    let local = Session::local();
+    for (i, mode) in [
+        WriteMode::Create,
+        WriteMode::Append,
+        WriteMode::Append,
+        WriteMode::Append,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        local
+            .read_parquet(lineitem)
+            .await?
+            .filter((col("l_orderkey") % lit(4i64)).eq(lit(i as i64)))?
+            .select_columns(&["l_orderkey", "l_linenumber", "l_comment"])?
+            .write(path, FileFormat::Lance, mode)
+            .await?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_lance_column_is_added_by_the_workers_fragment_by_fragment_in_one_commit() {
+    let d = tempfile::tempdir().unwrap();
+    let tables = tpch_tables(d.path(), 2_000, 2);
+    let lineitem = tables
+        .iter()
+        .find_map(|t| t.strip_prefix("lineitem="))
+        .unwrap()
+        .to_string();
+    let on_cluster = d.path().join("items.lance");
+    let on_local = d.path().join("items_local.lance");
+    let c = cluster_with(
+        &d.path().join("spill"),
+        WorkerSetup {
+            count: 2,
+            ..WorkerSetup::default()
+        },
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let new_column = || {
+        use regatta::datafusion::functions::expr_fn::{concat, upper};
+        use regatta::prelude::*;
+        concat(vec![upper(col("l_comment")), lit("#"), col("l_linenumber")])
+    };
+    let version = rt
+        .block_on(async {
+            use regatta::prelude::*;
+            four_fragment_dataset(&lineitem, on_cluster.to_str().unwrap()).await?;
+            four_fragment_dataset(&lineitem, on_local.to_str().unwrap()).await?;
+            let session =
+                Session::connect_with_token(&format!("http://{}", c.driver), common::TOKEN).await?;
+            let v = session
+                .add_lance_column(on_cluster.to_str().unwrap(), "shout", new_column())
+                .await?;
+            Session::local()
+                .add_lance_column(on_local.to_str().unwrap(), "shout", new_column())
+                .await?;
+            Ok::<_, regatta::Error>(v)
+        })
+        .unwrap();
+    assert_eq!(version, 5, "four writes, then one commit for the column");
+    // The column's tasks (a task per fragment) ran on both workers.
+    let busy = c.workers().iter().filter(|w| w.tasks_done > 0).count();
+    assert!(busy >= 2, "one worker did everything");
+    // The same rows as the local engine's add, read back through a Lance table
+    // on the cluster (its scan shipped to the workers, fragment by fragment).
+    let read_back =
+        "SELECT l_orderkey, l_linenumber, shout FROM t ORDER BY l_orderkey, l_linenumber";
+    let expected = local_csv(&[format!("t={}", on_local.display())], read_back);
+    assert!(
+        expected.lines().count() > 1_000,
+        "{}",
+        expected.lines().count()
+    );
+    let got = c.csv(&[format!("t={}", on_cluster.display())], read_back);
+    assert_eq!(got, expected);
+    // Each fragment gained one data file, written by tasks on both workers;
+    // nothing else was left in the dataset.
+    let (versions, referenced, on_disk) = lance_files(&on_cluster);
+    assert_eq!(versions, 5);
+    assert_eq!(referenced, 8, "four fragments, two files each");
+    assert_eq!(referenced, on_disk, "a data file no version references");
+
+    // What cannot be a column of its own rows is refused at planning, naming
+    // the dataset; nothing is committed.
+    let refused = rt.block_on(async {
+        use regatta::prelude::*;
+        let session =
+            Session::connect_with_token(&format!("http://{}", c.driver), common::TOKEN).await?;
+        let path = on_cluster.to_str().unwrap();
+        let exists = session
+            .add_lance_column(path, "shout", lit(1i64))
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        let aggregate = session
+            .add_lance_column(path, "n", count(col("l_orderkey")))
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        Ok::<_, regatta::Error>((exists, aggregate))
+    });
+    let (exists, aggregate) = refused.unwrap();
+    assert!(exists.contains("column shout already exists"), "{exists}");
+    assert!(exists.contains("items.lance"), "{exists}");
+    assert!(
+        !aggregate.is_empty() && aggregate.contains("items.lance"),
+        "{aggregate}"
+    );
+    assert_eq!(
+        lance_files(&on_cluster).0,
+        5,
+        "a refused job committed a version"
+    );
 }

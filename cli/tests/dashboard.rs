@@ -8,12 +8,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{images, ok, output, regatta, start, start_lines, wait_until, Proc, W1};
+use common::prometheus::{self, value};
+use common::{
+    images, ok, output, regatta, save_screenshot, start, start_lines, wait_until, Proc, W1,
+};
 use regatta_tests::webdriver::Browser;
 use regatta_tests::{free_port, http};
 
@@ -94,13 +96,6 @@ fn bearer() -> String {
     format!("Bearer {}", common::TOKEN)
 }
 
-/// Where the screenshots go (not committed): `target/tmp/dashboard-screenshots`.
-fn screenshot_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn browser() -> Browser {
     Browser::start(1400, 1000).unwrap_or_else(|e| {
         panic!("{e}: the browser tests need Debian's chromium and chromium-driver (scripts/setup.sh installs them)")
@@ -149,14 +144,6 @@ fn page_operators(b: &Browser) -> Vec<(u64, u64, u64)> {
             )
         })
         .collect()
-}
-
-fn save(b: &Browser, name: &str) {
-    let png = b.screenshot().unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
-    let path = screenshot_dir().join(name);
-    std::fs::write(&path, png).unwrap();
-    eprintln!("screenshot: {}", path.display());
 }
 
 #[test]
@@ -233,7 +220,7 @@ fn the_dashboard_follows_a_w1_job_its_workers_a_lost_worker_and_a_restart() {
     let last_stage = cli_ops.iter().map(|o| o.0).max().unwrap();
     let root = cli_ops.iter().find(|o| o.0 == last_stage).unwrap();
     assert_eq!(root.2, result_rows, "{cli_ops:?}");
-    save(&b, "job.png");
+    save_screenshot(&b, "job.png");
 
     // The workers page lists both, with their CPUs.
     b.open(&w.url("/workers")).unwrap();
@@ -243,7 +230,7 @@ fn the_dashboard_follows_a_w1_job_its_workers_a_lost_worker_and_a_restart() {
         "return document.querySelectorAll('#workers tr[data-alive=\"true\"][data-cpus=\"2\"]').length === 2;",
     )
     .unwrap();
-    save(&b, "workers.png");
+    save_screenshot(&b, "workers.png");
 
     // A worker killed while a job runs: the workers page shows it lost, the
     // job page its retried tasks and where they failed.
@@ -305,78 +292,7 @@ fn the_dashboard_follows_a_w1_job_its_workers_a_lost_worker_and_a_restart() {
         ),
     )
     .unwrap();
-    save(&b, "jobs.png");
-}
-
-/// Parses OpenMetrics text: (family types, samples as (name, labels, value)).
-/// A counter family `x` has samples named `x_total`.
-type Samples = Vec<(String, BTreeMap<String, String>, f64)>;
-
-fn parse_prometheus(text: &str) -> (BTreeMap<String, String>, Samples) {
-    let mut types = BTreeMap::new();
-    let mut samples = Vec::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect(line);
-            assert!(
-                ["counter", "gauge"].contains(&kind),
-                "unknown type in {line}"
-            );
-            assert!(
-                types.insert(name.to_string(), kind.to_string()).is_none(),
-                "{line} twice"
-            );
-            continue;
-        }
-        if line.starts_with("# HELP ") || line == "# EOF" || line.is_empty() {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').expect(line);
-        let value: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("a bad value in {line}"));
-        let (name, labels) = match series.split_once('{') {
-            None => (series.to_string(), BTreeMap::new()),
-            Some((n, l)) => {
-                let l = l.strip_suffix('}').expect(line);
-                let labels = l
-                    .split("\",")
-                    .map(|kv| {
-                        let (k, v) = kv.split_once("=\"").expect(line);
-                        (k.to_string(), v.trim_end_matches('"').to_string())
-                    })
-                    .collect();
-                (n.to_string(), labels)
-            }
-        };
-        assert!(
-            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-            "a bad metric name in {line}"
-        );
-        let family = match name.strip_suffix("_total") {
-            Some(base) if types.get(base).map(String::as_str) == Some("counter") => base,
-            _ => &name,
-        };
-        assert!(
-            types.contains_key(family),
-            "{name} has no TYPE line before it"
-        );
-        samples.push((name, labels, value));
-    }
-    (types, samples)
-}
-
-fn value(samples: &Samples, name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples
-        .iter()
-        .filter(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| s.2)
-        .sum()
+    save_screenshot(&b, "jobs.png");
 }
 
 #[test]
@@ -397,7 +313,7 @@ fn metrics_parse_as_prometheus_text_and_agree_with_the_job() {
         .unwrap()
         .starts_with("application/openmetrics-text; version=1.0.0"));
     assert!(reply.body.ends_with("# EOF\n"), "{}", reply.body);
-    let (_, samples) = parse_prometheus(&reply.body);
+    let (_, samples) = prometheus::parse(&reply.body);
     for (name, _, _) in &samples {
         assert!(
             docs.contains(&format!("`{name}`")),
@@ -448,7 +364,7 @@ fn metrics_parse_as_prometheus_text_and_agree_with_the_job() {
         assert!(!address.is_empty(), "{worker}");
         let reply = http::get(address, "/metrics", &[("Authorization", &bearer())]).unwrap();
         assert_eq!(reply.status, 200);
-        let (_, samples) = parse_prometheus(&reply.body);
+        let (_, samples) = prometheus::parse(&reply.body);
         for (name, _, _) in &samples {
             assert!(
                 docs.contains(&format!("`{name}`")),
@@ -644,75 +560,4 @@ fn regatta_dashboard_serves_local_work_with_its_own_workers_until_stopped() {
     ok(Command::new("kill").args(["-INT", &proc.0.id().to_string()]));
     let status = proc.0.wait().unwrap();
     assert!(status.success(), "{status}");
-}
-
-#[test]
-fn over_tls_the_browser_gets_the_dashboard_by_https_only() {
-    let d = tempfile::tempdir().unwrap();
-    regatta_tests::tls_certs::certificates(d.path());
-    let dashboard = format!("127.0.0.1:{}", free_port());
-    let config = d.path().join("cluster.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}[driver]\ndashboard_bind = \"{dashboard}\"\n",
-            regatta_tests::tls_certs::cluster_section(d.path())
-        ),
-    )
-    .unwrap();
-    let mut cmd = regatta();
-    cmd.args(["driver", "-c"])
-        .arg(&config)
-        .args(["--bind", "127.0.0.1:0"]);
-    let (_driver, lines) = start_lines(cmd, "listening on");
-    assert!(
-        lines
-            .iter()
-            .any(|l| l == &format!("regatta dashboard at https://{dashboard}/")),
-        "the driver did not print an https URL: {lines:?}"
-    );
-    let grpc = lines
-        .last()
-        .and_then(|l| l.rsplit(' ').next())
-        .unwrap()
-        .to_string();
-    let mut cmd = regatta();
-    cmd.args(["worker", "-c"])
-        .arg(&config)
-        .args(["--driver", &grpc, "--spill-dir"])
-        .arg(d.path().join("spill"));
-    let (_worker, _) = start(cmd, "serving shuffle data");
-    let mut submit = regatta();
-    submit
-        .args(["submit", "-f", "csv", "-c"])
-        .arg(&config)
-        .env("REGATTA_DRIVER", &grpc)
-        .arg("SELECT 6 * 7 AS answer");
-    assert_eq!(ok(&mut submit), "answer\n42\n");
-
-    // Plain HTTP to the TLS listener gets no page.
-    let plain = http::get(&dashboard, "/api/overview", &[("Authorization", &bearer())]);
-    assert!(
-        plain.as_ref().map_or(true, |r| r.status != 200),
-        "plain HTTP was served: {plain:?}"
-    );
-    // Chromium trusts exactly this certificate's key (pinned; with another pin
-    // the page does not load), so the page comes over a verified TLS connection.
-    let pin = regatta_tests::tls_certs::node_spki_pin(d.path());
-    let b = Browser::start_with(
-        1200,
-        800,
-        &[format!("--ignore-certificate-errors-spki-list={pin}")],
-    )
-    .unwrap_or_else(|e| panic!("{e}: the browser tests need chromium and chromium-driver"));
-    b.open(&format!("https://{dashboard}/?token={}", common::TOKEN))
-        .unwrap();
-    b.wait_for(
-        "the finished job, over https",
-        Duration::from_secs(30),
-        "return location.protocol === 'https:' && \
-         document.querySelector('#jobs tr[data-status=\"succeeded\"]') !== null;",
-    )
-    .unwrap();
-    save(&b, "https-jobs");
 }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod functions;
 pub mod image;
 pub mod io;
+pub mod plan_methods;
 pub mod morsel;
 pub mod operator_summary;
 pub mod options;

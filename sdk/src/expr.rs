@@ -6,7 +6,7 @@ use regatta_engine::datafusion::logical_expr::{Expr, ScalarUDF};
 use regatta_engine::datafusion::prelude::lit;
 use regatta_engine::functions::{
     AudioFunction, AudioOp, DownloadOptions, ImageFunction, ImageOp, ModelCall, ModelCallKind,
-    ModelCatalog, OnError, PdfPages, TextChunk, TextSplit, UrlDownload, VectorFunction, VectorOp,
+    ModelCatalog, OnError, PdfPages, TextFunction, TextOp, UrlDownload, VectorFunction, VectorOp,
 };
 use regatta_engine::image::ImageMode;
 
@@ -23,7 +23,7 @@ macro_rules! udf_cell {
     };
 }
 
-udf_cell!(split, ScalarUDF::new_from_impl(TextSplit::default()));
+udf_cell!(split, ScalarUDF::new_from_impl(TextFunction::new(TextOp::Split)));
 udf_cell!(
     download,
     ScalarUDF::new_from_impl(UrlDownload::new(
@@ -81,7 +81,7 @@ udf_cell!(
     l2,
     ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::L2))
 );
-udf_cell!(chunk, ScalarUDF::new_from_impl(TextChunk::default()));
+udf_cell!(chunk, ScalarUDF::new_from_impl(TextFunction::new(TextOp::Chunk)));
 // Rebound to the session's instance (and its models) when a DataFrame uses it.
 udf_cell!(
     embed,

@@ -7,8 +7,6 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::EquivalenceProperties;
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{
     ExecutionPlanMetricsSet, MetricBuilder, MetricsSet, Time,
 };
@@ -19,6 +17,7 @@ use datafusion::physical_plan::{
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use regatta_common::{JobId, StageId};
+use regatta_engine::plan_methods::leaf_properties;
 
 use crate::{MapLocation, ShuffleFetcher};
 
@@ -52,12 +51,7 @@ impl ShuffleReadExec {
         partitions: usize,
         input: Option<ShuffleInput>,
     ) -> Self {
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(partitions),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        ));
+        let properties = leaf_properties(&schema, partitions);
         Self {
             job,
             stage,
@@ -94,24 +88,7 @@ impl DisplayAs for ShuffleReadExec {
 }
 
 impl ExecutionPlan for ShuffleReadExec {
-    fn name(&self) -> &str {
-        "ShuffleReadExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
+    regatta_engine::leaf_exec_methods!("ShuffleReadExec");
 
     fn metrics(&self) -> Option<MetricsSet> {
         Some(self.metrics.clone_inner())

@@ -55,20 +55,10 @@ impl DisplayAs for YieldExec {
 }
 
 impl ExecutionPlan for YieldExec {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
+    regatta_engine::unary_exec_methods!(Self::NAME);
 
     fn properties(&self) -> &Arc<PlanProperties> {
         self.input.properties()
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
     }
 
     fn with_new_children(

@@ -155,6 +155,52 @@ unsafe fn attend_block(
     })
 }
 
+/// The shape of a one-query-row attention call, checked.
+pub(crate) struct QueryShape {
+    /// Sequences (query rows).
+    pub(crate) rows: usize,
+    pub(crate) head_dim: usize,
+    /// `head_dim^-1/2`, applied to the scores.
+    pub(crate) scale: f32,
+}
+
+/// Checks the arguments of a one-query-row attention (`kernel` names it in the
+/// message): `q` and `out` `rows x d`, `kv_len` values of keys and values for
+/// `capacity` frames of `2d` per row, `frames` of them attended over. `None`
+/// (with `out` zeroed) when there is nothing to attend over. Mismatched shapes
+/// are a caller's bug, never input's: they stop here before any unsafe read.
+pub(crate) fn query_shape(
+    kernel: &str,
+    (q, out): (&[f32], &mut [f32]),
+    kv_len: usize,
+    (frames, capacity): (usize, usize),
+    heads: usize,
+    d: usize,
+) -> Option<QueryShape> {
+    let rows = q.len() / d.max(1);
+    assert!(
+        heads > 0
+            && d.is_multiple_of(heads)
+            && q.len() == rows * d
+            && out.len() == rows * d
+            && frames <= capacity
+            && kv_len == rows * capacity * 2 * d,
+        "{kernel}: {} q, {kv_len} kv, {} out values, {frames} of {capacity} frames, {heads} heads",
+        q.len(),
+        out.len()
+    );
+    if frames == 0 {
+        out.fill(0.0);
+        return None;
+    }
+    let head_dim = d / heads;
+    Some(QueryShape {
+        rows,
+        head_dim,
+        scale: (head_dim as f32).powf(-0.5),
+    })
+}
+
 /// Attention of one query row per sequence over keys and values of its own
 /// (a decoder step: over the encoded audio, or over the tokens so far): `q` is
 /// `rows x d`, `kv` is `rows * capacity x 2d` (each row `[k | v]`; sequence
@@ -169,25 +215,14 @@ pub(crate) fn query_attention(
     d: usize,
     out: &mut [f32],
 ) {
-    let rows = q.len() / d.max(1);
-    assert!(
-        heads > 0
-            && d.is_multiple_of(heads)
-            && q.len() == rows * d
-            && out.len() == rows * d
-            && frames <= capacity
-            && kv.len() == rows * capacity * 2 * d,
-        "query_attention: {} q, {} kv, {} out values, {frames} of {capacity} frames, {heads} heads",
-        q.len(),
-        kv.len(),
-        out.len()
-    );
-    if frames == 0 {
-        out.fill(0.0);
+    let Some(QueryShape {
+        rows,
+        head_dim,
+        scale,
+    }) = query_shape("query_attention", (q, &mut *out), kv.len(), (frames, capacity), heads, d)
+    else {
         return;
-    }
-    let head_dim = d / heads;
-    let scale = (head_dim as f32).powf(-0.5);
+    };
     let dst = SharedOut(out.as_mut_ptr());
     let stride = 2 * d;
     (0..rows * heads).into_par_iter().for_each(|piece| {

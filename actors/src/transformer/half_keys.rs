@@ -9,6 +9,7 @@
 
 use rayon::prelude::*;
 
+use super::attention::{query_shape, QueryShape};
 use super::elementwise::softmax_rows;
 
 /// The largest finite f16: values beyond are clamped to it rather than
@@ -51,24 +52,12 @@ pub(crate) fn query_attention_half(
     d: usize,
     out: &mut [f32],
 ) {
-    let rows = q.len() / d.max(1);
-    assert!(
-        heads > 0
-            && d.is_multiple_of(heads)
-            && q.len() == rows * d
-            && out.len() == rows * d
-            && kv.len() == rows * frames * 2 * d,
-        "query_attention_half: {} q, {} kv, {} out values, {frames} frames, {heads} heads",
-        q.len(),
-        kv.len(),
-        out.len()
-    );
-    if frames == 0 {
-        out.fill(0.0);
+    let Some(QueryShape {
+        head_dim, scale, ..
+    }) = query_shape("query_attention_half", (q, &mut *out), kv.len(), (frames, frames), heads, d)
+    else {
         return;
-    }
-    let head_dim = d / heads;
-    let scale = (head_dim as f32).powf(-0.5);
+    };
     let stride = 2 * d;
     // Each piece (row, head) writes its own head_dim values of `out`.
     out.par_chunks_mut(head_dim)

@@ -98,33 +98,10 @@ pub fn tpch_tables(dir: &Path, orders: u64, files: usize) -> Vec<String> {
 }
 
 /// W3a: TPC-H Q1, as `shared/bench` runs it.
-pub const Q1: &str = "SELECT l_returnflag, l_linestatus,
-       sum(l_quantity) AS sum_qty,
-       sum(l_extendedprice) AS sum_base_price,
-       sum(l_extendedprice * (1 - l_discount)) AS sum_disc_price,
-       sum(l_extendedprice * (1 - l_discount) * (1 + l_tax)) AS sum_charge,
-       avg(l_quantity) AS avg_qty,
-       avg(l_extendedprice) AS avg_price,
-       avg(l_discount) AS avg_disc,
-       count(*) AS count_order
-FROM lineitem
-WHERE l_shipdate <= DATE '1998-09-02'
-GROUP BY l_returnflag, l_linestatus
-ORDER BY l_returnflag, l_linestatus";
+pub const Q1: &str = include_str!("../../../benches/queries/tpch_q1.sql");
 
 /// W3b: TPC-H Q3, as `shared/bench` runs it.
-pub const Q3: &str = "SELECT l_orderkey,
-       sum(l_extendedprice * (1 - l_discount)) AS revenue,
-       o_orderdate, o_shippriority
-FROM customer, orders, lineitem
-WHERE c_mktsegment = 'BUILDING'
-  AND c_custkey = o_custkey
-  AND l_orderkey = o_orderkey
-  AND o_orderdate < DATE '1995-03-15'
-  AND l_shipdate > DATE '1995-03-15'
-GROUP BY l_orderkey, o_orderdate, o_shippriority
-ORDER BY revenue DESC, o_orderdate
-LIMIT 10";
+pub const Q3: &str = include_str!("../../../benches/queries/tpch_q3.sql");
 
 /// `sql` on the local engine, as CSV.
 pub fn local_csv(tables: &[String], sql: &str) -> String {
@@ -217,4 +194,40 @@ pub fn assert_same_embeddings(local: &str, remote: &str, rows: usize, context: &
             .fold(0.0, f64::max);
         assert!(worst < 1e-4, "{context}row {li}: differs by {worst}");
     }
+}
+
+/// Data files of the Lance dataset at `path`, and those its versions reference.
+pub fn lance_files(path: &Path) -> (usize, usize, usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let ds = regatta_engine::io::lance::open(path.to_str().unwrap())
+            .await
+            .unwrap();
+        let versions = ds.versions().await.unwrap().len();
+        let referenced: usize = ds
+            .get_fragments()
+            .iter()
+            .map(|f| f.metadata().files.len())
+            .sum();
+        let on_disk = std::fs::read_dir(path.join("data")).unwrap().count();
+        (versions, referenced, on_disk)
+    })
+}
+
+/// How many fragments the Lance dataset at `path` has.
+pub fn fragments(path: &Path) -> usize {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        regatta_engine::io::lance::open(path.to_str().unwrap())
+            .await
+            .unwrap()
+            .get_fragments()
+            .len()
+    })
 }

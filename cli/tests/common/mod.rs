@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod data;
+pub mod prometheus;
 pub use data::*;
 
 pub const TOKEN: &str = "test-token";
@@ -520,4 +521,16 @@ pub fn processes_where(args: impl Fn(&[String]) -> bool) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// Saves the browser's screenshot as `name` under
+/// `target/tmp/dashboard-screenshots` (not committed), checking it is a PNG.
+pub fn save_screenshot(b: &regatta_tests::webdriver::Browser, name: &str) {
+    let png = b.screenshot().unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, png).unwrap();
+    eprintln!("screenshot: {}", path.display());
 }

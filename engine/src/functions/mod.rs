@@ -14,6 +14,7 @@ pub mod pdf_pages;
 pub mod row_failures;
 pub mod text_chunk;
 pub mod text_split;
+pub mod text_functions;
 pub mod url_download;
 pub mod vector_functions;
 pub mod video_metadata;
@@ -37,8 +38,9 @@ pub use model_pool::{ModelPool, ModelPoolStats, ModelProvider};
 pub use model_udf::ModelUdf;
 pub use pdf_pages::{PdfPages, PDF_PAGES};
 pub use row_failures::{RowErrorClass, RowFailure};
-pub use text_chunk::{chunk_words, TextChunk};
-pub use text_split::{split_text, TextSplit};
+pub use text_chunk::chunk_words;
+pub use text_functions::{TextFunction, TextOp};
+pub use text_split::split_text;
 pub use url_download::{DownloadOptions, UrlDownload};
 pub use vector_functions::{VectorFunction, VectorOp};
 pub use video_metadata::{VideoMetadataFunction, VIDEO_METADATA};
@@ -108,8 +110,9 @@ pub fn builtin_functions(
     for op in VectorOp::ALL {
         out.push((ScalarUDF::new_from_impl(VectorFunction::new(op)), None));
     }
-    out.push((ScalarUDF::new_from_impl(TextChunk::default()), None));
-    out.push((ScalarUDF::new_from_impl(TextSplit::default()), None));
+    for op in [TextOp::Chunk, TextOp::Split] {
+        out.push((ScalarUDF::new_from_impl(TextFunction::new(op)), None));
+    }
     // A resumable job's filter, built in so cluster workers have it too.
     out.push((
         ScalarUDF::new_from_impl(crate::io::resume::ResumePending::default()),

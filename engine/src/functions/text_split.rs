@@ -8,18 +8,6 @@
 //! surrounding whitespace and empty ones dropped. Lengths count characters
 //! (Unicode scalar values), not bytes.
 
-use datafusion::arrow::datatypes::DataType;
-use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::{
-    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
-};
-
-use super::args::{array_arg, check_arity, int_arg};
-use super::text_chunk::{text_list_type, text_to_lists};
-
-pub const NAME: &str = "text_split";
-const USAGE: &str = "text_split(text, chunk_size [, overlap])";
-
 /// Paragraphs, lines, words, characters.
 const SEPARATORS: [&str; 4] = ["\n\n", "\n", " ", ""];
 
@@ -122,49 +110,6 @@ pub fn split_text(text: &str, chunk_size: usize, overlap: usize) -> Vec<String> 
         overlap,
     }
     .split(text, &SEPARATORS)
-}
-
-/// The `text_split` scalar function.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct TextSplit {
-    signature: Signature,
-}
-
-impl Default for TextSplit {
-    fn default() -> Self {
-        Self {
-            signature: Signature::variadic_any(Volatility::Immutable),
-        }
-    }
-}
-
-impl ScalarUDFImpl for TextSplit {
-    fn name(&self) -> &str {
-        NAME
-    }
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        check_arity(NAME, arg_types.len(), 2, 3, USAGE)?;
-        text_list_type(NAME, &arg_types[0])
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let rows = args.number_rows;
-        let size = int_arg(&args.args, 1, NAME, "chunk_size")?
-            .ok_or_else(|| DataFusionError::Plan(format!("{NAME}: missing chunk_size; {USAGE}")))?;
-        let overlap = int_arg(&args.args, 2, NAME, "overlap")?.unwrap_or(0);
-        if size < 1 || overlap < 0 || overlap >= size {
-            return Err(DataFusionError::Plan(format!(
-                "{NAME}: need chunk_size >= 1 and 0 <= overlap < chunk_size, got \
-                 chunk_size={size}, overlap={overlap}"
-            )));
-        }
-        text_to_lists(&array_arg(&args.args, 0, rows)?, |t| {
-            split_text(t, size as usize, overlap as usize)
-        })
-    }
 }
 
 #[cfg(test)]

@@ -20,8 +20,6 @@ use datafusion::datasource::{TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
-use datafusion::physical_expr::EquivalenceProperties;
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -30,6 +28,7 @@ use datafusion::physical_plan::{
 use futures::{StreamExt, TryStreamExt};
 
 use super::lance::open_version;
+use crate::plan_methods::leaf_properties;
 use crate::Result;
 
 /// One snapshot of a dataset, as a table whose scan reads whole fragments.
@@ -224,12 +223,7 @@ pub struct LanceFragmentScanExec {
 
 impl LanceFragmentScanExec {
     pub fn new(uri: String, version: u64, schema: SchemaRef, groups: Vec<Vec<u64>>) -> Self {
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(groups.len().max(1)),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        ));
+        let properties = leaf_properties(&schema, groups.len());
         Self {
             uri,
             version,
@@ -289,24 +283,7 @@ impl DisplayAs for LanceFragmentScanExec {
 }
 
 impl ExecutionPlan for LanceFragmentScanExec {
-    fn name(&self) -> &str {
-        "LanceFragmentScanExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
+    crate::leaf_exec_methods!("LanceFragmentScanExec");
 
     fn execute(
         &self,

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
-use datafusion::physical_expr::EquivalenceProperties;
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
@@ -18,6 +16,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use super::video_frames::{decode_videos, video_frames_schema};
+use crate::plan_methods::leaf_properties;
 use crate::video::VideoOptions;
 
 /// Partition `p` decodes the videos of `shares[p]`, in order, with `options`,
@@ -42,12 +41,7 @@ impl VideoFramesExec {
             Some(p) => Arc::new(full.project(p)?),
             None => full,
         };
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(schema.clone()),
-            Partitioning::UnknownPartitioning(shares.len().max(1)),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        ));
+        let properties = leaf_properties(&schema, shares.len());
         Ok(Self {
             shares,
             options,
@@ -82,24 +76,7 @@ impl DisplayAs for VideoFramesExec {
 }
 
 impl ExecutionPlan for VideoFramesExec {
-    fn name(&self) -> &str {
-        "VideoFramesExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
+    crate::leaf_exec_methods!("VideoFramesExec");
 
     fn execute(
         &self,

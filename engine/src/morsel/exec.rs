@@ -180,20 +180,10 @@ impl DisplayAs for MorselExec {
 }
 
 impl ExecutionPlan for MorselExec {
-    fn name(&self) -> &str {
-        "MorselExec"
-    }
+    crate::unary_exec_methods!("MorselExec");
 
     fn properties(&self) -> &Arc<PlanProperties> {
         &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
     }
 
     fn benefits_from_input_partitioning(&self) -> Vec<bool> {

@@ -65,20 +65,10 @@ impl DisplayAs for StreamingFilterExec {
 }
 
 impl ExecutionPlan for StreamingFilterExec {
-    fn name(&self) -> &str {
-        "StreamingFilterExec"
-    }
+    crate::unary_exec_methods!("StreamingFilterExec");
 
     fn properties(&self) -> &Arc<PlanProperties> {
         &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
     }
 
     fn with_new_children(

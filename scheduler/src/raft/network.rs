@@ -126,8 +126,11 @@ pub struct PeerClient {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("driver {node} at {address}: {message}")]
+// Each replica's log names the peers it cannot reach; `from` says which
+// replica's view it is when several logs are read together.
+#[error("driver {node} at {address} (seen from driver {from}): {message}")]
 struct PeerError {
+    from: NodeId,
     node: NodeId,
     address: String,
     message: String,
@@ -142,6 +145,7 @@ enum Rpc {
 impl PeerClient {
     fn error(&self, message: impl Into<String>) -> PeerError {
         PeerError {
+            from: self.me,
             node: self.target,
             address: self.address.clone(),
             message: message.into(),
