@@ -8,7 +8,7 @@ use regatta_shuffle::MapLocation;
 use serde::{Deserialize, Serialize};
 
 use crate::job_state::{FailureNote, JobState, JobStatus, StageState, TaskStatus};
-use crate::{Command, FailureClass, Refusal, StageSpec, TaskKey, WorkerSpec};
+use crate::{Command, Refusal, StageSpec, TaskKey, WorkerSpec};
 
 mod task_failures;
 

@@ -23,7 +23,10 @@ macro_rules! udf_cell {
     };
 }
 
-udf_cell!(split, ScalarUDF::new_from_impl(TextFunction::new(TextOp::Split)));
+udf_cell!(
+    split,
+    ScalarUDF::new_from_impl(TextFunction::new(TextOp::Split))
+);
 udf_cell!(
     download,
     ScalarUDF::new_from_impl(UrlDownload::new(
@@ -81,7 +84,10 @@ udf_cell!(
     l2,
     ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::L2))
 );
-udf_cell!(chunk, ScalarUDF::new_from_impl(TextFunction::new(TextOp::Chunk)));
+udf_cell!(
+    chunk,
+    ScalarUDF::new_from_impl(TextFunction::new(TextOp::Chunk))
+);
 // Rebound to the session's instance (and its models) when a DataFrame uses it.
 udf_cell!(
     embed,

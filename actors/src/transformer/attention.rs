@@ -219,7 +219,14 @@ pub(crate) fn query_attention(
         rows,
         head_dim,
         scale,
-    }) = query_shape("query_attention", (q, &mut *out), kv.len(), (frames, capacity), heads, d)
+    }) = query_shape(
+        "query_attention",
+        (q, &mut *out),
+        kv.len(),
+        (frames, capacity),
+        heads,
+        d,
+    )
     else {
         return;
     };

@@ -54,7 +54,14 @@ pub(crate) fn query_attention_half(
 ) {
     let Some(QueryShape {
         head_dim, scale, ..
-    }) = query_shape("query_attention_half", (q, &mut *out), kv.len(), (frames, frames), heads, d)
+    }) = query_shape(
+        "query_attention_half",
+        (q, &mut *out),
+        kv.len(),
+        (frames, frames),
+        heads,
+        d,
+    )
     else {
         return;
     };
