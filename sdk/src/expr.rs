@@ -1,6 +1,7 @@
 //! Multimodal methods on expressions: `col("url").url_download().image_decode(..)`.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use regatta_engine::datafusion::logical_expr::{Expr, ScalarUDF};
 use regatta_engine::datafusion::prelude::lit;
@@ -9,6 +10,14 @@ use regatta_engine::functions::{
     ModelCatalog, OnError, PdfPages, TextFunction, TextOp, UrlDownload, VectorFunction, VectorOp,
 };
 use regatta_engine::image::ImageMode;
+
+/// A deadline as the functions take it: whole milliseconds, at least one (0
+/// would mean no limit).
+fn timeout_ms(timeout: Duration) -> i64 {
+    i64::try_from(timeout.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1)
+}
 
 fn call(udf: &'static OnceLock<Arc<ScalarUDF>>, make: fn() -> ScalarUDF, args: Vec<Expr>) -> Expr {
     udf.get_or_init(|| Arc::new(make())).call(args)
@@ -184,6 +193,19 @@ pub trait MultimodalExt {
     /// `audio_decode(bytes, sample_rate, mono, on_error)`: decoded audio (WAV,
     /// FLAC, MP3, Ogg Vorbis), resampled to `sample_rate` (0 keeps the file's).
     fn audio_decode(self, sample_rate: u32, mono: bool, on_error: OnError) -> Expr;
+    /// [`MultimodalExt::pdf_pages`] within `timeout` per PDF (the function's
+    /// default is 300 s): a PDF read past it is the row's timeout error, under
+    /// `on_error`.
+    fn pdf_pages_within(self, max_pages: u32, on_error: OnError, timeout: Duration) -> Expr;
+    /// [`MultimodalExt::audio_decode`] within `timeout` per clip (decoding
+    /// and resampling; no limit by default).
+    fn audio_decode_within(
+        self,
+        sample_rate: u32,
+        mono: bool,
+        on_error: OnError,
+        timeout: Duration,
+    ) -> Expr;
     /// `audio_duration(audio)`: seconds of decoded audio.
     fn audio_duration(self) -> Expr;
     /// `transcribe(audio, model)`: the text spoken in decoded audio, by a speech
@@ -269,6 +291,30 @@ impl MultimodalExt for Expr {
             lit(sample_rate),
             lit(mono),
             lit(on_error.name()),
+        ])
+    }
+    fn pdf_pages_within(self, max_pages: u32, on_error: OnError, timeout: Duration) -> Expr {
+        pdf(vec![
+            self,
+            lit(max_pages),
+            lit(on_error.name()),
+            lit("auto"),
+            lit(timeout_ms(timeout)),
+        ])
+    }
+    fn audio_decode_within(
+        self,
+        sample_rate: u32,
+        mono: bool,
+        on_error: OnError,
+        timeout: Duration,
+    ) -> Expr {
+        audio(vec![
+            self,
+            lit(sample_rate),
+            lit(mono),
+            lit(on_error.name()),
+            lit(timeout_ms(timeout)),
         ])
     }
     fn audio_duration(self) -> Expr {

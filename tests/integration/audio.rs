@@ -11,10 +11,16 @@ use crate::{bytes_frame, concat};
 
 /// 1.5 s of a 440 Hz tone at 22050 Hz in stereo, encoded by FFmpeg as `ext`.
 fn tone(dir: &std::path::Path, ext: &str) -> Vec<u8> {
+    tone_of(dir, ext, 1.5)
+}
+
+fn tone_of(dir: &std::path::Path, ext: &str, seconds: f64) -> Vec<u8> {
     let out = dir.join(format!("tone.{ext}"));
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("sine=frequency=440:sample_rate=22050:duration=1.5")
+        .arg(format!(
+            "sine=frequency=440:sample_rate=22050:duration={seconds}"
+        ))
         .args(["-ac", "2"]);
     if ext == "ogg" {
         cmd.args(["-c:a", "libvorbis"]);
@@ -108,4 +114,45 @@ async fn broken_audio_is_null_under_null_and_an_error_naming_the_row_under_raise
         assert!(err.contains("audio_decode failed at row 1"), "{err}");
         assert!(err.contains(want), "{err}");
     }
+}
+
+/// A clip whose decoding and resampling run past `timeout_ms` is that row's
+/// timeout error: null under 'null', the query's error naming the row and
+/// the deadline under 'raise'; with no limit the same clip decodes whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn audio_decoded_past_its_timeout_is_the_rows_timeout_error() {
+    let d = tempfile::tempdir().unwrap();
+    let long = tone_of(d.path(), "flac", 120.0);
+    let s = Session::local();
+    let b = info(
+        &s,
+        vec![Some(long.clone())],
+        "audio_decode(bytes, 0, false, 'raise', 0)",
+    )
+    .await
+    .unwrap();
+    let secs = b.column(1).as_primitive::<Float64Type>().value(0);
+    assert!((secs - 120.0).abs() < 0.05, "{secs} s");
+
+    let s = Session::local();
+    let b = info(
+        &s,
+        vec![Some(long.clone()), None],
+        "audio_decode(bytes, 16000, true, 'null', 1)",
+    )
+    .await
+    .unwrap();
+    assert!(b.column(1).is_null(0), "decoded and resampled within 1 ms");
+    let s = Session::local();
+    let err = info(
+        &s,
+        vec![None, Some(long)],
+        "audio_decode(bytes, 16000, true, 'raise', 1)",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("audio_decode failed at row 1") && err.contains("timed out after 1 ms"),
+        "{err}"
+    );
 }

@@ -198,3 +198,43 @@ async fn a_server_that_never_answers_costs_a_row_its_deadline_not_every_retry() 
     assert!(nulls[0].column(0).is_null(0), "null under on_error = null");
     silent.abort();
 }
+
+/// An image still decoding after `timeout_ms` is that row's timeout error: null
+/// under 'null', the query's error naming the row and the deadline under
+/// 'raise'; without a deadline the same image decodes.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_decoded_past_its_timeout_is_the_rows_timeout_error() {
+    let big = image_bytes(2_000, 2_000, true);
+    let decode = |call: &'static str, blobs: Vec<Option<Vec<u8>>>| async move {
+        let session = Session::local();
+        session
+            .register_dataframe("imgs", crate::bytes_frame(&session, blobs))
+            .unwrap();
+        let sql = format!("SELECT id, image_width({call}) AS w FROM imgs ORDER BY id");
+        match session.sql(&sql).await.unwrap().collect().await {
+            Ok(b) => Ok(concat(&b)),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let whole = decode("image_decode(bytes)", vec![Some(big.clone())])
+        .await
+        .unwrap();
+    assert!(whole.column(1).is_valid(0), "decodes without a deadline");
+    let timed = decode(
+        "image_decode(bytes, 'RGB', 'null', 1)",
+        vec![Some(big.clone()), None],
+    )
+    .await
+    .unwrap();
+    assert!(timed.column(1).is_null(0), "decoded within 1 ms");
+    let err = decode(
+        "image_decode(bytes, 'RGB', 'raise', 1)",
+        vec![None, Some(big)],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("image_decode failed at row 1") && err.contains("timed out after 1 ms"),
+        "{err}"
+    );
+}

@@ -225,8 +225,41 @@ async fn bad_arguments_are_plan_errors() {
             "SELECT pdf_pages(bytes, 0, 'null', 'acrobat') FROM docs",
             "engine",
         ),
+        (
+            "SELECT pdf_pages(bytes, 0, 'null', 'auto', -5) FROM docs",
+            "timeout_ms must be 0 (no limit) or positive, got -5",
+        ),
     ] {
         let err = crate::query_error(&session, sql).await;
         assert!(err.contains(needle), "{sql}: {err}");
     }
+}
+
+/// A PDF whose reading runs past `timeout_ms` is that row's timeout error:
+/// null under 'null', the query's error naming the row and the deadline under
+/// 'raise'; with no limit the same PDF reads whole.
+#[tokio::test]
+async fn a_pdf_read_past_its_timeout_is_the_rows_timeout_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = vec![source_text(); 20].join("\n\n");
+    let path = make_pdf(PdfProducer::FpdfCore, &long, dir.path(), "long").unwrap();
+    let pdf = std::fs::read(path).unwrap();
+    let whole = pages(vec![Some(pdf.clone())], ", 0, 'raise', 'rust', 0")
+        .await
+        .unwrap();
+    let (nums, text) = whole[0].clone().expect("a page list");
+    assert!(nums.len() >= 10, "{} pages", nums.len());
+    assert_eq!(words(&text), words(&long));
+
+    let got = pages(vec![Some(pdf.clone()), None], ", 0, 'null', 'rust', 1")
+        .await
+        .unwrap();
+    assert_eq!(got, vec![None, None], "the PDF was read within 1 ms");
+    let err = pages(vec![None, Some(pdf)], ", 0, 'raise', 'rust', 1")
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("pdf_pages failed at row 1") && err.contains("timed out after 1 ms"),
+        "{err}"
+    );
 }

@@ -43,6 +43,30 @@ impl OnError {
         }
     }
 
+    /// Handles a row a guarded decoder gave no result for: its own failure is
+    /// the row's data error and a timeout the row's timeout, both under
+    /// `on_error`; too many decoders stuck in the process fails the task as
+    /// out of resources, whatever `on_error` says (another worker may do it).
+    pub fn fail_decode(
+        self,
+        function: &'static str,
+        row: usize,
+        source: Option<String>,
+        error: crate::decoder_guard::GuardError,
+    ) -> Result<()> {
+        use super::row_failures::RowErrorClass;
+        use crate::decoder_guard::GuardError;
+        match error {
+            GuardError::Failed(m) => self.fail_row(function, row, source, RowErrorClass::Data, m),
+            e @ GuardError::TimedOut { .. } => {
+                self.fail_row(function, row, source, RowErrorClass::Timeout, e.to_string())
+            }
+            e @ GuardError::Stuck { .. } => Err(DataFusionError::ResourcesExhausted(format!(
+                "{function}: {e}"
+            ))),
+        }
+    }
+
     /// Handles a row `function` could not process: an error naming the row
     /// (`raise`), or `Ok` after which the caller gives the row a null (which
     /// `skip` and `record` then drop, see [`super::row_failures`]).

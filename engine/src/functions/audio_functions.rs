@@ -20,8 +20,8 @@ use datafusion::logical_expr::{
 };
 
 use super::args::{array_arg, check_arity, int_arg, str_arg, OnError};
-use super::row_failures::RowErrorClass;
 use crate::audio;
+use crate::decoder_guard::{guarded_within, limit_from_ms};
 
 /// Which audio function this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,8 +72,8 @@ fn audio_fields() -> Fields {
     ])
 }
 
-const DECODE_USAGE: &str =
-    "audio_decode(bytes [, sample_rate [, mono [, on_error 'raise'|'null'|'skip'|'record']]])";
+const DECODE_USAGE: &str = "audio_decode(bytes [, sample_rate [, mono [, on_error \
+     'raise'|'null'|'skip'|'record' [, timeout_ms (0 = none)]]]])";
 
 /// One of the audio functions.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -118,6 +118,12 @@ impl AudioFunction {
             Some(s) => OnError::parse(&s)?,
             None => OnError::Raise,
         };
+        // Decoding and resampling together, per row; no limit by default.
+        let limit = limit_from_ms(
+            int_arg(args, 4, self.op.name(), "timeout_ms")?,
+            "audio_decode",
+        )
+        .map_err(DataFusionError::Plan)?;
         let bytes = cast(input, &DataType::Binary)?;
         let bytes = bytes.as_binary::<i32>();
         let mut samples = LargeListBuilder::new(Float32Builder::new())
@@ -129,14 +135,17 @@ impl AudioFunction {
             let decoded = if bytes.is_null(i) {
                 None
             } else {
-                let got = audio::decode(bytes.value(i).to_vec()).and_then(|a| {
-                    let a = if mono { a.to_mono() } else { a };
-                    audio::resample(&a, rate as u32)
+                let clip = bytes.value(i).to_vec();
+                let got = guarded_within("audio", limit, move || {
+                    audio::decode(clip).and_then(|a| {
+                        let a = if mono { a.to_mono() } else { a };
+                        audio::resample(&a, rate as u32)
+                    })
                 });
                 match got {
                     Ok(a) => Some(a),
                     Err(e) => {
-                        on_error.fail_row("audio_decode", i, None, RowErrorClass::Data, e)?;
+                        on_error.fail_decode("audio_decode", i, None, e)?;
                         None
                     }
                 }
@@ -222,7 +231,7 @@ impl ScalarUDFImpl for AudioFunction {
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         match self.op {
             AudioOp::Decode => {
-                check_arity(self.op.name(), arg_types.len(), 1, 4, DECODE_USAGE)?;
+                check_arity(self.op.name(), arg_types.len(), 1, 5, DECODE_USAGE)?;
                 match &arg_types[0] {
                     DataType::Binary
                     | DataType::LargeBinary

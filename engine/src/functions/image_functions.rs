@@ -15,8 +15,9 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
 
-use super::args::{array_arg, check_arity, row_error, str_arg, u32_arg, OnError};
+use super::args::{array_arg, check_arity, int_arg, row_error, str_arg, u32_arg, OnError};
 use super::row_failures::RowErrorClass;
+use crate::decoder_guard::{guarded_within, limit_from_ms};
 use crate::image::{self, DecodeLimits, EncodeFormat, ImageMode};
 use crate::types::{image_type, ImageColumn, ImageColumnBuilder};
 
@@ -66,7 +67,7 @@ impl ImageOp {
     fn usage(self) -> &'static str {
         match self {
             Self::Decode => {
-                "image_decode(bytes [, mode 'RGB'|'RGBA'|'L'|'LA' [, on_error 'raise'|'null'|'skip'|'record']])"
+                "image_decode(bytes [, mode 'RGB'|'RGBA'|'L'|'LA' [, on_error 'raise'|'null'|'skip'|'record' [, timeout_ms (0 = none)]]])"
             }
             Self::Encode => "image_encode(image, format 'jpeg'|'png')",
             Self::Resize => "image_resize(image, width, height)",
@@ -81,7 +82,7 @@ impl ImageOp {
 
     fn arity(self) -> (usize, usize) {
         match self {
-            Self::Decode => (1, 3),
+            Self::Decode => (1, 4),
             Self::Encode | Self::Resize | Self::Convert => (2, 3),
             Self::Crop => (5, 5),
             Self::Width | Self::Height | Self::Mode | Self::ToTensor => (1, 1),
@@ -259,11 +260,36 @@ impl ImageFunction {
         let limits = DecodeLimits {
             max_decoded_bytes: self.max_decoded_bytes,
         };
+        // No deadline by default: each image then decodes on the operator's
+        // own thread, with no thread started per row.
+        let deadline = limit_from_ms(int_arg(args, 3, name, "timeout_ms")?, name)
+            .map_err(DataFusionError::Plan)?;
         let bytes = cast(input, &DataType::Binary)?;
         let bytes = bytes
             .as_any()
             .downcast_ref::<datafusion::arrow::array::BinaryArray>()
             .ok_or_else(|| DataFusionError::Internal("image bytes are not Binary".into()))?;
+        if let Some(deadline) = deadline {
+            let mut decoded = Vec::with_capacity(bytes.len());
+            for i in 0..bytes.len() {
+                if bytes.is_null(i) {
+                    decoded.push(None);
+                    continue;
+                }
+                let images = bytes.clone();
+                let got = guarded_within("image", Some(deadline), move || {
+                    image::decode(images.value(i), mode, limits).map_err(|e| e.to_string())
+                });
+                match got {
+                    Ok(img) => decoded.push(Some(img)),
+                    Err(e) => {
+                        on_error.fail_decode("image_decode", i, None, e)?;
+                        decoded.push(None)
+                    }
+                }
+            }
+            return Ok(build_images(&decoded));
+        }
         // Decode first, then copy into one exactly sized buffer: no regrowth.
         let mut decoded: Vec<Option<image::DecodedImage>> = Vec::with_capacity(bytes.len());
         for i in 0..bytes.len() {

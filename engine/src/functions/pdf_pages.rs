@@ -1,10 +1,14 @@
-//! `pdf_pages(bytes [, max_pages [, on_error [, engine]]])`: each page's text.
+//! `pdf_pages(bytes [, max_pages [, on_error [, engine [, timeout_ms]]]])`: each
+//! page's text.
 //!
 //! Returns `List<Struct{page: Int32, text: Utf8}>`, pages from 1 in order. A row
 //! that is not a readable PDF (corrupt, encrypted with a password, 0 bytes) fails
-//! the query naming the row, or is null under `on_error = 'null'`.
+//! the query naming the row, or is null under `on_error = 'null'`. A PDF whose
+//! reading runs past `timeout_ms` (default 300 s; 0 for no limit) is the row's
+//! timeout error, under the same `on_error` (see `decoder_guard`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::array::Array;
 use datafusion::arrow::array::{
@@ -18,14 +22,19 @@ use datafusion::logical_expr::{
 };
 
 use super::args::{array_arg, check_arity, int_arg, str_arg, OnError};
-use super::row_failures::RowErrorClass;
+use crate::decoder_guard::{guarded_within, limit_from_ms};
 use crate::document::{extract_pages, PdfEngine};
 
 /// The name `pdf_pages` is called by.
 pub const PDF_PAGES: &str = "pdf_pages";
 
 const USAGE: &str =
-    "pdf_pages(bytes [, max_pages (0 = all) [, on_error 'raise'|'null'|'skip'|'record' [, engine 'auto'|'rust'|'pdfium']]])";
+    "pdf_pages(bytes [, max_pages (0 = all) [, on_error 'raise'|'null'|'skip'|'record' [, engine 'auto'|'rust'|'pdfium' [, timeout_ms (0 = none)]]]])";
+
+/// How long one PDF may take unless `timeout_ms` says otherwise: long enough
+/// for a book of thousands of pages, short enough that a PDF crafted to loop
+/// does not hold a task for good.
+pub const DEFAULT_PDF_TIMEOUT_MS: i64 = 300_000;
 
 /// The fields of one page.
 pub fn page_fields() -> Fields {
@@ -66,7 +75,7 @@ impl ScalarUDFImpl for PdfPages {
         &self.signature
     }
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        check_arity(PDF_PAGES, arg_types.len(), 1, 4, USAGE)?;
+        check_arity(PDF_PAGES, arg_types.len(), 1, 5, USAGE)?;
         match &arg_types[0] {
             DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::Null => {
                 Ok(pdf_pages_type())
@@ -98,8 +107,11 @@ impl ScalarUDFImpl for PdfPages {
                 .map_err(|e| DataFusionError::Plan(format!("{PDF_PAGES}: {e}")))?,
             None => PdfEngine::Auto,
         };
+        let timeout_ms =
+            int_arg(&args.args, 4, PDF_PAGES, "timeout_ms")?.unwrap_or(DEFAULT_PDF_TIMEOUT_MS);
+        let limit = limit_from_ms(Some(timeout_ms), PDF_PAGES).map_err(DataFusionError::Plan)?;
         Ok(ColumnarValue::Array(pages(
-            &input, max_pages, on_error, engine,
+            &input, max_pages, on_error, engine, limit,
         )?))
     }
 }
@@ -109,6 +121,7 @@ fn pages(
     max_pages: Option<usize>,
     on_error: OnError,
     engine: PdfEngine,
+    limit: Option<Duration>,
 ) -> Result<ArrayRef> {
     let bytes = cast(input, &DataType::Binary)?;
     let bytes = bytes.as_binary::<i32>();
@@ -130,10 +143,16 @@ fn pages(
             out.append(false);
             continue;
         }
-        let got = match extract_pages(bytes.value(i), max_pages, engine) {
+        // The array shares its buffers: the decoder's thread reads the row
+        // where it lies.
+        let pdfs = bytes.clone();
+        let got = guarded_within("pdf", limit, move || {
+            extract_pages(pdfs.value(i), max_pages, engine).map_err(|e| e.to_string())
+        });
+        let got = match got {
             Ok(p) => p,
             Err(e) => {
-                on_error.fail_row(PDF_PAGES, i, None, RowErrorClass::Data, e.to_string())?;
+                on_error.fail_decode(PDF_PAGES, i, None, e)?;
                 out.append(false);
                 continue;
             }

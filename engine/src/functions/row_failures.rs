@@ -21,6 +21,8 @@ pub enum RowErrorClass {
     Model,
     /// The access policy refused the row's URL or path.
     Access,
+    /// A decoder ran past the function's `timeout_ms` on the row.
+    Timeout,
 }
 
 impl RowErrorClass {
@@ -31,6 +33,7 @@ impl RowErrorClass {
             Self::Data => "data",
             Self::Model => "model",
             Self::Access => "access",
+            Self::Timeout => "timeout",
         }
     }
 }
