@@ -149,15 +149,20 @@ mod tests {
     /// One test drives the process-wide count, so nothing else here races it.
     #[test]
     fn a_decoder_past_its_deadline_times_out_and_too_many_stuck_refuse_more() {
-        let limit = Some(Duration::from_millis(20));
-        // Within the deadline: the result; a failure or a panic: Failed.
-        assert_eq!(guarded_within("audio", limit, || Ok::<_, String>(7)), Ok(7));
+        // Within the deadline: the result; a failure or a panic: Failed (a
+        // generous deadline: unwinding with a backtrace takes a while).
+        let generous = Some(Duration::from_secs(60));
+        assert_eq!(
+            guarded_within("audio", generous, || Ok::<_, String>(7)),
+            Ok(7)
+        );
         assert!(matches!(
-            guarded_within::<()>("pdf", limit, || panic!("bad xref")),
+            guarded_within::<()>("pdf", generous, || panic!("bad xref")),
             Err(GuardError::Failed(m)) if m.contains("pdf decoder") && m.contains("bad xref")
         ));
         // Decoders that block until released: each times out and stays counted
         // while it runs.
+        let limit = Some(Duration::from_millis(20));
         let mut releases = Vec::new();
         for i in 0..MAX_STUCK {
             let (release, wait) = mpsc::channel::<()>();

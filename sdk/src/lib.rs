@@ -33,6 +33,8 @@ pub use session::{BatchFunction, ModelFunction, Session};
 pub use regatta_common::access::{AccessPolicy, UrlScheme};
 pub use regatta_engine::arrow;
 pub use regatta_engine::datafusion;
+/// Decoders now running past their `timeout_ms` in this process (see docs/recovery.md).
+pub use regatta_engine::decoder_guard::stuck_decoders;
 pub use regatta_engine::functions::{BatchUdf, OnError};
 pub use regatta_engine::image::ImageMode;
 pub use regatta_engine::io::{FileFormat, WriteMode};

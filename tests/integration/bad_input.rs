@@ -204,7 +204,8 @@ async fn a_server_that_never_answers_costs_a_row_its_deadline_not_every_retry() 
 /// 'raise'; without a deadline the same image decodes.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_decoded_past_its_timeout_is_the_rows_timeout_error() {
-    let big = image_bytes(2_000, 2_000, true);
+    let _one = crate::decoder_deadline_test().await;
+    let big = image_bytes(1_000, 1_000, true);
     let decode = |call: &'static str, blobs: Vec<Option<Vec<u8>>>| async move {
         let session = Session::local();
         session

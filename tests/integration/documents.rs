@@ -240,15 +240,16 @@ async fn bad_arguments_are_plan_errors() {
 /// 'raise'; with no limit the same PDF reads whole.
 #[tokio::test]
 async fn a_pdf_read_past_its_timeout_is_the_rows_timeout_error() {
+    let _one = crate::decoder_deadline_test().await;
     let dir = tempfile::tempdir().unwrap();
-    let long = vec![source_text(); 20].join("\n\n");
+    let long = vec![source_text(); 8].join("\n\n");
     let path = make_pdf(PdfProducer::FpdfCore, &long, dir.path(), "long").unwrap();
     let pdf = std::fs::read(path).unwrap();
     let whole = pages(vec![Some(pdf.clone())], ", 0, 'raise', 'rust', 0")
         .await
         .unwrap();
     let (nums, text) = whole[0].clone().expect("a page list");
-    assert!(nums.len() >= 10, "{} pages", nums.len());
+    assert!(nums.len() >= 2, "{} pages", nums.len());
     assert_eq!(words(&text), words(&long));
 
     let got = pages(vec![Some(pdf.clone()), None], ", 0, 'null', 'rust', 1")

@@ -26,6 +26,25 @@ use regatta::arrow::datatypes::{DataType, Field, Schema};
 use regatta::prelude::*;
 use std::sync::Arc;
 
+/// For the tests that leave decoders running past a deadline: one at a time,
+/// each starting once none is left over from the one before. A process
+/// tolerates only a few such decoders at once (past them a function with a
+/// deadline fails its task), and every test here shares this process.
+pub async fn decoder_deadline_test() -> tokio::sync::MutexGuard<'static, ()> {
+    static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let guard = ONE.lock().await;
+    let start = std::time::Instant::now();
+    while regatta::stuck_decoders() > 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "{} decoders still running past their deadlines",
+            regatta::stuck_decoders()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    guard
+}
+
 /// A DataFrame of (id, url) rows.
 pub fn url_frame(session: &Session, urls: &[String]) -> DataFrame {
     let schema = Arc::new(Schema::new(vec![
