@@ -208,6 +208,17 @@ pub(crate) fn driver_options(
     cfg: &ClusterConfig,
     replication: Option<ReplicationOptions>,
 ) -> Result<DriverOptions> {
+    let tls = cluster_tls(cfg)?;
+    if cfg.security.verify_worker_certs && tls.is_none() {
+        return Err(CliError::from(
+            regatta_cluster_config::ConfigError::Invalid {
+                path: "cluster file".into(),
+                key: "security.verify_worker_certs".into(),
+                value: "true".into(),
+                allowed: "needs TLS: set cluster.tls_cert, tls_key and tls_ca".into(),
+            },
+        ));
+    }
     Ok(DriverOptions {
         token: cfg.cluster.token.clone(),
         heartbeat_interval: Duration::from_millis(cfg.driver.heartbeat_interval_ms),
@@ -217,7 +228,8 @@ pub(crate) fn driver_options(
             .then(|| Duration::from_secs(cfg.driver.task_timeout_secs)),
         task_memory: cfg.task_memory_bytes(),
         result_retention: Duration::from_secs(cfg.driver.result_retention_secs),
-        tls: cluster_tls(cfg)?,
+        tls,
+        verify_worker_certs: cfg.security.verify_worker_certs,
         replication,
         launcher: None,
         control_host: cfg.ray.control_host.clone(),

@@ -123,3 +123,45 @@ fn over_tls_the_browser_gets_the_dashboard_by_https_only() {
     .unwrap();
     save_screenshot(&b, "https-jobs");
 }
+
+/// Mutual TLS for workers (`security.verify_worker_certs`): the driver registers
+/// a worker whose certificate names the host it registers, and refuses one
+/// whose certificate (signed by the same CA, holding the same token) was made
+/// for another node, naming why. Clients without a certificate still submit.
+#[test]
+fn with_verified_worker_certificates_a_worker_joins_only_as_the_node_its_certificate_names() {
+    let d = tempfile::tempdir().unwrap();
+    let c = tls_cluster(d.path(), "[security]\nverify_worker_certs = true\n");
+    // The good worker (its certificate names 127.0.0.1) runs the job; the
+    // client (which checks the driver against the CA) presents no certificate.
+    let mut submit = regatta();
+    submit
+        .args(["submit", "-f", "csv", "-c"])
+        .arg(&c.config)
+        .env("REGATTA_DRIVER", &c.address)
+        .arg("SELECT 6 * 7 AS answer");
+    assert_eq!(ok(&mut submit), "answer\n42\n");
+
+    regatta_tests::tls_certs::node_certificate(d.path(), "elsewhere", "IP:10.9.8.7,DNS:elsewhere");
+    let other = d.path().join("elsewhere.toml");
+    std::fs::write(
+        &other,
+        format!(
+            "{}[security]\nverify_worker_certs = true\n",
+            regatta_tests::tls_certs::cluster_section_as(d.path(), "elsewhere")
+        ),
+    )
+    .unwrap();
+    let (joined, _, err) = output(
+        regatta()
+            .args(["worker", "-c"])
+            .arg(&other)
+            .args(["--driver", &c.address, "--spill-dir"])
+            .arg(d.path().join("spill-elsewhere")),
+    );
+    assert!(!joined, "a worker with another node's certificate joined");
+    assert!(
+        err.contains("security.verify_worker_certs") && err.contains("does not name 127.0.0.1"),
+        "{err}"
+    );
+}

@@ -142,3 +142,21 @@ fn require_tls_refuses_a_worker_that_would_dial_off_loopback_in_clear_text() {
     assert!(err.contains("192.0.2.1:7700"), "{err}");
     assert!(err.contains("without TLS"), "{err}");
 }
+
+#[test]
+fn verified_worker_certificates_without_tls_refuse_to_start_the_driver() {
+    let d = tempfile::tempdir().unwrap();
+    let config = d.path().join("cluster.toml");
+    std::fs::write(&config, "[security]\nverify_worker_certs = true\n").unwrap();
+    let (success, _, err) = common::output(
+        common::regatta()
+            .args(["driver", "-c"])
+            .arg(&config)
+            .args(["--bind", "127.0.0.1:0"]),
+    );
+    assert!(!success, "the driver started without TLS");
+    assert!(
+        err.contains("security.verify_worker_certs") && err.contains("needs TLS"),
+        "{err}"
+    );
+}

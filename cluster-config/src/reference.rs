@@ -371,6 +371,19 @@ pub const KEYS: &[KeyDoc] = &[
               the token and the rows would cross the network in clear text.",
     },
     KeyDoc {
+        key: "security.verify_worker_certs",
+        kind: "bool",
+        example: "true",
+        env: None,
+        doc: "Mutual TLS for workers: the driver asks every connection for a \
+              certificate signed by `cluster.tls_ca` (clients without one still \
+              connect) and refuses to register a worker whose certificate does not \
+              name the host of the address it registers (an IP or DNS subject \
+              alternative name), so a stolen token alone cannot join a worker, nor one \
+              node's key serve as another node. Each node names its own \
+              `cluster.tls_cert`. Needs `cluster.tls_*`.",
+    },
+    KeyDoc {
         key: "ray.address",
         kind: "URL",
         example: "\"http://127.0.0.1:8265\"",

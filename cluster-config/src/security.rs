@@ -12,6 +12,10 @@ pub struct SecurityConfig {
     /// `security.require_tls`: refuse to start a driver or worker whose
     /// connections would leave the machine without TLS (otherwise a warning).
     pub require_tls: bool,
+    /// `security.verify_worker_certs`: the driver asks every connection for a
+    /// certificate of the cluster's CA and registers only a worker whose
+    /// certificate names the host it registers (mutual TLS).
+    pub verify_worker_certs: bool,
 }
 
 impl ClusterConfig {

@@ -37,10 +37,39 @@ impl ClusterTls {
         ServerTlsConfig::new().identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
     }
 
-    /// What clients check servers against.
-    pub fn client(&self) -> ClientTlsConfig {
-        client_trusting(&self.ca_pem)
+    /// What servers present, also asking each client for a certificate of the
+    /// cluster's CA (mutual TLS). Optional: a client without one (the CLI, the
+    /// SDK) still connects, and the calls that need one check
+    /// [`peer_names_cover`] themselves.
+    pub fn server_asking_clients(&self) -> ServerTlsConfig {
+        self.server()
+            .client_ca_root(Certificate::from_pem(&self.ca_pem))
+            .client_auth_optional(true)
     }
+
+    /// What clients check servers against; they present this node's own
+    /// certificate to a server that asks for one.
+    pub fn client(&self) -> ClientTlsConfig {
+        client_trusting(&self.ca_pem).identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+    }
+}
+
+/// Whether the first of `certs` (a peer's certificate, already verified against
+/// the cluster's CA by the TLS handshake) names `host` (an IP address or a DNS
+/// name) among its subject alternative names; the error says why not.
+pub fn peer_names_cover(
+    certs: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+    host: &str,
+) -> Result<(), String> {
+    let cert = certs
+        .and_then(|c| c.first())
+        .ok_or_else(|| "no client certificate was presented".to_string())?;
+    let cert = webpki::EndEntityCert::try_from(cert)
+        .map_err(|e| format!("its certificate cannot be read: {e:?}"))?;
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("{host:?} is not a host name or address: {e}"))?;
+    cert.verify_is_valid_for_subject_name(&name)
+        .map_err(|_| format!("its certificate does not name {host}"))
 }
 
 /// A client config trusting the CA in `ca_pem`.

@@ -16,10 +16,12 @@ mod http_server;
 mod token_check;
 pub use axum;
 pub use cluster_tls::{
-    client_trusting, endpoint, incoming, install_crypto_provider, url, ClusterTls,
+    client_trusting, endpoint, incoming, install_crypto_provider, peer_names_cover, url, ClusterTls,
 };
 pub use drivers::{is_retryable, Drivers, LEADER_HEADER};
 pub use http_server::{HttpServer, TOKEN_COOKIE};
+/// A peer's certificate, as TLS hands it over (`tonic::Request::peer_certs`).
+pub use rustls::pki_types::CertificateDer;
 pub use token_check::TokenCheck;
 pub use tonic::Status;
 

@@ -21,6 +21,10 @@ pub struct DriverOptions {
     pub result_retention: Duration,
     /// TLS for the driver's services and its calls to workers.
     pub tls: Option<regatta_proto::ClusterTls>,
+    /// `security.verify_worker_certs`: ask every connection for a certificate
+    /// of the cluster's CA and register only workers whose certificate names
+    /// the host they register (needs `tls`).
+    pub verify_worker_certs: bool,
     /// Replicate the state through Raft with other drivers; `None` runs alone.
     pub replication: Option<ReplicationOptions>,
     /// Starts the workers (local processes, Ray); `None` when they are started
@@ -79,6 +83,7 @@ impl Default for DriverOptions {
             task_memory: 64 << 20,
             result_retention: Duration::from_secs(3600),
             tls: None,
+            verify_worker_certs: false,
             replication: None,
             launcher: None,
             control_host: String::new(),

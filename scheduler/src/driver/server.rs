@@ -88,12 +88,15 @@ impl DriverHandle {
         });
         let mut server = tonic::transport::Server::builder();
         if let Some(tls) = &options.tls {
-            server = server
-                .tls_config(tls.server())
-                .map_err(|e| SchedulerError::Tls {
-                    what: "driver",
-                    message: e.to_string(),
-                })?;
+            let config = if options.verify_worker_certs {
+                tls.server_asking_clients()
+            } else {
+                tls.server()
+            };
+            server = server.tls_config(config).map_err(|e| SchedulerError::Tls {
+                what: "driver",
+                message: e.to_string(),
+            })?;
         }
         let mut tasks = JoinSet::new();
         tasks.spawn(async move {

@@ -102,13 +102,49 @@ impl Drop for OrderStream {
     }
 }
 
+/// Refuses a worker whose TLS client certificate (already checked against the
+/// cluster's CA by the handshake) does not name the host of the shuffle
+/// address it registers (or, when it registers an unspecified address such as
+/// `0.0.0.0`, the address it called from): with
+/// `security.verify_worker_certs` a node joins only as the node its
+/// certificate was made for.
+fn check_worker_certificate(
+    certs: Option<&[regatta_proto::CertificateDer<'static>]>,
+    flight_address: &str,
+    peer: Option<std::net::SocketAddr>,
+) -> Result<(), Status> {
+    let refused = |why: String| {
+        Status::permission_denied(format!(
+            "register: the worker at {flight_address} is refused \
+             (security.verify_worker_certs): {why}"
+        ))
+    };
+    let registered = regatta_proto::url(flight_address, false);
+    let host = registered
+        .strip_prefix("http://")
+        .and_then(|h| h.rsplit_once(':'))
+        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_string())
+        .ok_or_else(|| refused(format!("{flight_address:?} is not host:port")))?;
+    let host = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => peer
+            .map(|p| p.ip().to_string())
+            .ok_or_else(|| refused("its address is unspecified and its own is unknown".into()))?,
+        _ => host,
+    };
+    regatta_proto::peer_names_cover(certs, &host).map_err(refused)
+}
+
 #[tonic::async_trait]
 impl WorkerControl for WorkerControlImpl {
     async fn register(
         &self,
         request: Request<RegisterRequest>,
     ) -> Result<Response<RegisterResponse>, Status> {
+        let (certs, peer) = (request.peer_certs(), request.remote_addr());
         let (metadata, _, mut r) = request.into_parts();
+        if self.driver.options().verify_worker_certs {
+            check_worker_certificate(certs.as_deref().map(Vec::as_slice), &r.flight_address, peer)?;
+        }
         let models = std::mem::take(&mut r.models);
         let previous = (r.previous_worker_id != 0).then_some(WorkerId(r.previous_worker_id));
         if let Some(previous) = previous {
