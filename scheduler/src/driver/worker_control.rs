@@ -134,6 +134,22 @@ fn check_worker_certificate(
     regatta_proto::peer_names_cover(certs, &host).map_err(refused)
 }
 
+/// The address other processes reach a worker's shuffle server at: what it
+/// registered, except that a worker bound to every interface (`0.0.0.0:7701`,
+/// `[::]:7701`) is reached at the address it called the driver from, as other
+/// nodes would see it (dialled as given, `0.0.0.0` would reach each caller's
+/// own machine).
+fn advertised(flight_address: &str, peer: Option<std::net::SocketAddr>) -> String {
+    match (flight_address.parse::<std::net::SocketAddr>(), peer) {
+        (Ok(bound), Some(peer)) if bound.ip().is_unspecified() => {
+            let address = std::net::SocketAddr::new(peer.ip(), bound.port()).to_string();
+            log::info!("a worker bound to {flight_address} is reached at {address}");
+            address
+        }
+        _ => flight_address.to_string(),
+    }
+}
+
 #[tonic::async_trait]
 impl WorkerControl for WorkerControlImpl {
     async fn register(
@@ -167,7 +183,7 @@ impl WorkerControl for WorkerControlImpl {
             ));
         }
         let spec = WorkerSpec {
-            address: r.flight_address,
+            address: advertised(&r.flight_address, peer),
             host: r.host,
             resources: Resources {
                 cpus: f64::from(res.cpus),
@@ -348,4 +364,21 @@ fn task_key(k: &regatta_proto::TaskKey) -> TaskKey {
 /// A failure the worker should retry, against whichever driver leads then.
 fn unavailable(e: crate::SchedulerError) -> Status {
     Status::unavailable(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertised;
+
+    #[test]
+    fn a_worker_bound_to_every_interface_is_reached_where_it_called_from() {
+        let peer = "10.0.0.2:53123".parse().ok();
+        assert_eq!(advertised("0.0.0.0:7701", peer), "10.0.0.2:7701");
+        let peer6 = "[fd00::2]:53123".parse().ok();
+        assert_eq!(advertised("[::]:7701", peer6), "[fd00::2]:7701");
+        // A specific address, a name, or no known caller: as registered.
+        assert_eq!(advertised("10.0.0.3:7701", peer), "10.0.0.3:7701");
+        assert_eq!(advertised("worker-3:7701", peer), "worker-3:7701");
+        assert_eq!(advertised("0.0.0.0:7701", None), "0.0.0.0:7701");
+    }
 }
