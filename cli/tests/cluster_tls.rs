@@ -26,6 +26,18 @@ struct TlsCluster {
     driver_lines: Vec<String>,
 }
 
+impl TlsCluster {
+    /// `SELECT 6 * 7` submitted by a client holding the cluster file (the CA
+    /// and the token; it presents no certificate of its own), as CSV.
+    fn answer(&self) -> String {
+        ok(regatta()
+            .args(["submit", "-f", "csv", "-c"])
+            .arg(&self.config)
+            .env("REGATTA_DRIVER", &self.address)
+            .arg("SELECT 6 * 7 AS answer"))
+    }
+}
+
 fn tls_cluster(dir: &Path, extra: &str) -> TlsCluster {
     regatta_tests::tls_certs::certificates(dir);
     let config = dir.join("cluster.toml");
@@ -88,13 +100,7 @@ fn over_tls_the_browser_gets_the_dashboard_by_https_only() {
         "the driver did not print an https URL: {:?}",
         c.driver_lines
     );
-    let mut submit = regatta();
-    submit
-        .args(["submit", "-f", "csv", "-c"])
-        .arg(&c.config)
-        .env("REGATTA_DRIVER", &c.address)
-        .arg("SELECT 6 * 7 AS answer");
-    assert_eq!(ok(&mut submit), "answer\n42\n");
+    assert_eq!(c.answer(), "answer\n42\n");
 
     // Plain HTTP to the TLS listener gets no page.
     let bearer = format!("Bearer {}", common::TOKEN);
@@ -134,13 +140,7 @@ fn with_verified_worker_certificates_a_worker_joins_only_as_the_node_its_certifi
     let c = tls_cluster(d.path(), "[security]\nverify_worker_certs = true\n");
     // The good worker (its certificate names 127.0.0.1) runs the job; the
     // client (which checks the driver against the CA) presents no certificate.
-    let mut submit = regatta();
-    submit
-        .args(["submit", "-f", "csv", "-c"])
-        .arg(&c.config)
-        .env("REGATTA_DRIVER", &c.address)
-        .arg("SELECT 6 * 7 AS answer");
-    assert_eq!(ok(&mut submit), "answer\n42\n");
+    assert_eq!(c.answer(), "answer\n42\n");
 
     regatta_tests::tls_certs::node_certificate(d.path(), "elsewhere", "IP:10.9.8.7,DNS:elsewhere");
     let other = d.path().join("elsewhere.toml");

@@ -33,15 +33,12 @@ use std::sync::Arc;
 pub async fn decoder_deadline_test() -> tokio::sync::MutexGuard<'static, ()> {
     static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let guard = ONE.lock().await;
-    let start = std::time::Instant::now();
-    while regatta::stuck_decoders() > 0 {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(120),
-            "{} decoders still running past their deadlines",
-            regatta::stuck_decoders()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    regatta_tests::wait_for(
+        "decoders left past their deadlines to finish",
+        std::time::Duration::from_secs(120),
+        || regatta::stuck_decoders() == 0,
+    )
+    .await;
     guard
 }
 

@@ -254,3 +254,16 @@ fn model_dir(var: &'static str, name: &str) -> PathBuf {
     }
     dir
 }
+
+/// Polls `cond` every 10 ms until it holds, or panics naming `what` once
+/// `limit` has passed (the async twin of the CLI tests' `wait_until`).
+pub async fn wait_for(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not after {limit:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

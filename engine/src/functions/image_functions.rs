@@ -16,7 +16,6 @@ use datafusion::logical_expr::{
 };
 
 use super::args::{array_arg, check_arity, int_arg, row_error, str_arg, u32_arg, OnError};
-use super::row_failures::RowErrorClass;
 use crate::decoder_guard::{guarded_within, limit_from_ms};
 use crate::image::{self, DecodeLimits, EncodeFormat, ImageMode};
 use crate::types::{image_type, ImageColumn, ImageColumnBuilder};
@@ -261,7 +260,7 @@ impl ImageFunction {
             max_decoded_bytes: self.max_decoded_bytes,
         };
         // No deadline by default: each image then decodes on the operator's
-        // own thread, with no thread started per row.
+        // own thread, with no thread started per row (decoder_guard).
         let deadline = limit_from_ms(int_arg(args, 3, name, "timeout_ms")?, name)
             .map_err(DataFusionError::Plan)?;
         let bytes = cast(input, &DataType::Binary)?;
@@ -269,27 +268,6 @@ impl ImageFunction {
             .as_any()
             .downcast_ref::<datafusion::arrow::array::BinaryArray>()
             .ok_or_else(|| DataFusionError::Internal("image bytes are not Binary".into()))?;
-        if let Some(deadline) = deadline {
-            let mut decoded = Vec::with_capacity(bytes.len());
-            for i in 0..bytes.len() {
-                if bytes.is_null(i) {
-                    decoded.push(None);
-                    continue;
-                }
-                let images = bytes.clone();
-                let got = guarded_within("image", Some(deadline), move || {
-                    image::decode(images.value(i), mode, limits).map_err(|e| e.to_string())
-                });
-                match got {
-                    Ok(img) => decoded.push(Some(img)),
-                    Err(e) => {
-                        on_error.fail_decode("image_decode", i, None, e)?;
-                        decoded.push(None)
-                    }
-                }
-            }
-            return Ok(build_images(&decoded));
-        }
         // Decode first, then copy into one exactly sized buffer: no regrowth.
         let mut decoded: Vec<Option<image::DecodedImage>> = Vec::with_capacity(bytes.len());
         for i in 0..bytes.len() {
@@ -297,16 +275,16 @@ impl ImageFunction {
                 decoded.push(None);
                 continue;
             }
-            match image::decode(bytes.value(i), mode, limits) {
+            // The array shares its buffers: a deadline's thread reads the row
+            // where it lies; without one the decode runs right here.
+            let images = bytes.clone();
+            let got = guarded_within("image", deadline, move || {
+                image::decode(images.value(i), mode, limits).map_err(|e| e.to_string())
+            });
+            match got {
                 Ok(img) => decoded.push(Some(img)),
                 Err(e) => {
-                    on_error.fail_row(
-                        "image_decode",
-                        i,
-                        None,
-                        RowErrorClass::Data,
-                        e.to_string(),
-                    )?;
+                    on_error.fail_decode("image_decode", i, None, e)?;
                     decoded.push(None)
                 }
             }

@@ -103,35 +103,24 @@ impl Drop for OrderStream {
 }
 
 /// Refuses a worker whose TLS client certificate (already checked against the
-/// cluster's CA by the handshake) does not name the host of the shuffle
-/// address it registers (or, when it registers an unspecified address such as
-/// `0.0.0.0`, the address it called from): with
-/// `security.verify_worker_certs` a node joins only as the node its
-/// certificate was made for.
+/// cluster's CA by the handshake) does not name the host of the address it is
+/// reached at ([`advertised`]): with `security.verify_worker_certs` a node
+/// joins only as the node its certificate was made for.
 fn check_worker_certificate(
     certs: Option<&[regatta_proto::CertificateDer<'static>]>,
-    flight_address: &str,
-    peer: Option<std::net::SocketAddr>,
+    address: &str,
 ) -> Result<(), Status> {
     let refused = |why: String| {
         Status::permission_denied(format!(
-            "register: the worker at {flight_address} is refused \
+            "register: the worker at {address} is refused \
              (security.verify_worker_certs): {why}"
         ))
     };
-    let registered = regatta_proto::url(flight_address, false);
-    let host = registered
-        .strip_prefix("http://")
-        .and_then(|h| h.rsplit_once(':'))
-        .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']').to_string())
-        .ok_or_else(|| refused(format!("{flight_address:?} is not host:port")))?;
-    let host = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) if ip.is_unspecified() => peer
-            .map(|p| p.ip().to_string())
-            .ok_or_else(|| refused("its address is unspecified and its own is unknown".into()))?,
-        _ => host,
-    };
-    regatta_proto::peer_names_cover(certs, &host).map_err(refused)
+    let (host, _port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| refused(format!("{address:?} is not host:port")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    regatta_proto::peer_names_cover(certs, host).map_err(refused)
 }
 
 /// The address other processes reach a worker's shuffle server at: what it
@@ -158,8 +147,9 @@ impl WorkerControl for WorkerControlImpl {
     ) -> Result<Response<RegisterResponse>, Status> {
         let (certs, peer) = (request.peer_certs(), request.remote_addr());
         let (metadata, _, mut r) = request.into_parts();
+        let address = advertised(&r.flight_address, peer);
         if self.driver.options().verify_worker_certs {
-            check_worker_certificate(certs.as_deref().map(Vec::as_slice), &r.flight_address, peer)?;
+            check_worker_certificate(certs.as_deref().map(Vec::as_slice), &address)?;
         }
         let models = std::mem::take(&mut r.models);
         let previous = (r.previous_worker_id != 0).then_some(WorkerId(r.previous_worker_id));
@@ -183,7 +173,7 @@ impl WorkerControl for WorkerControlImpl {
             ));
         }
         let spec = WorkerSpec {
-            address: advertised(&r.flight_address, peer),
+            address,
             host: r.host,
             resources: Resources {
                 cpus: f64::from(res.cpus),
