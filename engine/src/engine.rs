@@ -130,6 +130,13 @@ impl Engine {
             .options_mut()
             .execution
             .enable_file_stream_work_stealing = options.scan_work_sharing;
+        for (key, value) in &options.datafusion {
+            // Checked by EngineOptions::validate; an engine built without it
+            // (with_defaults) has none.
+            if let Err(e) = config.options_mut().set(key, value) {
+                log::warn!("DataFusion setting {key} = {value:?} not applied: {e}");
+            }
+        }
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
@@ -434,5 +441,52 @@ mod tests {
             1,
             "the call is planned more than once:\n{text}"
         );
+    }
+
+    /// A DataFusion setting given in the options reaches the session; a key
+    /// DataFusion does not know is refused by name before any engine is built.
+    #[test]
+    fn datafusion_settings_reach_the_session_and_unknown_ones_are_refused() {
+        let key = "datafusion.execution.parquet.pushdown_filters";
+        let default = Engine::with_defaults();
+        assert!(
+            !default
+                .context()
+                .copied_config()
+                .options()
+                .execution
+                .parquet
+                .pushdown_filters
+        );
+        let engine = Engine::new(EngineOptions {
+            datafusion: vec![(key.into(), "true".into())],
+            ..EngineOptions::default()
+        })
+        .expect("a known key and value");
+        assert!(
+            engine
+                .context()
+                .copied_config()
+                .options()
+                .execution
+                .parquet
+                .pushdown_filters
+        );
+
+        let bad = "datafusion.execution.no_such_setting";
+        let err = Engine::new(EngineOptions {
+            datafusion: vec![(bad.into(), "1".into())],
+            ..EngineOptions::default()
+        })
+        .err()
+        .expect("an unknown key is refused");
+        assert!(err.to_string().contains(bad), "{err}");
+        let err = Engine::new(EngineOptions {
+            datafusion: vec![(key.into(), "maybe".into())],
+            ..EngineOptions::default()
+        })
+        .err()
+        .expect("a value of the wrong type is refused");
+        assert!(err.to_string().contains("maybe"), "{err}");
     }
 }

@@ -40,6 +40,11 @@ pub struct EngineOptions {
     /// directories). A local session reads as its user; a cluster's workers
     /// take the cluster's `[access]` from the driver.
     pub access: crate::access::AccessPolicy,
+    /// DataFusion settings applied over the engine's own, as (key, value):
+    /// (`datafusion.execution.parquet.pushdown_filters`, `true`). Read from
+    /// `DATAFUSION_*` variables by [`EngineOptions::from_env`], as datafusion-cli
+    /// reads them, so a plan can be tuned without a rebuild.
+    pub datafusion: Vec<(String, String)>,
 }
 
 impl Default for EngineOptions {
@@ -61,6 +66,7 @@ impl Default for EngineOptions {
             spill_dirs: Vec::new(),
             scan_work_sharing: true,
             access: crate::access::AccessPolicy::local(),
+            datafusion: Vec::new(),
         }
     }
 }
@@ -69,7 +75,9 @@ impl EngineOptions {
     /// The defaults, with any `REGATTA_*` environment overrides applied:
     /// `REGATTA_MORSEL_BYTES`, `REGATTA_MAX_MORSEL_ROWS`, `REGATTA_IO_CONCURRENCY`,
     /// `REGATTA_CPU_CONCURRENCY`, `REGATTA_MAX_IN_FLIGHT_MORSELS`,
-    /// `REGATTA_MAX_CONNECTIONS`, `REGATTA_TARGET_PARTITIONS`, `REGATTA_BATCH_SIZE`.
+    /// `REGATTA_MAX_CONNECTIONS`, `REGATTA_TARGET_PARTITIONS`, `REGATTA_BATCH_SIZE`;
+    /// and any DataFusion setting as its upper-case variable
+    /// (`DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS=true`).
     pub fn from_env() -> crate::Result<Self> {
         let mut o = Self::default();
         let vars: [(&str, &mut usize); 8] = [
@@ -94,6 +102,7 @@ impl EngineOptions {
                 })?;
             }
         }
+        o.datafusion = datafusion_env();
         o.validate()?;
         Ok(o)
     }
@@ -118,6 +127,28 @@ impl EngineOptions {
                 )));
             }
         }
+        let mut scratch = datafusion::config::ConfigOptions::new();
+        for (key, value) in &self.datafusion {
+            scratch.set(key, value).map_err(|e| {
+                crate::EngineError::InvalidArgument(format!(
+                    "DataFusion setting {key} = {value:?}: {e}"
+                ))
+            })?;
+        }
         Ok(())
     }
+}
+
+/// The DataFusion settings named by `DATAFUSION_*` variables: each known key's
+/// variable is the key upper-cased with dots as underscores, as datafusion-cli
+/// reads them. Unknown variables are not settings and are left alone.
+fn datafusion_env() -> Vec<(String, String)> {
+    datafusion::config::ConfigOptions::new()
+        .entries()
+        .into_iter()
+        .filter_map(|entry| {
+            let var = entry.key.to_uppercase().replace('.', "_");
+            std::env::var(&var).ok().map(|v| (entry.key, v))
+        })
+        .collect()
 }
