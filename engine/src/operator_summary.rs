@@ -1,5 +1,4 @@
-//! [`OperatorSummary`]: one operator's numbers from a finished physical plan,
-//! the form a worker reports them in and a dashboard shows them.
+//! The [`OperatorSummary`]s of a finished physical plan, read off its metrics.
 
 use std::sync::Arc;
 
@@ -8,25 +7,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use crate::morsel::{MorselExec, BACKPRESSURE_METRIC, IN_FLIGHT_PEAK_METRIC};
 
-/// One operator of a plan, its metrics summed over its partitions.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OperatorSummary {
-    /// Its place in the plan, pre-order (the root is 0): the same operator of
-    /// the same plan has the same index in every task.
-    pub index: u32,
-    /// Its nesting; the root is 0.
-    pub depth: u32,
-    /// Its kind, and for a morsel operator what it computes.
-    pub name: String,
-    /// Rows its children gave it (or, for a leaf, rows it read).
-    pub rows_in: u64,
-    pub rows_out: u64,
-    /// Bytes of its output, where the operator measures them.
-    pub bytes_out: u64,
-    pub compute_nanos: u64,
-    pub in_flight_peak: u64,
-    pub backpressure_nanos: u64,
-}
+pub use regatta_common::OperatorSummary;
 
 /// Every operator of `plan`, pre-order, with its metrics so far; operators
 /// named in `pass_through` (wrappers that add nothing to look at) are left out.

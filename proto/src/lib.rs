@@ -13,6 +13,7 @@ mod cluster_tls;
 mod drivers;
 mod file_format;
 mod http_server;
+mod operator_stats;
 mod token_check;
 pub use axum;
 pub use cluster_tls::{

@@ -1,7 +1,9 @@
 //! The commands that change driver state. Everything the driver decides or learns
 //! becomes one of these first, so replaying them rebuilds the state exactly.
 
-use regatta_common::{FileFormat, JobId, RequestId, Resources, StageId, WorkerId, WriteMode};
+use regatta_common::{
+    FileFormat, JobId, OperatorSummary, RequestId, Resources, StageId, WorkerId, WriteMode,
+};
 use regatta_engine::{RowErrorPolicy, RowFailureCounts};
 use serde::{Deserialize, Serialize};
 
@@ -79,66 +81,6 @@ pub struct OutputStats {
     pub partition: u32,
     pub rows: u64,
     pub bytes: u64,
-}
-
-/// One operator of a stage's plan and what it did in one task (or, summed,
-/// in the whole stage): counts, never rows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OperatorStat {
-    /// Its place in the stage plan (pre-order), the same in every task.
-    pub index: u32,
-    pub depth: u32,
-    pub name: String,
-    pub rows_in: u64,
-    pub rows_out: u64,
-    pub bytes_out: u64,
-    pub compute_nanos: u64,
-    pub in_flight_peak: u64,
-    pub backpressure_nanos: u64,
-}
-
-impl OperatorStat {
-    /// Adds another task's numbers for the same operator.
-    pub fn add(&mut self, other: &OperatorStat) {
-        self.rows_in += other.rows_in;
-        self.rows_out += other.rows_out;
-        self.bytes_out += other.bytes_out;
-        self.compute_nanos += other.compute_nanos;
-        self.in_flight_peak = self.in_flight_peak.max(other.in_flight_peak);
-        self.backpressure_nanos += other.backpressure_nanos;
-    }
-
-    /// As the protocol reports it, for stage `stage_id`.
-    pub fn to_proto(&self, stage_id: u32) -> regatta_proto::OperatorStats {
-        regatta_proto::OperatorStats {
-            stage_id,
-            index: self.index,
-            depth: self.depth,
-            name: self.name.clone(),
-            rows_in: self.rows_in,
-            rows_out: self.rows_out,
-            bytes_out: self.bytes_out,
-            compute_nanos: self.compute_nanos,
-            in_flight_peak: self.in_flight_peak,
-            backpressure_nanos: self.backpressure_nanos,
-        }
-    }
-}
-
-impl From<&regatta_proto::OperatorStats> for OperatorStat {
-    fn from(o: &regatta_proto::OperatorStats) -> Self {
-        OperatorStat {
-            index: o.index,
-            depth: o.depth,
-            name: o.name.clone(),
-            rows_in: o.rows_in,
-            rows_out: o.rows_out,
-            bytes_out: o.bytes_out,
-            compute_nanos: o.compute_nanos,
-            in_flight_peak: o.in_flight_peak,
-            backpressure_nanos: o.backpressure_nanos,
-        }
-    }
 }
 
 /// Where a job writes its result: its last stage's tasks write staged parts,
@@ -263,7 +205,7 @@ pub enum Command {
         written: String,
         /// Its plan's operators and what each did.
         #[serde(default)]
-        operators: Vec<OperatorStat>,
+        operators: Vec<OperatorSummary>,
         /// Rows its functions gave up on, of the rows they read.
         #[serde(default)]
         row_failures: RowFailureCounts,

@@ -113,7 +113,7 @@ pub struct StageState {
     pub done: u32,
     /// Its operators, summed over its finished tasks.
     #[serde(default)]
-    pub operators: Vec<crate::OperatorStat>,
+    pub operators: Vec<regatta_common::OperatorSummary>,
 }
 
 impl StageState {
@@ -143,7 +143,7 @@ impl StageState {
 
     /// Adds a finished task's operators to the stage's sums (matched by their
     /// place in the plan, which every task of the stage shares).
-    pub fn add_operators(&mut self, ops: &[crate::OperatorStat]) {
+    pub fn add_operators(&mut self, ops: &[regatta_common::OperatorSummary]) {
         for op in ops {
             match self.operators.iter_mut().find(|o| o.index == op.index) {
                 Some(sum) => sum.add(op),

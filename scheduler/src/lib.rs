@@ -24,8 +24,7 @@ mod task_inputs;
 pub use assign::next_assignments;
 
 pub use command::{
-    commit_tag, Command, JobOutput, OperatorStat, OutputMode, OutputStats, StageSpec, TaskKey,
-    WorkerSpec,
+    commit_tag, Command, JobOutput, OutputMode, OutputStats, StageSpec, TaskKey, WorkerSpec,
 };
 pub use error::{Result, SchedulerError};
 pub use failure_class::FailureClass;

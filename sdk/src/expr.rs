@@ -32,6 +32,43 @@ macro_rules! udf_cell {
     };
 }
 
+/// One cell per image operation.
+macro_rules! image_udf_cells {
+    ($($name:ident => $op:ident),* $(,)?) => {
+        $(udf_cell!($name, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::$op)));)*
+    };
+}
+
+/// One cell per model call; each is rebound to the session's instance (and its
+/// models) when a DataFrame uses it.
+macro_rules! model_udf_cells {
+    ($($name:ident => $kind:ident),* $(,)?) => {
+        $(udf_cell!(
+            $name,
+            ScalarUDF::new_from_impl(ModelCall::new(ModelCallKind::$kind, ModelCatalog::default()))
+        );)*
+    };
+}
+
+image_udf_cells!(
+    decode => Decode,
+    encode => Encode,
+    resize => Resize,
+    crop => Crop,
+    convert => Convert,
+    width => Width,
+    height => Height,
+    mode => Mode,
+    tensor => ToTensor,
+);
+model_udf_cells!(
+    embed => EmbedText,
+    transcribe => Transcribe,
+    classify => ClassifyImage,
+    logits => ImageLogits,
+    faces => DetectFaces,
+);
+
 udf_cell!(
     split,
     ScalarUDF::new_from_impl(TextFunction::new(TextOp::Split))
@@ -44,42 +81,6 @@ udf_cell!(
             regatta_engine::access::AccessPolicy::local()
         ))
     ))
-);
-udf_cell!(
-    decode,
-    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Decode))
-);
-udf_cell!(
-    encode,
-    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Encode))
-);
-udf_cell!(
-    resize,
-    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Resize))
-);
-udf_cell!(
-    crop,
-    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Crop))
-);
-udf_cell!(
-    convert,
-    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Convert))
-);
-udf_cell!(
-    width,
-    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Width))
-);
-udf_cell!(
-    height,
-    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Height))
-);
-udf_cell!(
-    mode,
-    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::Mode))
-);
-udf_cell!(
-    tensor,
-    ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::ToTensor))
 );
 udf_cell!(
     cosine,
@@ -96,42 +97,6 @@ udf_cell!(
 udf_cell!(
     chunk,
     ScalarUDF::new_from_impl(TextFunction::new(TextOp::Chunk))
-);
-// Rebound to the session's instance (and its models) when a DataFrame uses it.
-udf_cell!(
-    embed,
-    ScalarUDF::new_from_impl(ModelCall::new(
-        ModelCallKind::EmbedText,
-        ModelCatalog::default()
-    ))
-);
-udf_cell!(
-    transcribe,
-    ScalarUDF::new_from_impl(ModelCall::new(
-        ModelCallKind::Transcribe,
-        ModelCatalog::default()
-    ))
-);
-udf_cell!(
-    classify,
-    ScalarUDF::new_from_impl(ModelCall::new(
-        ModelCallKind::ClassifyImage,
-        ModelCatalog::default()
-    ))
-);
-udf_cell!(
-    logits,
-    ScalarUDF::new_from_impl(ModelCall::new(
-        ModelCallKind::ImageLogits,
-        ModelCatalog::default()
-    ))
-);
-udf_cell!(
-    faces,
-    ScalarUDF::new_from_impl(ModelCall::new(
-        ModelCallKind::DetectFaces,
-        ModelCatalog::default()
-    ))
 );
 udf_cell!(pdf, ScalarUDF::new_from_impl(PdfPages::default()));
 udf_cell!(

@@ -212,19 +212,8 @@ struct Executed {
 /// worker adds are left out, so every task of a stage lists the same ones).
 fn operator_stats(plan: &Arc<dyn ExecutionPlan>, stage_id: u32) -> Vec<OperatorStats> {
     regatta_engine::operator_summary::operator_summaries(plan, &[YieldExec::NAME])
-        .into_iter()
-        .map(|o| OperatorStats {
-            stage_id,
-            index: o.index,
-            depth: o.depth,
-            name: o.name,
-            rows_in: o.rows_in,
-            rows_out: o.rows_out,
-            bytes_out: o.bytes_out,
-            compute_nanos: o.compute_nanos,
-            in_flight_peak: o.in_flight_peak,
-            backpressure_nanos: o.backpressure_nanos,
-        })
+        .iter()
+        .map(|o| OperatorStats::of(o, stage_id))
         .collect()
 }
 

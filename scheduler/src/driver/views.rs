@@ -142,7 +142,11 @@ pub fn info_of(job: JobId, j: &JobState) -> JobInfo {
         operators: j
             .stages
             .iter()
-            .flat_map(|(id, s)| s.operators.iter().map(|o| o.to_proto(id.0 as u32)))
+            .flat_map(|(id, s)| {
+                s.operators
+                    .iter()
+                    .map(|o| regatta_proto::OperatorStats::of(o, id.0 as u32))
+            })
             .collect(),
         failures: j
             .failures
@@ -178,7 +182,7 @@ pub fn info_of(job: JobId, j: &JobState) -> JobInfo {
 }
 
 /// The leaf operators (scans) of the stages that read no other stage.
-fn source_leaves(j: &JobState) -> impl Iterator<Item = &crate::OperatorStat> {
+fn source_leaves(j: &JobState) -> impl Iterator<Item = &regatta_common::OperatorSummary> {
     j.stages
         .values()
         .filter(|s| s.spec.inputs.is_empty())

@@ -16,7 +16,8 @@ use tonic::{Request, Response, Status};
 use super::membership::Registration;
 use super::worker_credentials::WorkerCredentials;
 use super::{Driver, TaskTime, WorkerReport};
-use crate::{Command, OperatorStat, OutputStats, TaskKey, WorkerSpec};
+use crate::{Command, OutputStats, TaskKey, WorkerSpec};
+use regatta_common::OperatorSummary;
 
 /// Serves workers.
 #[derive(Clone)]
@@ -287,7 +288,7 @@ impl WorkerControl for WorkerControlImpl {
                     .collect(),
                 spilled_bytes: r.spilled_bytes,
                 written: r.written,
-                operators: r.operators.iter().map(OperatorStat::from).collect(),
+                operators: r.operators.iter().map(OperatorSummary::from).collect(),
                 row_failures: regatta_engine::RowFailureCounts {
                     failed: r.failed_rows,
                     checked: r.checked_rows,
