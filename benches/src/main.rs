@@ -45,6 +45,11 @@ struct Args {
     /// Keep W1/W5 output directories instead of removing them.
     #[arg(long)]
     keep_output: bool,
+    /// W1 only: write resumably (keyed on `id`) into this directory, which is
+    /// kept; a second run into the same directory does only what is left (the
+    /// cost of `--resume-key`, benches/RESULTS.md).
+    #[arg(long)]
+    resume_into: Option<String>,
     /// Documents embed_minilm embeds (the first ones by id).
     #[arg(long, default_value_t = 500)]
     docs: usize,

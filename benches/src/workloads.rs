@@ -174,7 +174,7 @@ pub(crate) fn read_dir_batches(dir: &Path) -> Res<Vec<RecordBatch>> {
 }
 
 pub(crate) fn finish_output(args: &Args, dir: &Path, extra: &mut Value) {
-    if args.keep_output {
+    if args.keep_output || args.resume_into.is_some() {
         extra["out_dir"] = json!(dir.display().to_string());
     } else {
         let _ = std::fs::remove_dir_all(dir);
@@ -182,7 +182,13 @@ pub(crate) fn finish_output(args: &Args, dir: &Path, extra: &mut Value) {
 }
 
 async fn w1_image(args: &Args, data: &Path) -> Res<(u64, f64, Value)> {
-    let od = out_dir(args, "w1")?;
+    let od = match &args.resume_into {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            PathBuf::from(dir)
+        }
+        None => out_dir(args, "w1")?,
+    };
     let session = session(args).await?;
     let t0 = Instant::now();
     // The stand-in model: the built-in batch function giving each image's mean.
@@ -208,6 +214,10 @@ async fn w1_image(args: &Args, data: &Path) -> Res<(u64, f64, Value)> {
             col("id"),
             mean_pixels.call(vec![col("img")]).alias("label"),
         ])?;
+    let df = match args.resume_into {
+        Some(_) => df.resume_on("id"),
+        None => df,
+    };
     if std::env::var_os("REGATTA_BENCH_EXPLAIN").is_some() {
         // Diagnostics: the plan with every operator's metrics, on stderr.
         eprintln!("{}", df.clone().explain_analyze().await?);
