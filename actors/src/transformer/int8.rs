@@ -10,9 +10,11 @@
 //! accumulate in i32 (no saturation: `vpdpbusd` widens before it adds) and
 //! leave as `acc · scale_row · scale_out + bias (+ residual)`.
 //!
-//! `vpdpbusd` does 64 multiply-adds per instruction where an f32 FMA does 16;
-//! CPUs without AVX-512 VNNI run the same packed layout through a portable
-//! loop (correct, not fast: int8 is an option for VNNI machines).
+//! `vpdpbusd` does 64 multiply-adds per instruction where an f32 FMA does 16.
+//! CPUs without AVX-512 VNNI but with AVX2 run the same packed layout through
+//! 16-bit `vpmaddwd` (int8/avx2.rs, equal to the portable loop bit for bit);
+//! others through a portable loop (correct, not fast). Measured on an AVX2-only CPU, the portable loop
+//! ran MiniLM at a thirteenth of the f32 kernels' speed (benches/RESULTS.md).
 
 use rayon::prelude::*;
 
@@ -114,13 +116,13 @@ impl Int8Weights {
         // waited inside another, as rayon's work stealing allows).
         QUANTIZED.with(|cell| match cell.try_borrow_mut() {
             Ok(mut q) => {
-                q.fill(x, rows, self.inputs, self.groups);
+                q.fill(kernel, x, rows, self.inputs, self.groups);
                 self.run(kernel, &q, rows, &epilogue, out);
                 q.release_if_large();
             }
             Err(_) => {
                 let mut q = QuantizedRows::default();
-                q.fill(x, rows, self.inputs, self.groups);
+                q.fill(kernel, x, rows, self.inputs, self.groups);
                 self.run(kernel, &q, rows, &epilogue, out);
             }
         });
@@ -161,6 +163,9 @@ impl Int8Weights {
                 // piece's cells of `out` are its own (tiles are disjoint), and
                 // `out` is `rows x outputs` (asserted above).
                 Kernel::Vnni => unsafe { self.piece_vnni(q, &piece, epilogue, out) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `detect` saw the CPU's AVX2; the rest as above.
+                Kernel::Avx2 => unsafe { self.piece_avx2(q, &piece, epilogue, out) },
                 // SAFETY: as above, without the CPU features.
                 _ => unsafe { self.piece(kernel, q, &piece, epilogue, out) },
             }
@@ -182,6 +187,23 @@ impl Int8Weights {
     ) {
         // SAFETY: the caller's contract.
         unsafe { self.piece(Kernel::Vnni, q, piece, epilogue, out) }
+    }
+
+    /// [`Self::piece`] compiled for AVX2, so its epilogue is vectorised 8 wide.
+    ///
+    /// # Safety
+    /// As [`Self::piece`], on a CPU with AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn piece_avx2(
+        &self,
+        q: &QuantizedRows,
+        piece: &Piece,
+        epilogue: &Epilogue<'_>,
+        out: SharedOut,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { self.piece(Kernel::Avx2, q, piece, epilogue, out) }
     }
 
     /// One piece of the product: its rows against its panels, each 4 x 64 micro
@@ -291,9 +313,10 @@ struct QuantizedRows {
 const QUANTIZE_PIECE: usize = 64;
 
 impl QuantizedRows {
-    /// Quantises `rows` rows of `x` (`inputs` wide) into this buffer; every
-    /// byte, scale and zero point is written (padding included).
-    fn fill(&mut self, x: &[f32], rows: usize, inputs: usize, groups: usize) {
+    /// Quantises `rows` rows of `x` (`inputs` wide) into this buffer, to the
+    /// levels `kernel` multiplies; every byte, scale and zero point is written
+    /// (padding included).
+    fn fill(&mut self, kernel: Kernel, x: &[f32], rows: usize, inputs: usize, groups: usize) {
         let stride = groups * GROUP;
         self.stride = stride;
         self.bytes.resize(rows * stride, 0);
@@ -304,7 +327,7 @@ impl QuantizedRows {
             &mut self.scales[..rows],
             &mut self.zeros[..rows],
         );
-        let avx512 = Kernel::detect() == Kernel::Vnni;
+        let levels = kernel.levels();
         bytes
             .par_chunks_mut(stride * QUANTIZE_PIECE)
             .zip(scales.par_chunks_mut(QUANTIZE_PIECE))
@@ -312,11 +335,16 @@ impl QuantizedRows {
             .enumerate()
             .for_each(|(c, ((bytes, scales), zeros))| {
                 let x = &x[c * QUANTIZE_PIECE * inputs..];
-                match avx512 {
+                match kernel {
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: the CPU has AVX-512 F and BW (`Kernel::detect`).
-                    true => unsafe { vnni::quantize(x, inputs, bytes, scales, zeros) },
-                    _ => quantize(x, inputs, bytes, scales, zeros),
+                    Kernel::Vnni => unsafe { vnni::quantize(x, inputs, bytes, scales, zeros) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: the CPU has AVX2 and FMA (`Kernel::detect`).
+                    Kernel::Avx2 => unsafe {
+                        avx2::quantize(x, inputs, levels, bytes, scales, zeros)
+                    },
+                    _ => quantize(x, inputs, levels, bytes, scales, zeros),
                 }
             });
     }
@@ -331,9 +359,16 @@ impl QuantizedRows {
 }
 
 /// Quantises the rows of `x` (`inputs` wide, as many as `scales` holds) into
-/// `bytes` (`bytes.len() / scales.len()` per row): the portable version of
-/// `vnni::quantize`.
-fn quantize(x: &[f32], inputs: usize, bytes: &mut [u8], scales: &mut [f32], zeros: &mut [i32]) {
+/// `bytes` (`bytes.len() / scales.len()` per row) over `levels` steps (255, or
+/// 127 for the AVX2 kernel): at 255, the portable version of `vnni::quantize`.
+fn quantize(
+    x: &[f32],
+    inputs: usize,
+    levels: f32,
+    bytes: &mut [u8],
+    scales: &mut [f32],
+    zeros: &mut [i32],
+) {
     let stride = bytes.len() / scales.len().max(1);
     let rows = bytes.chunks_exact_mut(stride).zip(scales).zip(zeros);
     for (r, ((dst, scale), zero)) in rows.enumerate() {
@@ -350,11 +385,11 @@ fn quantize(x: &[f32], inputs: usize, bytes: &mut [u8], scales: &mut [f32], zero
         }
         let lo = tail.iter().chain(&lo).fold(0f32, |m, v| m.min(*v));
         let hi = tail.iter().chain(&hi).fold(0f32, |m, v| m.max(*v));
-        let step = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
-        let z = (-lo / step).round_ties_even().clamp(0.0, 255.0);
+        let step = if hi > lo { (hi - lo) / levels } else { 1.0 };
+        let z = (-lo / step).round_ties_even().clamp(0.0, levels);
         let inv = 1.0 / step;
         for (d, v) in dst.iter_mut().zip(row) {
-            *d = (v * inv + z).round_ties_even().clamp(0.0, 255.0) as u8;
+            *d = (v * inv + z).round_ties_even().clamp(0.0, levels) as u8;
         }
         dst[inputs..].fill(z as u8);
         (*scale, *zero) = (step, z as i32);
@@ -366,6 +401,8 @@ fn quantize(x: &[f32], inputs: usize, bytes: &mut [u8], scales: &mut [f32], zero
 enum Kernel {
     /// AVX-512 VNNI's `vpdpbusd`.
     Vnni,
+    /// AVX2's `vpmaddwd` on bytes widened to 16 bits.
+    Avx2,
     /// Plain Rust over the same layout.
     Portable,
 }
@@ -373,12 +410,24 @@ enum Kernel {
 impl Kernel {
     fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512vnni")
-            && std::arch::is_x86_feature_detected!("avx512bw")
         {
-            return Self::Vnni;
+            if std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("avx512bw")
+            {
+                return Self::Vnni;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                return Self::Avx2;
+            }
         }
         Self::Portable
+    }
+
+    /// The steps an input row is quantised to (every kernel takes 8 bits).
+    fn levels(self) -> f32 {
+        255.0
     }
 
     /// Accumulates rows `row..row + n` (`n <= 4`) of `q` against one panel.
@@ -404,6 +453,16 @@ impl Kernel {
                     2 => vnni::tile::<2>(a, q.stride, panel, groups, acc),
                     3 => vnni::tile::<3>(a, q.stride, panel, groups, acc),
                     _ => vnni::tile::<4>(a, q.stride, panel, groups, acc),
+                }
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, with AVX2.
+            Self::Avx2 => unsafe {
+                match n {
+                    1 => avx2::tile::<1>(a, q.stride, panel, groups, acc),
+                    2 => avx2::tile::<2>(a, q.stride, panel, groups, acc),
+                    3 => avx2::tile::<3>(a, q.stride, panel, groups, acc),
+                    _ => avx2::tile::<4>(a, q.stride, panel, groups, acc),
                 }
             },
             _ => portable_tile(a, q.stride, n, panel, groups, acc),
@@ -435,6 +494,8 @@ fn portable_tile(
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
 
@@ -489,17 +550,22 @@ mod tests {
             let residual = values(rows * outputs, 4);
             let q = Int8Weights::quantize(inputs, outputs, |k, n| w[k * outputs + n]);
             let want = reference(&x, &w, &bias, inputs, outputs);
+            // This CPU's kernel and the portable one (8-bit inputs) alike.
+            for kernel in [Kernel::detect(), Kernel::Portable] {
+                let mut got = vec![f32::NAN; rows * outputs];
+                q.product_with(kernel, &x, plain(&bias, None), &mut got);
+                // Each product's error is at most half a step of each operand:
+                // bounded by sqrt(inputs) steps for random signs, 4 for margin.
+                let tol = 4.0 * (inputs as f32).sqrt() / 127.0;
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= tol,
+                        "{kernel:?} {rows}x{inputs}x{outputs} [{i}]: {g} vs {w}"
+                    );
+                }
+            }
             let mut got = vec![f32::NAN; rows * outputs];
             q.product(&x, plain(&bias, None), &mut got);
-            // Each product's error is at most half a step of each operand:
-            // bounded by sqrt(inputs) steps for random signs, 4 for margin.
-            let tol = 4.0 * (inputs as f32).sqrt() / 127.0;
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (g - w).abs() <= tol,
-                    "{rows}x{inputs}x{outputs} [{i}]: {g} vs {w}"
-                );
-            }
             let mut with_residual = vec![0f32; rows * outputs];
             q.product(&x, plain(&bias, Some(&residual)), &mut with_residual);
             for ((a, b), r) in with_residual.iter().zip(&got).zip(&residual) {
@@ -524,6 +590,77 @@ mod tests {
         q.product_with(Kernel::Vnni, &x, plain(&bias, None), &mut a);
         q.product_with(Kernel::Portable, &x, plain(&bias, None), &mut b);
         assert_eq!(a, b);
+    }
+
+    /// The AVX2 tile against the portable one on the same rows (bytes up to
+    /// 255), every row count a tile takes, inputs off a multiple of the group;
+    /// and whole products bit for bit.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_tile_and_the_portable_one_agree_exactly() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!("skipped: this CPU has no AVX2");
+            return;
+        }
+        let (rows, inputs, outputs) = (4, 201, 64);
+        let x = values(rows * inputs, 8);
+        let w = values(inputs * outputs, 9);
+        let weights = Int8Weights::quantize(inputs, outputs, |k, n| w[k * outputs + n]);
+        let mut q = QuantizedRows::default();
+        q.fill(Kernel::Avx2, &x, rows, inputs, weights.groups);
+        for n in 1..=ROWS {
+            let mut fast = [[7i32; PANEL]; ROWS];
+            let mut slow = [[7i32; PANEL]; ROWS];
+            Kernel::Avx2.tile(&q, 0, n, weights.panel(0), weights.groups, &mut fast);
+            portable_tile(
+                &q.bytes,
+                q.stride,
+                n,
+                weights.panel(0),
+                weights.groups,
+                &mut slow,
+            );
+            assert_eq!(fast[..n], slow[..n], "{n} rows");
+        }
+        assert!(q.bytes.iter().any(|b| *b > 127), "8-bit inputs");
+        let (rows, outputs) = (9, 130);
+        let x = values(rows * inputs, 11);
+        let w = values(inputs * outputs, 12);
+        let bias = values(outputs, 13);
+        let weights = Int8Weights::quantize(inputs, outputs, |k, n| w[k * outputs + n]);
+        let mut a = vec![0f32; rows * outputs];
+        let mut b = vec![0f32; rows * outputs];
+        weights.product_with(Kernel::Avx2, &x, plain(&bias, None), &mut a);
+        weights.product_with(Kernel::Portable, &x, plain(&bias, None), &mut b);
+        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+            // The epilogue's float arithmetic may differ in its last bit
+            // (FMA contraction under the AVX2 target); the sums do not.
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "[{i}] {a} vs {b}");
+        }
+    }
+
+    /// The AVX2 quantiser against the portable one: the same scales and zero
+    /// points, bytes within the fused multiply-add's one rounding.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_quantiser_matches_the_portable_one() {
+        if Kernel::detect() != Kernel::Avx2 {
+            eprintln!("skipped: this CPU's kernel is not the AVX2 one");
+            return;
+        }
+        for &(rows, inputs) in &[(3, 384), (5, 13), (2, 1), (1, 1536)] {
+            let x = values(rows * inputs, 10);
+            let stride = inputs.div_ceil(GROUP) * GROUP;
+            let mut fast = (vec![0u8; rows * stride], vec![0f32; rows], vec![0i32; rows]);
+            let mut slow = (vec![9u8; rows * stride], vec![0f32; rows], vec![0i32; rows]);
+            // SAFETY: detect() saw AVX2 and FMA.
+            unsafe { avx2::quantize(&x, inputs, 255.0, &mut fast.0, &mut fast.1, &mut fast.2) };
+            quantize(&x, inputs, 255.0, &mut slow.0, &mut slow.1, &mut slow.2);
+            assert_eq!((&fast.1, &fast.2), (&slow.1, &slow.2), "{rows}x{inputs}");
+            for (a, b) in fast.0.iter().zip(&slow.0) {
+                assert!(a.abs_diff(*b) <= 1, "{rows}x{inputs}: {a} vs {b}");
+            }
+        }
     }
 
     #[test]
