@@ -448,45 +448,41 @@ mod tests {
     #[test]
     fn datafusion_settings_reach_the_session_and_unknown_ones_are_refused() {
         let key = "datafusion.execution.parquet.pushdown_filters";
-        let default = Engine::with_defaults();
-        assert!(
-            !default
-                .context()
+        let row_filters = |e: &Engine| {
+            e.context()
                 .copied_config()
                 .options()
                 .execution
                 .parquet
                 .pushdown_filters
-        );
-        let engine = Engine::new(EngineOptions {
-            datafusion: vec![(key.into(), "true".into())],
+        };
+        // The local plan settings by default; none: DataFusion's own.
+        assert!(row_filters(&Engine::with_defaults()));
+        let plain = Engine::new(EngineOptions {
+            datafusion: Vec::new(),
             ..EngineOptions::default()
         })
-        .expect("a known key and value");
-        assert!(
-            engine
-                .context()
-                .copied_config()
-                .options()
-                .execution
-                .parquet
-                .pushdown_filters
-        );
+        .expect("no settings");
+        assert!(!row_filters(&plain));
+        // Later entries win: a variable's value over the default's.
+        let mut options = EngineOptions::default();
+        options.datafusion.push((key.into(), "false".into()));
+        assert!(!row_filters(
+            &Engine::new(options).expect("a known key and value")
+        ));
 
         let bad = "datafusion.execution.no_such_setting";
         let err = Engine::new(EngineOptions {
             datafusion: vec![(bad.into(), "1".into())],
             ..EngineOptions::default()
         })
-        .err()
-        .expect("an unknown key is refused");
+        .expect_err("an unknown key is refused");
         assert!(err.to_string().contains(bad), "{err}");
         let err = Engine::new(EngineOptions {
             datafusion: vec![(key.into(), "maybe".into())],
             ..EngineOptions::default()
         })
-        .err()
-        .expect("a value of the wrong type is refused");
+        .expect_err("a value of the wrong type is refused");
         assert!(err.to_string().contains("maybe"), "{err}");
     }
 }

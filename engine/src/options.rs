@@ -40,12 +40,36 @@ pub struct EngineOptions {
     /// directories). A local session reads as its user; a cluster's workers
     /// take the cluster's `[access]` from the driver.
     pub access: crate::access::AccessPolicy,
-    /// DataFusion settings applied over the engine's own, as (key, value):
-    /// (`datafusion.execution.parquet.pushdown_filters`, `true`). Read from
-    /// `DATAFUSION_*` variables by [`EngineOptions::from_env`], as datafusion-cli
-    /// reads them, so a plan can be tuned without a rebuild.
+    /// DataFusion settings applied over DataFusion's defaults, in order, as
+    /// (key, value): [`LOCAL_PLAN_SETTINGS`] by default, then any `DATAFUSION_*`
+    /// variables [`EngineOptions::from_env`] reads (as datafusion-cli does), so
+    /// a plan can be tuned without a rebuild.
     pub datafusion: Vec<(String, String)>,
 }
+
+/// DataFusion settings a local session plans with (benches/RESULTS.md, TPC-H
+/// Q3 on a release build, side by side with `benches/plan_settings.sh`):
+/// - row filters in the Parquet reader (late materialisation): the join's
+///   dynamic filter then drops 99 % of Q3's lineitem rows while they are
+///   decoded instead of after;
+/// - a hash join whose build side is estimated under 64 MiB or 4 M rows
+///   builds one table for every partition (CollectLeft) instead of hash
+///   repartitioning both sides: Q3's 3.2 M probe rows are not moved.
+///
+/// Together Q3 took 0.73 of the time with DataFusion's defaults and Q1 the
+/// same. A cluster's driver plans without them: its stages are cut at the
+/// hash repartitions these would remove.
+pub const LOCAL_PLAN_SETTINGS: [(&str, &str); 3] = [
+    ("datafusion.execution.parquet.pushdown_filters", "true"),
+    (
+        "datafusion.optimizer.hash_join_single_partition_threshold",
+        "67108864",
+    ),
+    (
+        "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+        "4194304",
+    ),
+];
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -66,7 +90,10 @@ impl Default for EngineOptions {
             spill_dirs: Vec::new(),
             scan_work_sharing: true,
             access: crate::access::AccessPolicy::local(),
-            datafusion: Vec::new(),
+            datafusion: LOCAL_PLAN_SETTINGS
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 }
@@ -102,7 +129,7 @@ impl EngineOptions {
                 })?;
             }
         }
-        o.datafusion = datafusion_env();
+        o.datafusion.extend(datafusion_env());
         o.validate()?;
         Ok(o)
     }

@@ -86,6 +86,9 @@ impl Planner {
         let options = EngineOptions {
             target_partitions: partitions.max(1),
             access: access.clone(),
+            // DataFusion's own join and scan settings: stages are cut at the
+            // hash repartitions that the local plan settings would remove.
+            datafusion: Vec::new(),
             ..EngineOptions::default()
         };
         let engine = Engine::new(options)?;
