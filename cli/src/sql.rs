@@ -45,8 +45,9 @@ pub struct ExplainArgs {
 
 /// A local session with `tables` registered, finding models in `store`.
 async fn session_with(tables: &[String], store: regatta::models::ModelStore) -> Result<Session> {
+    // REGATTA_* and DATAFUSION_* overrides, as the SDK's local_from_env reads them.
     let session = Session::local_with_models(
-        regatta::EngineOptions::default(),
+        regatta::EngineOptions::from_env().map_err(regatta::Error::from)?,
         regatta::models::NodeResources::detect(regatta::models::ResourceOverrides::default()),
         store,
     )?;

@@ -27,6 +27,38 @@ fn csv_fixture(dir: &std::path::Path) -> String {
     p.to_string_lossy().to_string()
 }
 
+/// A DataFusion setting from the environment reaches `regatta sql`'s plan; a
+/// value that setting cannot take is refused naming the setting.
+#[test]
+fn sql_takes_datafusion_settings_from_the_environment() {
+    let d = tempfile::tempdir().unwrap();
+    let csv = csv_fixture(d.path());
+    let query = format!("SELECT count(*) AS n FROM '{csv}'");
+    let plan = stdout_of(
+        regatta()
+            .env("DATAFUSION_EXECUTION_TARGET_PARTITIONS", "7")
+            .args(["explain"])
+            .arg(&query),
+    );
+    // Seven partitions: no machine this runs on has seven cores.
+    assert!(
+        plan.contains("RoundRobinBatch(7)"),
+        "the plan ignores the variable:\n{plan}"
+    );
+    let out = regatta()
+        .env("DATAFUSION_EXECUTION_PARQUET_PUSHDOWN_FILTERS", "maybe")
+        .args(["sql", "-f", "csv"])
+        .arg(&query)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a bad value was accepted");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("datafusion.execution.parquet.pushdown_filters") && err.contains("maybe"),
+        "{err}"
+    );
+}
+
 #[test]
 fn sql_prints_csv_and_json_and_stays_quiet_when_piped() {
     let d = tempfile::tempdir().unwrap();
