@@ -313,8 +313,8 @@ struct QuantizedRows {
 const QUANTIZE_PIECE: usize = 64;
 
 impl QuantizedRows {
-    /// Quantises `rows` rows of `x` (`inputs` wide) into this buffer, to the
-    /// levels `kernel` multiplies; every byte, scale and zero point is written
+    /// Quantises `rows` rows of `x` (`inputs` wide) into this buffer with
+    /// `kernel`'s quantiser; every byte, scale and zero point is written
     /// (padding included).
     fn fill(&mut self, kernel: Kernel, x: &[f32], rows: usize, inputs: usize, groups: usize) {
         let stride = groups * GROUP;
@@ -327,7 +327,6 @@ impl QuantizedRows {
             &mut self.scales[..rows],
             &mut self.zeros[..rows],
         );
-        let levels = kernel.levels();
         bytes
             .par_chunks_mut(stride * QUANTIZE_PIECE)
             .zip(scales.par_chunks_mut(QUANTIZE_PIECE))
@@ -341,10 +340,8 @@ impl QuantizedRows {
                     Kernel::Vnni => unsafe { vnni::quantize(x, inputs, bytes, scales, zeros) },
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: the CPU has AVX2 and FMA (`Kernel::detect`).
-                    Kernel::Avx2 => unsafe {
-                        avx2::quantize(x, inputs, levels, bytes, scales, zeros)
-                    },
-                    _ => quantize(x, inputs, levels, bytes, scales, zeros),
+                    Kernel::Avx2 => unsafe { avx2::quantize(x, inputs, bytes, scales, zeros) },
+                    _ => quantize(x, inputs, bytes, scales, zeros),
                 }
             });
     }
@@ -358,17 +355,17 @@ impl QuantizedRows {
     }
 }
 
+/// A row's quantisation step and zero point from its extremes `lo <= 0 <= hi`:
+/// 255 steps over `[lo, hi]`, zero exact at `z` (every quantiser's).
+fn row_step(lo: f32, hi: f32) -> (f32, f32) {
+    let step = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+    (step, (-lo / step).round_ties_even().clamp(0.0, 255.0))
+}
+
 /// Quantises the rows of `x` (`inputs` wide, as many as `scales` holds) into
-/// `bytes` (`bytes.len() / scales.len()` per row) over `levels` steps (255, or
-/// 127 for the AVX2 kernel): at 255, the portable version of `vnni::quantize`.
-fn quantize(
-    x: &[f32],
-    inputs: usize,
-    levels: f32,
-    bytes: &mut [u8],
-    scales: &mut [f32],
-    zeros: &mut [i32],
-) {
+/// `bytes` (`bytes.len() / scales.len()` per row): the portable version of
+/// `vnni::quantize` and `avx2::quantize`.
+fn quantize(x: &[f32], inputs: usize, bytes: &mut [u8], scales: &mut [f32], zeros: &mut [i32]) {
     let stride = bytes.len() / scales.len().max(1);
     let rows = bytes.chunks_exact_mut(stride).zip(scales).zip(zeros);
     for (r, ((dst, scale), zero)) in rows.enumerate() {
@@ -385,11 +382,10 @@ fn quantize(
         }
         let lo = tail.iter().chain(&lo).fold(0f32, |m, v| m.min(*v));
         let hi = tail.iter().chain(&hi).fold(0f32, |m, v| m.max(*v));
-        let step = if hi > lo { (hi - lo) / levels } else { 1.0 };
-        let z = (-lo / step).round_ties_even().clamp(0.0, levels);
+        let (step, z) = row_step(lo, hi);
         let inv = 1.0 / step;
         for (d, v) in dst.iter_mut().zip(row) {
-            *d = (v * inv + z).round_ties_even().clamp(0.0, levels) as u8;
+            *d = (v * inv + z).round_ties_even().clamp(0.0, 255.0) as u8;
         }
         dst[inputs..].fill(z as u8);
         (*scale, *zero) = (step, z as i32);
@@ -423,11 +419,6 @@ impl Kernel {
             }
         }
         Self::Portable
-    }
-
-    /// The steps an input row is quantised to (every kernel takes 8 bits).
-    fn levels(self) -> f32 {
-        255.0
     }
 
     /// Accumulates rows `row..row + n` (`n <= 4`) of `q` against one panel.
@@ -500,175 +491,4 @@ mod avx2;
 mod vnni;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::nhwc::Activation;
-
-    fn plain<'a>(bias: &'a [f32], residual: Option<&'a [f32]>) -> Epilogue<'a> {
-        Epilogue {
-            bias,
-            residual,
-            activation: Activation::Linear,
-        }
-    }
-
-    /// A deterministic pseudo-random matrix in [-1, 1).
-    fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
-
-    fn reference(x: &[f32], w: &[f32], bias: &[f32], inputs: usize, outputs: usize) -> Vec<f32> {
-        let rows = x.len() / inputs;
-        let mut out = vec![0f32; rows * outputs];
-        for r in 0..rows {
-            for n in 0..outputs {
-                let dot: f32 = (0..inputs)
-                    .map(|k| x[r * inputs + k] * w[k * outputs + n])
-                    .sum();
-                out[r * outputs + n] = dot + bias[n];
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn int8_products_are_within_quantisation_error_of_f32_on_odd_shapes() {
-        // Shapes off every multiple the kernel works in: rows off 4, inputs off
-        // 4, outputs off 64, and one row alone (a decoder step).
-        for &(rows, inputs, outputs) in &[(1, 384, 384), (7, 33, 70), (13, 384, 1152), (5, 3, 1)] {
-            let x = values(rows * inputs, 1);
-            let w = values(inputs * outputs, 2);
-            let bias = values(outputs, 3);
-            let residual = values(rows * outputs, 4);
-            let q = Int8Weights::quantize(inputs, outputs, |k, n| w[k * outputs + n]);
-            let want = reference(&x, &w, &bias, inputs, outputs);
-            // This CPU's kernel and the portable one (8-bit inputs) alike.
-            for kernel in [Kernel::detect(), Kernel::Portable] {
-                let mut got = vec![f32::NAN; rows * outputs];
-                q.product_with(kernel, &x, plain(&bias, None), &mut got);
-                // Each product's error is at most half a step of each operand:
-                // bounded by sqrt(inputs) steps for random signs, 4 for margin.
-                let tol = 4.0 * (inputs as f32).sqrt() / 127.0;
-                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    assert!(
-                        (g - w).abs() <= tol,
-                        "{kernel:?} {rows}x{inputs}x{outputs} [{i}]: {g} vs {w}"
-                    );
-                }
-            }
-            let mut got = vec![f32::NAN; rows * outputs];
-            q.product(&x, plain(&bias, None), &mut got);
-            let mut with_residual = vec![0f32; rows * outputs];
-            q.product(&x, plain(&bias, Some(&residual)), &mut with_residual);
-            for ((a, b), r) in with_residual.iter().zip(&got).zip(&residual) {
-                assert!((a - (b + r)).abs() < 1e-5, "{a} vs {b} + {r}");
-            }
-        }
-    }
-
-    #[test]
-    fn the_vnni_kernel_and_the_portable_one_agree_exactly() {
-        if Kernel::detect() != Kernel::Vnni {
-            eprintln!("skipped: this CPU has no AVX-512 VNNI, only the portable kernel runs");
-            return;
-        }
-        let (rows, inputs, outputs) = (11, 200, 130);
-        let x = values(rows * inputs, 5);
-        let w = values(inputs * outputs, 6);
-        let bias = values(outputs, 7);
-        let q = Int8Weights::quantize(inputs, outputs, |k, n| w[k * outputs + n]);
-        let mut a = vec![0f32; rows * outputs];
-        let mut b = vec![0f32; rows * outputs];
-        q.product_with(Kernel::Vnni, &x, plain(&bias, None), &mut a);
-        q.product_with(Kernel::Portable, &x, plain(&bias, None), &mut b);
-        assert_eq!(a, b);
-    }
-
-    /// The AVX2 tile against the portable one on the same rows (bytes up to
-    /// 255), every row count a tile takes, inputs off a multiple of the group;
-    /// and whole products bit for bit.
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn the_avx2_tile_and_the_portable_one_agree_exactly() {
-        if !std::arch::is_x86_feature_detected!("avx2") {
-            eprintln!("skipped: this CPU has no AVX2");
-            return;
-        }
-        let (rows, inputs, outputs) = (4, 201, 64);
-        let x = values(rows * inputs, 8);
-        let w = values(inputs * outputs, 9);
-        let weights = Int8Weights::quantize(inputs, outputs, |k, n| w[k * outputs + n]);
-        let mut q = QuantizedRows::default();
-        q.fill(Kernel::Avx2, &x, rows, inputs, weights.groups);
-        for n in 1..=ROWS {
-            let mut fast = [[7i32; PANEL]; ROWS];
-            let mut slow = [[7i32; PANEL]; ROWS];
-            Kernel::Avx2.tile(&q, 0, n, weights.panel(0), weights.groups, &mut fast);
-            portable_tile(
-                &q.bytes,
-                q.stride,
-                n,
-                weights.panel(0),
-                weights.groups,
-                &mut slow,
-            );
-            assert_eq!(fast[..n], slow[..n], "{n} rows");
-        }
-        assert!(q.bytes.iter().any(|b| *b > 127), "8-bit inputs");
-        let (rows, outputs) = (9, 130);
-        let x = values(rows * inputs, 11);
-        let w = values(inputs * outputs, 12);
-        let bias = values(outputs, 13);
-        let weights = Int8Weights::quantize(inputs, outputs, |k, n| w[k * outputs + n]);
-        let mut a = vec![0f32; rows * outputs];
-        let mut b = vec![0f32; rows * outputs];
-        weights.product_with(Kernel::Avx2, &x, plain(&bias, None), &mut a);
-        weights.product_with(Kernel::Portable, &x, plain(&bias, None), &mut b);
-        for (i, (a, b)) in a.iter().zip(&b).enumerate() {
-            // The epilogue's float arithmetic may differ in its last bit
-            // (FMA contraction under the AVX2 target); the sums do not.
-            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "[{i}] {a} vs {b}");
-        }
-    }
-
-    /// The AVX2 quantiser against the portable one: the same scales and zero
-    /// points, bytes within the fused multiply-add's one rounding.
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn the_avx2_quantiser_matches_the_portable_one() {
-        if Kernel::detect() != Kernel::Avx2 {
-            eprintln!("skipped: this CPU's kernel is not the AVX2 one");
-            return;
-        }
-        for &(rows, inputs) in &[(3, 384), (5, 13), (2, 1), (1, 1536)] {
-            let x = values(rows * inputs, 10);
-            let stride = inputs.div_ceil(GROUP) * GROUP;
-            let mut fast = (vec![0u8; rows * stride], vec![0f32; rows], vec![0i32; rows]);
-            let mut slow = (vec![9u8; rows * stride], vec![0f32; rows], vec![0i32; rows]);
-            // SAFETY: detect() saw AVX2 and FMA.
-            unsafe { avx2::quantize(&x, inputs, 255.0, &mut fast.0, &mut fast.1, &mut fast.2) };
-            quantize(&x, inputs, 255.0, &mut slow.0, &mut slow.1, &mut slow.2);
-            assert_eq!((&fast.1, &fast.2), (&slow.1, &slow.2), "{rows}x{inputs}");
-            for (a, b) in fast.0.iter().zip(&slow.0) {
-                assert!(a.abs_diff(*b) <= 1, "{rows}x{inputs}: {a} vs {b}");
-            }
-        }
-    }
-
-    #[test]
-    fn zero_rows_and_zero_weights_give_the_bias() {
-        let q = Int8Weights::quantize(8, 3, |_, _| 0.0);
-        let x = vec![0f32; 2 * 8];
-        let mut out = vec![f32::NAN; 2 * 3];
-        q.product(&x, plain(&[1.0, 2.0, 3.0], None), &mut out);
-        assert_eq!(out, vec![1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
-    }
-}
+mod tests;

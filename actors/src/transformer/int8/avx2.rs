@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 
 use super::{GROUP, PANEL, PANEL_GROUP, ROWS};
 
-/// [`super::quantize`] in AVX2 at any `levels` up to 255: the row's extremes
+/// [`super::quantize`] in AVX2: the row's extremes
 /// 8 lanes at a time, then scale, shift (one fused multiply-add), round to
 /// nearest even, clamp and pack to bytes; the last partial chunk goes through
 /// the same instructions from a zero-padded copy.
@@ -21,7 +21,6 @@ use super::{GROUP, PANEL, PANEL_GROUP, ROWS};
 pub(super) unsafe fn quantize(
     x: &[f32],
     inputs: usize,
-    levels: f32,
     bytes: &mut [u8],
     scales: &mut [f32],
     zeros: &mut [i32],
@@ -53,10 +52,9 @@ pub(super) unsafe fn quantize(
             let lo = lanes.iter().fold(0f32, |m, v| m.min(*v));
             _mm256_storeu_ps(lanes.as_mut_ptr(), hi);
             let hi = lanes.iter().fold(0f32, |m, v| m.max(*v));
-            let step = if hi > lo { (hi - lo) / levels } else { 1.0 };
-            let z = (-lo / step).round_ties_even().clamp(0.0, levels);
+            let (step, z) = super::row_step(lo, hi);
             let (inv, vz) = (_mm256_set1_ps(1.0 / step), _mm256_set1_ps(z));
-            let top = _mm256_set1_epi32(levels as i32);
+            let top = _mm256_set1_epi32(255);
             let quantize8 = |v: __m256| {
                 // The default rounding mode: to nearest, ties to even.
                 let q = _mm256_cvtps_epi32(_mm256_fmadd_ps(v, inv, vz));

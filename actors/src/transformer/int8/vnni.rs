@@ -40,8 +40,7 @@ pub(super) unsafe fn quantize(
             lo = _mm512_min_ps(lo, t);
             hi = _mm512_max_ps(hi, t);
             let (lo, hi) = (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
-            let step = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
-            let z = (-lo / step).round_ties_even().clamp(0.0, 255.0);
+            let (step, z) = super::row_step(lo, hi);
             let (inv, vz) = (_mm512_set1_ps(1.0 / step), _mm512_set1_ps(z));
             let d = dst.as_mut_ptr();
             let quantize16 = |v: __m512| {
