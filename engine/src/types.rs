@@ -1,18 +1,21 @@
 //! Arrow representations of regatta's multimodal types.
 //!
 //! * encoded image: `Binary` (the file's bytes, format sniffed when decoded);
-//! * decoded image: `Struct{data: LargeBinary, width: UInt32, height: UInt32, channels: UInt8, mode: Utf8}`
-//!   with `data` holding row-major interleaved 8-bit pixels;
+//! * decoded image: `Struct{data: BinaryView, width: UInt32, height: UInt32, channels: UInt8, mode: Utf8}`
+//!   with `data` holding row-major interleaved 8-bit pixels, each image in a
+//!   buffer of its own (the decoder's, moved in, never copied; a filter then
+//!   moves 16-byte views, not pixels). `LargeBinary` data (files written before
+//!   the view type) is read too;
 //! * embedding: `FixedSizeList<Float32>[dim]`;
 //! * tensor: `Struct{data: List<Float32>, shape: List<Int32>}` (row-major, any rank).
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, Float64Array, LargeBinaryArray, LargeBinaryBuilder, StringArray,
-    StringBuilder, StructArray, UInt32Array, UInt32Builder, UInt8Builder,
+    Array, ArrayRef, BinaryViewArray, BinaryViewBuilder, Float64Array, LargeBinaryArray,
+    StringArray, StringBuilder, StructArray, UInt32Array, UInt32Builder, UInt8Builder,
 };
-use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::buffer::{Buffer, NullBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::error::{DataFusionError, Result as DfResult};
 
@@ -28,7 +31,7 @@ pub const IMAGE_MODE: &str = "mode";
 /// The fields of a decoded image.
 pub fn image_fields() -> Fields {
     Fields::from(vec![
-        Field::new(IMAGE_DATA, DataType::LargeBinary, false),
+        Field::new(IMAGE_DATA, DataType::BinaryView, false),
         Field::new(IMAGE_WIDTH, DataType::UInt32, false),
         Field::new(IMAGE_HEIGHT, DataType::UInt32, false),
         Field::new(IMAGE_CHANNELS, DataType::UInt8, false),
@@ -94,9 +97,12 @@ pub fn tensor_fields() -> Fields {
     ])
 }
 
+/// Views longer than this point into a data buffer; shorter ones are inlined.
+const MAX_INLINE_VIEW: usize = 12;
+
 /// Builds a decoded-image column row by row.
 pub struct ImageColumnBuilder {
-    data: LargeBinaryBuilder,
+    data: BinaryViewBuilder,
     width: UInt32Builder,
     height: UInt32Builder,
     channels: UInt8Builder,
@@ -106,9 +112,9 @@ pub struct ImageColumnBuilder {
 
 impl ImageColumnBuilder {
     /// A builder expecting about `rows` rows.
-    pub fn with_capacity(rows: usize, data_bytes: usize) -> Self {
+    pub fn with_capacity(rows: usize) -> Self {
         Self {
-            data: LargeBinaryBuilder::with_capacity(rows, data_bytes),
+            data: BinaryViewBuilder::with_capacity(rows),
             width: UInt32Builder::with_capacity(rows),
             height: UInt32Builder::with_capacity(rows),
             channels: UInt8Builder::with_capacity(rows),
@@ -117,14 +123,32 @@ impl ImageColumnBuilder {
         }
     }
 
-    /// Appends one image.
-    pub fn append(&mut self, img: &DecodedImage) {
-        self.data.append_value(&img.pixels);
+    /// Appends one image, taking its pixel buffer as one of the column's
+    /// buffers (no copy). Fails only for an image of 4 GiB or more, which a
+    /// view cannot address.
+    pub fn append(&mut self, img: DecodedImage) -> DfResult<()> {
+        let len = img.pixels.len();
+        if len <= MAX_INLINE_VIEW {
+            self.data.append_value(&img.pixels);
+        } else {
+            let view_len = u32::try_from(len).ok().filter(|&l| l < u32::MAX);
+            let Some(view_len) = view_len else {
+                return Err(DataFusionError::Execution(format!(
+                    "a {}x{} {} image takes {len} bytes; an image column holds at most 4 GiB per image",
+                    img.width,
+                    img.height,
+                    img.mode.name()
+                )));
+            };
+            let block = self.data.append_block(Buffer::from_vec(img.pixels));
+            self.data.try_append_view(block, 0, view_len)?;
+        }
         self.width.append_value(img.width);
         self.height.append_value(img.height);
         self.channels.append_value(img.mode.channels());
         self.mode.append_value(img.mode.name());
         self.validity.push(true);
+        Ok(())
     }
 
     /// Appends a null row (child slots get empty placeholders, as Arrow requires).
@@ -159,7 +183,7 @@ impl ImageColumnBuilder {
 /// Read access to a decoded-image column.
 pub struct ImageColumn<'a> {
     array: &'a StructArray,
-    data: &'a LargeBinaryArray,
+    data: PixelData<'a>,
     width: &'a UInt32Array,
     height: &'a UInt32Array,
     mode: &'a StringArray,
@@ -181,10 +205,7 @@ impl<'a> ImageColumn<'a> {
         let child = |name: &str| array.column_by_name(name).ok_or_else(not_image);
         Ok(Self {
             array,
-            data: child(IMAGE_DATA)?
-                .as_any()
-                .downcast_ref()
-                .ok_or_else(not_image)?,
+            data: PixelData::try_new(child(IMAGE_DATA)?.as_ref()).ok_or_else(not_image)?,
             width: child(IMAGE_WIDTH)?
                 .as_any()
                 .downcast_ref()
@@ -263,6 +284,30 @@ impl<'a> ImageColumn<'a> {
     }
 }
 
+/// An image column's pixel child: views (what regatta writes) or one
+/// contiguous buffer (columns written before the view type).
+#[derive(Clone, Copy)]
+enum PixelData<'a> {
+    Views(&'a BinaryViewArray),
+    Contiguous(&'a LargeBinaryArray),
+}
+
+impl<'a> PixelData<'a> {
+    fn try_new(array: &'a dyn Array) -> Option<Self> {
+        let any = array.as_any();
+        any.downcast_ref()
+            .map(Self::Views)
+            .or_else(|| any.downcast_ref().map(Self::Contiguous))
+    }
+
+    fn value(self, i: usize) -> &'a [u8] {
+        match self {
+            Self::Views(a) => a.value(i),
+            Self::Contiguous(a) => a.value(i),
+        }
+    }
+}
+
 /// A borrowed decoded image.
 #[derive(Debug, Clone, Copy)]
 pub struct ImageRef<'a> {
@@ -270,4 +315,123 @@ pub struct ImageRef<'a> {
     pub width: u32,
     pub height: u32,
     pub mode: ImageMode,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{BooleanArray, RecordBatch, UInt8Array};
+    use datafusion::arrow::compute::filter;
+    use datafusion::arrow::datatypes::Schema;
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use datafusion::parquet::arrow::ArrowWriter;
+
+    fn rgb(width: u32, height: u32, seed: u8) -> DecodedImage {
+        let n = (width * height * 3) as usize;
+        DecodedImage {
+            pixels: (0..n)
+                .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
+                .collect(),
+            width,
+            height,
+            mode: ImageMode::Rgb,
+        }
+    }
+
+    fn column(images: Vec<Option<DecodedImage>>) -> ArrayRef {
+        let mut b = ImageColumnBuilder::with_capacity(images.len());
+        for img in images {
+            match img {
+                Some(img) => b.append(img).expect("append"),
+                None => b.append_null(),
+            }
+        }
+        b.finish()
+    }
+
+    fn pixels_of(array: &dyn Array) -> Vec<Option<Vec<u8>>> {
+        let col = ImageColumn::try_new(array, "test").expect("an image column");
+        (0..col.len())
+            .map(|i| col.get(i).expect("row").map(|r| r.pixels.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn pixels_are_moved_into_the_column_and_a_filter_keeps_sharing_them() {
+        let big = rgb(40, 30, 1);
+        let at = big.pixels.as_ptr();
+        let array = column(vec![Some(rgb(5, 5, 9)), Some(big)]);
+        let col = ImageColumn::try_new(array.as_ref(), "test").expect("image column");
+        let row = col.get(1).expect("row").expect("not null");
+        assert_eq!(row.pixels.as_ptr(), at, "the decoder's buffer, not a copy");
+
+        let kept = filter(array.as_ref(), &BooleanArray::from(vec![false, true])).expect("filter");
+        let col = ImageColumn::try_new(kept.as_ref(), "test").expect("image column");
+        let row = col.get(0).expect("row").expect("not null");
+        assert_eq!(row.pixels.as_ptr(), at, "a filter moves views, not pixels");
+        assert_eq!((row.width, row.height), (40, 30));
+    }
+
+    #[test]
+    fn tiny_images_and_nulls_keep_their_pixels() {
+        // 2x2 RGB is 12 bytes: inlined in the view itself.
+        let images = vec![
+            Some(rgb(2, 2, 3)),
+            None,
+            Some(rgb(3, 3, 4)),
+            Some(rgb(1, 1, 5)),
+        ];
+        let want: Vec<_> = images
+            .iter()
+            .map(|i| i.as_ref().map(|i| i.pixels.clone()))
+            .collect();
+        assert_eq!(pixels_of(column(images).as_ref()), want);
+    }
+
+    #[test]
+    fn image_columns_with_contiguous_pixels_are_still_read() {
+        let px: Vec<u8> = (0..27).collect();
+        let fields = Fields::from(vec![
+            Field::new(IMAGE_DATA, DataType::LargeBinary, false),
+            Field::new(IMAGE_WIDTH, DataType::UInt32, false),
+            Field::new(IMAGE_HEIGHT, DataType::UInt32, false),
+            Field::new(IMAGE_CHANNELS, DataType::UInt8, false),
+            Field::new(IMAGE_MODE, DataType::Utf8, false),
+        ]);
+        let legacy = StructArray::new(
+            fields,
+            vec![
+                Arc::new(LargeBinaryArray::from_vec(vec![px.as_slice()])),
+                Arc::new(UInt32Array::from(vec![3])),
+                Arc::new(UInt32Array::from(vec![3])),
+                Arc::new(UInt8Array::from(vec![3])),
+                Arc::new(StringArray::from(vec!["RGB"])),
+            ],
+            None,
+        );
+        assert_eq!(pixels_of(&legacy), vec![Some(px)]);
+    }
+
+    #[test]
+    fn an_image_column_round_trips_through_parquet() {
+        let images = vec![Some(rgb(17, 9, 2)), None, Some(rgb(2, 2, 8))];
+        let want: Vec<_> = images
+            .iter()
+            .map(|i| i.as_ref().map(|i| i.pixels.clone()))
+            .collect();
+        let schema = Arc::new(Schema::new(vec![Field::new("img", image_type(), true)]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![column(images)]).expect("batch");
+        let mut file = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut file, schema, None).expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(file))
+            .expect("reader")
+            .build()
+            .expect("build");
+        let got: Vec<RecordBatch> = reader.collect::<std::result::Result<_, _>>().expect("read");
+        assert_eq!(got.len(), 1);
+        assert!(is_image_type(got[0].column(0).data_type()));
+        assert_eq!(pixels_of(got[0].column(0).as_ref()), want);
+    }
 }

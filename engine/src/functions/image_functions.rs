@@ -268,7 +268,6 @@ impl ImageFunction {
             .as_any()
             .downcast_ref::<datafusion::arrow::array::BinaryArray>()
             .ok_or_else(|| DataFusionError::Internal("image bytes are not Binary".into()))?;
-        // Decode first, then copy into one exactly sized buffer: no regrowth.
         let mut decoded: Vec<Option<image::DecodedImage>> = Vec::with_capacity(bytes.len());
         for i in 0..bytes.len() {
             if bytes.is_null(i) {
@@ -289,8 +288,7 @@ impl ImageFunction {
                 }
             }
         }
-        let out = build_images(&decoded);
-        Ok(out)
+        build_images(decoded)
     }
 
     /// `image_crop` with geometry per row (constants or columns, e.g. the boxes
@@ -313,7 +311,7 @@ impl ImageFunction {
                 .map_err(|e| row_error(self.op.name(), i, None, e.to_string()))?;
             results.push(Some(res));
         }
-        Ok(build_images(&results))
+        build_images(results)
     }
 
     fn transform(&self, input: &ArrayRef, args: &[ColumnarValue]) -> Result<ArrayRef> {
@@ -357,7 +355,7 @@ impl ImageFunction {
             let res = res.map_err(|e| row_error(self.op.name(), i, None, e.to_string()))?;
             results.push(Some(res));
         }
-        Ok(build_images(&results))
+        build_images(results)
     }
 }
 
@@ -401,17 +399,16 @@ fn per_row_u32(
 
 const IMAGE_CROP: &str = "image_crop";
 
-/// One image column with its pixel buffer allocated once, at its exact size.
-fn build_images(images: &[Option<image::DecodedImage>]) -> ArrayRef {
-    let total = images.iter().flatten().map(|i| i.pixels.len()).sum();
-    let mut out = ImageColumnBuilder::with_capacity(images.len(), total);
+/// One image column holding each image's own pixel buffer (moved, not copied).
+fn build_images(images: Vec<Option<image::DecodedImage>>) -> Result<ArrayRef> {
+    let mut out = ImageColumnBuilder::with_capacity(images.len());
     for img in images {
         match img {
-            Some(img) => out.append(img),
+            Some(img) => out.append(img)?,
             None => out.append_null(),
         }
     }
-    out.finish()
+    Ok(out.finish())
 }
 
 fn to_tensor(input: &ArrayRef) -> Result<ArrayRef> {

@@ -346,16 +346,15 @@ fn decode_video(
 
 fn frames_batch(url: &str, frames: Vec<VideoFrame>, schema: &SchemaRef) -> DfResult<RecordBatch> {
     let n = frames.len();
-    let bytes: usize = frames.iter().map(|f| f.image.pixels.len()).sum();
     let mut urls = StringBuilder::with_capacity(n, n * url.len());
     let mut index = Int64Builder::with_capacity(n);
     let mut pts = Float64Builder::with_capacity(n);
-    let mut images = ImageColumnBuilder::with_capacity(n, bytes);
-    for f in &frames {
+    let mut images = ImageColumnBuilder::with_capacity(n);
+    for f in frames {
         urls.append_value(url);
         index.append_value(f.index as i64);
         pts.append_value(f.pts_seconds);
-        images.append(&f.image);
+        images.append(f.image)?;
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(urls.finish()),
