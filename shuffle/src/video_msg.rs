@@ -23,6 +23,9 @@ pub(crate) fn video_options_to_msg(o: &VideoOptions) -> OptionsMsg {
             OnError::Skip => VideoOnError::Skip,
             OnError::Record => VideoOnError::Record,
         } as i32,
+        timeout_ms: o
+            .timeout
+            .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
     }
 }
 
@@ -55,6 +58,7 @@ pub(crate) fn video_options_from_msg(m: Option<OptionsMsg>) -> DfResult<VideoOpt
         },
         max_frames: (m.max_frames > 0).then_some(m.max_frames),
         on_error,
+        timeout: (m.timeout_ms > 0).then(|| std::time::Duration::from_millis(m.timeout_ms)),
     })
 }
 
@@ -66,7 +70,7 @@ mod tests {
     fn options_survive_the_wire_and_nonsense_is_refused() {
         for text in [
             "",
-            "size=320x240, every=5, limit=7, on_error=null",
+            "size=320x240, every=5, limit=7, on_error=null, timeout_ms=2500",
             "width=100, fps=2.5",
             "keyframes=true",
         ] {

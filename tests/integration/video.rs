@@ -2,7 +2,8 @@
 //! H.264 MP4 and MPEG-4 AVI; every n-th frame, key frames, a frame limit and an
 //! output size; `video_metadata`; a truncated MP4 gives its decodable frames, then
 //! an error naming the file (or, under on_error = null, just those frames); a
-//! file that is not a video is named too.
+//! file that is not a video is named too; a video past its `timeout_ms` ends
+//! with a timeout naming it.
 
 use std::path::{Path, PathBuf};
 
@@ -274,4 +275,38 @@ async fn a_truncated_mp4_gives_its_decodable_frames_then_an_error_naming_it() {
         let err = crate::query_error(&session, &sql).await;
         assert!(err.contains(needle), "{sql}: {err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_past_its_timeout_ends_with_a_timeout_naming_it() {
+    const LONG: usize = 96;
+    let dir = tempfile::tempdir().unwrap();
+    let mp4 = dir.path().join("long.mp4");
+    let photo = photos_dir().join("chelsea.png");
+    zoom_video(&photo, &mp4, VideoKind::H264Mp4, LONG as u32, (640, 480)).unwrap();
+    let session = Session::local();
+
+    // A limit the video fits in changes nothing.
+    let all = frame_rows(&session, &select(&mp4, "timeout_ms=600000")).await;
+    assert_eq!(all.len(), LONG);
+
+    // Decoding 96 VGA frames takes well over a millisecond: raise names the
+    // file and the limit.
+    let err = session
+        .sql(&select(&mp4, "timeout_ms=1"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("long.mp4") && err.contains("timed out") && err.contains("over 1 ms"),
+        "{err}"
+    );
+
+    // Under null the video ends early, keeping what came before, and the
+    // query goes on.
+    let kept = frame_rows(&session, &select(&mp4, "timeout_ms=1, on_error=null")).await;
+    assert!(kept.len() < LONG, "{} frames", kept.len());
 }

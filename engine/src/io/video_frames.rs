@@ -25,7 +25,7 @@ use crate::functions::row_failures::{RowErrorClass, RowFailure};
 use crate::functions::OnError;
 use crate::storage;
 use crate::types::{image_type, ImageColumnBuilder};
-use crate::video::{FrameReader, VideoFrame, VideoOptions};
+use crate::video::{FrameReader, VideoError, VideoFrame, VideoOptions};
 
 /// The table function's SQL name.
 pub const VIDEO_FRAMES: &str = "video_frames";
@@ -312,6 +312,9 @@ fn decode_video(
     };
     let mut reader = match FrameReader::open(local.path(), options.clone()) {
         Ok(r) => r,
+        Err(e @ VideoError::TimedOut { .. }) if skip => {
+            return video.left_out(RowErrorClass::Timeout, e.to_string())
+        }
         Err(e) if skip => return video.left_out(RowErrorClass::Data, e.to_string()),
         Err(e) => return Err(video_error(url, e)),
     };
@@ -332,10 +335,11 @@ fn decode_video(
         }
         match fault {
             Some(e) if skip => {
-                return video.left_out(
-                    RowErrorClass::Data,
-                    format!("{e} (the frames before it are kept)"),
-                );
+                let class = match e {
+                    VideoError::TimedOut { .. } => RowErrorClass::Timeout,
+                    _ => RowErrorClass::Data,
+                };
+                return video.left_out(class, format!("{e} (the frames before it are kept)"));
             }
             Some(e) => return Err(video_error(url, e)),
             None if end => return Ok(true),

@@ -7,6 +7,7 @@ use ff::codec::discard::Discard;
 use ff::software::scaling;
 use ffmpeg_next as ff;
 
+use super::budget::DecodeBudget;
 use super::{FrameSelection, VideoError, VideoOptions};
 use crate::image::{DecodedImage, ImageMode};
 
@@ -43,17 +44,49 @@ pub struct FrameReader {
     next_due: f64,
     sent_eof: bool,
     done: bool,
+    /// The `timeout_ms` option's clock, when one is set.
+    budget: Option<DecodeBudget>,
 }
 
 fn ff_err(e: ff::Error) -> String {
     e.to_string()
 }
 
+fn timed_out(budget: &DecodeBudget, frames: u64) -> VideoError {
+    VideoError::TimedOut {
+        limit_ms: budget.limit().as_millis(),
+        frames,
+    }
+}
+
+/// An error met once the budget ran out (FFmpeg's interrupted read, say) is the
+/// timeout; any other stands as it is.
+fn timed_out_or(
+    budget: &DecodeBudget,
+    frames: u64,
+    other: impl FnOnce() -> VideoError,
+) -> VideoError {
+    if budget.expired() {
+        timed_out(budget, frames)
+    } else {
+        other()
+    }
+}
+
 impl FrameReader {
     /// Opens `path`'s best video stream.
     pub fn open(path: &Path, options: VideoOptions) -> Result<Self, VideoError> {
         super::init();
-        let input = ff::format::input(path).map_err(|e| VideoError::Open(ff_err(e)))?;
+        let mut budget = options.timeout.map(DecodeBudget::new);
+        let input = match budget.as_mut() {
+            Some(b) => {
+                b.arm();
+                let opened = ff::format::input_with_interrupt(path, b.interrupt());
+                b.disarm();
+                opened.map_err(|e| timed_out_or(b, 0, || VideoError::Open(ff_err(e))))?
+            }
+            None => ff::format::input(path).map_err(|e| VideoError::Open(ff_err(e)))?,
+        };
         let (stream, time_base, start, fps, declared, params) = {
             let s = input
                 .streams()
@@ -96,14 +129,38 @@ impl FrameReader {
             next_due: f64::NEG_INFINITY,
             sent_eof: false,
             done: false,
+            budget,
         })
     }
 
     /// The next selected frame; `None` at the end (or at the frame limit). An
-    /// error ends the video: frames returned before it stand.
+    /// error ends the video: frames returned before it stand. With a
+    /// `timeout_ms`, only the time spent in here counts against it.
     pub fn next_frame(&mut self) -> Result<Option<VideoFrame>, VideoError> {
+        let Some(mut budget) = self.budget.take() else {
+            return self.next_frame_unbudgeted(None);
+        };
+        budget.arm();
+        let got = self.next_frame_unbudgeted(Some(&budget));
+        budget.disarm();
+        let decoded = self.decoded;
+        let got = got.map_err(|e| timed_out_or(&budget, decoded, || e));
+        if got.is_err() {
+            self.done = true;
+        }
+        self.budget = Some(budget);
+        got
+    }
+
+    fn next_frame_unbudgeted(
+        &mut self,
+        budget: Option<&DecodeBudget>,
+    ) -> Result<Option<VideoFrame>, VideoError> {
         let mut frame = ff::frame::Video::empty();
         loop {
+            if let Some(b) = budget.filter(|b| b.expired()) {
+                return Err(timed_out(b, self.decoded));
+            }
             if self.done || self.options.max_frames.is_some_and(|m| self.emitted >= m) {
                 self.done = true;
                 return Ok(None);

@@ -2,6 +2,7 @@
 //! decoded one at a time into RGB images, and container metadata. Free of Arrow;
 //! the `video_frames` table function and `video_metadata` call these.
 
+mod budget;
 mod frames;
 mod metadata;
 mod options;
@@ -25,6 +26,8 @@ pub enum VideoError {
     Truncated { decoded: u64, declared: u64 },
     #[error("bad video options: {0}")]
     Options(String),
+    #[error("timed out: reading and decoding took over {limit_ms} ms ({frames} frames decoded)")]
+    TimedOut { limit_ms: u128, frames: u64 },
 }
 
 static INIT: Once = Once::new();

@@ -1,5 +1,7 @@
 //! [`VideoOptions`]: which frames to decode and at what size.
 
+use std::time::Duration;
+
 use super::VideoError;
 use crate::functions::OnError;
 
@@ -27,6 +29,10 @@ pub struct VideoOptions {
     /// A video that cannot be opened, or breaks off: fail the query (`Raise`), or
     /// keep the frames decoded before the fault and go on (`Null`).
     pub on_error: OnError,
+    /// The most time reading and decoding one video may take (`timeout_ms`),
+    /// time waiting on a slow consumer not counted; past it the video ends
+    /// with an error under `on_error`. None: no limit (videos can be hours long).
+    pub timeout: Option<Duration>,
 }
 
 impl Default for VideoOptions {
@@ -37,12 +43,13 @@ impl Default for VideoOptions {
             selection: FrameSelection::EveryNth(1),
             max_frames: None,
             on_error: OnError::Raise,
+            timeout: None,
         }
     }
 }
 
 /// The option names, for errors.
-const KEYS: &str = "width, height, size (WxH), every, fps, keyframes, limit, on_error";
+const KEYS: &str = "width, height, size (WxH), every, fps, keyframes, limit, on_error, timeout_ms";
 
 impl VideoOptions {
     /// Parses `key=value` pairs separated by commas, e.g.
@@ -86,6 +93,7 @@ impl VideoOptions {
                     _ => return Err(bad(format!("keyframes={value:?}: expected true or false"))),
                 },
                 "limit" => o.max_frames = Some(number(value)?),
+                "timeout_ms" => o.timeout = Some(Duration::from_millis(number(value)?)),
                 "on_error" => {
                     o.on_error = OnError::parse(value).map_err(|e| bad(e.to_string()))?;
                 }
@@ -102,7 +110,10 @@ mod tests {
 
     #[test]
     fn options_parse_and_bad_ones_are_named() {
-        let o = VideoOptions::parse("size=64x48, every=3, limit=10, on_error=null").unwrap();
+        let o =
+            VideoOptions::parse("size=64x48, every=3, limit=10, on_error=null, timeout_ms=1500")
+                .unwrap();
+        assert_eq!(o.timeout, Some(Duration::from_millis(1500)));
         assert_eq!((o.width, o.height), (Some(64), Some(48)));
         assert_eq!(o.selection, FrameSelection::EveryNth(3));
         assert_eq!(o.max_frames, Some(10));
@@ -114,6 +125,7 @@ mod tests {
         );
         for (bad, needle) in [
             ("every=0", "every"),
+            ("timeout_ms=soon", "timeout_ms"),
             ("fps=-1", "fps"),
             ("speed=2", "unknown option \"speed\""),
             ("size=64", "WIDTHxHEIGHT"),
