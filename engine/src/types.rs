@@ -54,6 +54,64 @@ pub fn is_image_type(t: &DataType) -> bool {
     }
 }
 
+/// The fields of a decoded image stored contiguously (`LargeBinary` pixels):
+/// the layout regatta wrote before image columns became views, and what
+/// Lance datasets hold (Lance would store a view as 32-bit-offset `Binary`).
+fn contiguous_image_fields() -> Fields {
+    image_fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::BinaryView => {
+                Arc::new(f.as_ref().clone().with_data_type(DataType::LargeBinary))
+            }
+            _ => f.clone(),
+        })
+        .collect()
+}
+
+/// `t` with a view image type made contiguous; any other type as it is.
+pub fn contiguous_image_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Struct(f)
+            if is_image_type(t)
+                && f.find(IMAGE_DATA)
+                    .is_some_and(|(_, d)| d.data_type() == &DataType::BinaryView) =>
+        {
+            DataType::Struct(contiguous_image_fields())
+        }
+        other => other.clone(),
+    }
+}
+
+/// `array` with a view image column's pixels copied into one contiguous
+/// buffer (see [`contiguous_image_type`]); any other array as it is.
+pub fn contiguous_image_column(array: &ArrayRef) -> DfResult<ArrayRef> {
+    let target = contiguous_image_type(array.data_type());
+    if &target == array.data_type() {
+        return Ok(array.clone());
+    }
+    let image = array
+        .as_any()
+        .downcast_ref::<StructArray>()
+        .ok_or_else(|| DataFusionError::Internal("an image column that is not a struct".into()))?;
+    let DataType::Struct(fields) = target else {
+        return Err(DataFusionError::Internal(
+            "a contiguous image type that is not a struct".into(),
+        ));
+    };
+    let children = image
+        .columns()
+        .iter()
+        .zip(fields.iter())
+        .map(|(c, f)| Ok(datafusion::arrow::compute::cast(c, f.data_type())?))
+        .collect::<DfResult<Vec<_>>>()?;
+    Ok(Arc::new(StructArray::try_new(
+        fields,
+        children,
+        image.nulls().cloned(),
+    )?))
+}
+
 /// The Arrow type of an embedding column of `dim` dimensions.
 pub fn embedding_type(dim: i32) -> DataType {
     DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim)
@@ -410,6 +468,24 @@ mod tests {
             None,
         );
         assert_eq!(pixels_of(&legacy), vec![Some(px)]);
+    }
+
+    #[test]
+    fn a_contiguous_copy_of_an_image_column_keeps_its_pixels_and_nulls() {
+        let images = vec![Some(rgb(6, 5, 2)), None, Some(rgb(2, 2, 1))];
+        let want: Vec<_> = images
+            .iter()
+            .map(|i| i.as_ref().map(|i| i.pixels.clone()))
+            .collect();
+        let flat = contiguous_image_column(&column(images)).expect("contiguous");
+        assert_eq!(flat.data_type(), &contiguous_image_type(&image_type()));
+        assert_ne!(flat.data_type(), &image_type());
+        assert_eq!(pixels_of(flat.as_ref()), want);
+        let text: ArrayRef = Arc::new(StringArray::from(vec!["a"]));
+        assert!(Arc::ptr_eq(
+            &contiguous_image_column(&text).expect("as is"),
+            &text
+        ));
     }
 
     #[test]

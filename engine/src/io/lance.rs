@@ -3,8 +3,11 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::StreamExt;
 use lance::datafusion::LanceTableProvider;
 use lance::dataset::{
     InsertBuilder, NewColumnTransform, ProjectionRequest, WriteMode as LanceMode, WriteParams,
@@ -14,6 +17,7 @@ use lance::Dataset;
 use super::paths::local_path;
 use super::sinks::WriteMode;
 use crate::storage::{self, remote, ObjectUrl};
+use crate::types::{contiguous_image_column, contiguous_image_type, is_image_type};
 use crate::{EngineError, Result};
 
 /// Where a dataset lives: a local directory or a prefix in an object store.
@@ -114,6 +118,37 @@ pub async fn open_lance_provider(input: &str) -> Result<LanceTableProvider> {
     Ok(LanceTableProvider::new(Arc::new(ds), false, false))
 }
 
+/// `stream` with image columns' pixels contiguous, as Lance datasets hold them
+/// (before image columns became views, and Lance's own encoder casts a view
+/// column to 32-bit offsets, which a batch over 2 GiB would overflow).
+pub(crate) fn lance_layout(stream: SendableRecordBatchStream) -> Result<SendableRecordBatchStream> {
+    let schema = stream.schema();
+    if !schema.fields().iter().any(|f| is_image_type(f.data_type())) {
+        return Ok(stream);
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            f.as_ref()
+                .clone()
+                .with_data_type(contiguous_image_type(f.data_type()))
+        })
+        .collect();
+    let out = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    let to = out.clone();
+    let batches = stream.map(move |b| {
+        let b = b?;
+        let columns = b
+            .columns()
+            .iter()
+            .map(contiguous_image_column)
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new(to.clone(), columns)?)
+    });
+    Ok(Box::pin(RecordBatchStreamAdapter::new(out, batches)))
+}
+
 /// Writes `stream` to the dataset at `dest`. Returns the dataset's row count after.
 pub async fn write_stream(
     stream: SendableRecordBatchStream,
@@ -139,7 +174,7 @@ pub async fn write_stream(
     let params = target.write_params(lance_mode)?;
     let ds = InsertBuilder::new(uri.as_str())
         .with_params(&params)
-        .execute_stream(stream)
+        .execute_stream(lance_layout(stream)?)
         .await
         .map_err(lance_err(&uri))?;
     let rows = ds.count_rows(None).await.map_err(lance_err(&uri))?;
@@ -151,9 +186,13 @@ pub async fn write_stream(
 pub async fn add_columns(dest: &str, stream: SendableRecordBatchStream) -> Result<u64> {
     let uri = Target::of(dest)?.uri;
     let mut ds = open(dest).await?;
-    ds.add_columns(NewColumnTransform::Stream(stream), None, None)
-        .await
-        .map_err(lance_err(&uri))?;
+    ds.add_columns(
+        NewColumnTransform::Stream(lance_layout(stream)?),
+        None,
+        None,
+    )
+    .await
+    .map_err(lance_err(&uri))?;
     Ok(ds.version().version)
 }
 
@@ -390,7 +429,11 @@ pub async fn add_columns_to_fragment(
             message: format!("version {version} has no fragment {fragment}"),
         })?;
     let (updated, _schema) = file
-        .add_columns(NewColumnTransform::Stream(stream), None, None)
+        .add_columns(
+            NewColumnTransform::Stream(lance_layout(stream)?),
+            None,
+            None,
+        )
         .await
         .map_err(lance_err(&uri))?;
     let rows = updated.physical_rows.unwrap_or(0) as u64;
@@ -485,4 +528,63 @@ pub async fn commit_added_columns(
         preserves_nullability,
     };
     commit_tagged(&uri, read_version, operation, tag).await
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::DataType;
+
+    use super::*;
+    use crate::image::{DecodedImage, ImageMode};
+    use crate::io::WriteMode;
+    use crate::types::{image_type, ImageColumn, ImageColumnBuilder, IMAGE_DATA};
+    use crate::Engine;
+
+    #[tokio::test]
+    async fn image_columns_are_written_with_contiguous_pixels_and_read_back_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let uri = dir.path().join("images.lance").display().to_string();
+        let schema = Arc::new(Schema::new(vec![Field::new("img", image_type(), true)]));
+        let images: Vec<Vec<u8>> = (0..3u8).map(|s| vec![s; 20 * 10 * 3]).collect();
+        let engine = Engine::with_defaults();
+        for mode in [WriteMode::Create, WriteMode::Append] {
+            let mut column = ImageColumnBuilder::with_capacity(images.len());
+            for px in &images {
+                let image = DecodedImage {
+                    pixels: px.clone(),
+                    width: 20,
+                    height: 10,
+                    mode: ImageMode::Rgb,
+                };
+                column.append(image).expect("append");
+            }
+            let batch = RecordBatch::try_new(schema.clone(), vec![column.finish()]).expect("batch");
+            let df = engine
+                .read_batches(schema.clone(), vec![batch])
+                .expect("df");
+            let stream = df.execute_stream().await.expect("stream");
+            write_stream(stream, &uri, mode)
+                .await
+                .expect("an append to the same type");
+        }
+        let ds = open(&uri).await.expect("open");
+        let stored = ds
+            .schema()
+            .field("img")
+            .expect("img field")
+            .children
+            .clone();
+        let data = stored
+            .iter()
+            .find(|f| f.name == IMAGE_DATA)
+            .expect("data child");
+        assert_eq!(data.data_type(), DataType::LargeBinary);
+        let batch = ds.scan().try_into_batch().await.expect("scan");
+        let column = ImageColumn::try_new(batch.column(0).as_ref(), "test").expect("images");
+        assert_eq!(column.len(), 6);
+        for i in 0..column.len() {
+            let row = column.get(i).expect("row").expect("not null");
+            assert_eq!(row.pixels, images[i % 3].as_slice());
+        }
+    }
 }

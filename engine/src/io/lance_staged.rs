@@ -99,8 +99,9 @@ pub async fn stage_fragments(
                 .to_selector(),
         );
     }
-    let stream: SendableRecordBatchStream =
-        Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream));
+    let stream: SendableRecordBatchStream = super::lance::lance_layout(Box::pin(
+        datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, stream),
+    ))?;
     let txn = InsertBuilder::new(dir.as_str())
         .with_params(&params)
         .execute_uncommitted_stream(stream)
