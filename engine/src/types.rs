@@ -156,7 +156,7 @@ pub fn tensor_fields() -> Fields {
 }
 
 /// Views longer than this point into a data buffer; shorter ones are inlined.
-const MAX_INLINE_VIEW: usize = 12;
+pub(crate) const MAX_INLINE_VIEW: usize = 12;
 
 /// Builds a decoded-image column row by row.
 pub struct ImageColumnBuilder {
@@ -407,6 +407,13 @@ mod tests {
         b.finish()
     }
 
+    fn pixels_wanted(images: &[Option<DecodedImage>]) -> Vec<Option<Vec<u8>>> {
+        images
+            .iter()
+            .map(|i| i.as_ref().map(|i| i.pixels.clone()))
+            .collect()
+    }
+
     fn pixels_of(array: &dyn Array) -> Vec<Option<Vec<u8>>> {
         let col = ImageColumn::try_new(array, "test").expect("an image column");
         (0..col.len())
@@ -439,10 +446,7 @@ mod tests {
             Some(rgb(3, 3, 4)),
             Some(rgb(1, 1, 5)),
         ];
-        let want: Vec<_> = images
-            .iter()
-            .map(|i| i.as_ref().map(|i| i.pixels.clone()))
-            .collect();
+        let want = pixels_wanted(&images);
         assert_eq!(pixels_of(column(images).as_ref()), want);
     }
 
@@ -473,10 +477,7 @@ mod tests {
     #[test]
     fn a_contiguous_copy_of_an_image_column_keeps_its_pixels_and_nulls() {
         let images = vec![Some(rgb(6, 5, 2)), None, Some(rgb(2, 2, 1))];
-        let want: Vec<_> = images
-            .iter()
-            .map(|i| i.as_ref().map(|i| i.pixels.clone()))
-            .collect();
+        let want = pixels_wanted(&images);
         let flat = contiguous_image_column(&column(images)).expect("contiguous");
         assert_eq!(flat.data_type(), &contiguous_image_type(&image_type()));
         assert_ne!(flat.data_type(), &image_type());
@@ -491,10 +492,7 @@ mod tests {
     #[test]
     fn an_image_column_round_trips_through_parquet() {
         let images = vec![Some(rgb(17, 9, 2)), None, Some(rgb(2, 2, 8))];
-        let want: Vec<_> = images
-            .iter()
-            .map(|i| i.as_ref().map(|i| i.pixels.clone()))
-            .collect();
+        let want = pixels_wanted(&images);
         let schema = Arc::new(Schema::new(vec![Field::new("img", image_type(), true)]));
         let batch = RecordBatch::try_new(schema.clone(), vec![column(images)]).expect("batch");
         let mut file = Vec::new();

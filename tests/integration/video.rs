@@ -292,14 +292,7 @@ async fn a_video_past_its_timeout_ends_with_a_timeout_naming_it() {
 
     // Decoding 96 VGA frames takes well over a millisecond: raise names the
     // file and the limit.
-    let err = session
-        .sql(&select(&mp4, "timeout_ms=1"))
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = crate::query_error(&session, &select(&mp4, "timeout_ms=1")).await;
     assert!(
         err.contains("long.mp4") && err.contains("timed out") && err.contains("over 1 ms"),
         "{err}"

@@ -34,6 +34,7 @@ use super::splitter::MorselSplitter;
 use crate::functions::row_failures::capture;
 use crate::functions::ModelPool;
 use crate::row_errors::{FailureBudget, RowErrorSink};
+use crate::types::MAX_INLINE_VIEW;
 use crate::EngineError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -527,9 +528,6 @@ fn view_value_bytes(data: &ArrayData) -> usize {
         .map(view_value_bytes)
         .sum::<usize>()
 }
-
-/// Views of at most this many bytes hold their value inline.
-const MAX_INLINE_VIEW: usize = 12;
 
 fn is_column(e: &Arc<dyn PhysicalExpr>) -> bool {
     e.downcast_ref::<datafusion::physical_expr::expressions::Column>()
