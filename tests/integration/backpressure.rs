@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use regatta::arrow::array::{Array, AsArray};
+use regatta::arrow::datatypes::DataType;
 use regatta::prelude::*;
 use regatta_tests::{image_bytes, temp_dir, write_file, write_pngs};
 
@@ -159,4 +161,49 @@ async fn expensive_projections_over_a_file_scan_are_not_folded_into_the_scan() {
             .any(|o| o.contains("DataSourceExec") && o.contains("url_download")),
         "{ops:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expensive_filter_predicates_are_computed_by_morsel_operators() {
+    let (_d, dir) = temp_dir();
+    let wide = write_file(&dir, "wide.png", &image_bytes(12, 8, true));
+    let narrow = write_file(&dir, "narrow.png", &image_bytes(4, 8, true));
+    let session = Session::local();
+    let table = dir.join("urls.parquet").to_string_lossy().to_string();
+    url_frame(&session, &[wide.clone(), narrow, wide.clone()])
+        .write_parquet(&table)
+        .await
+        .unwrap();
+    session.register("urls", &table, None).await.unwrap();
+    let df = session
+        .sql("SELECT url FROM urls WHERE image_width(image_decode(url_download(url), 'RGB')) >= 10")
+        .await
+        .unwrap();
+    let mut exec = df.execute().await.unwrap();
+    let ops: Vec<String> = exec.metrics().into_iter().map(|m| m.description).collect();
+    for op in ["url_download", "image_decode"] {
+        assert!(
+            ops.iter()
+                .any(|o| o.starts_with(&format!("MorselExec: op={op},"))),
+            "{op} in its own morsel operator: {ops:?}"
+        );
+    }
+    // The rows kept are exactly those the predicate holds for, in their columns.
+    let mut stream = exec.take_stream();
+    let mut batches = Vec::new();
+    while let Some(b) = stream.next().await {
+        batches.push(b.unwrap());
+    }
+    let kept: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            assert_eq!(b.num_columns(), 1, "only the selected column");
+            let urls = regatta::arrow::compute::cast(b.column(0), &DataType::Utf8).unwrap();
+            let urls = urls.as_string::<i32>();
+            (0..urls.len())
+                .map(|i| urls.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(kept, vec![wide.clone(), wide]);
 }

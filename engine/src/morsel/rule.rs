@@ -11,7 +11,7 @@ use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
-use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::filter::{FilterExec, FilterExecBuilder};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::ExecutionPlan;
@@ -299,6 +299,48 @@ impl MorselRule {
         Ok((inner, outer))
     }
 
+    /// A filter whose predicate calls expensive functions (`WHERE
+    /// image_width(image_decode(url_download(url))) >= 224` straight over a
+    /// scan) would compute them inline, one batch at a time per partition: the
+    /// predicate becomes a column computed by morsel operators, with their
+    /// concurrency and bounds, and the filter keeps rows by that column.
+    fn expensive_predicate(
+        &self,
+        filter: &FilterExec,
+        node: Arc<dyn ExecutionPlan>,
+    ) -> Result<Transformed<Arc<dyn ExecutionPlan>>> {
+        if !is_expensive(filter.predicate(), &self.registry) {
+            return Ok(Transformed::no(node));
+        }
+        let input = unwrap_round_robin(filter.input()).unwrap_or_else(|| filter.input().clone());
+        let schema = input.schema();
+        let width = schema.fields().len();
+        let mut exprs: Vec<ProjectionExpr> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| ProjectionExpr {
+                expr: Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
+                alias: f.name().clone(),
+            })
+            .collect();
+        exprs.push(ProjectionExpr {
+            expr: filter.predicate().clone(),
+            alias: KEEP_ROW.to_string(),
+        });
+        let computed = self.morsel_plan(&exprs, input)?;
+        let keep = Arc::new(Column::new(KEEP_ROW, width)) as Arc<dyn PhysicalExpr>;
+        let projection = match filter.projection() {
+            Some(p) => p.to_vec(),
+            None => (0..width).collect(),
+        };
+        let rewritten = FilterExecBuilder::new(keep, computed)
+            .apply_projection(Some(projection))?
+            .with_fetch(filter.fetch())
+            .build()?;
+        Ok(Transformed::yes(Arc::new(rewritten)))
+    }
+
     /// A filter over a morsel operator must not coalesce its wide rows.
     fn rewrite_filter(
         &self,
@@ -340,6 +382,9 @@ fn feeds_from_morsels(plan: &Arc<dyn ExecutionPlan>) -> bool {
         || plan.downcast_ref::<CoalescePartitionsExec>().is_some();
     streaming && plan.children().iter().any(|c| feeds_from_morsels(c))
 }
+
+/// The column an expensive filter predicate is computed into.
+const KEEP_ROW: &str = "__regatta_keep_row";
 
 /// A column this rule made in the current round (it reads a lower operator).
 fn is_extracted(e: &Arc<dyn PhysicalExpr>, width: usize) -> bool {
@@ -407,7 +452,7 @@ impl PhysicalOptimizerRule for MorselRule {
                 if self.last {
                     return self.rewrite_filter(filter, node.clone());
                 }
-                return Ok(Transformed::no(node));
+                return self.expensive_predicate(filter, node.clone());
             }
             let Some(projection) = node.downcast_ref::<ProjectionExec>() else {
                 return Ok(Transformed::no(node));
