@@ -5,10 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{
-    Array, ArrayData, ArrayRef, AsArray, BinaryViewArray, StringViewArray,
-};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::runtime::SpawnedTask;
 use datafusion::error::{DataFusionError, Result};
@@ -29,12 +27,12 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::failed_rows::drop_failed_rows;
 use super::in_flight::{InFlight, InFlightGuard};
+use super::row_bytes::slice_bytes;
 use super::sizer::MorselSizer;
 use super::splitter::MorselSplitter;
 use crate::functions::row_failures::capture;
 use crate::functions::ModelPool;
 use crate::row_errors::{FailureBudget, RowErrorSink};
-use crate::types::MAX_INLINE_VIEW;
 use crate::EngineError;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -490,45 +488,6 @@ fn evaluate(
     })
 }
 
-/// Bytes a batch's rows take, counting only the slice of each buffer it uses.
-fn slice_bytes(batch: &RecordBatch) -> usize {
-    batch
-        .columns()
-        .iter()
-        .map(|c| {
-            let data = c.to_data();
-            let own = data
-                .get_slice_memory_size()
-                .unwrap_or_else(|_| c.get_array_memory_size());
-            own + view_value_bytes(&data)
-        })
-        .sum()
-}
-
-/// The bytes a view array's rows point at, in it and its children: Arrow's
-/// slice size counts only the 16-byte views, so an image column (one buffer
-/// per image) would look a hundred thousand times smaller than it is and the
-/// morsel sizer would hand the resize hundreds of full-size images at once.
-fn view_value_bytes(data: &ArrayData) -> usize {
-    let lengths = |views: &[u128]| -> usize {
-        views
-            .iter()
-            .map(|&v| v as u32 as usize)
-            .filter(|&len| len > MAX_INLINE_VIEW)
-            .sum()
-    };
-    let own = match data.data_type() {
-        DataType::BinaryView => lengths(BinaryViewArray::from(data.clone()).views()),
-        DataType::Utf8View => lengths(StringViewArray::from(data.clone()).views()),
-        _ => 0,
-    };
-    own + data
-        .child_data()
-        .iter()
-        .map(view_value_bytes)
-        .sum::<usize>()
-}
-
 fn is_column(e: &Arc<dyn PhysicalExpr>) -> bool {
     e.downcast_ref::<datafusion::physical_expr::expressions::Column>()
         .is_some()
@@ -593,35 +552,5 @@ fn string_value(col: &ArrayRef, row: usize) -> Option<String> {
         DataType::LargeUtf8 => Some(col.as_string::<i64>().value(row).to_string()),
         DataType::Utf8View => Some(col.as_string_view().value(row).to_string()),
         _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::image::{DecodedImage, ImageMode};
-    use crate::types::{image_type, ImageColumnBuilder};
-    use datafusion::arrow::datatypes::{Field, Schema};
-
-    #[test]
-    fn a_slice_of_an_image_column_counts_the_pixels_its_rows_point_at() {
-        let mut images = ImageColumnBuilder::with_capacity(3);
-        for seed in 0..3u8 {
-            let image = DecodedImage {
-                pixels: vec![seed; 100 * 100 * 3],
-                width: 100,
-                height: 100,
-                mode: ImageMode::Rgb,
-            };
-            images.append(image).expect("append");
-        }
-        let schema = Arc::new(Schema::new(vec![Field::new("img", image_type(), true)]));
-        let batch = RecordBatch::try_new(schema, vec![images.finish()]).expect("batch");
-        let two = batch.slice(1, 2);
-        let bytes = slice_bytes(&two);
-        assert!(
-            (60_000..61_000).contains(&bytes),
-            "two 100x100 RGB images take {bytes} bytes by the sizer's count"
-        );
     }
 }

@@ -12,6 +12,7 @@ mod exec;
 mod failed_rows;
 mod filter;
 mod in_flight;
+mod row_bytes;
 mod rule;
 mod sizer;
 mod splitter;

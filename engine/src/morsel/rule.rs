@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::Result;
@@ -202,15 +203,7 @@ impl MorselRule {
         for (g, (_, members)) in groups.iter().enumerate().rev().skip(1) {
             let schema = input.schema();
             let width = schema.fields().len();
-            let mut lower: Vec<ProjectionExpr> = schema
-                .fields()
-                .iter()
-                .enumerate()
-                .map(|(i, f)| ProjectionExpr {
-                    expr: Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
-                    alias: f.name().clone(),
-                })
-                .collect();
+            let mut lower = pass_through(&schema);
             for (k, &i) in members.iter().enumerate() {
                 let name = format!("__regatta_m{g}_{k}");
                 lower.push(ProjectionExpr {
@@ -315,15 +308,7 @@ impl MorselRule {
         let input = unwrap_round_robin(filter.input()).unwrap_or_else(|| filter.input().clone());
         let schema = input.schema();
         let width = schema.fields().len();
-        let mut exprs: Vec<ProjectionExpr> = schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, f)| ProjectionExpr {
-                expr: Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
-                alias: f.name().clone(),
-            })
-            .collect();
+        let mut exprs = pass_through(&schema);
         exprs.push(ProjectionExpr {
             expr: filter.predicate().clone(),
             alias: KEEP_ROW.to_string(),
@@ -381,6 +366,19 @@ fn feeds_from_morsels(plan: &Arc<dyn ExecutionPlan>) -> bool {
         || plan.downcast_ref::<RepartitionExec>().is_some()
         || plan.downcast_ref::<CoalescePartitionsExec>().is_some();
     streaming && plan.children().iter().any(|c| feeds_from_morsels(c))
+}
+
+/// Every column of `schema`, passed on as it is.
+fn pass_through(schema: &SchemaRef) -> Vec<ProjectionExpr> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| ProjectionExpr {
+            expr: Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
+            alias: f.name().clone(),
+        })
+        .collect()
 }
 
 /// The column an expensive filter predicate is computed into.
