@@ -6,7 +6,7 @@
 // Test scaffolding: a failed unwrap here is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use candle_core::Device;
 use regatta_actors::mtcnn::{self, detect, Cascade, StageOut};
@@ -14,7 +14,10 @@ use regatta_engine::image::{self, DecodeLimits, DecodedImage, ImageMode};
 use regatta_engine::types::ImageRef;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    std::path::PathBuf::from(
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("..")
 }
 
 fn env_dir(var: &str, default: &str) -> PathBuf {

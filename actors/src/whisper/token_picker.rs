@@ -265,7 +265,11 @@ mod tests {
         let dir = std::env::var_os("REGATTA_WHISPER_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/whisper-tiny.en")
+                std::path::PathBuf::from(
+                    std::env::var("CARGO_MANIFEST_DIR")
+                        .unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+                )
+                .join("../models/whisper-tiny.en")
             });
         let path = dir.join("tokenizer.json");
         let tokenizer = Tokenizer::from_file(&path).unwrap();

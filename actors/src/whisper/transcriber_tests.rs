@@ -7,7 +7,10 @@ fn model_dir() -> std::path::PathBuf {
     std::env::var_os("REGATTA_WHISPER_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/whisper-tiny.en")
+            std::path::PathBuf::from(
+                std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
+            )
+            .join("../models/whisper-tiny.en")
         })
 }
 
