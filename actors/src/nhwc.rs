@@ -127,6 +127,11 @@ pub(crate) fn pointwise(
     let outputs = bias.len();
     let inputs = weights_t.len() / outputs.max(1);
     let piece = rows_per_piece(rows);
+    if rows <= piece && activation.is_elementwise() {
+        if let Some(width) = columns_per_piece(outputs) {
+            return pointwise_columns(x, rows, weights_t, bias, residual, activation, out, width);
+        }
+    }
     out.par_chunks_mut(piece * outputs)
         .enumerate()
         .for_each(|(i, dst)| {
@@ -149,6 +154,90 @@ pub(crate) fn pointwise(
             matmul_add(dst, lhs, weights_t, n, inputs, outputs);
             activation.apply(dst);
         });
+}
+
+/// Output columns per parallel piece when a product has too few rows to
+/// split (a decoder step's handful of tokens): its time is reading the
+/// weights, which one core alone does at half the speed of two. `None` when
+/// one core should do it all (one thread, or too few columns to share).
+fn columns_per_piece(outputs: usize) -> Option<usize> {
+    let threads = rayon::current_num_threads();
+    // At least 64 columns a piece, a multiple of gemm's 16-column tiles.
+    let width = outputs.div_ceil(threads * 2).next_multiple_of(16).max(64);
+    (threads > 1 && width < outputs).then_some(width)
+}
+
+/// [`pointwise`] split by output columns: each piece computes `width`
+/// columns of every row (bias, residual, product and an elementwise
+/// activation), reading only its columns of the weights.
+#[allow(clippy::too_many_arguments)]
+fn pointwise_columns(
+    x: &[f32],
+    rows: usize,
+    weights_t: &[f32],
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    activation: Activation<'_>,
+    out: &mut [f32],
+    width: usize,
+) {
+    let outputs = bias.len();
+    let inputs = weights_t.len() / outputs.max(1);
+    assert!(
+        x.len() == rows * inputs
+            && out.len() == rows * outputs
+            && weights_t.len() == inputs * outputs
+            && residual.is_none_or(|r| r.len() == out.len()),
+        "pointwise: {rows} rows, {} inputs, {} weights, {} outputs",
+        x.len(),
+        weights_t.len(),
+        out.len()
+    );
+    for (r, row) in out.chunks_exact_mut(outputs).enumerate() {
+        match residual {
+            Some(res) => row
+                .iter_mut()
+                .zip(res[r * outputs..].iter().zip(bias))
+                .for_each(|(d, (r, b))| *d = r + b),
+            None => row.copy_from_slice(bias),
+        }
+    }
+    let dst = crate::transformer::product::SharedOut(out.as_mut_ptr());
+    let starts: Vec<usize> = (0..outputs).step_by(width).collect();
+    starts.into_par_iter().for_each(|c0| {
+        let n = width.min(outputs - c0);
+        // SAFETY: the assert bounds x (rows x inputs), the weights (inputs x
+        // outputs, columns c0..c0+n read with their row step) and out (rows x
+        // outputs), of which this piece alone reads and writes columns
+        // c0..c0+n of every row.
+        unsafe {
+            gemm::gemm(
+                rows,
+                n,
+                inputs,
+                dst.ptr().add(c0),
+                1,
+                outputs as isize,
+                true,
+                x.as_ptr(),
+                1,
+                inputs as isize,
+                weights_t.as_ptr().add(c0),
+                1,
+                outputs as isize,
+                1.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+            for r in 0..rows {
+                let cells = std::slice::from_raw_parts_mut(dst.ptr().add(r * outputs + c0), n);
+                activation.apply(cells);
+            }
+        }
+    });
 }
 
 /// TensorFlow "SAME" padding of one dimension: (before, after, output size).
@@ -387,7 +476,19 @@ mod tests {
 
     #[test]
     fn pointwise_adds_bias_and_residual_then_clamps_like_a_naive_loop() {
-        let (rows, inputs, outputs) = (300, 5, 7);
+        // Many rows (split by rows) and a decoder step's few rows over many
+        // columns (split by columns, pieces ragged at the end).
+        for (rows, inputs, outputs) in [(300, 5, 7), (3, 40, 1_000), (1, 9, 130)] {
+            pointwise_case(rows, inputs, outputs);
+        }
+        assert!(
+            rayon::current_num_threads() == 1 || columns_per_piece(1_000).is_some(),
+            "a thousand columns are shared out on {} threads",
+            rayon::current_num_threads()
+        );
+    }
+
+    fn pointwise_case(rows: usize, inputs: usize, outputs: usize) {
         let x: Vec<f32> = (0..rows * inputs).map(|i| wave(i, 97) * 4.0).collect();
         let wt: Vec<f32> = (0..inputs * outputs).map(|i| wave(i, 31)).collect();
         let bias: Vec<f32> = (0..outputs).map(|i| wave(i, 5)).collect();

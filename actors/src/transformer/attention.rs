@@ -11,7 +11,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::elementwise::softmax_rows;
-use super::product::{product, Strided};
+use super::product::{product, SharedOut, Strided};
 
 /// Query rows per piece: a 64 x 1,500 score block (Whisper's window) is 384 KB,
 /// in L2 for both products.
@@ -21,22 +21,6 @@ thread_local! {
     /// Each thread's score block, kept between calls: a fresh 384 KB buffer per
     /// piece would be mapped, faulted in and unmapped every time.
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// The output, written by pieces that each own disjoint cells (their query
-/// rows, their head's columns).
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: pieces write disjoint cells of the buffer, which outlives the
-// parallel loop that uses the pointer (`self_attention` borrows it mutably).
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    /// The pointer, through a method so closures capture the whole (Send) wrapper.
-    fn ptr(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// Self-attention: `qkv` is `rows x 3d` (each row `[q | k | v]`, each

@@ -16,6 +16,7 @@
 //! others through a portable loop (correct, not fast). Measured on an AVX2-only CPU, the portable loop
 //! ran MiniLM at a thirteenth of the f32 kernels' speed (benches/RESULTS.md).
 
+use super::product::SharedOut;
 use rayon::prelude::*;
 
 /// Output columns of one packed panel: four 16-lane registers.
@@ -236,7 +237,7 @@ impl Int8Weights {
                 for (i, acc) in acc.iter().take(n).enumerate() {
                     let at = (row + i) * outputs + first;
                     // SAFETY: the caller's contract: this piece's cells.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(out.get().add(at), columns) };
+                    let dst = unsafe { std::slice::from_raw_parts_mut(out.ptr().add(at), columns) };
                     let (row_scale, zero) = (q.scales[row + i], q.zeros[row + i]);
                     // Wrapping: no overflow checks to stop vectorising (the
                     // products fit: |acc| < 2^31 for any inputs below 2^15).
@@ -273,19 +274,6 @@ pub(crate) struct Epilogue<'a> {
 struct Piece {
     rows: std::ops::Range<usize>,
     panels: std::ops::Range<usize>,
-}
-
-/// The output pointer, shared by tiles that write disjoint parts of it.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: each tile writes only its own (row, column) block.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 thread_local! {

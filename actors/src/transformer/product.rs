@@ -2,6 +2,22 @@
 //! the one way the transformer kernels call gemm outside the dense layers
 //! (attention reads Q, K and V in place; logits read the embeddings transposed).
 
+/// An output buffer written by parallel pieces that each own disjoint cells
+/// (their rows, their columns, their tiles).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub *mut f32);
+// SAFETY: pieces write disjoint cells of the buffer, which outlives the
+// parallel loop that uses the pointer (its owner lends it mutably for the loop).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer, through a method so closures capture the whole (Send) wrapper.
+    pub fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// A matrix read in place: its first element and the steps between its rows
 /// and its columns (a transpose is the same buffer with the steps swapped).
 #[derive(Debug, Clone, Copy)]
