@@ -13,6 +13,7 @@
 
 mod actor_pool;
 mod actor_system;
+mod column_pieces;
 mod device;
 pub mod efficientnet;
 mod error;

@@ -6,6 +6,8 @@
 
 use rayon::prelude::*;
 
+use crate::column_pieces::{columns_per_piece, pointwise_columns};
+
 /// What follows a layer's bias.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Activation<'a> {
@@ -112,6 +114,24 @@ fn rows_per_piece(rows: usize) -> usize {
     rows.div_ceil(pieces).clamp(32, 512)
 }
 
+/// Starts each row of `dst` (rows of `bias.len()` outputs) at the bias, plus
+/// the same cells of `residual` when there is one, for a product to add to.
+pub(crate) fn start_rows(dst: &mut [f32], bias: &[f32], residual: Option<&[f32]>) {
+    let outputs = bias.len().max(1);
+    match residual {
+        Some(r) => {
+            for (d, r) in dst.chunks_exact_mut(outputs).zip(r.chunks_exact(outputs)) {
+                d.iter_mut()
+                    .zip(r.iter().zip(bias))
+                    .for_each(|(d, (r, b))| *d = r + b);
+            }
+        }
+        None => dst
+            .chunks_exact_mut(outputs)
+            .for_each(|d| d.copy_from_slice(bias)),
+    }
+}
+
 /// A 1x1 convolution (batch norm folded in) on `rows` pixels: `x` is
 /// `rows x inputs`, `weights_t` `inputs x outputs`, and the result
 /// `rows x outputs` = `x · weights_t + bias (+ residual)`, then `activation`.
@@ -137,107 +157,15 @@ pub(crate) fn pointwise(
         .for_each(|(i, dst)| {
             let first = i * piece;
             let n = dst.len() / outputs;
-            match residual {
-                Some(r) => {
-                    let r = &r[first * outputs..(first + n) * outputs];
-                    for (d, r) in dst.chunks_exact_mut(outputs).zip(r.chunks_exact(outputs)) {
-                        d.iter_mut()
-                            .zip(r.iter().zip(bias))
-                            .for_each(|(d, (r, b))| *d = r + b);
-                    }
-                }
-                None => dst
-                    .chunks_exact_mut(outputs)
-                    .for_each(|d| d.copy_from_slice(bias)),
-            }
+            start_rows(
+                dst,
+                bias,
+                residual.map(|r| &r[first * outputs..(first + n) * outputs]),
+            );
             let lhs = &x[first * inputs..(first + n) * inputs];
             matmul_add(dst, lhs, weights_t, n, inputs, outputs);
             activation.apply(dst);
         });
-}
-
-/// Output columns per parallel piece when a product has too few rows to
-/// split (a decoder step's handful of tokens): its time is reading the
-/// weights, which one core alone does at half the speed of two. `None` when
-/// one core should do it all (one thread, or too few columns to share).
-fn columns_per_piece(outputs: usize) -> Option<usize> {
-    let threads = rayon::current_num_threads();
-    // At least 64 columns a piece, a multiple of gemm's 16-column tiles.
-    let width = outputs.div_ceil(threads * 2).next_multiple_of(16).max(64);
-    (threads > 1 && width < outputs).then_some(width)
-}
-
-/// [`pointwise`] split by output columns: each piece computes `width`
-/// columns of every row (bias, residual, product and an elementwise
-/// activation), reading only its columns of the weights.
-#[allow(clippy::too_many_arguments)]
-fn pointwise_columns(
-    x: &[f32],
-    rows: usize,
-    weights_t: &[f32],
-    bias: &[f32],
-    residual: Option<&[f32]>,
-    activation: Activation<'_>,
-    out: &mut [f32],
-    width: usize,
-) {
-    let outputs = bias.len();
-    let inputs = weights_t.len() / outputs.max(1);
-    assert!(
-        x.len() == rows * inputs
-            && out.len() == rows * outputs
-            && weights_t.len() == inputs * outputs
-            && residual.is_none_or(|r| r.len() == out.len()),
-        "pointwise: {rows} rows, {} inputs, {} weights, {} outputs",
-        x.len(),
-        weights_t.len(),
-        out.len()
-    );
-    for (r, row) in out.chunks_exact_mut(outputs).enumerate() {
-        match residual {
-            Some(res) => row
-                .iter_mut()
-                .zip(res[r * outputs..].iter().zip(bias))
-                .for_each(|(d, (r, b))| *d = r + b),
-            None => row.copy_from_slice(bias),
-        }
-    }
-    let dst = crate::transformer::product::SharedOut(out.as_mut_ptr());
-    let starts: Vec<usize> = (0..outputs).step_by(width).collect();
-    starts.into_par_iter().for_each(|c0| {
-        let n = width.min(outputs - c0);
-        // SAFETY: the assert bounds x (rows x inputs), the weights (inputs x
-        // outputs, columns c0..c0+n read with their row step) and out (rows x
-        // outputs), of which this piece alone reads and writes columns
-        // c0..c0+n of every row.
-        unsafe {
-            gemm::gemm(
-                rows,
-                n,
-                inputs,
-                dst.ptr().add(c0),
-                1,
-                outputs as isize,
-                true,
-                x.as_ptr(),
-                1,
-                inputs as isize,
-                weights_t.as_ptr().add(c0),
-                1,
-                outputs as isize,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-            for r in 0..rows {
-                let cells = std::slice::from_raw_parts_mut(dst.ptr().add(r * outputs + c0), n);
-                activation.apply(cells);
-            }
-        }
-    });
 }
 
 /// TensorFlow "SAME" padding of one dimension: (before, after, output size).

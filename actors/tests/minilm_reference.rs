@@ -15,10 +15,7 @@ use regatta_actors::minilm::{self, SentenceEmbedder};
 use regatta_actors::{NetworkRoute, Precision};
 
 fn repo() -> PathBuf {
-    std::path::PathBuf::from(
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("..")
+    regatta_common::manifest_dir!().join("..")
 }
 
 fn model_dir() -> PathBuf {

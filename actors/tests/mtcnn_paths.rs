@@ -14,10 +14,7 @@ use regatta_engine::image::{self, DecodeLimits, DecodedImage, ImageMode};
 use regatta_engine::types::ImageRef;
 
 fn repo() -> PathBuf {
-    std::path::PathBuf::from(
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("..")
+    regatta_common::manifest_dir!().join("..")
 }
 
 fn env_dir(var: &str, default: &str) -> PathBuf {

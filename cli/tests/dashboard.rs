@@ -302,13 +302,8 @@ fn metrics_parse_as_prometheus_text_and_agree_with_the_job() {
     let w = Watched::start(d.path(), 2);
     let rows = ok(w.cli().args(["submit", "-f", "csv", "-t", &tables[0], W1]));
     let result_rows = rows.lines().count() as f64 - 1.0;
-    let docs = std::fs::read_to_string(
-        std::path::PathBuf::from(
-            std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-        )
-        .join("../docs/metrics.md"),
-    )
-    .unwrap();
+    let docs = std::fs::read_to_string(regatta_common::manifest_dir!().join("../docs/metrics.md"))
+        .unwrap();
 
     let reply = w.get("/metrics");
     assert_eq!(reply.status, 200, "{}", reply.body);

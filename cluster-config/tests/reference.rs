@@ -38,10 +38,7 @@ fn every_documented_key_is_accepted_with_its_example() {
 
 #[test]
 fn docs_config_md_is_current() {
-    let path = std::path::PathBuf::from(
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("../docs/config.md");
+    let path = regatta_common::manifest_dir!().join("../docs/config.md");
     let want = reference_markdown();
     if std::env::var_os("REGATTA_BLESS").is_some() {
         std::fs::write(&path, &want).unwrap();

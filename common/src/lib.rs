@@ -8,6 +8,7 @@ mod error;
 mod file_format;
 mod ids;
 mod listen;
+mod manifest_dir;
 mod model_kind;
 mod operator_summary;
 mod precision;

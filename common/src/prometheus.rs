@@ -462,10 +462,7 @@ mod tests {
 
     #[test]
     fn docs_metrics_md_is_current() {
-        let path = std::path::PathBuf::from(
-            std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-        )
-        .join("../docs/metrics.md");
+        let path = crate::manifest_dir!().join("../docs/metrics.md");
         let want = metrics_markdown();
         if std::env::var_os("REGATTA_BLESS").is_some() {
             std::fs::write(&path, &want).unwrap();

@@ -4,10 +4,7 @@
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    std::path::PathBuf::from(
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("..")
+    regatta_tests::repo_root()
 }
 
 /// Every source file of the workspace, relative to the root.

@@ -57,10 +57,7 @@ const FRAMEWORKS: &[(&str, &[&str])] = &[
 
 /// Each workspace package's name and its dependencies (name, kind).
 fn workspace() -> BTreeMap<String, Vec<(String, String)>> {
-    let root = std::path::PathBuf::from(
-        std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-    )
-    .join("..");
+    let root = regatta_tests::repo_root();
     let out = std::process::Command::new(env!("CARGO"))
         .args([
             "metadata",

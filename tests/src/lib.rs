@@ -246,13 +246,9 @@ pub fn repo_root() -> PathBuf {
 fn model_dir(var: &'static str, name: &str) -> PathBuf {
     static SET: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
     let mut set = SET.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
-        std::path::PathBuf::from(
-            std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-        )
-        .join("../models")
-        .join(name)
-    });
+    let dir = std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("models").join(name));
     if !set.contains(&var) {
         std::env::set_var(var, &dir);
         set.push(var);

@@ -341,32 +341,34 @@ impl KernelDecoder {
         // alone streams at half the speed two do. Each piece writes its own
         // columns of every row.
         let dst = SharedOut(out.as_mut_ptr());
-        let starts: Vec<usize> = (0..vocab).step_by(LOGIT_PIECE).collect();
-        starts.into_par_iter().for_each(|v0| {
-            let n = LOGIT_PIECE.min(vocab - v0);
-            // SAFETY: checked above: x is rows x d, tokens vocab x d (rows
-            // v0..v0+n read as their transpose, d x n: row step 1, column
-            // step d), out rows x vocab, of which this piece alone writes
-            // columns v0..v0+n.
-            unsafe {
-                product(
-                    (rows, n, d),
-                    dst.ptr().add(v0),
-                    vocab,
-                    Strided {
-                        ptr: x.as_ptr(),
-                        row: d,
-                        col: 1,
-                    },
-                    Strided {
-                        ptr: self.tokens.as_ptr().add(v0 * d),
-                        row: 1,
-                        col: d,
-                    },
-                    1.0,
-                );
-            }
-        });
+        (0..vocab)
+            .into_par_iter()
+            .step_by(LOGIT_PIECE)
+            .for_each(|v0| {
+                let n = LOGIT_PIECE.min(vocab - v0);
+                // SAFETY: checked above: x is rows x d, tokens vocab x d (rows
+                // v0..v0+n read as their transpose, d x n: row step 1, column
+                // step d), out rows x vocab, of which this piece alone writes
+                // columns v0..v0+n.
+                unsafe {
+                    product(
+                        (rows, n, d),
+                        dst.ptr().add(v0),
+                        vocab,
+                        Strided {
+                            ptr: x.as_ptr(),
+                            row: d,
+                            col: 1,
+                        },
+                        Strided {
+                            ptr: self.tokens.as_ptr().add(v0 * d),
+                            row: 1,
+                            col: d,
+                        },
+                        1.0,
+                    );
+                }
+            });
         out
     }
 }

@@ -264,13 +264,7 @@ mod tests {
     fn tiny_en() -> (Tokenizer, std::path::PathBuf, Config) {
         let dir = std::env::var_os("REGATTA_WHISPER_DIR")
             .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                std::path::PathBuf::from(
-                    std::env::var("CARGO_MANIFEST_DIR")
-                        .unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-                )
-                .join("../models/whisper-tiny.en")
-            });
+            .unwrap_or_else(|| regatta_common::manifest_dir!().join("../models/whisper-tiny.en"));
         let path = dir.join("tokenizer.json");
         let tokenizer = Tokenizer::from_file(&path).unwrap();
         let text = std::fs::read_to_string(dir.join("config.json")).unwrap();

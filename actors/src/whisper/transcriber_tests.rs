@@ -6,12 +6,7 @@ use super::*;
 fn model_dir() -> std::path::PathBuf {
     std::env::var_os("REGATTA_WHISPER_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(
-                std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-            )
-            .join("../models/whisper-tiny.en")
-        })
+        .unwrap_or_else(|| regatta_common::manifest_dir!().join("../models/whisper-tiny.en"))
 }
 
 /// Both cached decoders (the kernels' on the CPU, candle's on GPUs) give

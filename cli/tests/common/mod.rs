@@ -30,10 +30,7 @@ pub fn regatta() -> Command {
 fn test_data_roots() -> std::ffi::OsString {
     let mut roots = vec![
         std::env::temp_dir(),
-        std::path::PathBuf::from(
-            std::env::var("CARGO_MANIFEST_DIR").unwrap_or(env!("CARGO_MANIFEST_DIR").into()),
-        )
-        .join("../models"),
+        regatta_common::manifest_dir!().join("../models"),
     ];
     roots.extend(std::env::var_os("REGATTA_PHOTOS_DIR").map(PathBuf::from));
     std::env::join_paths(roots).unwrap()
