@@ -7,6 +7,16 @@ use rayon::prelude::*;
 use crate::nhwc::{start_rows, Activation};
 use crate::transformer::product::SharedOut;
 
+/// A dense product's operands: `x` (`rows x inputs`) times `weights_t`
+/// (`inputs x outputs`), plus `bias` and, where given, `residual`.
+pub(crate) struct Operands<'a> {
+    pub x: &'a [f32],
+    pub rows: usize,
+    pub weights_t: &'a [f32],
+    pub bias: &'a [f32],
+    pub residual: Option<&'a [f32]>,
+}
+
 /// Output columns per parallel piece when a product has too few rows to
 /// split (a decoder step's handful of tokens): its time is reading the
 /// weights, which one core alone does at half the speed of two. `None` when
@@ -21,17 +31,19 @@ pub(crate) fn columns_per_piece(outputs: usize) -> Option<usize> {
 /// [`pointwise`](crate::nhwc::pointwise) split by output columns: each piece computes `width`
 /// columns of every row (bias, residual, product and an elementwise
 /// activation), reading only its columns of the weights.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn pointwise_columns(
-    x: &[f32],
-    rows: usize,
-    weights_t: &[f32],
-    bias: &[f32],
-    residual: Option<&[f32]>,
+    operands: Operands<'_>,
     activation: Activation<'_>,
     out: &mut [f32],
     width: usize,
 ) {
+    let Operands {
+        x,
+        rows,
+        weights_t,
+        bias,
+        residual,
+    } = operands;
     let outputs = bias.len();
     let inputs = weights_t.len() / outputs.max(1);
     assert!(

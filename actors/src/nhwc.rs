@@ -6,7 +6,7 @@
 
 use rayon::prelude::*;
 
-use crate::column_pieces::{columns_per_piece, pointwise_columns};
+use crate::column_pieces::{columns_per_piece, pointwise_columns, Operands};
 
 /// What follows a layer's bias.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -149,7 +149,14 @@ pub(crate) fn pointwise(
     let piece = rows_per_piece(rows);
     if rows <= piece && activation.is_elementwise() {
         if let Some(width) = columns_per_piece(outputs) {
-            return pointwise_columns(x, rows, weights_t, bias, residual, activation, out, width);
+            let operands = Operands {
+                x,
+                rows,
+                weights_t,
+                bias,
+                residual,
+            };
+            return pointwise_columns(operands, activation, out, width);
         }
     }
     out.par_chunks_mut(piece * outputs)

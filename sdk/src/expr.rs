@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use regatta_engine::access::{AccessPolicy, SharedAccess};
 use regatta_engine::datafusion::logical_expr::{Expr, ScalarUDF};
 use regatta_engine::datafusion::prelude::lit;
 use regatta_engine::functions::{
@@ -23,19 +24,20 @@ fn call(udf: &'static OnceLock<Arc<ScalarUDF>>, make: fn() -> ScalarUDF, args: V
     udf.get_or_init(|| Arc::new(make())).call(args)
 }
 
-macro_rules! udf_cell {
-    ($name:ident, $make:expr) => {
-        fn $name(args: Vec<Expr>) -> Expr {
+/// One lazily built function per name: `name => the ScalarUDF impl`.
+macro_rules! udf_cells {
+    ($($name:ident => $make:expr),* $(,)?) => {
+        $(fn $name(args: Vec<Expr>) -> Expr {
             static CELL: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
-            call(&CELL, || $make, args)
-        }
+            call(&CELL, || ScalarUDF::new_from_impl($make), args)
+        })*
     };
 }
 
 /// One cell per image operation.
 macro_rules! image_udf_cells {
     ($($name:ident => $op:ident),* $(,)?) => {
-        $(udf_cell!($name, ScalarUDF::new_from_impl(ImageFunction::new(ImageOp::$op)));)*
+        udf_cells!($($name => ImageFunction::new(ImageOp::$op)),*);
     };
 }
 
@@ -43,10 +45,7 @@ macro_rules! image_udf_cells {
 /// models) when a DataFrame uses it.
 macro_rules! model_udf_cells {
     ($($name:ident => $kind:ident),* $(,)?) => {
-        $(udf_cell!(
-            $name,
-            ScalarUDF::new_from_impl(ModelCall::new(ModelCallKind::$kind, ModelCatalog::default()))
-        );)*
+        udf_cells!($($name => ModelCall::new(ModelCallKind::$kind, ModelCatalog::default())),*);
     };
 }
 
@@ -69,43 +68,21 @@ model_udf_cells!(
     faces => DetectFaces,
 );
 
-udf_cell!(
-    split,
-    ScalarUDF::new_from_impl(TextFunction::new(TextOp::Split))
-);
-udf_cell!(
-    download,
-    ScalarUDF::new_from_impl(UrlDownload::new(
+udf_cells!(
+    split => TextFunction::new(TextOp::Split),
+    // A placeholder policy: the engine that runs the query rebinds the call to
+    // its own instance and access policy (`Engine::bind`).
+    download => UrlDownload::new(
         DownloadOptions::default(),
-        Arc::new(regatta_engine::access::SharedAccess::new(
-            regatta_engine::access::AccessPolicy::local()
-        ))
-    ))
-);
-udf_cell!(
-    cosine,
-    ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::Cosine))
-);
-udf_cell!(
-    dot,
-    ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::Dot))
-);
-udf_cell!(
-    l2,
-    ScalarUDF::new_from_impl(VectorFunction::new(VectorOp::L2))
-);
-udf_cell!(
-    chunk,
-    ScalarUDF::new_from_impl(TextFunction::new(TextOp::Chunk))
-);
-udf_cell!(pdf, ScalarUDF::new_from_impl(PdfPages::default()));
-udf_cell!(
-    audio,
-    ScalarUDF::new_from_impl(AudioFunction::new(AudioOp::Decode))
-);
-udf_cell!(
-    duration,
-    ScalarUDF::new_from_impl(AudioFunction::new(AudioOp::Duration))
+        Arc::new(SharedAccess::new(AccessPolicy::local())),
+    ),
+    cosine => VectorFunction::new(VectorOp::Cosine),
+    dot => VectorFunction::new(VectorOp::Dot),
+    l2 => VectorFunction::new(VectorOp::L2),
+    chunk => TextFunction::new(TextOp::Chunk),
+    pdf => PdfPages::default(),
+    audio => AudioFunction::new(AudioOp::Decode),
+    duration => AudioFunction::new(AudioOp::Duration),
 );
 
 /// Multimodal operations on any expression. The same functions are in SQL under

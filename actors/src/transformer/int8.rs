@@ -322,15 +322,7 @@ impl QuantizedRows {
             .enumerate()
             .for_each(|(c, ((bytes, scales), zeros))| {
                 let x = &x[c * QUANTIZE_PIECE * inputs..];
-                match kernel {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: the CPU has AVX-512 F and BW (`Kernel::detect`).
-                    Kernel::Vnni => unsafe { vnni::quantize(x, inputs, bytes, scales, zeros) },
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: the CPU has AVX2 and FMA (`Kernel::detect`).
-                    Kernel::Avx2 => unsafe { avx2::quantize(x, inputs, bytes, scales, zeros) },
-                    _ => quantize(x, inputs, bytes, scales, zeros),
-                }
+                quantize(kernel, x, inputs, bytes, scales, zeros);
             });
     }
 
@@ -351,33 +343,56 @@ fn row_step(lo: f32, hi: f32) -> (f32, f32) {
 }
 
 /// Quantises the rows of `x` (`inputs` wide, as many as `scales` holds) into
-/// `bytes` (`bytes.len() / scales.len()` per row): the portable version of
-/// `vnni::quantize` and `avx2::quantize`.
-fn quantize(x: &[f32], inputs: usize, bytes: &mut [u8], scales: &mut [f32], zeros: &mut [i32]) {
+/// `bytes` (`bytes.len() / scales.len()` per row, the padding past `inputs`
+/// set to the row's zero point) with `kernel`'s row quantiser.
+fn quantize(
+    kernel: Kernel,
+    x: &[f32],
+    inputs: usize,
+    bytes: &mut [u8],
+    scales: &mut [f32],
+    zeros: &mut [i32],
+) {
     let stride = bytes.len() / scales.len().max(1);
     let rows = bytes.chunks_exact_mut(stride).zip(scales).zip(zeros);
     for (r, ((dst, scale), zero)) in rows.enumerate() {
         let row = &x[r * inputs..(r + 1) * inputs];
-        // Lane-wise extremes, which LLVM vectorises (a single float fold it may not).
-        let (mut lo, mut hi) = ([0f32; 16], [0f32; 16]);
-        let chunks = row.chunks_exact(16);
-        let tail = chunks.remainder();
-        for c in chunks {
-            for i in 0..16 {
-                lo[i] = lo[i].min(c[i]);
-                hi[i] = hi[i].max(c[i]);
-            }
-        }
-        let lo = tail.iter().chain(&lo).fold(0f32, |m, v| m.min(*v));
-        let hi = tail.iter().chain(&hi).fold(0f32, |m, v| m.max(*v));
-        let (step, z) = row_step(lo, hi);
-        let inv = 1.0 / step;
-        for (d, v) in dst.iter_mut().zip(row) {
-            *d = (v * inv + z).round_ties_even().clamp(0.0, 255.0) as u8;
-        }
+        let (step, z) = match kernel {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX-512 F and BW (`Kernel::detect`); `dst`
+            // is `stride >= inputs` bytes.
+            Kernel::Vnni => unsafe { vnni::quantize_row(row, dst) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX2 and FMA (`Kernel::detect`), as above.
+            Kernel::Avx2 => unsafe { avx2::quantize_row(row, dst) },
+            _ => quantize_row(row, dst),
+        };
         dst[inputs..].fill(z as u8);
         (*scale, *zero) = (step, z as i32);
     }
+}
+
+/// One row into `dst`'s first `row.len()` bytes, returning its step and zero
+/// point: the portable version of `vnni::quantize_row` and `avx2::quantize_row`.
+fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, f32) {
+    // Lane-wise extremes, which LLVM vectorises (a single float fold it may not).
+    let (mut lo, mut hi) = ([0f32; 16], [0f32; 16]);
+    let chunks = row.chunks_exact(16);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..16 {
+            lo[i] = lo[i].min(c[i]);
+            hi[i] = hi[i].max(c[i]);
+        }
+    }
+    let lo = tail.iter().chain(&lo).fold(0f32, |m, v| m.min(*v));
+    let hi = tail.iter().chain(&hi).fold(0f32, |m, v| m.max(*v));
+    let (step, z) = row_step(lo, hi);
+    let inv = 1.0 / step;
+    for (d, v) in dst.iter_mut().zip(row) {
+        *d = (v * inv + z).round_ties_even().clamp(0.0, 255.0) as u8;
+    }
+    (step, z)
 }
 
 /// The micro tile's implementation, picked once per product.

@@ -252,6 +252,16 @@ pub async fn committed_version(dest: &str, tag: &str) -> Result<Option<u64>> {
     Ok(None)
 }
 
+/// The version job `tag` already committed to `dest`, said in the log: a commit
+/// run again (a new leader, a retried `CompleteJob`) returns it unchanged.
+async fn earlier_commit(dest: &str, tag: &str) -> Result<Option<u64>> {
+    let version = committed_version(dest, tag).await?;
+    if let Some(v) = version {
+        log::info!("{tag}: {dest} version {v} was already committed by this job");
+    }
+    Ok(version)
+}
+
 /// Commits the fragments every task of job `tag` staged (reports from
 /// [`stage_fragments`](super::lance_staged::stage_fragments)) to `dest` as one
 /// new version: an append, or an overwrite (which creates a new dataset). Their
@@ -268,13 +278,12 @@ pub async fn commit_fragments(
 ) -> Result<u64> {
     use super::lance_staged;
     use lance::dataset::transaction::Operation;
-    let target = Target::of(dest)?;
-    let uri = target.uri.clone();
-    if let Some(version) = committed_version(dest, tag).await? {
-        log::info!("{tag}: {uri} version {version} was already committed by this job");
+    if let Some(version) = earlier_commit(dest, tag).await? {
         lance_staged::discard_staging(dest, tag).await?;
         return Ok(version);
     }
+    let target = Target::of(dest)?;
+    let uri = target.uri.clone();
     let existing = if target.is_dataset().await? {
         Some(target.open().await?)
     } else {
@@ -475,6 +484,11 @@ pub fn check_added_columns_report(json: &str) -> Result<()> {
     }
 }
 
+/// Commits the new `columns` every task of job `tag` wrote beside the
+/// dataset's fragments (`written`: one JSON [`AddedColumnFragment`] per task)
+/// as one merge on the version they all read: every fragment of that version
+/// must be there, once. Exactly once like [`commit_fragments`]. Returns the
+/// version.
 pub async fn commit_added_columns(
     dest: &str,
     written: &[String],
@@ -482,12 +496,11 @@ pub async fn commit_added_columns(
     tag: &str,
 ) -> Result<u64> {
     use lance::dataset::transaction::Operation;
-    let target = Target::of(dest)?;
-    let uri = target.uri.clone();
-    if let Some(version) = committed_version(dest, tag).await? {
-        log::info!("{tag}: {uri} version {version} was already committed by this job");
+    if let Some(version) = earlier_commit(dest, tag).await? {
         return Ok(version);
     }
+    let target = Target::of(dest)?;
+    let uri = target.uri.clone();
     let bad = |message: String| EngineError::Lance {
         uri: uri.clone(),
         message,

@@ -10,72 +10,61 @@ use std::arch::x86_64::*;
 
 use super::{GROUP, PANEL, PANEL_GROUP, ROWS};
 
-/// [`super::quantize`] in AVX2: the row's extremes
+/// [`super::quantize_row`] in AVX2: the row's extremes
 /// 8 lanes at a time, then scale, shift (one fused multiply-add), round to
 /// nearest even, clamp and pack to bytes; the last partial chunk goes through
 /// the same instructions from a zero-padded copy.
 ///
 /// # Safety
-/// The CPU has AVX2 and FMA.
+/// The CPU has AVX2 and FMA; `dst` holds at least `row.len()` bytes.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn quantize(
-    x: &[f32],
-    inputs: usize,
-    bytes: &mut [u8],
-    scales: &mut [f32],
-    zeros: &mut [i32],
-) {
-    let stride = bytes.len() / scales.len().max(1);
+pub(super) unsafe fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, f32) {
+    let inputs = row.len();
     let full = inputs / 8;
     let tail = inputs % 8;
-    let rows = bytes.chunks_exact_mut(stride).zip(scales).zip(zeros);
-    for (r, ((dst, scale), zero)) in rows.enumerate() {
-        let row = &x[r * inputs..(r + 1) * inputs];
-        let mut last = [0f32; 8];
-        last[..tail].copy_from_slice(&row[full * 8..]);
-        let p = row.as_ptr();
-        // SAFETY: loads of 8 lie inside `row` (`full` whole chunks) or read
-        // `last`; stores of 8 bytes lie inside `dst`, which holds at least
-        // `inputs` bytes, and the tail's bytes go through a copy.
-        unsafe {
-            let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            for c in 0..full {
-                let v = _mm256_loadu_ps(p.wrapping_add(c * 8));
-                lo = _mm256_min_ps(lo, v);
-                hi = _mm256_max_ps(hi, v);
-            }
-            let t = _mm256_loadu_ps(last.as_ptr());
-            lo = _mm256_min_ps(lo, t);
-            hi = _mm256_max_ps(hi, t);
-            let mut lanes = [0f32; 8];
-            _mm256_storeu_ps(lanes.as_mut_ptr(), lo);
-            let lo = lanes.iter().fold(0f32, |m, v| m.min(*v));
-            _mm256_storeu_ps(lanes.as_mut_ptr(), hi);
-            let hi = lanes.iter().fold(0f32, |m, v| m.max(*v));
-            let (step, z) = super::row_step(lo, hi);
-            let (inv, vz) = (_mm256_set1_ps(1.0 / step), _mm256_set1_ps(z));
-            let top = _mm256_set1_epi32(255);
-            let quantize8 = |v: __m256| {
-                // The default rounding mode: to nearest, ties to even.
-                let q = _mm256_cvtps_epi32(_mm256_fmadd_ps(v, inv, vz));
-                let q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_setzero_si256()), top);
-                let words =
-                    _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
-                _mm_packus_epi16(words, words)
-            };
-            let d = dst.as_mut_ptr();
-            for c in 0..full {
-                let v = _mm256_loadu_ps(p.wrapping_add(c * 8));
-                _mm_storel_epi64(d.wrapping_add(c * 8).cast(), quantize8(v));
-            }
-            if tail > 0 {
-                let mut packed = [0u8; 16];
-                _mm_storeu_si128(packed.as_mut_ptr().cast(), quantize8(t));
-                dst[full * 8..inputs].copy_from_slice(&packed[..tail]);
-            }
-            dst[inputs..].fill(z as u8);
-            (*scale, *zero) = (step, z as i32);
+    let mut last = [0f32; 8];
+    last[..tail].copy_from_slice(&row[full * 8..]);
+    let p = row.as_ptr();
+    // SAFETY: loads of 8 lie inside `row` (`full` whole chunks) or read
+    // `last`; stores of 8 bytes lie inside `dst`, which holds at least
+    // `inputs` bytes, and the tail's bytes go through a copy.
+    unsafe {
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        for c in 0..full {
+            let v = _mm256_loadu_ps(p.wrapping_add(c * 8));
+            lo = _mm256_min_ps(lo, v);
+            hi = _mm256_max_ps(hi, v);
         }
+        let t = _mm256_loadu_ps(last.as_ptr());
+        lo = _mm256_min_ps(lo, t);
+        hi = _mm256_max_ps(hi, t);
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), lo);
+        let lo = lanes.iter().fold(0f32, |m, v| m.min(*v));
+        _mm256_storeu_ps(lanes.as_mut_ptr(), hi);
+        let hi = lanes.iter().fold(0f32, |m, v| m.max(*v));
+        let (step, z) = super::row_step(lo, hi);
+        let (inv, vz) = (_mm256_set1_ps(1.0 / step), _mm256_set1_ps(z));
+        let top = _mm256_set1_epi32(255);
+        let quantize8 = |v: __m256| {
+            // The default rounding mode: to nearest, ties to even.
+            let q = _mm256_cvtps_epi32(_mm256_fmadd_ps(v, inv, vz));
+            let q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_setzero_si256()), top);
+            let words =
+                _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q));
+            _mm_packus_epi16(words, words)
+        };
+        let d = dst.as_mut_ptr();
+        for c in 0..full {
+            let v = _mm256_loadu_ps(p.wrapping_add(c * 8));
+            _mm_storel_epi64(d.wrapping_add(c * 8).cast(), quantize8(v));
+        }
+        if tail > 0 {
+            let mut packed = [0u8; 16];
+            _mm_storeu_si128(packed.as_mut_ptr().cast(), quantize8(t));
+            dst[full * 8..inputs].copy_from_slice(&packed[..tail]);
+        }
+        (step, z)
     }
 }
 

@@ -153,9 +153,22 @@ fn the_avx2_quantiser_matches_the_portable_one() {
         let stride = inputs.div_ceil(GROUP) * GROUP;
         let mut fast = (vec![0u8; rows * stride], vec![0f32; rows], vec![0i32; rows]);
         let mut slow = (vec![9u8; rows * stride], vec![0f32; rows], vec![0i32; rows]);
-        // SAFETY: detect() saw AVX2 and FMA.
-        unsafe { avx2::quantize(&x, inputs, &mut fast.0, &mut fast.1, &mut fast.2) };
-        quantize(&x, inputs, &mut slow.0, &mut slow.1, &mut slow.2);
+        quantize(
+            Kernel::Avx2,
+            &x,
+            inputs,
+            &mut fast.0,
+            &mut fast.1,
+            &mut fast.2,
+        );
+        quantize(
+            Kernel::Portable,
+            &x,
+            inputs,
+            &mut slow.0,
+            &mut slow.1,
+            &mut slow.2,
+        );
         assert_eq!((&fast.1, &fast.2), (&slow.1, &slow.2), "{rows}x{inputs}");
         for (a, b) in fast.0.iter().zip(&slow.0) {
             assert!(a.abs_diff(*b) <= 1, "{rows}x{inputs}: {a} vs {b}");

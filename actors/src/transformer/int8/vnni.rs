@@ -4,59 +4,48 @@ use std::arch::x86_64::*;
 
 use super::{GROUP, PANEL, PANEL_GROUP, ROWS};
 
-/// [`super::quantize`] in AVX-512: the row's extremes 16 lanes at a time,
+/// [`super::quantize_row`] in AVX-512: the row's extremes 16 lanes at a time,
 /// then scale, shift, round to nearest even and saturate to bytes in four
 /// instructions per 16 values.
 ///
 /// # Safety
-/// The CPU has AVX-512 F and BW.
+/// The CPU has AVX-512 F and BW; `dst` holds at least `row.len()` bytes.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-pub(super) unsafe fn quantize(
-    x: &[f32],
-    inputs: usize,
-    bytes: &mut [u8],
-    scales: &mut [f32],
-    zeros: &mut [i32],
-) {
-    let stride = bytes.len() / scales.len().max(1);
+pub(super) unsafe fn quantize_row(row: &[f32], dst: &mut [u8]) -> (f32, f32) {
+    let inputs = row.len();
     let full = inputs / 16;
     let tail = (inputs % 16) as u32;
     let tail_mask: __mmask16 = ((1u32 << tail) - 1) as u16;
-    let rows = bytes.chunks_exact_mut(stride).zip(scales).zip(zeros);
-    for (r, ((dst, scale), zero)) in rows.enumerate() {
-        let row = &x[r * inputs..(r + 1) * inputs];
-        let p = row.as_ptr();
-        // SAFETY: loads of 16 lie inside `row` (`full` whole chunks), the
-        // tail's masked load reads only its `tail` values; stores likewise
-        // inside `dst`, which holds at least `inputs` bytes.
-        unsafe {
-            let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-            for c in 0..full {
-                let v = _mm512_loadu_ps(p.wrapping_add(c * 16));
-                lo = _mm512_min_ps(lo, v);
-                hi = _mm512_max_ps(hi, v);
-            }
-            let t = _mm512_maskz_loadu_ps(tail_mask, p.wrapping_add(full * 16));
-            lo = _mm512_min_ps(lo, t);
-            hi = _mm512_max_ps(hi, t);
-            let (lo, hi) = (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
-            let (step, z) = super::row_step(lo, hi);
-            let (inv, vz) = (_mm512_set1_ps(1.0 / step), _mm512_set1_ps(z));
-            let d = dst.as_mut_ptr();
-            let quantize16 = |v: __m512| {
-                let q = _mm512_cvtps_epi32(_mm512_fmadd_ps(v, inv, vz));
-                _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, _mm512_setzero_si512()))
-            };
-            for c in 0..full {
-                let v = _mm512_loadu_ps(p.wrapping_add(c * 16));
-                _mm_storeu_si128(d.wrapping_add(c * 16).cast(), quantize16(v));
-            }
-            if tail > 0 {
-                _mm_mask_storeu_epi8(d.wrapping_add(full * 16).cast(), tail_mask, quantize16(t));
-            }
-            dst[inputs..].fill(z as u8);
-            (*scale, *zero) = (step, z as i32);
+    let p = row.as_ptr();
+    // SAFETY: loads of 16 lie inside `row` (`full` whole chunks), the
+    // tail's masked load reads only its `tail` values; stores likewise
+    // inside `dst`, which holds at least `inputs` bytes.
+    unsafe {
+        let (mut lo, mut hi) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        for c in 0..full {
+            let v = _mm512_loadu_ps(p.wrapping_add(c * 16));
+            lo = _mm512_min_ps(lo, v);
+            hi = _mm512_max_ps(hi, v);
         }
+        let t = _mm512_maskz_loadu_ps(tail_mask, p.wrapping_add(full * 16));
+        lo = _mm512_min_ps(lo, t);
+        hi = _mm512_max_ps(hi, t);
+        let (lo, hi) = (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
+        let (step, z) = super::row_step(lo, hi);
+        let (inv, vz) = (_mm512_set1_ps(1.0 / step), _mm512_set1_ps(z));
+        let d = dst.as_mut_ptr();
+        let quantize16 = |v: __m512| {
+            let q = _mm512_cvtps_epi32(_mm512_fmadd_ps(v, inv, vz));
+            _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, _mm512_setzero_si512()))
+        };
+        for c in 0..full {
+            let v = _mm512_loadu_ps(p.wrapping_add(c * 16));
+            _mm_storeu_si128(d.wrapping_add(c * 16).cast(), quantize16(v));
+        }
+        if tail > 0 {
+            _mm_mask_storeu_epi8(d.wrapping_add(full * 16).cast(), tail_mask, quantize16(t));
+        }
+        (step, z)
     }
 }
 
