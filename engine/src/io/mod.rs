@@ -2,6 +2,7 @@
 
 mod dir_append;
 pub mod error_table;
+pub mod key_ranges;
 pub mod lance;
 pub mod lance_scan;
 pub mod lance_staged;

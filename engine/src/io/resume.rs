@@ -15,9 +15,11 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{
@@ -26,6 +28,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::{col, lit};
 use futures::TryStreamExt;
 
+use super::key_ranges::KeyRanges;
 use super::sinks::FileFormat;
 use crate::functions::args::{array_arg, str_arg};
 use crate::{EngineError, Result};
@@ -70,66 +73,130 @@ impl ResumeTarget {
     }
 }
 
-/// The keys an output holds, in arrow's row format (any key type).
+/// The keys an output holds.
 pub struct KeySet {
-    keys: HashSet<Box<[u8]>>,
-    data_type: Option<DataType>,
+    held: Held,
     skipped: AtomicU64,
+}
+
+/// How a [`KeySet`] holds its keys, chosen by the output's key type.
+enum Held {
+    /// Nothing read yet (no output, or an empty one).
+    Nothing,
+    /// Integer keys (up to 64 bits signed, 32 unsigned) as ranges: memory grows
+    /// with the runs of consecutive ids, not with the keys.
+    Integers(KeyRanges),
+    /// Any other type, in arrow's row format.
+    Rows {
+        data_type: DataType,
+        keys: HashSet<Box<[u8]>>,
+    },
+}
+
+/// Key types whose every value is an `i64` exactly.
+fn fits_i64(data_type: &DataType) -> bool {
+    use DataType::*;
+    matches!(
+        data_type,
+        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32
+    )
+}
+
+/// `column` as `Int64` (values that do not convert are null).
+fn as_i64(column: &ArrayRef) -> Result<Int64Array> {
+    let wide = cast(column, &DataType::Int64)?;
+    wide.as_primitive_opt::<Int64Type>()
+        .cloned()
+        .ok_or_else(|| {
+            EngineError::Arrow(ArrowError::CastError(format!(
+                "resume keys of type {} did not convert to Int64",
+                column.data_type()
+            )))
+        })
 }
 
 impl KeySet {
     fn empty() -> Self {
         Self {
-            keys: HashSet::new(),
-            data_type: None,
+            held: Held::Nothing,
             skipped: AtomicU64::new(0),
         }
     }
 
     /// How many keys the output holds.
-    pub fn len(&self) -> usize {
-        self.keys.len()
+    pub fn len(&self) -> u64 {
+        match &self.held {
+            Held::Nothing => 0,
+            Held::Integers(ranges) => ranges.keys(),
+            Held::Rows { keys, .. } => keys.len() as u64,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
     }
 
     fn insert_all(&mut self, column: &ArrayRef) -> Result<()> {
-        let data_type = self
-            .data_type
-            .get_or_insert_with(|| column.data_type().clone())
-            .clone();
-        let rows = converter(&data_type)?.convert_columns(std::slice::from_ref(column))?;
-        for i in 0..column.len() {
-            if column.is_valid(i) {
-                self.keys.insert(rows.row(i).as_ref().into());
+        if matches!(self.held, Held::Nothing) {
+            self.held = if fits_i64(column.data_type()) {
+                Held::Integers(KeyRanges::default())
+            } else {
+                Held::Rows {
+                    data_type: column.data_type().clone(),
+                    keys: HashSet::new(),
+                }
+            };
+        }
+        match &mut self.held {
+            Held::Nothing => {}
+            Held::Integers(ranges) => {
+                let mut values: Vec<i64> = as_i64(column)?.iter().flatten().collect();
+                ranges.insert_all(&mut values);
+            }
+            Held::Rows { data_type, keys } => {
+                let column = if column.data_type() == data_type {
+                    column.clone()
+                } else {
+                    cast(column, data_type)?
+                };
+                let rows = converter(data_type)?.convert_columns(std::slice::from_ref(&column))?;
+                for i in 0..column.len() {
+                    if column.is_valid(i) {
+                        keys.insert(rows.row(i).as_ref().into());
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    /// True for each key the output does not hold (a null key never matches).
+    /// True for each key the output does not hold (a null key never matches;
+    /// a source key is compared as the output's key type).
     pub fn pending(&self, keys: &ArrayRef) -> Result<BooleanArray> {
-        let Some(data_type) = &self.data_type else {
-            return Ok(BooleanArray::from(vec![true; keys.len()]));
+        let held: Vec<bool> = match &self.held {
+            Held::Nothing => vec![false; keys.len()],
+            Held::Integers(ranges) => as_i64(keys)?
+                .iter()
+                .map(|k| k.is_some_and(|k| ranges.contains(k)))
+                .collect(),
+            Held::Rows {
+                data_type,
+                keys: set,
+            } => {
+                let keys = if keys.data_type() == data_type {
+                    keys.clone()
+                } else {
+                    cast(keys, data_type)?
+                };
+                let rows = converter(data_type)?.convert_columns(std::slice::from_ref(&keys))?;
+                (0..keys.len())
+                    .map(|i| keys.is_valid(i) && set.contains(rows.row(i).as_ref()))
+                    .collect()
+            }
         };
-        let keys = if keys.data_type() == data_type {
-            keys.clone()
-        } else {
-            cast(keys, data_type)?
-        };
-        let rows = converter(data_type)?.convert_columns(std::slice::from_ref(&keys))?;
-        let mut skipped = 0;
-        let pending: BooleanArray = (0..keys.len())
-            .map(|i| {
-                let held = keys.is_valid(i) && self.keys.contains(rows.row(i).as_ref());
-                skipped += u64::from(held);
-                Some(!held)
-            })
-            .collect();
-        self.skipped.fetch_add(skipped, Ordering::Relaxed);
-        Ok(pending)
+        let skipped = held.iter().filter(|h| **h).count();
+        self.skipped.fetch_add(skipped as u64, Ordering::Relaxed);
+        Ok(held.iter().map(|h| Some(!h)).collect())
     }
 }
 
@@ -348,6 +415,30 @@ mod tests {
             names.pending(&probe).unwrap().iter().collect::<Vec<_>>(),
             vec![Some(false), Some(true)]
         );
+    }
+
+    /// Integer ids are held as ranges (memory by runs, not keys); a type
+    /// that does not fit an i64 falls back to the row format.
+    #[test]
+    fn integer_keys_are_held_as_ranges_and_others_as_rows() {
+        let mut ids = KeySet::empty();
+        for first in (0..10i64).rev().map(|b| b * 10_000) {
+            let batch: ArrayRef = Arc::new(Int64Array::from_iter_values(first..first + 10_000));
+            ids.insert_all(&batch).unwrap();
+        }
+        assert!(matches!(&ids.held, Held::Integers(r) if r.ranges() == 1));
+        assert_eq!(ids.len(), 100_000);
+        let probe: ArrayRef = Arc::new(Int64Array::from(vec![-1, 0, 99_999, 100_000]));
+        assert_eq!(
+            ids.pending(&probe).unwrap().iter().collect::<Vec<_>>(),
+            vec![Some(true), Some(false), Some(false), Some(true)]
+        );
+
+        let mut wide = KeySet::empty();
+        let big: ArrayRef = Arc::new(datafusion::arrow::array::UInt64Array::from(vec![u64::MAX]));
+        wide.insert_all(&big).unwrap();
+        assert!(matches!(wide.held, Held::Rows { .. }));
+        assert_eq!(wide.pending(&big).unwrap().true_count(), 0);
     }
 
     #[test]
