@@ -76,16 +76,28 @@ pub(crate) fn query_attention_half(
             SCORES.with_borrow_mut(|scores| {
                 scores.clear();
                 scores.resize(frames, 0.0);
-                attend(
-                    query,
+                let head = Head {
                     rows,
-                    (stride, h * head_dim, d + h * head_dim),
+                    stride,
+                    key: h * head_dim,
+                    value: d + h * head_dim,
                     scale,
-                    scores,
-                    out,
-                );
+                };
+                attend(query, head, scores, out);
             });
         });
+}
+
+/// One (sequence, head)'s keys and values: `rows` holds a frame per
+/// `stride` values, the head's key at `key` and its value at `value` within
+/// each; scores are scaled by `scale`.
+#[derive(Clone, Copy)]
+struct Head<'a> {
+    rows: &'a [u16],
+    stride: usize,
+    key: usize,
+    value: usize,
+    scale: f32,
 }
 
 thread_local! {
@@ -93,16 +105,8 @@ thread_local! {
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// One (row, head): `rows` holds `scores.len()` frames of `stride` values,
-/// the head's keys at `key` and values at `value` within each.
-fn attend(
-    query: &[f32],
-    rows: &[u16],
-    (stride, key, value): (usize, usize, usize),
-    scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
+/// One (row, head): `query` against the `scores.len()` frames of `head`.
+fn attend(query: &[f32], head: Head<'_>, scores: &mut [f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if query.len() == HEAD && has_f16c() {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked above); `query`
@@ -110,19 +114,19 @@ fn attend(
         // (`f·stride + key` or `+ value`, HEAD wide) lies in `rows`, which
         // `query_attention_half`'s assert bounds (key, value + HEAD ≤ 2d =
         // stride, frames·stride = rows.len()).
-        return unsafe { fast::attend(query, rows, (stride, key, value), scale, scores, out) };
+        return unsafe { fast::attend(query, head, scores, out) };
     }
-    attend_portable(query, rows, (stride, key, value), scale, scores, out);
+    attend_portable(query, head, scores, out);
 }
 
-fn attend_portable(
-    query: &[f32],
-    rows: &[u16],
-    (stride, key, value): (usize, usize, usize),
-    scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
+fn attend_portable(query: &[f32], head: Head<'_>, scores: &mut [f32], out: &mut [f32]) {
+    let Head {
+        rows,
+        stride,
+        key,
+        value,
+        scale,
+    } = head;
     let wide = |bits: u16| half::f16::from_bits(bits).to_f32();
     let hd = query.len();
     for (f, s) in scores.iter_mut().enumerate() {
@@ -155,7 +159,7 @@ fn has_f16c() -> bool {
 mod fast {
     use std::arch::x86_64::*;
 
-    use super::{softmax_rows, F16_MAX, HEAD};
+    use super::{softmax_rows, Head, F16_MAX, HEAD};
 
     /// Eight f32 lanes per register: a head is this many registers.
     const CHUNKS: usize = HEAD / 8;
@@ -217,12 +221,17 @@ mod fast {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn attend(
         query: &[f32],
-        rows: &[u16],
-        (stride, key, value): (usize, usize, usize),
-        scale: f32,
+        head: Head<'_>,
         scores: &mut [f32],
         out: &mut [f32],
     ) {
+        let Head {
+            rows,
+            stride,
+            key,
+            value,
+            scale,
+        } = head;
         let frames = scores.len();
         let base = rows.as_ptr();
         // SAFETY (every load below): frame f's key and value are HEAD values
@@ -333,11 +342,16 @@ mod tests {
             for r in 0..rows {
                 for h in 0..heads {
                     let mut scores = vec![0f32; frames];
+                    let head = Head {
+                        rows: &kv16[r * frames * 2 * d..][..frames * 2 * d],
+                        stride: 2 * d,
+                        key: h * hd,
+                        value: d + h * hd,
+                        scale: (hd as f32).powf(-0.5),
+                    };
                     attend_portable(
                         &q[r * d + h * hd..][..hd],
-                        &kv16[r * frames * 2 * d..][..frames * 2 * d],
-                        (2 * d, h * hd, d + h * hd),
-                        (hd as f32).powf(-0.5),
+                        head,
                         &mut scores,
                         &mut portable[r * d + h * hd..][..hd],
                     );
