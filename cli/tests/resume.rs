@@ -21,6 +21,10 @@ use common::{cluster_with, ok, regatta, table, with_tables, WorkerSetup};
 const W1_SHAPE: &str = "SELECT id, image_mean(image_resize(image_decode(url_download(url), \
      'RGB'), 32, 32)) AS label FROM images";
 
+/// The same, keeping the URL: a job resumable on a string key.
+const W1_SHAPE_WITH_URL: &str = "SELECT id, url, image_mean(image_resize(image_decode(\
+     url_download(url), 'RGB'), 32, 32)) AS label FROM images";
+
 /// Serves `dir`'s files over HTTP on loopback, counting each download; the
 /// files a predicate names as held wait until released.
 struct ImageServer {
@@ -289,7 +293,14 @@ fn a_local_resumable_write_skips_what_the_output_holds_in_parquet_and_lance() {
     let d = tempfile::tempdir().unwrap();
     let server = ImageServer::start(d.path().join("img"), |_| false);
     let all = image_table(d.path(), &server.address, N, 2);
-    for (name, format) in [("out", "parquet"), ("out.lance", "lance")] {
+    // Integer keys (held as ranges) into Parquet and Lance, and string keys
+    // (held as fingerprints).
+    let runs = [
+        ("out", "parquet", "id", W1_SHAPE),
+        ("out.lance", "lance", "id", W1_SHAPE),
+        ("out-by-url", "parquet", "url", W1_SHAPE_WITH_URL),
+    ];
+    for (name, format, key, query) in runs {
         let out = d.path().join(name);
         let out_table = if format == "parquet" {
             format!("out={}/*.parquet", out.display())
@@ -298,12 +309,12 @@ fn a_local_resumable_write_skips_what_the_output_holds_in_parquet_and_lance() {
         };
         let run = |source: &str| {
             let mut cmd = regatta();
-            cmd.args(["sql", "--output-format", format, "--resume-key", "id", "-o"])
+            cmd.args(["sql", "--output-format", format, "--resume-key", key, "-o"])
                 .arg(&out);
-            ok(with_tables(&mut cmd, &[source.to_string()]).arg(W1_SHAPE))
+            ok(with_tables(&mut cmd, &[source.to_string()]).arg(query))
         };
         // A first run that got half way: the even rows only.
-        let sub = d.path().join(format!("half-{format}"));
+        let sub = d.path().join(format!("half-{name}"));
         let half = listing(&sub, &server.address, (0..N).step_by(2), 1);
         run(&half);
         assert_eq!(names(&server.take_downloads()), jpgs((0..N).step_by(2)));

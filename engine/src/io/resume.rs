@@ -86,11 +86,23 @@ enum Held {
     /// Integer keys (up to 64 bits signed, 32 unsigned) as ranges: memory grows
     /// with the runs of consecutive ids, not with the keys.
     Integers(KeyRanges),
-    /// Any other type, in arrow's row format.
+    /// Any other type (strings, URLs, 64-bit unsigned): each key's bytes in
+    /// arrow's row format, held as a 128-bit BLAKE3 fingerprint, 16 bytes
+    /// whatever the key's length. Two different keys share one with odds near
+    /// 2^-128 per pair (a billion keys: about 10^-21 that any pair does), and a
+    /// cryptographic hash leaves no way to make a key collide on purpose.
     Rows {
         data_type: DataType,
-        keys: HashSet<Box<[u8]>>,
+        keys: HashSet<u128>,
     },
+}
+
+/// A key's fingerprint: the first 128 bits of the BLAKE3 hash of its bytes.
+fn fingerprint(bytes: &[u8]) -> u128 {
+    let hash = blake3::hash(bytes);
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&hash.as_bytes()[..16]);
+    u128::from_le_bytes(first)
 }
 
 /// Key types whose every value is an `i64` exactly.
@@ -162,7 +174,7 @@ impl KeySet {
                 let rows = converter(data_type)?.convert_columns(std::slice::from_ref(&column))?;
                 for i in 0..column.len() {
                     if column.is_valid(i) {
-                        keys.insert(rows.row(i).as_ref().into());
+                        keys.insert(fingerprint(rows.row(i).as_ref()));
                     }
                 }
             }
@@ -190,7 +202,7 @@ impl KeySet {
                 };
                 let rows = converter(data_type)?.convert_columns(std::slice::from_ref(&keys))?;
                 (0..keys.len())
-                    .map(|i| keys.is_valid(i) && set.contains(rows.row(i).as_ref()))
+                    .map(|i| keys.is_valid(i) && set.contains(&fingerprint(rows.row(i).as_ref())))
                     .collect()
             }
         };
