@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use crate::nhwc::{start_rows, Activation};
-use crate::transformer::product::SharedOut;
+use crate::product::{product_add, SharedOut, Strided};
 
 /// A dense product's operands: `x` (`rows x inputs`) times `weights_t`
 /// (`inputs x outputs`), plus `bias` and, where given, `residual`.
@@ -65,27 +65,17 @@ pub(crate) fn pointwise_columns(
         // outputs), of which this piece alone reads and writes columns
         // c0..c0+n of every row.
         unsafe {
-            gemm::gemm(
-                rows,
-                n,
-                inputs,
-                dst.ptr().add(c0),
-                1,
-                outputs as isize,
-                true,
-                x.as_ptr(),
-                1,
-                inputs as isize,
-                weights_t.as_ptr().add(c0),
-                1,
-                outputs as isize,
-                1.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
+            let lhs = Strided {
+                ptr: x.as_ptr(),
+                row: inputs,
+                col: 1,
+            };
+            let rhs = Strided {
+                ptr: weights_t.as_ptr().add(c0),
+                row: outputs,
+                col: 1,
+            };
+            product_add((rows, n, inputs), dst.ptr().add(c0), outputs, lhs, rhs);
             for r in 0..rows {
                 let cells = std::slice::from_raw_parts_mut(dst.ptr().add(r * outputs + c0), n);
                 activation.apply_elementwise(cells);

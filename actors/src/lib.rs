@@ -29,6 +29,7 @@ pub mod mtcnn;
 mod nhwc;
 mod node_resources;
 mod pool_config;
+mod product;
 mod runtime;
 mod transformer;
 mod weights_file;

@@ -7,6 +7,7 @@
 use rayon::prelude::*;
 
 use crate::column_pieces::{columns_per_piece, pointwise_columns, Operands};
+use crate::product::{product_add, Strided};
 
 /// What follows a layer's bias.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,33 +77,17 @@ pub(crate) fn matmul_add(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k:
         rhs.len(),
         dst.len()
     );
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the assert above keeps every access gemm makes through these
-    // strides inside the three slices; `dst` is exclusively borrowed and does not
-    // overlap the shared `lhs` and `rhs`.
+    let contiguous = |ptr: *const f32, row: usize| Strided { ptr, row, col: 1 };
+    // SAFETY: the assert above keeps every access through these strides inside
+    // the three slices; `dst` is exclusively borrowed (and initialised) and
+    // does not overlap the shared `lhs` and `rhs`.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
+        product_add(
+            (m, n, k),
             dst.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            1.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            n,
+            contiguous(lhs.as_ptr(), k),
+            contiguous(rhs.as_ptr(), n),
         );
     }
 }

@@ -11,7 +11,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::elementwise::softmax_rows;
-use super::product::{product, SharedOut, Strided};
+use crate::product::{product, SharedOut, Strided};
 
 /// Query rows per piece: a 64 x 1,500 score block (Whisper's window) is 384 KB,
 /// in L2 for both products.

@@ -16,7 +16,7 @@
 //! others through a portable loop (correct, not fast). Measured on an AVX2-only CPU, the portable loop
 //! ran MiniLM at a thirteenth of the f32 kernels' speed (benches/RESULTS.md).
 
-use super::product::SharedOut;
+use crate::product::SharedOut;
 use rayon::prelude::*;
 
 /// Output columns of one packed panel: four 16-lane registers.

@@ -11,7 +11,6 @@ pub(crate) mod elementwise;
 pub(crate) mod half_keys;
 pub(crate) mod int8;
 pub(crate) mod layers;
-pub(crate) mod product;
 
 pub use elementwise::Gelu;
 pub use regatta_common::Precision;

@@ -11,11 +11,11 @@ use candle_transformers::models::whisper::Config;
 
 use super::audio_encoder::attention_parts;
 use crate::nhwc::Activation;
+use crate::product::{product, SharedOut, Strided};
 use crate::transformer::attention::query_attention;
 use crate::transformer::half_keys::{extend_half, query_attention_half};
 use crate::transformer::int8::Int8Weights;
 use crate::transformer::layers::{values, Dense, Norm};
-use crate::transformer::product::{product, SharedOut, Strided};
 use crate::transformer::{Gelu, Precision};
 use rayon::prelude::*;
 

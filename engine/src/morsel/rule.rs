@@ -7,7 +7,7 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::error::Result;
 use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_expr::projection::ProjectionExpr;
+use datafusion::physical_expr::projection::{ProjectionExpr, ProjectionExprs};
 use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_expr::{PhysicalExpr, ScalarFunctionExpr};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
@@ -370,14 +370,10 @@ fn feeds_from_morsels(plan: &Arc<dyn ExecutionPlan>) -> bool {
 
 /// Every column of `schema`, passed on as it is.
 fn pass_through(schema: &SchemaRef) -> Vec<ProjectionExpr> {
-    schema
-        .fields()
+    let all: Vec<usize> = (0..schema.fields().len()).collect();
+    ProjectionExprs::from_indices(&all, schema)
         .iter()
-        .enumerate()
-        .map(|(i, f)| ProjectionExpr {
-            expr: Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>,
-            alias: f.name().clone(),
-        })
+        .cloned()
         .collect()
 }
 

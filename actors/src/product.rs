@@ -1,6 +1,7 @@
-//! [`product`]: one single-threaded matrix product over strided operands,
-//! the one way the transformer kernels call gemm outside the dense layers
-//! (attention reads Q, K and V in place; logits read the embeddings transposed).
+//! [`product`] and [`product_add`]: single-threaded matrix products over
+//! strided operands, the one place the kernels call gemm (dense layers and 1x1
+//! convolutions read contiguous rows; attention reads Q, K and V in place;
+//! logits read the embeddings transposed; a few-row product a slice of columns).
 
 /// An output buffer written by parallel pieces that each own disjoint cells
 /// (their rows, their columns, their tiles).
@@ -35,11 +36,42 @@ pub(crate) struct Strided {
 /// `m x n` of `dst`) lies in a live buffer, and `dst`'s elements are written
 /// by nothing else meanwhile nor overlap the operands.
 pub(crate) unsafe fn product(
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     dst: *mut f32,
     dst_row: usize,
     lhs: Strided,
     rhs: Strided,
+    scale: f32,
+) {
+    // SAFETY: the caller's contract, as `gemm_strided` states it.
+    unsafe { gemm_strided(dims, (dst, dst_row), lhs, rhs, false, scale) }
+}
+
+/// `dst += lhs · rhs`, shaped as [`product`]'s operands.
+///
+/// # Safety
+/// As [`product`]'s, and `dst`'s `m x n` elements are initialised.
+pub(crate) unsafe fn product_add(
+    dims: (usize, usize, usize),
+    dst: *mut f32,
+    dst_row: usize,
+    lhs: Strided,
+    rhs: Strided,
+) {
+    // SAFETY: the caller's contract, as `gemm_strided` states it.
+    unsafe { gemm_strided(dims, (dst, dst_row), lhs, rhs, true, 1.0) }
+}
+
+/// `dst = (dst if accumulate) + scale · lhs · rhs`.
+///
+/// # Safety
+/// As [`product`]'s; with `accumulate`, `dst`'s elements are initialised.
+unsafe fn gemm_strided(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_row): (*mut f32, usize),
+    lhs: Strided,
+    rhs: Strided,
+    accumulate: bool,
     scale: f32,
 ) {
     if m == 0 || n == 0 {
@@ -54,14 +86,15 @@ pub(crate) unsafe fn product(
             dst,
             1,
             dst_row as isize,
-            false,
+            accumulate,
             lhs.ptr,
             lhs.col as isize,
             lhs.row as isize,
             rhs.ptr,
             rhs.col as isize,
             rhs.row as isize,
-            0.0f32,
+            // dst's factor (read only when accumulating), then the product's.
+            if accumulate { 1.0 } else { 0.0 },
             scale,
             false,
             false,
