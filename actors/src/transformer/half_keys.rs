@@ -120,24 +120,18 @@ fn attend(query: &[f32], head: Head<'_>, scores: &mut [f32], out: &mut [f32]) {
 }
 
 fn attend_portable(query: &[f32], head: Head<'_>, scores: &mut [f32], out: &mut [f32]) {
-    let Head {
-        rows,
-        stride,
-        key,
-        value,
-        scale,
-    } = head;
     let wide = |bits: u16| half::f16::from_bits(bits).to_f32();
     let hd = query.len();
+    let frame = |f: usize, at: usize| &head.rows[f * head.stride + at..][..hd];
     for (f, s) in scores.iter_mut().enumerate() {
-        let k = &rows[f * stride + key..][..hd];
-        *s = k.iter().zip(query).map(|(k, q)| wide(*k) * q).sum::<f32>() * scale;
+        let k = frame(f, head.key);
+        *s = k.iter().zip(query).map(|(k, q)| wide(*k) * q).sum::<f32>() * head.scale;
     }
     let width = scores.len();
     softmax_rows(scores, width);
     out.fill(0.0);
     for (f, p) in scores.iter().enumerate() {
-        let v = &rows[f * stride + value..][..hd];
+        let v = frame(f, head.value);
         out.iter_mut().zip(v).for_each(|(o, v)| *o += p * wide(*v));
     }
 }
