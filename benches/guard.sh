@@ -13,8 +13,11 @@
 # into DATA when missing: about 40 s of runs per workload. Fractions were tried
 # first: over 500 images one run's W1 ratio read 0.20 and the next 0.30, too
 # noisy to guard anything. One warm-up and PAIRS (default 3) pairs each
-# (ratio.py, the median); a ratio more than SLACK (default 0.15, i.e. 15 %)
-# above its baseline fails. Rerun a failing workload before believing it.
+# (ratio.py, the median), SHORT_PAIRS (default 9) for the workloads that run
+# under a second (W5, Q1, Q3: three pairs of those flagged W5 two sessions
+# running with no code cause); a ratio more than SLACK (default 0.15, i.e. 15 %)
+# above its baseline fails. ONLY="embed_stub ..." reruns some workloads
+# (rerun a failing one before believing it).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh
@@ -24,6 +27,7 @@ DATA="${DATA:-/tmp/regatta-bench-data}"
 IMAGES="${IMAGES:-2000}"
 DOCS="${DOCS:-20000}"
 PAIRS="${PAIRS:-3}"
+SHORT_PAIRS="${SHORT_PAIRS:-9}"
 SLACK="${SLACK:-0.15}"
 BIN="${BIN:-${CARGO_TARGET_DIR:-target}/release/regatta-bench}"
 BASELINE=benches/guard_baseline.json
@@ -48,9 +52,12 @@ else
 fi
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
+[[ -n "${ONLY:-}" ]] && read -r -a workloads <<<"$ONLY"
 for w in "${workloads[@]}"; do
-  echo "guard: $w (1 warm-up, $PAIRS pairs)" >&2
-  DATA="$DATA" PY="$PY" "$PY" "$SHARED/ratio.py" "$w" "$BIN" --runs "$PAIRS" --data "$DATA" | tail -1 >>"$results"
+  pairs="$PAIRS"
+  [[ "$w" == image ]] || pairs="$SHORT_PAIRS"
+  echo "guard: $w (1 warm-up, $pairs pairs)" >&2
+  DATA="$DATA" PY="$PY" "$PY" "$SHARED/ratio.py" "$w" "$BIN" --runs "$pairs" --data "$DATA" | tail -1 >>"$results"
 done
 python3 - "$results" "$BASELINE" "$SLACK" "$record" "$IMAGES" "$DOCS" <<'EOF'
 import json, sys
