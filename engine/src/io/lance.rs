@@ -252,13 +252,11 @@ pub async fn committed_version(dest: &str, tag: &str) -> Result<Option<u64>> {
     Ok(None)
 }
 
-/// The version job `tag` already committed to `dest`, said in the log: a commit
-/// run again (a new leader, a retried `CompleteJob`) returns it unchanged.
+/// The version job `tag` already committed to `dest` (logged): a commit run
+/// again (a new leader, a retried `CompleteJob`) returns it unchanged.
 async fn earlier_commit(dest: &str, tag: &str) -> Result<Option<u64>> {
     let version = committed_version(dest, tag).await?;
-    if let Some(v) = version {
-        log::info!("{tag}: {dest} version {v} was already committed by this job");
-    }
+    version.inspect(|v| log::info!("{tag}: {dest} version {v} was already committed by this job"));
     Ok(version)
 }
 
@@ -484,11 +482,9 @@ pub fn check_added_columns_report(json: &str) -> Result<()> {
     }
 }
 
-/// Commits the new `columns` every task of job `tag` wrote beside the
-/// dataset's fragments (`written`: one JSON [`AddedColumnFragment`] per task)
-/// as one merge on the version they all read: every fragment of that version
-/// must be there, once. Exactly once like [`commit_fragments`]. Returns the
-/// version.
+/// Commits the `columns` the tasks of job `tag` wrote beside the dataset's
+/// fragments (`written`: a JSON [`AddedColumnFragment`] each) as one merge on
+/// the version they read, every fragment once; exactly once. Returns the version.
 pub async fn commit_added_columns(
     dest: &str,
     written: &[String],
