@@ -105,6 +105,23 @@ fn fingerprint(bytes: &[u8]) -> u128 {
     u128::from_le_bytes(first)
 }
 
+/// Each row's fingerprint of `column` read as `data_type` (`None` for a null).
+fn fingerprints(column: &ArrayRef, data_type: &DataType) -> Result<Vec<Option<u128>>> {
+    let column = if column.data_type() == data_type {
+        column.clone()
+    } else {
+        cast(column, data_type)?
+    };
+    let rows = converter(data_type)?.convert_columns(std::slice::from_ref(&column))?;
+    Ok((0..column.len())
+        .map(|i| {
+            column
+                .is_valid(i)
+                .then(|| fingerprint(rows.row(i).as_ref()))
+        })
+        .collect())
+}
+
 /// Key types whose every value is an `i64` exactly.
 fn fits_i64(data_type: &DataType) -> bool {
     use DataType::*;
@@ -166,17 +183,7 @@ impl KeySet {
                 ranges.insert_all(&mut values);
             }
             Held::Rows { data_type, keys } => {
-                let column = if column.data_type() == data_type {
-                    column.clone()
-                } else {
-                    cast(column, data_type)?
-                };
-                let rows = converter(data_type)?.convert_columns(std::slice::from_ref(&column))?;
-                for i in 0..column.len() {
-                    if column.is_valid(i) {
-                        keys.insert(fingerprint(rows.row(i).as_ref()));
-                    }
-                }
+                keys.extend(fingerprints(column, data_type)?.into_iter().flatten());
             }
         }
         Ok(())
@@ -185,30 +192,23 @@ impl KeySet {
     /// True for each key the output does not hold (a null key never matches;
     /// a source key is compared as the output's key type).
     pub fn pending(&self, keys: &ArrayRef) -> Result<BooleanArray> {
-        let held: Vec<bool> = match &self.held {
-            Held::Nothing => vec![false; keys.len()],
+        let pending: BooleanArray = match &self.held {
+            Held::Nothing => BooleanArray::from(vec![true; keys.len()]),
             Held::Integers(ranges) => as_i64(keys)?
                 .iter()
-                .map(|k| k.is_some_and(|k| ranges.contains(k)))
+                .map(|k| Some(!k.is_some_and(|k| ranges.contains(k))))
                 .collect(),
             Held::Rows {
                 data_type,
                 keys: set,
-            } => {
-                let keys = if keys.data_type() == data_type {
-                    keys.clone()
-                } else {
-                    cast(keys, data_type)?
-                };
-                let rows = converter(data_type)?.convert_columns(std::slice::from_ref(&keys))?;
-                (0..keys.len())
-                    .map(|i| keys.is_valid(i) && set.contains(&fingerprint(rows.row(i).as_ref())))
-                    .collect()
-            }
+            } => fingerprints(keys, data_type)?
+                .into_iter()
+                .map(|f| Some(!f.is_some_and(|f| set.contains(&f))))
+                .collect(),
         };
-        let skipped = held.iter().filter(|h| **h).count();
+        let skipped = pending.len() - pending.true_count();
         self.skipped.fetch_add(skipped as u64, Ordering::Relaxed);
-        Ok(held.iter().map(|h| Some(!h)).collect())
+        Ok(pending)
     }
 }
 
