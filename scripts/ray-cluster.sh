@@ -150,11 +150,15 @@ add_node() {
   else
     gpu_args=(--num-gpus=0)
   fi
+  # Each node gets its own temp dir: nodes on one host sharing one would share
+  # runtime_resources/, and a node's runtime-env agent that first meets a
+  # working_dir deletes and unpacks it again while another node's worker is
+  # starting in it ("cd: ...: No such file or directory", a worker never up).
   ray_start "node$i" env "${gpu_env[@]}" ray start --address=127.0.0.1:6379 --node-ip-address=127.0.0.1 \
     --num-cpus=1 "${gpu_args[@]}" --object-store-memory=100000000 \
     --dashboard-agent-listen-port=$((52365 + i)) \
     --min-worker-port=$((20000 + 1000 * i)) --max-worker-port=$((20999 + 1000 * i)) \
-    --disable-usage-stats --temp-dir="$DIR/r"
+    --disable-usage-stats --temp-dir="$DIR/r-node$i"
   # A node killed a moment ago may still count as alive: wait for a new id.
   for _ in $(seq 1 120); do
     if alive_ids | grep -qvxF -f <(echo "${before:-none}"); then

@@ -13,7 +13,8 @@ use crate::{DriverState, TaskKey, WorkerState};
 /// Up to `limit` assignments: jobs first come first served; within a job, stages
 /// whose inputs are complete, partitions in order. Each task goes to a live worker
 /// with room for its CPU, GPU and memory demand, preferring the worker that holds
-/// most of its shuffle input, then the one with most free CPUs. A worker never gets
+/// most of its shuffle input, then the one with the largest share of its CPUs free,
+/// then the one with most free CPUs. A worker never gets
 /// more than fits, so its queue stays short and late tasks can still go to whichever
 /// worker frees up first.
 pub fn next_assignments(state: &DriverState, limit: usize) -> Vec<(TaskKey, WorkerId)> {
@@ -48,10 +49,11 @@ pub fn next_assignments(state: &DriverState, limit: usize) -> Vec<(TaskKey, Work
                 let best = free
                     .iter()
                     .filter(|(_, fw)| fits(fw))
-                    .max_by(|(a_id, (a, _)), (b_id, (b, _))| {
+                    .max_by(|(a_id, (a, aw)), (b_id, (b, bw))| {
                         let la = local.get(a_id).copied().unwrap_or(0);
                         let lb = local.get(b_id).copied().unwrap_or(0);
                         la.cmp(&lb)
+                            .then(idle_share(a, aw).total_cmp(&idle_share(b, bw)))
                             .then(a.cpus.total_cmp(&b.cpus))
                             .then(b_id.cmp(a_id))
                     })
@@ -77,6 +79,19 @@ pub fn next_assignments(state: &DriverState, limit: usize) -> Vec<(TaskKey, Work
         }
     }
     out
+}
+
+/// The share of `worker`'s CPUs still free. Spreading by share rather than by
+/// count keeps a small worker from idling beside a big one (2 free of 4 and 1
+/// free of 1: the small one is idle, the big one half busy), whichever of them
+/// joined first.
+fn idle_share(free: &Resources, worker: &WorkerState) -> f64 {
+    let total = worker.spec.resources.cpus;
+    if total > 0.0 {
+        free.cpus / total
+    } else {
+        0.0
+    }
 }
 
 /// Bytes of `partition`'s input that each worker holds.

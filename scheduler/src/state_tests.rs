@@ -447,3 +447,32 @@ fn a_data_error_fails_the_job_at_once_and_an_io_error_is_retried() {
         );
     }
 }
+
+#[test]
+fn two_tasks_go_one_to_each_worker_of_unequal_size_whichever_joined_first() {
+    for (big, small) in [(1, 2), (2, 1)] {
+        let mut s = DriverState::default();
+        s.apply(&worker(big, 2.0, 0.0)).unwrap();
+        s.apply(&worker(small, 1.0, 0.0)).unwrap();
+        s.apply(&Command::SubmitJob {
+            submitted_unix_ms: 0,
+            row_errors: Default::default(),
+            job: JobId(1),
+            name: "two".into(),
+            stages: vec![stage(1, 2, vec![], 0.0)],
+            output: None,
+            request_id: RequestId::generate(),
+        })
+        .unwrap();
+        let mut workers: Vec<WorkerId> = next_assignments(&s, 100)
+            .into_iter()
+            .map(|(_, w)| w)
+            .collect();
+        workers.sort();
+        assert_eq!(
+            workers,
+            vec![WorkerId(1), WorkerId(2)],
+            "the 2-CPU worker is {big}"
+        );
+    }
+}
