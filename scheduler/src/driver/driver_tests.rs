@@ -262,3 +262,40 @@ async fn results_expire_when_their_retention_ends_without_a_tick() {
     assert_eq!(status(&driver, job), JobStatus::Succeeded);
     assert!(a.told_to_end(job));
 }
+
+#[tokio::test]
+async fn a_launcher_waiting_for_a_node_wakes_when_its_worker_joins_and_names_what_never_came() {
+    let driver = Driver::new(options());
+    let ctx =
+        crate::launcher::LaunchContext::new("127.0.0.1:1".into(), "token".into(), driver.clone());
+    let labels = std::collections::BTreeSet::from(["node:a".to_string()]);
+    let waiting = {
+        let ctx = ctx.clone();
+        let labels = labels.clone();
+        tokio::spawn(async move { ctx.wait_for(&labels, Duration::from_secs(60)).await })
+    };
+    let spec = WorkerSpec {
+        address: "127.0.0.1:1".into(),
+        host: "127.0.0.1".into(),
+        node_label: "node:a".into(),
+        resources: Resources {
+            cpus: 1.0,
+            gpus: 0.0,
+            memory: 1 << 30,
+        },
+        ..WorkerSpec::default()
+    };
+    driver.membership().register(spec, None, &[]).await.unwrap();
+    // The join wakes the wait (well inside its 60 s).
+    let woke = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the wait did not wake when the worker joined")
+        .unwrap();
+    assert_eq!(woke, Ok(()));
+    // A node with no worker: the wait ends at its timeout, naming it.
+    let never = std::collections::BTreeSet::from(["node:a".to_string(), "node:b".to_string()]);
+    assert_eq!(
+        ctx.wait_for(&never, Duration::from_millis(100)).await,
+        Err(std::collections::BTreeSet::from(["node:b".to_string()]))
+    );
+}

@@ -6,7 +6,7 @@ mod local_workers;
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use local_workers::LocalWorkers;
 
@@ -65,17 +65,22 @@ impl LaunchContext {
         labels: &BTreeSet<String>,
         timeout: Duration,
     ) -> std::result::Result<(), BTreeSet<String>> {
-        let deadline = Instant::now() + timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Subscribed before the first look, so a worker joining in between
+        // still wakes the wait.
+        let mut changes = self.driver.changes();
         loop {
             let live = self.live_labels();
             let missing: BTreeSet<String> = labels.difference(&live).cloned().collect();
             if missing.is_empty() {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
-                return Err(missing);
+            // Woken by the state's next change (a worker joined or was lost),
+            // not by a tick.
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Err(missing),
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
