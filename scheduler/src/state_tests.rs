@@ -24,6 +24,19 @@ fn stage(id: u64, tasks: u32, inputs: Vec<u64>, gpus: f64) -> StageSpec {
     }
 }
 
+/// A job submission with no output, made now, under a fresh request id.
+fn submit_job(job: JobId, name: &str, stages: Vec<StageSpec>) -> Command {
+    Command::SubmitJob {
+        submitted_unix_ms: 0,
+        row_errors: Default::default(),
+        job,
+        name: name.into(),
+        stages,
+        output: None,
+        request_id: RequestId::generate(),
+    }
+}
+
 fn worker(id: u64, cpus: f64, gpus: f64) -> Command {
     Command::WorkerJoined {
         worker: WorkerId(id),
@@ -77,15 +90,11 @@ fn run_round(s: &mut DriverState, log: &mut Vec<Command>) -> usize {
 fn a_lost_worker_reruns_its_tasks_and_recomputes_needed_outputs_and_replays() {
     let mut s = DriverState::default();
     let mut log = vec![worker(1, 2.0, 0.0), worker(2, 2.0, 0.0)];
-    log.push(Command::SubmitJob {
-        submitted_unix_ms: 0,
-        row_errors: Default::default(),
-        job: JobId(1),
-        name: "j".into(),
-        stages: vec![stage(1, 4, vec![], 0.0), stage(2, 2, vec![1], 0.0)],
-        output: None,
-        request_id: RequestId::generate(),
-    });
+    log.push(submit_job(
+        JobId(1),
+        "j",
+        vec![stage(1, 4, vec![], 0.0), stage(2, 2, vec![1], 0.0)],
+    ));
     for c in &log {
         s.apply(c).unwrap();
     }
@@ -174,16 +183,8 @@ fn a_lost_worker_reruns_its_tasks_and_recomputes_needed_outputs_and_replays() {
 fn a_task_out_of_retries_fails_its_job_naming_task_worker_and_cause() {
     let mut s = DriverState::new(2);
     s.apply(&worker(1, 1.0, 0.0)).unwrap();
-    s.apply(&Command::SubmitJob {
-        submitted_unix_ms: 0,
-        row_errors: Default::default(),
-        job: JobId(7),
-        name: "j".into(),
-        stages: vec![stage(1, 1, vec![], 0.0)],
-        output: None,
-        request_id: RequestId::generate(),
-    })
-    .unwrap();
+    s.apply(&submit_job(JobId(7), "j", vec![stage(1, 1, vec![], 0.0)]))
+        .unwrap();
     let task = TaskKey {
         job: JobId(7),
         stage: StageId(1),
@@ -225,30 +226,18 @@ fn placement_respects_cpus_and_gpus() {
     let mut s = DriverState::default();
     s.apply(&worker(1, 2.0, 0.0)).unwrap();
     s.apply(&worker(2, 1.0, 1.0)).unwrap();
-    s.apply(&Command::SubmitJob {
-        submitted_unix_ms: 0,
-        row_errors: Default::default(),
-        job: JobId(1),
-        name: "gpu".into(),
-        stages: vec![stage(1, 3, vec![], 1.0)],
-        output: None,
-        request_id: RequestId::generate(),
-    })
-    .unwrap();
+    s.apply(&submit_job(JobId(1), "gpu", vec![stage(1, 3, vec![], 1.0)]))
+        .unwrap();
     // Only worker 2 has a GPU, and only one: one task now, none on worker 1.
     let picks = next_assignments(&s, 100);
     assert_eq!(picks.len(), 1);
     assert_eq!(picks[0].1, WorkerId(2));
     // CPU tasks fill the CPUs and no more.
-    s.apply(&Command::SubmitJob {
-        submitted_unix_ms: 0,
-        row_errors: Default::default(),
-        job: JobId(2),
-        name: "cpu".into(),
-        stages: vec![stage(1, 10, vec![], 0.0)],
-        output: None,
-        request_id: RequestId::generate(),
-    })
+    s.apply(&submit_job(
+        JobId(2),
+        "cpu",
+        vec![stage(1, 10, vec![], 0.0)],
+    ))
     .unwrap();
     // The GPU task takes worker 2's only CPU: CPU tasks fill worker 1's two.
     let picks = next_assignments(&s, 100);
@@ -276,15 +265,11 @@ fn a_worker_with_less_memory_than_a_task_share_runs_one_task_at_a_time() {
         },
     })
     .unwrap();
-    s.apply(&Command::SubmitJob {
-        submitted_unix_ms: 0,
-        row_errors: Default::default(),
-        job: JobId(1),
-        name: "small".into(),
-        stages: vec![stage(1, 3, vec![], 0.0)],
-        output: None,
-        request_id: RequestId::generate(),
-    })
+    s.apply(&submit_job(
+        JobId(1),
+        "small",
+        vec![stage(1, 3, vec![], 0.0)],
+    ))
     .unwrap();
     let picks = next_assignments(&s, 100);
     assert_eq!(picks.len(), 1, "{picks:?}");
@@ -361,16 +346,7 @@ fn poison_job(max_failures: u32) -> (DriverState, TaskKey) {
     }
     let mut spec = stage(1, 1, vec![], 0.0);
     spec.task_inputs = vec!["/data/crash.pdf".into()];
-    s.apply(&Command::SubmitJob {
-        submitted_unix_ms: 0,
-        row_errors: Default::default(),
-        job: JobId(3),
-        name: "j".into(),
-        stages: vec![spec],
-        output: None,
-        request_id: RequestId::generate(),
-    })
-    .unwrap();
+    s.apply(&submit_job(JobId(3), "j", vec![spec])).unwrap();
     let task = TaskKey {
         job: JobId(3),
         stage: StageId(1),
@@ -454,16 +430,8 @@ fn two_tasks_go_one_to_each_worker_of_unequal_size_whichever_joined_first() {
         let mut s = DriverState::default();
         s.apply(&worker(big, 2.0, 0.0)).unwrap();
         s.apply(&worker(small, 1.0, 0.0)).unwrap();
-        s.apply(&Command::SubmitJob {
-            submitted_unix_ms: 0,
-            row_errors: Default::default(),
-            job: JobId(1),
-            name: "two".into(),
-            stages: vec![stage(1, 2, vec![], 0.0)],
-            output: None,
-            request_id: RequestId::generate(),
-        })
-        .unwrap();
+        s.apply(&submit_job(JobId(1), "two", vec![stage(1, 2, vec![], 0.0)]))
+            .unwrap();
         let mut workers: Vec<WorkerId> = next_assignments(&s, 100)
             .into_iter()
             .map(|(_, w)| w)

@@ -13,6 +13,20 @@ use crate::{
     Command, JobStatus, OutputStats, Refusal, SchedulerError, StageSpec, TaskKey, WorkerSpec,
 };
 
+/// A loopback worker with `cpus` CPUs, no GPU and 1 GiB.
+fn worker_spec(cpus: f64) -> WorkerSpec {
+    WorkerSpec {
+        address: "127.0.0.1:1".into(),
+        host: "127.0.0.1".into(),
+        resources: Resources {
+            cpus,
+            gpus: 0.0,
+            memory: 1 << 30,
+        },
+        ..WorkerSpec::default()
+    }
+}
+
 /// A worker the test plays: its id and the orders the driver sends it.
 struct FakeWorker {
     id: WorkerId,
@@ -21,17 +35,11 @@ struct FakeWorker {
 
 impl FakeWorker {
     async fn join(driver: &Driver, cpus: f64) -> Self {
-        let spec = WorkerSpec {
-            address: "127.0.0.1:1".into(),
-            host: "127.0.0.1".into(),
-            resources: Resources {
-                cpus,
-                gpus: 0.0,
-                memory: 1 << 30,
-            },
-            ..WorkerSpec::default()
-        };
-        let (id, _) = driver.membership().register(spec, None, &[]).await.unwrap();
+        let (id, _) = driver
+            .membership()
+            .register(worker_spec(cpus), None, &[])
+            .await
+            .unwrap();
         let orders = driver.membership().connect(id).unwrap();
         Self { id, orders }
     }
@@ -275,15 +283,8 @@ async fn a_launcher_waiting_for_a_node_wakes_when_its_worker_joins_and_names_wha
         tokio::spawn(async move { ctx.wait_for(&labels, Duration::from_secs(60)).await })
     };
     let spec = WorkerSpec {
-        address: "127.0.0.1:1".into(),
-        host: "127.0.0.1".into(),
         node_label: "node:a".into(),
-        resources: Resources {
-            cpus: 1.0,
-            gpus: 0.0,
-            memory: 1 << 30,
-        },
-        ..WorkerSpec::default()
+        ..worker_spec(1.0)
     };
     driver.membership().register(spec, None, &[]).await.unwrap();
     // The join wakes the wait (well inside its 60 s).
